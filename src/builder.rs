@@ -1,0 +1,30 @@
+//! Extension methods on [`tower::ServiceBuilder`].
+
+#[allow(unused_imports)]
+use tower::ServiceBuilder;
+#[allow(unused_imports)]
+use tower::layer::util::Stack;
+
+mod sealed {
+    pub trait Sealed<L> {}
+    impl<L> Sealed<L> for tower::ServiceBuilder<L> {}
+}
+
+/// Adds tower-edge's layers to a [`tower::ServiceBuilder`] with their
+/// default configuration.
+///
+/// This trait is sealed: it is implemented for `ServiceBuilder` only.
+pub trait ServiceBuilderExt<L>: sealed::Sealed<L> + Sized {
+    /// Adds a [`CorrelationIdLayer`](crate::correlation::CorrelationIdLayer)
+    /// with its default configuration.
+    #[cfg(feature = "correlation-id")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "correlation-id")))]
+    fn correlation_id(self) -> ServiceBuilder<Stack<crate::correlation::CorrelationIdLayer, L>>;
+}
+
+impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
+    #[cfg(feature = "correlation-id")]
+    fn correlation_id(self) -> ServiceBuilder<Stack<crate::correlation::CorrelationIdLayer, L>> {
+        self.layer(crate::correlation::CorrelationIdLayer::new())
+    }
+}

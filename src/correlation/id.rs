@@ -1,0 +1,274 @@
+//! The [`CorrelationId`] type, its validation and generation.
+
+use std::cell::RefCell;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use http::HeaderValue;
+use pin_project_lite::pin_project;
+
+/// A validated correlation (request) ID.
+///
+/// The [`CorrelationIdLayer`](super::CorrelationIdLayer) puts one in the
+/// request extensions of every request; handlers read it from there (or with
+/// the axum extractor, feature `axum`), and it is the `correlation_id` field
+/// of the request's tracing span.
+///
+/// Cloning is cheap (a reference-counted buffer).
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct CorrelationId(HeaderValue);
+
+#[cfg(feature = "axum")]
+crate::extract::extension_extractor!(CorrelationId, "CorrelationIdLayer");
+
+/// The value given to [`CorrelationId::from_header_value`] is not usable as
+/// an ID: it is empty or holds bytes outside visible ASCII.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("a correlation ID must be non-empty visible ASCII")]
+pub struct InvalidCorrelationId(());
+
+impl CorrelationId {
+    /// Wraps a header value; it must be non-empty visible ASCII
+    /// (`0x21..=0x7e`, no spaces, tabs or control characters).
+    pub fn from_header_value(value: HeaderValue) -> Result<Self, InvalidCorrelationId> {
+        let bytes = value.as_bytes();
+        if !bytes.is_empty() && bytes.iter().all(|b| b.is_ascii_graphic()) {
+            Ok(Self(value))
+        } else {
+            Err(InvalidCorrelationId(()))
+        }
+    }
+
+    /// The ID as text.
+    pub fn as_str(&self) -> &str {
+        // Constructors admit visible ASCII only, which `to_str` accepts.
+        self.0.to_str().unwrap_or_default()
+    }
+
+    /// The ID as a header value, ready to be sent.
+    pub fn header_value(&self) -> &HeaderValue {
+        &self.0
+    }
+
+    pub(crate) fn into_header_value(self) -> HeaderValue {
+        self.0
+    }
+
+    /// The correlation ID of the request being handled on this task, if any.
+    ///
+    /// It is set while the [`CorrelationIdLayer`](super::CorrelationIdLayer)'s
+    /// inner service is polled, so any code running inside a handler sees it.
+    /// Work moved to another task with `tokio::spawn` does not, unless its
+    /// future is wrapped with [`with_correlation_id`].
+    pub fn current() -> Option<Self> {
+        CURRENT.with(|current| current.borrow().clone())
+    }
+}
+
+impl fmt::Debug for CorrelationId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("CorrelationId")
+            .field(&self.as_str())
+            .finish()
+    }
+}
+
+impl fmt::Display for CorrelationId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for CorrelationId {
+    type Err = InvalidCorrelationId;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let value = HeaderValue::from_str(s).map_err(|_| InvalidCorrelationId(()))?;
+        Self::from_header_value(value)
+    }
+}
+
+/// The default acceptance rule: 1 to `max_len` characters of
+/// `[A-Za-z0-9._:-]`.
+pub(crate) fn default_rule(value: &[u8], max_len: usize) -> bool {
+    !value.is_empty()
+        && value.len() <= max_len
+        && value
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
+}
+
+/// Makes a fresh correlation ID for a request that brought none (or an
+/// invalid one).
+///
+/// Implemented for [`UuidV7`] (the default), [`UuidV4`] and any closure
+/// `Fn() -> CorrelationId + Send + Sync + 'static`.
+pub trait MakeCorrelationId: Send + Sync + 'static {
+    /// A new ID.
+    fn make_correlation_id(&self) -> CorrelationId;
+}
+
+impl<F> MakeCorrelationId for F
+where
+    F: Fn() -> CorrelationId + Send + Sync + 'static,
+{
+    fn make_correlation_id(&self) -> CorrelationId {
+        self()
+    }
+}
+
+/// UUID version 7 (time-ordered, so IDs sort by creation time in logs and
+/// databases), from a thread-local random generator. The default.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct UuidV7;
+
+/// UUID version 4 (random), from a thread-local random generator.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct UuidV4;
+
+fn uuid_id(uuid: uuid::Uuid) -> CorrelationId {
+    let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    let text = uuid.hyphenated().encode_lower(&mut buf);
+    // A hyphenated UUID is 36 visible ASCII characters.
+    CorrelationId(HeaderValue::from_str(text).expect("a UUID is a valid header value"))
+}
+
+impl MakeCorrelationId for UuidV7 {
+    fn make_correlation_id(&self) -> CorrelationId {
+        uuid_id(uuid::Uuid::now_v7())
+    }
+}
+
+impl MakeCorrelationId for UuidV4 {
+    fn make_correlation_id(&self) -> CorrelationId {
+        uuid_id(uuid::Uuid::new_v4())
+    }
+}
+
+thread_local! {
+    static CURRENT: RefCell<Option<CorrelationId>> = const { RefCell::new(None) };
+}
+
+/// Restores the previous current ID when dropped (also on panic).
+struct Restore(Option<CorrelationId>);
+
+impl Drop for Restore {
+    fn drop(&mut self) {
+        let previous = self.0.take();
+        CURRENT.with(|current| *current.borrow_mut() = previous);
+    }
+}
+
+/// Runs `f` with `id` as [`CorrelationId::current`].
+pub(crate) fn enter<R>(id: &CorrelationId, f: impl FnOnce() -> R) -> R {
+    let previous = CURRENT.with(|current| current.borrow_mut().replace(id.clone()));
+    let _restore = Restore(previous);
+    f()
+}
+
+pin_project! {
+    /// A future that runs with a correlation ID as
+    /// [`CorrelationId::current`]; made by [`with_correlation_id`].
+    #[derive(Debug)]
+    pub struct WithCorrelationId<F> {
+        #[pin]
+        future: F,
+        id: CorrelationId,
+    }
+}
+
+impl<F: Future> Future for WithCorrelationId<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let future = this.future;
+        enter(this.id, || future.poll(cx))
+    }
+}
+
+/// Makes `id` the [`CorrelationId::current`] ID while `future` runs: wrap
+/// work handed to `tokio::spawn` so outgoing calls made there still carry
+/// the request's ID.
+///
+/// ```
+/// use tower_edge::correlation::{with_correlation_id, CorrelationId};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let id: CorrelationId = "job-42".parse().unwrap();
+/// let seen = tokio::spawn(with_correlation_id(id, async { CorrelationId::current() }))
+///     .await
+///     .unwrap();
+/// assert_eq!(seen.unwrap().as_str(), "job-42");
+/// # }
+/// ```
+pub fn with_correlation_id<F: Future>(id: CorrelationId, future: F) -> WithCorrelationId<F> {
+    WithCorrelationId { future, id }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_rule_accepts_only_the_allowed_alphabet_and_length() {
+        // STANDARDS.md: ^[A-Za-z0-9._:-]{1,128}$
+        assert!(default_rule(b"abc-DEF_123.x:y", 128));
+        assert!(default_rule(&[b'a'; 128], 128));
+        assert!(!default_rule(&[b'a'; 129], 128));
+        assert!(!default_rule(b"", 128));
+        for bad in [
+            &b"a b"[..],
+            b"a\tb",
+            b"a\r\nb",
+            b"a/b",
+            b"a\"b",
+            "é".as_bytes(),
+            b"a;b",
+        ] {
+            assert!(!default_rule(bad, 128), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn generated_ids_are_uuids_of_the_right_version() {
+        let v7 = UuidV7.make_correlation_id();
+        let parsed = uuid::Uuid::parse_str(v7.as_str()).unwrap();
+        assert_eq!(parsed.get_version_num(), 7);
+        assert_eq!(v7.as_str().len(), 36);
+        let v4 = UuidV4.make_correlation_id();
+        assert_eq!(
+            uuid::Uuid::parse_str(v4.as_str())
+                .unwrap()
+                .get_version_num(),
+            4
+        );
+        assert_ne!(UuidV7.make_correlation_id(), UuidV7.make_correlation_id());
+    }
+
+    #[test]
+    fn from_header_value_rejects_empty_and_invisible() {
+        assert!(CorrelationId::from_header_value(HeaderValue::from_static("")).is_err());
+        assert!(CorrelationId::from_header_value(HeaderValue::from_static("a b")).is_err());
+        assert!(CorrelationId::from_header_value(HeaderValue::from_static("a\tb")).is_err());
+        assert!("ok-1".parse::<CorrelationId>().is_ok());
+        assert!("é".parse::<CorrelationId>().is_err());
+    }
+
+    #[test]
+    fn current_is_scoped_and_restored() {
+        assert!(CorrelationId::current().is_none());
+        let outer: CorrelationId = "outer".parse().unwrap();
+        let inner: CorrelationId = "inner".parse().unwrap();
+        enter(&outer, || {
+            assert_eq!(CorrelationId::current().unwrap().as_str(), "outer");
+            enter(&inner, || {
+                assert_eq!(CorrelationId::current().unwrap().as_str(), "inner")
+            });
+            assert_eq!(CorrelationId::current().unwrap().as_str(), "outer");
+        });
+        assert!(CorrelationId::current().is_none());
+    }
+}

@@ -1,0 +1,104 @@
+//! Client side: stamp outgoing requests with the current correlation ID.
+
+use std::task::{Context, Poll};
+
+use http::{HeaderName, Request};
+use tower_layer::Layer;
+use tower_service::Service;
+
+use super::{CorrelationId, X_REQUEST_ID};
+
+/// Layer for an outgoing HTTP client (hyper-util's `Client`, or any
+/// `tower::Service<http::Request<_>>`) that copies the correlation ID of the
+/// request being handled onto every outgoing request, so the handler never
+/// passes it by hand.
+///
+/// The ID comes from [`CorrelationId::current`]: it is set while a
+/// [`CorrelationIdLayer`](super::CorrelationIdLayer) polls its inner
+/// service, so calls made inside a handler carry it. An outgoing request that
+/// already has the header keeps its own value.
+///
+/// ```
+/// use http::{Request, Response};
+/// use tower::{ServiceBuilder, ServiceExt};
+/// use tower_edge::correlation::{CorrelationId, PropagateCorrelationIdLayer, with_correlation_id};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// // A stand-in for an HTTP client that echoes the header it was sent.
+/// let client = ServiceBuilder::new()
+///     .layer(PropagateCorrelationIdLayer::new())
+///     .service_fn(|req: Request<()>| async move {
+///         Ok::<_, std::convert::Infallible>(Response::new(req.headers()["x-request-id"].clone()))
+///     });
+///
+/// let id: CorrelationId = "req-7".parse().unwrap();
+/// let sent = with_correlation_id(id, client.oneshot(Request::new(()))).await.unwrap();
+/// assert_eq!(sent.body(), "req-7");
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct PropagateCorrelationIdLayer {
+    header: HeaderName,
+}
+
+impl Default for PropagateCorrelationIdLayer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl PropagateCorrelationIdLayer {
+    /// Propagates in `x-request-id`.
+    pub fn new() -> Self {
+        Self {
+            header: X_REQUEST_ID,
+        }
+    }
+
+    /// Propagates in `header` instead.
+    pub fn with_header(header: HeaderName) -> Self {
+        Self { header }
+    }
+}
+
+impl<S> Layer<S> for PropagateCorrelationIdLayer {
+    type Service = PropagateCorrelationId<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        PropagateCorrelationId {
+            inner,
+            header: self.header.clone(),
+        }
+    }
+}
+
+/// Client middleware made by [`PropagateCorrelationIdLayer`].
+#[derive(Debug, Clone)]
+pub struct PropagateCorrelationId<S> {
+    inner: S,
+    header: HeaderName,
+}
+
+impl<S, B> Service<Request<B>> for PropagateCorrelationId<S>
+where
+    S: Service<Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<B>) -> Self::Future {
+        if !request.headers().contains_key(&self.header) {
+            if let Some(id) = CorrelationId::current() {
+                request
+                    .headers_mut()
+                    .insert(self.header.clone(), id.into_header_value());
+            }
+        }
+        self.inner.call(request)
+    }
+}

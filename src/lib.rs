@@ -1,0 +1,80 @@
+//! # tower-edge
+//!
+//! Composable [`tower`] layers that give any tower-compatible server (axum,
+//! hyper, tonic) what an API needs before it can scale horizontally:
+//! stateless authentication, fair rate limiting shared across replicas, HTTP
+//! caching and traceable requests.
+//!
+//! | layer | module | feature | what it does |
+//! |---|---|---|---|
+//! | correlation IDs | [`correlation`] | `correlation-id` | validated request/correlation IDs, echoed, on every log line |
+//!
+//! Every layer answers a rejected request with a response, never a service
+//! error, built in one place ([`rejection`]): RFC 9457 problem+json for HTTP
+//! clients, trailers-only `grpc-status` for gRPC clients.
+//!
+//! ## Recommended order
+//!
+//! Outermost first:
+//!
+//! ```text
+//! correlation -> otel -> rate_limit(by IP) -> jwt_auth -> rate_limit(by user) -> cache_headers -> handler
+//! ```
+//!
+//! * **correlation** first, so every response — rejections included —
+//!   carries the ID, and every log line inside has it.
+//! * **otel** next, so the server span covers the work of all other layers.
+//! * a coarse **per-IP flood guard** before signature checks, so floods of
+//!   bad tokens cost little; its quota sits well above any per-client quota.
+//! * **jwt_auth** puts the verified claims in the request extensions; the
+//!   **per-client limiter** after it keys by subject for authenticated
+//!   requests and by IP for anonymous ones.
+//! * **cache_headers** innermost: it sees the handler's real response and
+//!   never turns a 401 or 429 into a 304.
+//!
+//! ## Example
+//!
+//! ```
+//! # #[cfg(feature = "correlation-id")] {
+//! use http::{Request, Response};
+//! use tower::{ServiceBuilder, ServiceExt};
+//! use tower_edge::ServiceBuilderExt;
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! let service = ServiceBuilder::new()
+//!     .correlation_id()
+//!     .service_fn(|_req: Request<String>| async {
+//!         Ok::<_, std::convert::Infallible>(Response::new(String::from("hello")))
+//!     });
+//! let response = service.oneshot(Request::new(String::new())).await.unwrap();
+//! assert!(response.headers().contains_key("x-request-id"));
+//! # }
+//! # }
+//! ```
+#![cfg_attr(docsrs, feature(doc_cfg))]
+#![forbid(unsafe_code)]
+#![warn(
+    missing_docs,
+    missing_debug_implementations,
+    unreachable_pub,
+    rust_2018_idioms,
+    clippy::all
+)]
+
+pub mod body;
+pub mod config;
+pub mod rejection;
+
+#[cfg(feature = "correlation-id")]
+#[cfg_attr(docsrs, doc(cfg(feature = "correlation-id")))]
+pub mod correlation;
+
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+pub mod extract;
+
+mod builder;
+
+pub use body::ResponseBody;
+pub use builder::ServiceBuilderExt;
+pub use config::ConfigError;
