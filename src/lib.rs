@@ -64,6 +64,7 @@
 pub mod body;
 pub mod config;
 pub mod rejection;
+mod subject;
 
 #[cfg(feature = "correlation-id")]
 #[cfg_attr(docsrs, doc(cfg(feature = "correlation-id")))]
@@ -78,3 +79,4 @@ mod builder;
 pub use body::ResponseBody;
 pub use builder::ServiceBuilderExt;
 pub use config::ConfigError;
+pub use subject::Subject;

@@ -143,10 +143,10 @@ impl Config {
             .chain(&self.alternatives)
             .find_map(|name| headers.get(name));
         if let Some(value) = incoming {
-            if self.accepts(value.as_bytes()) {
-                if let Ok(id) = CorrelationId::from_header_value(value.clone()) {
-                    return id;
-                }
+            if self.accepts(value.as_bytes())
+                && let Ok(id) = CorrelationId::from_header_value(value.clone())
+            {
+                return id;
             }
             // Never log the rejected value itself: only its length.
             tracing::debug!(

@@ -92,12 +92,12 @@ where
     }
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
-        if !request.headers().contains_key(&self.header) {
-            if let Some(id) = CorrelationId::current() {
-                request
-                    .headers_mut()
-                    .insert(self.header.clone(), id.into_header_value());
-            }
+        if !request.headers().contains_key(&self.header)
+            && let Some(id) = CorrelationId::current()
+        {
+            request
+                .headers_mut()
+                .insert(self.header.clone(), id.into_header_value());
         }
         self.inner.call(request)
     }
