@@ -110,7 +110,7 @@ pub enum Evaluation {
 /// let current = Representation::new().etag(ETag::strong("v2").unwrap());
 /// let refused = preconditions.check(&current).unwrap_err();
 /// assert_eq!(refused.status(), http::StatusCode::PRECONDITION_FAILED);
-/// let response = refused.into_response::<http_body_util::Empty<bytes::Bytes>>();
+/// let response = refused.into_http_response::<http_body_util::Empty<bytes::Bytes>>();
 /// assert_eq!(response.status(), 412);
 /// ```
 #[derive(Debug, Clone)]
@@ -218,12 +218,12 @@ impl ConditionalResponse {
     }
 
     /// The response, with a default problem+json body for a 412.
-    pub fn into_response<B>(self) -> Response<ResponseBody<B>> {
-        self.into_response_with(&Rejections::default())
+    pub fn into_http_response<B>(self) -> Response<ResponseBody<B>> {
+        self.into_http_response_with(&Rejections::default())
     }
 
     /// The response, the 412 body rendered by `rejections`.
-    pub fn into_response_with<B>(self, rejections: &Rejections) -> Response<ResponseBody<B>> {
+    pub fn into_http_response_with<B>(self, rejections: &Rejections) -> Response<ResponseBody<B>> {
         if self.status == StatusCode::PRECONDITION_FAILED {
             return rejections.http_response(precondition_failed());
         }
@@ -246,7 +246,7 @@ impl ConditionalResponse {
 #[cfg(feature = "axum")]
 impl axum_core::response::IntoResponse for ConditionalResponse {
     fn into_response(self) -> axum_core::response::Response {
-        self.into_response_with::<axum_core::body::Body>(&Rejections::default())
+        self.into_http_response_with::<axum_core::body::Body>(&Rejections::default())
             .map(axum_core::body::Body::new)
     }
 }
@@ -590,7 +590,7 @@ mod tests {
         let current = rep("\"1\"").last_modified(date(T0));
         let r = p.check(&current).unwrap_err();
         assert_eq!(r.status(), StatusCode::NOT_MODIFIED);
-        let res = r.into_response::<http_body_util::Empty<bytes::Bytes>>();
+        let res = r.into_http_response::<http_body_util::Empty<bytes::Bytes>>();
         assert_eq!(res.headers()[ETAG], "\"1\"");
         assert!(res.headers().get(LAST_MODIFIED).is_none());
         use http_body::Body as _;
@@ -601,14 +601,14 @@ mod tests {
         let res = p
             .check(&current)
             .unwrap_err()
-            .into_response::<http_body_util::Empty<bytes::Bytes>>();
+            .into_http_response::<http_body_util::Empty<bytes::Bytes>>();
         assert_eq!(res.headers()[LAST_MODIFIED], T0);
 
         let p = pre(Method::DELETE, &[("if-match", "\"old\"")]);
         let res = p
             .check(&rep("\"new\""))
             .unwrap_err()
-            .into_response::<http_body_util::Empty<bytes::Bytes>>();
+            .into_http_response::<http_body_util::Empty<bytes::Bytes>>();
         assert_eq!(res.status(), StatusCode::PRECONDITION_FAILED);
         assert_eq!(res.headers()["content-type"], "application/problem+json");
         assert!(pre(Method::GET, &[]).check(&rep("\"1\"")).is_ok());

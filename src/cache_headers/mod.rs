@@ -106,7 +106,7 @@
 //!     let current = Representation::new()
 //!         .etag(ETag::strong(&stored_version.to_string()).unwrap());
 //!     if let Err(stop) = Preconditions::from_request(method, headers).check(&current) {
-//!         return stop.status(); // send `stop.into_response()` in a real handler
+//!         return stop.status(); // send `stop.into_http_response()` in a real handler
 //!     }
 //!     // ... write, then answer with the new ETag.
 //!     StatusCode::NO_CONTENT
