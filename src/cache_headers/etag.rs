@@ -152,10 +152,7 @@ impl ETag {
     ///
     /// The value is not exactly one entity tag.
     pub fn from_header_value(value: &HeaderValue) -> Result<Self, InvalidETag> {
-        let tag = match parse_tag(value.as_bytes(), 0) {
-            Some((tag, end)) if end == value.len() => tag,
-            _ => return Err(InvalidETag(())),
-        };
+        let tag = parse_single(value.as_bytes()).ok_or(InvalidETag(()))?;
         if !tag.opaque.iter().all(|b| is_etagc(*b)) {
             return Err(InvalidETag(()));
         }
@@ -228,6 +225,14 @@ impl TagRef<'_> {
 
     pub(crate) fn weak_eq(self, other: TagRef<'_>) -> bool {
         self.opaque == other.opaque
+    }
+}
+
+/// Parses a field that holds exactly one entity tag, borrowing it.
+pub(crate) fn parse_single(bytes: &[u8]) -> Option<TagRef<'_>> {
+    match parse_tag(bytes, 0) {
+        Some((tag, end)) if end == bytes.len() => Some(tag),
+        _ => None,
     }
 }
 

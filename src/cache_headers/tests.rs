@@ -391,8 +391,27 @@ async fn no_etag_where_it_does_not_belong() {
 #[tokio::test]
 async fn head_is_never_hashed_but_is_conditional() {
     let head = || Request::head("/p").body(Full::default()).unwrap();
-    let (res, _) = call(CacheHeadersLayer::new(), StatusCode::OK, &[], "", head()).await;
+    let hashed = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&hashed);
+    let counting = CacheHeadersLayer::builder()
+        .make_etag(move |body: &[u8]| {
+            counter.fetch_add(1, Ordering::SeqCst);
+            ETag::from_content(body)
+        })
+        .build()
+        .unwrap();
+    let (res, _) = call(counting, StatusCode::OK, &[], "", head()).await;
     assert!(res.headers().get(ETAG).is_none());
+    assert_eq!(
+        hashed.load(Ordering::SeqCst),
+        0,
+        "an empty HEAD body was hashed"
+    );
+    // A framework that hands the GET body to a HEAD response gets the GET's
+    // tag (RFC 9110 §9.3.2: HEAD carries the GET's headers).
+    let (res, _) = call(CacheHeadersLayer::new(), StatusCode::OK, &[], JSON, head()).await;
+    let (get_res, _) = ok(get("/p")).await;
+    assert_eq!(res.headers()[ETAG], get_res.headers()[ETAG]);
     let (res, body) = call(
         CacheHeadersLayer::new(),
         StatusCode::OK,
