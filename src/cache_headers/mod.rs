@@ -118,6 +118,49 @@
 //! assert_eq!(put_product(&Method::PUT, &headers, 6), StatusCode::NO_CONTENT);
 //! ```
 //!
+//! With axum (feature `axum`), take [`Preconditions`] as an argument;
+//! [`ConditionalResponse`] implements `IntoResponse`:
+//!
+//! ```
+//! # #[cfg(feature = "axum")] {
+//! use axum::{http::{header, StatusCode}, response::IntoResponse, routing::get, Router};
+//! use tower_edge::cache_headers::{
+//!     CacheControl, CacheHeadersLayer, CacheRule, ETag, Preconditions, Representation,
+//! };
+//!
+//! async fn current_version() -> u64 { 7 } // a cheap lookup, not the whole product
+//!
+//! async fn show(pre: Preconditions) -> axum::response::Response {
+//!     let etag = ETag::strong(&current_version().await.to_string()).unwrap();
+//!     if let Err(stop) = pre.check(&Representation::new().etag(etag.clone())) {
+//!         return stop.into_response(); // 304 without touching the database
+//!     }
+//!     ([(header::ETAG, etag.to_string())], "{\"id\":1}").into_response()
+//! }
+//!
+//! async fn update(pre: Preconditions) -> axum::response::Response {
+//!     let etag = ETag::strong(&current_version().await.to_string()).unwrap();
+//!     if let Err(stop) = pre.check(&Representation::new().etag(etag)) {
+//!         return stop.into_response(); // 412: the client's copy is stale
+//!     }
+//!     StatusCode::NO_CONTENT.into_response()
+//! }
+//!
+//! let app: Router = Router::new()
+//!     .route("/products/{id}", get(show).put(update))
+//!     .layer(
+//!         CacheHeadersLayer::builder()
+//!             .rule(
+//!                 CacheRule::new(CacheControl::new().public().max_age(std::time::Duration::from_secs(60)))
+//!                     .path_pattern("/products/*"),
+//!             )
+//!             .build()
+//!             .unwrap(),
+//!     );
+//! # let _ = app;
+//! # }
+//! ```
+//!
 //! Put a compression layer *inside* this one (or give pre-compressed bodies
 //! a `Content-Encoding`) so the tag is computed on the bytes sent; a
 //! compression layer outside would send one tag for several encodings.
