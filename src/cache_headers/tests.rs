@@ -699,6 +699,33 @@ async fn failed_if_match_on_get_is_412() {
     assert_eq!(body, JSON);
 }
 
+// BRIEF.md: the 412 goes through the configured `Rejections`, so a custom
+// body format keeps the status and `no-store`.
+#[tokio::test]
+async fn custom_rejections_render_the_412() {
+    use crate::rejection::{Problem, Rejections, RenderedBody};
+    let rejections = Rejections::new(|p: &Problem| RenderedBody {
+        content_type: HeaderValue::from_static("text/plain"),
+        body: Bytes::from(p.title().to_owned()),
+    });
+    let layer = CacheHeadersLayer::builder()
+        .rejections(rejections)
+        .build()
+        .unwrap();
+    let (res, body) = call(
+        layer,
+        StatusCode::OK,
+        &[],
+        JSON,
+        with(get("/p"), IF_MATCH, "\"stale\""),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::PRECONDITION_FAILED);
+    assert_eq!(res.headers()[CONTENT_TYPE], "text/plain");
+    assert_eq!(res.headers()[CACHE_CONTROL], "no-store");
+    assert_eq!(body, "Precondition Failed");
+}
+
 /// The handler of the If-Match tests: the stored product is at version 2.
 async fn put_product(
     req: Request<Full<Bytes>>,
