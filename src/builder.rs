@@ -20,11 +20,22 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed<L> + Sized {
     #[cfg(feature = "correlation-id")]
     #[cfg_attr(docsrs, doc(cfg(feature = "correlation-id")))]
     fn correlation_id(self) -> ServiceBuilder<Stack<crate::correlation::CorrelationIdLayer, L>>;
+
+    /// Adds a [`CacheHeadersLayer`](crate::cache_headers::CacheHeadersLayer)
+    /// with its default configuration.
+    #[cfg(feature = "cache-headers")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "cache-headers")))]
+    fn cache_headers(self) -> ServiceBuilder<Stack<crate::cache_headers::CacheHeadersLayer, L>>;
 }
 
 impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
     #[cfg(feature = "correlation-id")]
     fn correlation_id(self) -> ServiceBuilder<Stack<crate::correlation::CorrelationIdLayer, L>> {
         self.layer(crate::correlation::CorrelationIdLayer::new())
+    }
+
+    #[cfg(feature = "cache-headers")]
+    fn cache_headers(self) -> ServiceBuilder<Stack<crate::cache_headers::CacheHeadersLayer, L>> {
+        self.layer(crate::cache_headers::CacheHeadersLayer::new())
     }
 }

@@ -7,6 +7,7 @@
 //!
 //! | layer | module | feature | what it does |
 //! |---|---|---|---|
+//! | cache headers | [`cache_headers`] | `cache-headers` | `Cache-Control` policies, ETags, RFC 9110 conditional requests (304 / 412) |
 //! | correlation IDs | [`correlation`] | `correlation-id` | validated request/correlation IDs, echoed, on every log line |
 //!
 //! Every layer answers a rejected request with a response, never a service
@@ -65,6 +66,10 @@ pub mod body;
 pub mod config;
 pub mod rejection;
 mod subject;
+
+#[cfg(feature = "cache-headers")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cache-headers")))]
+pub mod cache_headers;
 
 #[cfg(feature = "correlation-id")]
 #[cfg_attr(docsrs, doc(cfg(feature = "correlation-id")))]

@@ -1,0 +1,617 @@
+//! Conditional requests (RFC 9110 §13): one evaluation for the layer and
+//! for handlers.
+
+use http::header::{
+    CACHE_CONTROL, CONTENT_LOCATION, DATE, ETAG, EXPIRES, IF_MATCH, IF_MODIFIED_SINCE,
+    IF_NONE_MATCH, IF_UNMODIFIED_SINCE, LAST_MODIFIED, SET_COOKIE, VARY,
+};
+use http::{HeaderMap, Method, Response, StatusCode};
+
+use super::date::HttpDate;
+use super::etag::{ETag, TagList, TagRef, match_list};
+use crate::body::ResponseBody;
+use crate::rejection::{Problem, Rejections};
+
+/// What the current representation of the target resource is, as far as
+/// preconditions care: its validators, or that there is none.
+///
+/// ```
+/// use tower_edge::cache_headers::{ETag, HttpDate, Representation};
+///
+/// let current = Representation::new()
+///     .etag(ETag::strong("v7").unwrap())
+///     .last_modified(HttpDate::from_unix_seconds(1_700_000_000).unwrap());
+/// let nothing_yet = Representation::missing(); // e.g. a PUT that creates
+/// # let _ = (current, nothing_yet);
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct Representation {
+    etag: Option<ETag>,
+    last_modified: Option<HttpDate>,
+    missing: bool,
+}
+
+impl Representation {
+    /// A current representation exists (so `If-Match: *` is true and
+    /// `If-None-Match: *` false); add its validators.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The resource has no current representation (not created yet, or
+    /// deleted).
+    pub fn missing() -> Self {
+        Self {
+            missing: true,
+            ..Self::default()
+        }
+    }
+
+    /// Its entity tag.
+    pub fn etag(mut self, etag: ETag) -> Self {
+        self.etag = Some(etag);
+        self
+    }
+
+    /// Its last modification date.
+    pub fn last_modified(mut self, date: HttpDate) -> Self {
+        self.last_modified = Some(date);
+        self
+    }
+
+    /// Whether a current representation exists.
+    pub fn exists(&self) -> bool {
+        !self.missing
+    }
+}
+
+/// The validators the evaluation compares with, borrowed.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Current<'a> {
+    pub(crate) exists: bool,
+    pub(crate) etag: Option<TagRef<'a>>,
+    pub(crate) last_modified: Option<HttpDate>,
+}
+
+/// The result of evaluating preconditions (RFC 9110 §13.2.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Evaluation {
+    /// All conditions hold (or none applies): perform the method.
+    Proceed,
+    /// `If-None-Match` or `If-Modified-Since` is false on a GET or HEAD:
+    /// answer 304 Not Modified.
+    NotModified,
+    /// A precondition failed: answer 412 Precondition Failed.
+    PreconditionFailed,
+}
+
+/// The conditional headers of one request, to evaluate against the current
+/// representation.
+///
+/// The [`CacheHeadersLayer`](super::CacheHeadersLayer) evaluates them for
+/// you on GET and HEAD, after the handler ran. A handler uses this type to
+/// decide *before* doing the work: a `PUT` or `DELETE` with `If-Match` must
+/// be refused with 412 before it changes anything (RFC 9110 §13.1.1), and a
+/// `GET` can skip the database when the client's copy is current.
+///
+/// Build it from any request's method and headers with
+/// [`Preconditions::from_request`], or take it as an axum handler argument
+/// (feature `axum`; it reads the request headers, no layer needed).
+///
+/// ```
+/// use http::{HeaderMap, Method};
+/// use tower_edge::cache_headers::{ETag, Preconditions, Representation};
+///
+/// let mut headers = HeaderMap::new();
+/// headers.insert("if-match", "\"v1\"".parse().unwrap());
+/// let preconditions = Preconditions::from_request(&Method::PUT, &headers);
+///
+/// // The stored version is v2: someone else wrote in between.
+/// let current = Representation::new().etag(ETag::strong("v2").unwrap());
+/// let refused = preconditions.check(&current).unwrap_err();
+/// assert_eq!(refused.status(), http::StatusCode::PRECONDITION_FAILED);
+/// let response = refused.into_http_response::<http_body_util::Empty<bytes::Bytes>>();
+/// assert_eq!(response.status(), 412);
+/// ```
+#[derive(Debug, Clone)]
+pub struct Preconditions {
+    method: Method,
+    /// Only the four conditional fields; empty (unallocated) when none.
+    headers: HeaderMap,
+}
+
+const CONDITIONAL: [http::HeaderName; 4] = [
+    IF_MATCH,
+    IF_NONE_MATCH,
+    IF_MODIFIED_SINCE,
+    IF_UNMODIFIED_SINCE,
+];
+
+impl Preconditions {
+    /// The preconditions of a request with this method and these headers.
+    pub fn from_request(method: &Method, headers: &HeaderMap) -> Self {
+        let mut own = HeaderMap::new();
+        for name in CONDITIONAL {
+            for value in headers.get_all(&name) {
+                own.append(name.clone(), value.clone());
+            }
+        }
+        Self {
+            method: method.clone(),
+            headers: own,
+        }
+    }
+
+    /// Whether the request carries any conditional header.
+    pub fn is_conditional(&self) -> bool {
+        !self.headers.is_empty()
+    }
+
+    /// The request method.
+    pub fn method(&self) -> &Method {
+        &self.method
+    }
+
+    /// The conditional fields of the request.
+    pub(crate) fn headers(&self) -> &HeaderMap {
+        &self.headers
+    }
+
+    /// Evaluates the preconditions against `current` (RFC 9110 §13.2.2).
+    ///
+    /// Call it only where the response without preconditions would be 2xx:
+    /// after authentication, authorisation and existence checks, so that a
+    /// 401, 404 or 429 is never turned into a 304 or 412.
+    pub fn evaluate(&self, current: &Representation) -> Evaluation {
+        evaluate(
+            &self.method,
+            &self.headers,
+            Current {
+                exists: current.exists(),
+                etag: current.etag.as_ref().map(ETag::as_ref),
+                last_modified: current.last_modified,
+            },
+        )
+    }
+
+    /// [`evaluate`](Self::evaluate), with a ready 304 or 412 response when
+    /// the handler must stop.
+    ///
+    /// # Errors
+    ///
+    /// The request must not proceed: send the returned response.
+    pub fn check(&self, current: &Representation) -> Result<(), ConditionalResponse> {
+        match self.evaluate(current) {
+            Evaluation::Proceed => Ok(()),
+            Evaluation::NotModified => Err(ConditionalResponse {
+                status: StatusCode::NOT_MODIFIED,
+                etag: current.etag.clone(),
+                last_modified: current.last_modified,
+            }),
+            Evaluation::PreconditionFailed => Err(ConditionalResponse {
+                status: StatusCode::PRECONDITION_FAILED,
+                etag: None,
+                last_modified: None,
+            }),
+        }
+    }
+}
+
+/// A 304 Not Modified or 412 Precondition Failed a handler must send
+/// instead of doing the work; from [`Preconditions::check`].
+///
+/// The 304 carries the representation's `ETag` (or its `Last-Modified` when
+/// it has no tag) and no body; the [`CacheHeadersLayer`](super::CacheHeadersLayer)
+/// adds the `Cache-Control` and `Vary` the 200 would have had. The 412 is a
+/// problem response built by [`Rejections`].
+#[derive(Debug, Clone)]
+pub struct ConditionalResponse {
+    status: StatusCode,
+    etag: Option<ETag>,
+    last_modified: Option<HttpDate>,
+}
+
+impl ConditionalResponse {
+    /// 304 or 412.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The response, with a default problem+json body for a 412.
+    pub fn into_http_response<B>(self) -> Response<ResponseBody<B>> {
+        self.into_http_response_with(&Rejections::default())
+    }
+
+    /// The response, the 412 body rendered by `rejections`.
+    pub fn into_http_response_with<B>(self, rejections: &Rejections) -> Response<ResponseBody<B>> {
+        if self.status == StatusCode::PRECONDITION_FAILED {
+            return rejections.http_response(precondition_failed());
+        }
+        let mut response = Response::new(ResponseBody::empty());
+        *response.status_mut() = StatusCode::NOT_MODIFIED;
+        let headers = response.headers_mut();
+        match (self.etag, self.last_modified) {
+            (Some(etag), _) => {
+                headers.insert(ETAG, etag.into());
+            }
+            (None, Some(date)) => {
+                headers.insert(LAST_MODIFIED, date.to_header_value());
+            }
+            (None, None) => {}
+        }
+        response
+    }
+}
+
+#[cfg(feature = "axum")]
+impl axum_core::response::IntoResponse for ConditionalResponse {
+    fn into_response(self) -> axum_core::response::Response {
+        self.into_http_response_with::<axum_core::body::Body>(&Rejections::default())
+            .map(axum_core::body::Body::new)
+    }
+}
+
+#[cfg(feature = "axum")]
+impl<S: Send + Sync> axum_core::extract::FromRequestParts<S> for Preconditions {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Self::from_request(&parts.method, &parts.headers))
+    }
+}
+
+/// The 412 problem.
+pub(crate) fn precondition_failed() -> Problem {
+    Problem::new(StatusCode::PRECONDITION_FAILED)
+        .with_detail("a precondition of the request (If-Match or If-Unmodified-Since) is false")
+}
+
+/// RFC 9110 §13.2.2, in order. `headers` are the request's; only the four
+/// conditional fields are read.
+///
+/// * Ignored for CONNECT, OPTIONS and TRACE (§13.2.1).
+/// * A malformed `If-Match` fails (412): a client that asked for a
+///   precondition never gets an unguarded write. A malformed
+///   `If-None-Match` is ignored (it never produces a 304) but, being
+///   present, still disables `If-Modified-Since`.
+/// * Invalid dates, and date fields given as lists, are ignored
+///   (§13.1.3, §13.1.4).
+pub(crate) fn evaluate(method: &Method, headers: &HeaderMap, current: Current<'_>) -> Evaluation {
+    if headers.is_empty() || matches!(*method, Method::CONNECT | Method::OPTIONS | Method::TRACE) {
+        return Evaluation::Proceed;
+    }
+    let get_or_head = matches!(*method, Method::GET | Method::HEAD);
+
+    // Step 1: If-Match (strong comparison), else step 2: If-Unmodified-Since.
+    if headers.contains_key(IF_MATCH) {
+        let holds = match match_list(headers.get_all(IF_MATCH), current.etag, true) {
+            TagList::Any => current.exists,
+            TagList::Tags { matched } => matched && current.exists,
+            TagList::Malformed => false,
+        };
+        if !holds {
+            return Evaluation::PreconditionFailed;
+        }
+    } else if let Some(date) = HttpDate::from_single_line(headers.get_all(IF_UNMODIFIED_SINCE))
+        && let Some(last_modified) = current.last_modified
+        && last_modified > date
+    {
+        return Evaluation::PreconditionFailed;
+    }
+
+    // Step 3: If-None-Match (weak comparison), else step 4:
+    // If-Modified-Since for GET and HEAD.
+    if headers.contains_key(IF_NONE_MATCH) {
+        let matched = match match_list(headers.get_all(IF_NONE_MATCH), current.etag, false) {
+            TagList::Any => current.exists,
+            TagList::Tags { matched } => matched && current.exists,
+            TagList::Malformed => false,
+        };
+        if matched {
+            return if get_or_head {
+                Evaluation::NotModified
+            } else {
+                Evaluation::PreconditionFailed
+            };
+        }
+    } else if get_or_head
+        && let Some(date) = HttpDate::from_single_line(headers.get_all(IF_MODIFIED_SINCE))
+        && let Some(last_modified) = current.last_modified
+        && last_modified <= date
+    {
+        return Evaluation::NotModified;
+    }
+    Evaluation::Proceed
+}
+
+/// Whether a header may stay on a 304 (RFC 9110 §15.4.5): the fields a 200
+/// would have had that the RFC lists, `Set-Cookie`, and `Last-Modified`
+/// only when there is no `ETag` ("might be useful if the response does not
+/// have an ETag field").
+pub(crate) fn keep_on_304(headers: &mut HeaderMap) {
+    let has_etag = headers.contains_key(ETAG);
+    let keep: [&http::HeaderName; 7] = [
+        &CACHE_CONTROL,
+        &CONTENT_LOCATION,
+        &DATE,
+        &ETAG,
+        &EXPIRES,
+        &VARY,
+        &SET_COOKIE,
+    ];
+    let mut kept = HeaderMap::with_capacity(headers.len());
+    let mut last: Option<http::HeaderName> = None;
+    for (name, value) in headers.drain() {
+        if let Some(name) = name {
+            last = Some(name);
+        }
+        let Some(name) = &last else { continue };
+        if keep.contains(&name) || (!has_etag && *name == LAST_MODIFIED) {
+            kept.append(name.clone(), value);
+        }
+    }
+    *headers = kept;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn pre(method: Method, pairs: &[(&'static str, &'static str)]) -> Preconditions {
+        let mut headers = HeaderMap::new();
+        for (name, value) in pairs {
+            headers.append(*name, HeaderValue::from_static(value));
+        }
+        Preconditions::from_request(&method, &headers)
+    }
+
+    fn rep(etag: &str) -> Representation {
+        Representation::new().etag(etag.parse().unwrap())
+    }
+
+    fn date(s: &str) -> HttpDate {
+        s.parse().unwrap()
+    }
+
+    const T0: &str = "Sun, 06 Nov 1994 08:49:37 GMT";
+    const T1: &str = "Sun, 06 Nov 1994 08:49:38 GMT";
+
+    use Evaluation::*;
+
+    // RFC 9110 §13.1.1: If-Match uses the strong comparison; false → 412.
+    #[test]
+    fn if_match_is_strong() {
+        let p = pre(Method::PUT, &[("if-match", "\"1\"")]);
+        assert_eq!(p.evaluate(&rep("\"1\"")), Proceed);
+        assert_eq!(p.evaluate(&rep("W/\"1\"")), PreconditionFailed);
+        assert_eq!(p.evaluate(&rep("\"2\"")), PreconditionFailed);
+        let p = pre(Method::PUT, &[("if-match", "W/\"1\"")]);
+        assert_eq!(p.evaluate(&rep("W/\"1\"")), PreconditionFailed);
+    }
+
+    // RFC 9110 §13.1.2: If-None-Match uses the weak comparison; false → 304
+    // for GET/HEAD, 412 for other methods.
+    #[test]
+    fn if_none_match_is_weak_and_method_dependent() {
+        for method in [Method::GET, Method::HEAD] {
+            let p = pre(method, &[("if-none-match", "W/\"1\"")]);
+            assert_eq!(p.evaluate(&rep("\"1\"")), NotModified);
+            assert_eq!(p.evaluate(&rep("W/\"1\"")), NotModified);
+            assert_eq!(p.evaluate(&rep("\"2\"")), Proceed);
+        }
+        let p = pre(Method::POST, &[("if-none-match", "\"1\"")]);
+        assert_eq!(p.evaluate(&rep("\"1\"")), PreconditionFailed);
+        assert_eq!(p.evaluate(&rep("\"2\"")), Proceed);
+    }
+
+    // RFC 9110 §13.1.1, §13.1.2: `*` matches when a current representation
+    // exists.
+    #[test]
+    fn star_matches_an_existing_representation_only() {
+        let p = pre(Method::PUT, &[("if-match", "*")]);
+        assert_eq!(p.evaluate(&Representation::new()), Proceed);
+        assert_eq!(p.evaluate(&Representation::missing()), PreconditionFailed);
+        let p = pre(Method::PUT, &[("if-none-match", "*")]);
+        assert_eq!(p.evaluate(&Representation::new()), PreconditionFailed);
+        assert_eq!(p.evaluate(&Representation::missing()), Proceed);
+        let p = pre(Method::GET, &[("if-none-match", "*")]);
+        assert_eq!(p.evaluate(&Representation::new()), NotModified);
+    }
+
+    // RFC 9110 §13.2.2: the order. If-Match before If-None-Match (a failed
+    // If-Match is 412 even when If-None-Match would give 304);
+    // If-Unmodified-Since only without If-Match; If-Modified-Since only
+    // without If-None-Match.
+    #[test]
+    fn evaluation_order() {
+        let current = rep("\"1\"").last_modified(date(T0));
+        // Step 1 decides before step 3.
+        let p = pre(
+            Method::GET,
+            &[("if-match", "\"2\""), ("if-none-match", "\"1\"")],
+        );
+        assert_eq!(p.evaluate(&current), PreconditionFailed);
+        // Step 1 true, step 3 false → 304.
+        let p = pre(
+            Method::GET,
+            &[("if-match", "\"1\""), ("if-none-match", "\"1\"")],
+        );
+        assert_eq!(p.evaluate(&current), NotModified);
+        // If-Unmodified-Since (false here) is ignored when If-Match is present.
+        let p = pre(
+            Method::PUT,
+            &[
+                ("if-match", "\"1\""),
+                ("if-unmodified-since", "Sun, 06 Nov 1994 08:49:36 GMT"),
+            ],
+        );
+        assert_eq!(p.evaluate(&current), Proceed);
+        // ...and decides when it is alone.
+        let p = pre(
+            Method::PUT,
+            &[("if-unmodified-since", "Sun, 06 Nov 1994 08:49:36 GMT")],
+        );
+        assert_eq!(p.evaluate(&current), PreconditionFailed);
+        // If-Modified-Since (true → 304 alone) is ignored when If-None-Match
+        // is present and does not match.
+        let p = pre(
+            Method::GET,
+            &[("if-none-match", "\"other\""), ("if-modified-since", T1)],
+        );
+        assert_eq!(p.evaluate(&current), Proceed);
+        let p = pre(Method::GET, &[("if-modified-since", T1)]);
+        assert_eq!(p.evaluate(&current), NotModified);
+        // Step 2 false before step 4.
+        let p = pre(
+            Method::GET,
+            &[
+                ("if-unmodified-since", "Sun, 06 Nov 1994 08:49:36 GMT"),
+                ("if-modified-since", T1),
+            ],
+        );
+        assert_eq!(p.evaluate(&current), PreconditionFailed);
+    }
+
+    // RFC 9110 §13.1.3, §13.1.4: invalid HTTP-date → the field is ignored;
+    // one-second granularity; a list of dates is invalid.
+    #[test]
+    fn date_validators() {
+        let current = Representation::new().last_modified(date(T0));
+        // Equal second → not modified; one second later → modified.
+        assert_eq!(
+            pre(Method::GET, &[("if-modified-since", T0)]).evaluate(&current),
+            NotModified
+        );
+        let later = Representation::new().last_modified(date(T1));
+        assert_eq!(
+            pre(Method::GET, &[("if-modified-since", T0)]).evaluate(&later),
+            Proceed
+        );
+        // Invalid dates are ignored, not treated as "modified" or "failed".
+        for bad in ["yesterday", "Sun, 06 Nov 1994 08:49:37", "0"] {
+            assert_eq!(
+                pre(Method::GET, &[("if-modified-since", bad)]).evaluate(&current),
+                Proceed
+            );
+            assert_eq!(
+                pre(Method::PUT, &[("if-unmodified-since", bad)]).evaluate(&later),
+                Proceed
+            );
+        }
+        // Two lines of If-Modified-Since are a list: ignored.
+        assert_eq!(
+            pre(
+                Method::GET,
+                &[("if-modified-since", T0), ("if-modified-since", T1)]
+            )
+            .evaluate(&current),
+            Proceed
+        );
+        // If-Modified-Since only for GET and HEAD.
+        assert_eq!(
+            pre(Method::POST, &[("if-modified-since", T1)]).evaluate(&current),
+            Proceed
+        );
+        // Unmodified since: equal → holds; earlier → 412.
+        assert_eq!(
+            pre(Method::PUT, &[("if-unmodified-since", T0)]).evaluate(&current),
+            Proceed
+        );
+        assert_eq!(
+            pre(Method::PUT, &[("if-unmodified-since", T0)]).evaluate(&later),
+            PreconditionFailed
+        );
+        // No Last-Modified: date conditions cannot fail or match.
+        assert_eq!(
+            pre(Method::GET, &[("if-modified-since", T1)]).evaluate(&Representation::new()),
+            Proceed
+        );
+    }
+
+    // RFC 9110 §13.2.1: preconditions are ignored for CONNECT, OPTIONS, TRACE.
+    #[test]
+    fn ignored_for_connect_options_trace() {
+        for method in [Method::CONNECT, Method::OPTIONS, Method::TRACE] {
+            let p = pre(
+                method.clone(),
+                &[("if-match", "\"nope\""), ("if-none-match", "*")],
+            );
+            assert_eq!(p.evaluate(&rep("\"1\"")), Proceed, "{method}");
+        }
+    }
+
+    // STANDARDS.md: malformed values (unquoted, `w/`, `*` mixed with tags)
+    // never produce a 304; a malformed If-Match fails safe with 412.
+    #[test]
+    fn malformed_never_yields_304() {
+        for bad in ["1", "w/\"1\"", "*, \"1\"", "\"1\" \"1\"", "\"1"] {
+            let p = pre(Method::GET, &[("if-none-match", bad)]);
+            assert_eq!(p.evaluate(&rep("\"1\"")), Proceed, "{bad}");
+            // Present-but-malformed If-None-Match still disables IMS.
+            let p = pre(
+                Method::GET,
+                &[("if-none-match", bad), ("if-modified-since", T1)],
+            );
+            assert_eq!(
+                p.evaluate(&rep("\"1\"").last_modified(date(T0))),
+                Proceed,
+                "{bad}"
+            );
+            let p = pre(Method::PUT, &[("if-match", bad)]);
+            assert_eq!(p.evaluate(&rep("\"1\"")), PreconditionFailed, "{bad}");
+        }
+    }
+
+    // STANDARDS.md, RFC 9110 §5.3/§5.6.1: lists over several lines, empty
+    // members, OWS, a comma inside quotes belongs to the tag.
+    #[test]
+    fn multi_line_if_none_match_with_quoted_comma() {
+        let p = pre(
+            Method::GET,
+            &[
+                ("if-none-match", "\"a\", ,"),
+                ("if-none-match", " \"b,c\" "),
+            ],
+        );
+        assert_eq!(p.evaluate(&rep("\"b,c\"")), NotModified);
+        assert_eq!(p.evaluate(&rep("\"b\"")), Proceed);
+        assert_eq!(p.evaluate(&rep("\"c\"")), Proceed);
+    }
+
+    // RFC 9110 §15.4.5 (SHOULD NOT send other representation metadata;
+    // Last-Modified "might be useful if the response does not have an ETag").
+    #[test]
+    fn conditional_response_304_carries_validator_412_is_a_problem() {
+        let p = pre(Method::GET, &[("if-none-match", "\"1\"")]);
+        let current = rep("\"1\"").last_modified(date(T0));
+        let r = p.check(&current).unwrap_err();
+        assert_eq!(r.status(), StatusCode::NOT_MODIFIED);
+        let res = r.into_http_response::<http_body_util::Empty<bytes::Bytes>>();
+        assert_eq!(res.headers()[ETAG], "\"1\"");
+        assert!(res.headers().get(LAST_MODIFIED).is_none());
+        use http_body::Body as _;
+        assert!(res.body().is_end_stream());
+
+        let p = pre(Method::GET, &[("if-modified-since", T0)]);
+        let current = Representation::new().last_modified(date(T0));
+        let res = p
+            .check(&current)
+            .unwrap_err()
+            .into_http_response::<http_body_util::Empty<bytes::Bytes>>();
+        assert_eq!(res.headers()[LAST_MODIFIED], T0);
+
+        let p = pre(Method::DELETE, &[("if-match", "\"old\"")]);
+        let res = p
+            .check(&rep("\"new\""))
+            .unwrap_err()
+            .into_http_response::<http_body_util::Empty<bytes::Bytes>>();
+        assert_eq!(res.status(), StatusCode::PRECONDITION_FAILED);
+        assert_eq!(res.headers()["content-type"], "application/problem+json");
+        assert!(pre(Method::GET, &[]).check(&rep("\"1\"")).is_ok());
+        assert!(!pre(Method::GET, &[]).is_conditional());
+    }
+}
