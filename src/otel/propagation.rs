@@ -65,8 +65,8 @@ impl Propagation {
 }
 
 /// Request headers as an [`Extractor`], hiding a `traceparent` that is not
-/// strictly valid (and its `tracestate` with it), and a `tracestate` of more
-/// than 32 members. Several `tracestate` or `baggage` lines are combined, as
+/// strictly valid (and its `tracestate` with it), and a `tracestate` that
+/// is not (more than 32 members, bad keys or values, duplicate keys). Several `tracestate` or `baggage` lines are combined, as
 /// both specifications allow.
 struct StrictHeaders<'a> {
     headers: &'a HeaderMap,
@@ -120,7 +120,7 @@ impl<'a> StrictHeaders<'a> {
         let tracestate = if trace_context {
             let combined = Combined::of(headers, TRACESTATE);
             match combined.get() {
-                Some(s) if list_members(s) > MAX_TRACESTATE_MEMBERS => Combined::None,
+                Some(s) if !valid_tracestate(s) => Combined::None,
                 _ => combined,
             }
         } else {
@@ -158,12 +158,56 @@ impl Extractor for StrictHeaders<'_> {
     }
 }
 
-/// `tracestate` list members: non-empty comma-separated elements.
-fn list_members(value: &str) -> usize {
-    value
-        .split(',')
-        .filter(|m| !m.trim_matches([' ', '\t']).is_empty())
-        .count()
+/// W3C Trace Context §3.3: at most 32 list members `key=value` with unique
+/// keys; `key` is `lcalpha 0*255(lcalpha / DIGIT / "_" / "-" / "*" / "/")`
+/// or `tenant@system`; `value` is 1 to 256 printable ASCII characters
+/// without `,` or `=`, not ending in a space. Empty members are allowed.
+pub(crate) fn valid_tracestate(value: &str) -> bool {
+    fn key_char(b: u8) -> bool {
+        matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-' | b'*' | b'/')
+    }
+    fn valid_key(key: &[u8]) -> bool {
+        match key.iter().position(|&b| b == b'@') {
+            None => {
+                key.len() <= 256 && key.first().is_some_and(u8::is_ascii_lowercase)
+                    && key.iter().copied().all(key_char)
+            }
+            Some(at) => {
+                let (tenant, system) = (&key[..at], &key[at + 1..]);
+                (1..=241).contains(&tenant.len())
+                    && tenant.iter().copied().all(key_char)
+                    && (1..=14).contains(&system.len())
+                    && system[0].is_ascii_lowercase()
+                    && system.iter().copied().all(key_char)
+            }
+        }
+    }
+    fn valid_value(value: &[u8]) -> bool {
+        (1..=256).contains(&value.len())
+            && value.last() != Some(&b' ')
+            && value
+                .iter()
+                .all(|&b| (0x20..=0x7e).contains(&b) && b != b',' && b != b'=')
+    }
+    let mut keys: Vec<&[u8]> = Vec::new();
+    for member in value.split(',') {
+        let member = member.trim_matches([' ', '\t']);
+        if member.is_empty() {
+            continue;
+        }
+        let Some((key, value)) = member.split_once('=') else {
+            return false;
+        };
+        let key = key.as_bytes();
+        if !valid_key(key) || !valid_value(value.as_bytes()) || keys.contains(&key) {
+            return false;
+        }
+        if keys.len() == MAX_TRACESTATE_MEMBERS {
+            return false;
+        }
+        keys.push(key);
+    }
+    true
 }
 
 /// W3C Trace Context §3.2: `version-traceid-parentid-flags`, lowercase hex,
@@ -220,7 +264,39 @@ impl Injector for KeepingInjector<'_> {
 
 #[cfg(test)]
 mod tests {
-    use super::valid_traceparent;
+    use super::{valid_traceparent, valid_tracestate};
+
+    #[test]
+    fn tracestate_grammar() {
+        // W3C Trace Context §3.3.1: list-member grammar and 32-member limit.
+        for ok in [
+            "",
+            "vendor=abc",
+            "a=1, b=2 ,,c=x y",
+            "tenant@sys=v",
+            "k=!\"#$%&'()*+-./:;<>?@[]^_`{|}~",
+        ] {
+            assert!(valid_tracestate(ok), "{ok:?} refused");
+        }
+        let max: Vec<String> = (0..32).map(|i| format!("k{i}=v")).collect();
+        assert!(valid_tracestate(&max.join(",")));
+        let over: Vec<String> = (0..33).map(|i| format!("k{i}=v")).collect();
+        assert!(!valid_tracestate(&over.join(",")));
+        for bad in [
+            "=novalue",
+            "novalue",
+            "Upper=1",
+            "1key=1",
+            "k=",
+            "k=a=b",
+            "a=1,a=2",
+            "@sys=1",
+            "t@=1",
+            "k=caf\u{e9}",
+        ] {
+            assert!(!valid_tracestate(bad), "{bad:?} accepted");
+        }
+    }
 
     #[test]
     fn traceparent_grammar() {
