@@ -20,11 +20,22 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed<L> + Sized {
     #[cfg(feature = "correlation-id")]
     #[cfg_attr(docsrs, doc(cfg(feature = "correlation-id")))]
     fn correlation_id(self) -> ServiceBuilder<Stack<crate::correlation::CorrelationIdLayer, L>>;
+
+    /// Adds an [`OtelLayer`](crate::otel::OtelLayer) with its default
+    /// configuration (global providers and propagator).
+    #[cfg(feature = "otel")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "otel")))]
+    fn otel(self) -> ServiceBuilder<Stack<crate::otel::OtelLayer, L>>;
 }
 
 impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
     #[cfg(feature = "correlation-id")]
     fn correlation_id(self) -> ServiceBuilder<Stack<crate::correlation::CorrelationIdLayer, L>> {
         self.layer(crate::correlation::CorrelationIdLayer::new())
+    }
+
+    #[cfg(feature = "otel")]
+    fn otel(self) -> ServiceBuilder<Stack<crate::otel::OtelLayer, L>> {
+        self.layer(crate::otel::OtelLayer::new())
     }
 }

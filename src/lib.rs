@@ -8,7 +8,7 @@
 //! | layer | module | feature | what it does |
 //! |---|---|---|---|
 //! | correlation IDs | [`correlation`] | `correlation-id` | validated request/correlation IDs, echoed, on every log line |
-//! | OpenTelemetry | `otel` | `otel` | W3C trace-context propagation, HTTP/gRPC server spans and metrics per semantic conventions |
+//! | OpenTelemetry | [`otel`] | `otel` | W3C trace-context propagation, HTTP/gRPC server spans and metrics per semantic conventions |
 //!
 //! Every layer answers a rejected request with a response, never a service
 //! error, built in one place ([`rejection`]): RFC 9457 problem+json for HTTP

@@ -122,7 +122,10 @@ impl OtelLayerBuilder {
     /// Reads the incoming context with `propagator` instead of the global one
     /// (`opentelemetry::global::get_text_map_propagator`, looked up on every
     /// request).
-    pub fn propagator(mut self, propagator: impl TextMapPropagator + Send + Sync + 'static) -> Self {
+    pub fn propagator(
+        mut self,
+        propagator: impl TextMapPropagator + Send + Sync + 'static,
+    ) -> Self {
         self.propagation = Propagation::explicit(propagator);
         self
     }
@@ -298,7 +301,11 @@ where
         let (parent, links) = shared.parent_context(request.headers());
 
         let path = request.uri().path();
-        let grpc_method = if grpc { semconv::grpc_method(path) } else { None };
+        let grpc_method = if grpc {
+            semconv::grpc_method(path)
+        } else {
+            None
+        };
         let name: Cow<'static, str> = match (grpc_method, &route) {
             (Some((service, method)), _) => format!("{service}/{method}").into(),
             (None, Some(route)) => format!("{span_method} {route}").into(),

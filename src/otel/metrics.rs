@@ -163,7 +163,10 @@ impl EdgeMetrics {
     pub(crate) fn rate_limited(&self, policy: Cow<'static, str>) {
         self.inner.rate_limited.add(
             1,
-            &[KeyValue::new(Key::from_static_str(RATE_LIMIT_POLICY), policy)],
+            &[KeyValue::new(
+                Key::from_static_str(RATE_LIMIT_POLICY),
+                policy,
+            )],
         );
     }
 

@@ -58,7 +58,9 @@ impl Propagation {
     pub(crate) fn inject(&self, cx: &Context, headers: &mut HeaderMap) {
         let mut injector = KeepingInjector(headers);
         match self {
-            Self::Global => global::get_text_map_propagator(|p| p.inject_context(cx, &mut injector)),
+            Self::Global => {
+                global::get_text_map_propagator(|p| p.inject_context(cx, &mut injector))
+            }
             Self::Explicit(p) => p.inject_context(cx, &mut injector),
         }
     }
@@ -169,7 +171,8 @@ pub(crate) fn valid_tracestate(value: &str) -> bool {
     fn valid_key(key: &[u8]) -> bool {
         match key.iter().position(|&b| b == b'@') {
             None => {
-                key.len() <= 256 && key.first().is_some_and(u8::is_ascii_lowercase)
+                key.len() <= 256
+                    && key.first().is_some_and(u8::is_ascii_lowercase)
                     && key.iter().copied().all(key_char)
             }
             Some(at) => {

@@ -222,7 +222,11 @@ fn first_policy_name(value: &[u8]) -> Option<&str> {
         && name
             .iter()
             .all(|b| b.is_ascii_alphanumeric() || b"-_.:/*".contains(b));
-    if ok { std::str::from_utf8(name).ok() } else { None }
+    if ok {
+        std::str::from_utf8(name).ok()
+    } else {
+        None
+    }
 }
 
 #[cfg(test)]
@@ -242,15 +246,37 @@ mod tests {
     fn auth_failure_reasons() {
         // RFC 6750 §3: no `error` attribute when credentials were missing.
         let cases = [
-            (401, vec![("www-authenticate", r#"Bearer realm="api""#)], Some("missing_credentials")),
             (
                 401,
-                vec![("www-authenticate", r#"Bearer realm="api", error_description="x", error="invalid_token""#)],
+                vec![("www-authenticate", r#"Bearer realm="api""#)],
+                Some("missing_credentials"),
+            ),
+            (
+                401,
+                vec![(
+                    "www-authenticate",
+                    r#"Bearer realm="api", error_description="x", error="invalid_token""#,
+                )],
                 Some("invalid_token"),
             ),
-            (403, vec![("www-authenticate", r#"Bearer error="insufficient_scope", scope="a""#)], Some("insufficient_scope")),
-            (401, vec![("www-authenticate", "Bearer error=invalid_request")], Some("invalid_request")),
-            (401, vec![("www-authenticate", r#"Bearer error="made_up""#)], Some("other")),
+            (
+                403,
+                vec![(
+                    "www-authenticate",
+                    r#"Bearer error="insufficient_scope", scope="a""#,
+                )],
+                Some("insufficient_scope"),
+            ),
+            (
+                401,
+                vec![("www-authenticate", "Bearer error=invalid_request")],
+                Some("invalid_request"),
+            ),
+            (
+                401,
+                vec![("www-authenticate", r#"Bearer error="made_up""#)],
+                Some("other"),
+            ),
             (401, vec![], Some("unknown")),
             (403, vec![], None),
             (200, vec![], None),
@@ -265,7 +291,13 @@ mod tests {
     fn policy_names() {
         // draft-ietf-httpapi-ratelimit-headers: `"name";q=..;w=..` as RFC 9651 list.
         let cases = [
-            (vec![("ratelimit-policy", r#""per-ip";q=100;w=60, "per-user";q=10"#)], "per-ip"),
+            (
+                vec![(
+                    "ratelimit-policy",
+                    r#""per-ip";q=100;w=60, "per-user";q=10"#,
+                )],
+                "per-ip",
+            ),
             (vec![("ratelimit", r#""burst";r=0;t=3"#)], "burst"),
             (vec![("ratelimit", "token;r=0;t=3")], "token"),
             (vec![("ratelimit", r#""bad name";r=0"#)], "unknown"),
@@ -278,7 +310,10 @@ mod tests {
 
     #[test]
     fn grpc_paths_and_codes() {
-        assert_eq!(grpc_method("/pkg.Greeter/SayHello"), Some(("pkg.Greeter", "SayHello")));
+        assert_eq!(
+            grpc_method("/pkg.Greeter/SayHello"),
+            Some(("pkg.Greeter", "SayHello"))
+        );
         assert_eq!(grpc_method("/a/b/c"), None);
         assert_eq!(grpc_method("/"), None);
         assert_eq!(grpc_status(&headers(&[("grpc-status", "8")])), Some(8));

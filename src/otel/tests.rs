@@ -124,9 +124,11 @@ fn attr<'a>(span: &'a SpanData, key: &str) -> Option<&'a Value> {
         .map(|kv| &kv.value)
 }
 
+type Headers = &'static [(&'static str, &'static str)];
+
 fn respond(
     status: u16,
-    headers: &'static [(&'static str, &'static str)],
+    headers: Headers,
 ) -> impl Service<
     Request<()>,
     Response = Response<()>,
@@ -150,7 +152,11 @@ fn get(path: &str) -> http::request::Builder {
 }
 
 async fn send(layer: &OtelLayer, request: Request<()>) -> Response<()> {
-    layer.layer(respond(200, &[])).oneshot(request).await.unwrap()
+    layer
+        .layer(respond(200, &[]))
+        .oneshot(request)
+        .await
+        .unwrap()
 }
 
 fn trace_id(span: &SpanData) -> String {
@@ -186,7 +192,7 @@ async fn invalid_traceparent_starts_a_new_trace() {
         // The SDK's TraceContextPropagator alone accepts these two: the
         // layer's own check is what rejects them.
         "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-", // v00 with a 5th field
-        "00-4bf92f3577b34da6a3ce929d0e0e47-00f067aa0ba902b7-01",   // short trace id
+        "00-4bf92f3577b34da6a3ce929d0e0e47-00f067aa0ba902b7-01",    // short trace id
         "garbage",
     ];
     for value in cases {
@@ -314,7 +320,11 @@ async fn restart_at_a_trust_boundary() {
         .incoming_trace(IncomingTrace::Restart)
         .build()
         .unwrap();
-    send(&layer, get("/").header("traceparent", PARENT).body(()).unwrap()).await;
+    send(
+        &layer,
+        get("/").header("traceparent", PARENT).body(()).unwrap(),
+    )
+    .await;
     let span = t.one_span();
     assert_ne!(trace_id(&span), PARENT_TRACE);
     assert_eq!(span.parent_span_id, SpanId::INVALID);
@@ -326,7 +336,11 @@ async fn restart_at_a_trust_boundary() {
         .incoming_trace(IncomingTrace::RestartWithLink)
         .build()
         .unwrap();
-    send(&layer, get("/").header("traceparent", PARENT).body(()).unwrap()).await;
+    send(
+        &layer,
+        get("/").header("traceparent", PARENT).body(()).unwrap(),
+    )
+    .await;
     let span = t.one_span();
     assert_ne!(trace_id(&span), PARENT_TRACE);
     assert_eq!(span.parent_span_id, SpanId::INVALID);
@@ -355,21 +369,38 @@ async fn server_span_name_and_attributes() {
     assert_eq!(span.name, "GET /users/{id}");
     assert_eq!(span.span_kind, SpanKind::Server);
     assert_eq!(span.status, Status::Unset);
-    assert_eq!(attr(&span, "http.request.method"), Some(&Value::from("GET")));
+    assert_eq!(
+        attr(&span, "http.request.method"),
+        Some(&Value::from("GET"))
+    );
     assert_eq!(attr(&span, "url.path"), Some(&Value::from("/users/42")));
     assert_eq!(attr(&span, "url.scheme"), Some(&Value::from("http")));
     assert_eq!(attr(&span, "http.route"), Some(&Value::from("/users/{id}")));
-    assert_eq!(attr(&span, "http.response.status_code"), Some(&Value::I64(200)));
+    assert_eq!(
+        attr(&span, "http.response.status_code"),
+        Some(&Value::I64(200))
+    );
     assert_eq!(
         attr(&span, "server.address"),
         Some(&Value::from("api.example.com"))
     );
     assert_eq!(attr(&span, "server.port"), Some(&Value::I64(8443)));
-    assert_eq!(attr(&span, "user_agent.original"), Some(&Value::from("curl/8.0")));
-    assert_eq!(attr(&span, "network.protocol.version"), Some(&Value::from("1.1")));
+    assert_eq!(
+        attr(&span, "user_agent.original"),
+        Some(&Value::from("curl/8.0"))
+    );
+    assert_eq!(
+        attr(&span, "network.protocol.version"),
+        Some(&Value::from("1.1"))
+    );
     assert_eq!(attr(&span, "error.type"), None);
     // The query string is not recorded (it may carry credentials).
-    assert!(!span.attributes.iter().any(|kv| kv.value.as_str().contains("secret")));
+    assert!(
+        !span
+            .attributes
+            .iter()
+            .any(|kv| kv.value.as_str().contains("secret"))
+    );
 }
 
 #[tokio::test]
@@ -391,7 +422,10 @@ async fn without_a_route_the_span_is_named_after_the_method() {
     send(&t.layer(), request).await;
     let span = t.one_span();
     assert_eq!(span.name, "HTTP");
-    assert_eq!(attr(&span, "http.request.method"), Some(&Value::from("_OTHER")));
+    assert_eq!(
+        attr(&span, "http.request.method"),
+        Some(&Value::from("_OTHER"))
+    );
     assert_eq!(
         attr(&span, "http.request.method_original"),
         Some(&Value::from("PURGE"))
@@ -421,7 +455,10 @@ async fn route_from_the_hook_or_the_response() {
         response.extensions_mut().insert(Route::new("/late/{x}"));
         Ok::<_, Infallible>(response)
     }));
-    service.oneshot(get("/late/1").body(()).unwrap()).await.unwrap();
+    service
+        .oneshot(get("/late/1").body(()).unwrap())
+        .await
+        .unwrap();
     let span = t.one_span();
     assert_eq!(span.name, "GET /late/{x}");
     assert_eq!(attr(&span, "http.route"), Some(&Value::from("/late/{x}")));
@@ -459,9 +496,9 @@ struct Broken;
 #[tokio::test]
 async fn a_service_error_is_a_span_error() {
     let t = Telemetry::new();
-    let service = t
-        .layer()
-        .layer(service_fn(|_req: Request<()>| async { Err::<Response<()>, _>(Broken) }));
+    let service = t.layer().layer(service_fn(|_req: Request<()>| async {
+        Err::<Response<()>, _>(Broken)
+    }));
     assert!(service.oneshot(get("/").body(()).unwrap()).await.is_err());
     let span = t.one_span();
     assert!(matches!(span.status, Status::Error { .. }));
@@ -532,7 +569,9 @@ async fn duration_histogram_per_semconv() {
     // attributes method, status code, route, scheme.
     let t = Telemetry::new();
     let mut request = get("/users/1").body(()).unwrap();
-    request.extensions_mut().insert(Route::from_static("/users/{id}"));
+    request
+        .extensions_mut()
+        .insert(Route::from_static("/users/{id}"));
     t.layer()
         .layer(respond(500, &[]))
         .oneshot(request)
@@ -551,7 +590,9 @@ async fn duration_histogram_per_semconv() {
     assert_eq!(point.bounds().collect::<Vec<_>>(), DURATION_BUCKETS);
     assert_eq!(
         DURATION_BUCKETS,
-        [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0]
+        [
+            0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0
+        ]
     );
     let attributes: Vec<KeyValue> = point.attributes().cloned().collect();
     assert!(has(&attributes, "http.request.method", "GET"));
@@ -584,13 +625,23 @@ async fn active_requests_up_then_back_to_zero() {
     assert_eq!(after[0].1, 0);
 
     // A cancelled request (future dropped) is no longer active either.
-    let mut service = t
-        .layer()
-        .layer(service_fn(|_req: Request<()>| std::future::pending::<Result<Response<()>, Infallible>>()));
-    let future = service.ready().await.unwrap().call(get("/").body(()).unwrap());
-    assert_eq!(sum_points(&t.collect(), "http.server.active_requests")[0].1, 1);
+    let mut service = t.layer().layer(service_fn(|_req: Request<()>| {
+        std::future::pending::<Result<Response<()>, Infallible>>()
+    }));
+    let future = service
+        .ready()
+        .await
+        .unwrap()
+        .call(get("/").body(()).unwrap());
+    assert_eq!(
+        sum_points(&t.collect(), "http.server.active_requests")[0].1,
+        1
+    );
     drop(future);
-    assert_eq!(sum_points(&t.collect(), "http.server.active_requests")[0].1, 0);
+    assert_eq!(
+        sum_points(&t.collect(), "http.server.active_requests")[0].1,
+        0
+    );
 }
 
 #[tokio::test]
@@ -602,19 +653,35 @@ async fn counters_for_auth_failures_rate_limits_and_not_modified() {
             .layer(respond(status, headers))
             .oneshot(get("/").body(()).unwrap())
     };
-    call(401, &[("www-authenticate", r#"Bearer realm="api", error="invalid_token""#)])
+    call(
+        401,
+        &[(
+            "www-authenticate",
+            r#"Bearer realm="api", error="invalid_token""#,
+        )],
+    )
+    .await
+    .unwrap();
+    call(401, &[("www-authenticate", r#"Bearer realm="api""#)])
         .await
         .unwrap();
-    call(401, &[("www-authenticate", r#"Bearer realm="api""#)]).await.unwrap();
-    call(429, &[("ratelimit-policy", r#""per-ip";q=100;w=60"#)]).await.unwrap();
+    call(429, &[("ratelimit-policy", r#""per-ip";q=100;w=60"#)])
+        .await
+        .unwrap();
     call(304, &[]).await.unwrap();
     call(200, &[]).await.unwrap();
 
     let exported = t.collect();
     let auth = sum_points(&exported, "tower_edge.auth.failures");
     assert_eq!(auth.len(), 2, "{auth:?}");
-    assert!(auth.iter().any(|(a, v)| *v == 1 && has(a, "error.type", "invalid_token")));
-    assert!(auth.iter().any(|(a, v)| *v == 1 && has(a, "error.type", "missing_credentials")));
+    assert!(
+        auth.iter()
+            .any(|(a, v)| *v == 1 && has(a, "error.type", "invalid_token"))
+    );
+    assert!(
+        auth.iter()
+            .any(|(a, v)| *v == 1 && has(a, "error.type", "missing_credentials"))
+    );
     let limited = sum_points(&exported, "tower_edge.rate_limit.limited");
     assert_eq!(limited.len(), 1);
     assert_eq!(limited[0].1, 1);
@@ -647,7 +714,7 @@ fn grpc_request() -> Request<()> {
 async fn grpc_span_attributes_and_error_codes() {
     // RPC semconv: rpc.system=grpc, rpc.grpc.status_code; server span error
     // only for 2, 4, 12, 13, 14, 15 (not 7, 8, 16).
-    let cases: [(&'static [(&'static str, &'static str)], i64, bool); 5] = [
+    let cases: [(Headers, i64, bool); 5] = [
         (&[("grpc-status", "0")], 0, false),
         (&[("grpc-status", "7")], 7, false),
         (&[("grpc-status", "8")], 8, false),
@@ -665,7 +732,10 @@ async fn grpc_span_attributes_and_error_codes() {
         assert_eq!(span.name, "pkg.Greeter/SayHello");
         assert_eq!(span.span_kind, SpanKind::Server);
         assert_eq!(attr(&span, "rpc.system"), Some(&Value::from("grpc")));
-        assert_eq!(attr(&span, "rpc.service"), Some(&Value::from("pkg.Greeter")));
+        assert_eq!(
+            attr(&span, "rpc.service"),
+            Some(&Value::from("pkg.Greeter"))
+        );
         assert_eq!(attr(&span, "rpc.method"), Some(&Value::from("SayHello")));
         assert_eq!(attr(&span, "rpc.grpc.status_code"), Some(&Value::I64(code)));
         assert_eq!(matches!(span.status, Status::Error { .. }), error, "{code}");
@@ -683,7 +753,7 @@ async fn grpc_rejections_move_the_counters() {
         &[("grpc-status", "7")][..],
         &[("grpc-status", "8"), ("ratelimit", r#""per-user";r=0;t=2"#)][..],
     ] {
-        let headers: &'static [(&'static str, &'static str)] = headers;
+        let headers: Headers = headers;
         layer
             .layer(respond(200, headers))
             .oneshot(grpc_request())
@@ -692,8 +762,14 @@ async fn grpc_rejections_move_the_counters() {
     }
     let exported = t.collect();
     let auth = sum_points(&exported, "tower_edge.auth.failures");
-    assert!(auth.iter().any(|(a, _)| has(a, "error.type", "unauthenticated")));
-    assert!(auth.iter().any(|(a, _)| has(a, "error.type", "permission_denied")));
+    assert!(
+        auth.iter()
+            .any(|(a, _)| has(a, "error.type", "unauthenticated"))
+    );
+    assert!(
+        auth.iter()
+            .any(|(a, _)| has(a, "error.type", "permission_denied"))
+    );
     let limited = sum_points(&exported, "tower_edge.rate_limit.limited");
     assert!(has(&limited[0].0, RATE_LIMIT_POLICY, "per-user"));
 }
@@ -744,10 +820,10 @@ async fn tracing_opentelemetry_spans_join_the_server_span() {
     // children of the server span: one span tree.
     use tracing_subscriber::layer::SubscriberExt;
     let t = Telemetry::new();
-    let subscriber = tracing_subscriber::registry().with(
-        tracing_opentelemetry::layer()
-            .with_tracer(opentelemetry::trace::TracerProvider::tracer(&t.tracer, "app")),
-    );
+    let subscriber =
+        tracing_subscriber::registry().with(tracing_opentelemetry::layer().with_tracer(
+            opentelemetry::trace::TracerProvider::tracer(&t.tracer, "app"),
+        ));
     let _default = tracing::subscriber::set_default(subscriber);
     let service = t.layer().layer(service_fn(|_req: Request<()>| async {
         let span = tracing::info_span!("handler");
@@ -760,7 +836,10 @@ async fn tracing_opentelemetry_spans_join_the_server_span() {
         .await
         .unwrap();
     let spans = t.spans();
-    let server = spans.iter().find(|s| s.span_kind == SpanKind::Server).unwrap();
+    let server = spans
+        .iter()
+        .find(|s| s.span_kind == SpanKind::Server)
+        .unwrap();
     let handler = spans.iter().find(|s| s.name == "handler").unwrap();
     assert_eq!(trace_id(handler), PARENT_TRACE);
     assert_eq!(handler.parent_span_id, server.span_context.span_id());
