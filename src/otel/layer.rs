@@ -279,7 +279,7 @@ impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for OtelService<S>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
 {
-    type Response = Response<ResBody>;
+    type Response = Response<OtelBody<ResBody>>;
     type Error = S::Error;
     type Future = ResponseFuture<S::Future>;
 
@@ -439,23 +439,22 @@ struct State {
 }
 
 impl State {
-    fn finish_response<B>(mut self, response: &Response<B>) {
-        let mut route = self.route.take();
-        let shared = &*self.active.shared;
-        let status = response.status();
-        let headers = response.headers();
-        let span = self.otel_cx.span();
-
-        if route.is_none()
-            && let Some(late) = response.extensions().get::<Route>()
+    /// The response head is ready: record what it says; the rest waits for
+    /// the end of the body (gRPC status in trailers, duration).
+    fn on_head(mut self, parts: &http::response::Parts) -> Completion {
+        let status = parts.status;
+        let headers = &parts.headers;
+        if self.route.is_none()
+            && let Some(late) = parts.extensions.get::<Route>()
         {
+            let span = self.otel_cx.span();
             if !self.grpc {
                 span.update_name(format!("{} {late}", self.span_method));
             }
             span.set_attribute(KeyValue::new(HTTP_ROUTE, late.to_value()));
-            route = Some(late.clone());
+            self.route = Some(late.clone());
         }
-
+        let span = self.otel_cx.span();
         span.set_attribute(KeyValue::new(
             HTTP_RESPONSE_STATUS_CODE,
             i64::from(status.as_u16()),
@@ -463,61 +462,66 @@ impl State {
         let error_type = status
             .is_server_error()
             .then(|| semconv::status_error_type(status));
-        let mut failed = error_type.is_some();
-        if let Some(error_type) = &error_type {
-            span.set_attribute(KeyValue::new(ERROR_TYPE, error_type.clone()));
-        }
         let grpc_code = if self.grpc {
             semconv::grpc_status(headers)
         } else {
             None
         };
-        if let Some(code) = grpc_code {
-            span.set_attribute(KeyValue::new(RPC_GRPC_STATUS_CODE, i64::from(code)));
-            failed |= semconv::grpc_server_error(code);
-        }
-        if failed {
-            // The description is left empty: the status code says it all.
-            span.set_status(Status::error(""));
-        }
-        span.end();
-
-        self.record_duration(Some(status), route.as_ref(), error_type);
-
-        let edge = &shared.edge;
-        let auth = match grpc_code {
-            Some(16) => Some("unauthenticated"),
-            Some(7) => Some("permission_denied"),
-            _ => semconv::auth_failure(status, headers),
-        };
-        if let Some(reason) = auth {
-            edge.auth_failure(reason);
-        }
-        if status == StatusCode::TOO_MANY_REQUESTS || grpc_code == Some(8) {
-            edge.rate_limited(semconv::rate_limit_policy(headers));
-        }
-        if status == StatusCode::NOT_MODIFIED {
-            edge.not_modified(route.as_ref());
+        let rate_limited = status == StatusCode::TOO_MANY_REQUESTS || grpc_code == Some(8);
+        Completion {
+            auth: semconv::auth_failure(status, headers),
+            policy: rate_limited.then(|| semconv::rate_limit_policy(headers)),
+            state: self,
+            status: Some(status),
+            error_type,
+            grpc_code,
         }
     }
 
-    fn finish_error<E>(mut self) {
+    fn finish_error<E>(self) {
         let error_type = std::any::type_name::<E>();
-        let span = self.otel_cx.span();
-        span.set_attribute(KeyValue::new(ERROR_TYPE, error_type));
-        span.set_status(Status::error(""));
-        span.end();
-        let route = self.route.take();
-        self.record_duration(None, route.as_ref(), Some(Cow::Borrowed(error_type)));
+        drop(Completion {
+            state: self,
+            status: None,
+            error_type: Some(Cow::Borrowed(error_type)),
+            grpc_code: None,
+            auth: None,
+            policy: None,
+        });
+    }
+}
+
+/// What is known once the response head is ready. Dropping it — at the end
+/// of the body, or when the body is dropped early — ends the span and
+/// records the metrics.
+struct Completion {
+    state: State,
+    status: Option<StatusCode>,
+    error_type: Option<Cow<'static, str>>,
+    grpc_code: Option<u16>,
+    auth: Option<&'static str>,
+    policy: Option<Cow<'static, str>>,
+}
+
+impl Completion {
+    fn trailers(&mut self, trailers: &http::HeaderMap) {
+        if self.state.grpc && self.grpc_code.is_none() {
+            self.grpc_code = semconv::grpc_status(trailers);
+            if self.grpc_code == Some(8) && self.policy.is_none() {
+                self.policy = Some(semconv::rate_limit_policy(trailers));
+            }
+        }
     }
 
-    fn record_duration(
-        &self,
-        status: Option<StatusCode>,
-        route: Option<&Route>,
-        error_type: Option<Cow<'static, str>>,
-    ) {
-        let active = &self.active;
+    fn body_failed(&mut self, error_type: &'static str) {
+        if self.error_type.is_none() {
+            self.error_type = Some(Cow::Borrowed(error_type));
+        }
+    }
+
+    fn record_duration(&self) {
+        let state = &self.state;
+        let active = &state.active;
         // A fixed array instead of a Vec: no allocation per request.
         let filler = || KeyValue::new(HTTP_REQUEST_METHOD, active.method);
         let mut attributes = [filler(), filler(), filler(), filler(), filler(), filler()];
@@ -527,26 +531,133 @@ impl State {
             len += 1;
         };
         push(KeyValue::new(URL_SCHEME, active.scheme));
-        if let Some(status) = status {
+        if let Some(status) = self.status {
             push(KeyValue::new(
                 HTTP_RESPONSE_STATUS_CODE,
                 i64::from(status.as_u16()),
             ));
         }
-        if let Some(route) = route {
+        if let Some(route) = &state.route {
             push(KeyValue::new(HTTP_ROUTE, route.to_value()));
         }
-        if let Some(error_type) = error_type {
-            push(KeyValue::new(ERROR_TYPE, error_type));
+        if let Some(error_type) = &self.error_type {
+            push(KeyValue::new(ERROR_TYPE, error_type.clone()));
         }
-        if let Some(protocol) = self.protocol {
+        if let Some(protocol) = state.protocol {
             push(KeyValue::new(NETWORK_PROTOCOL_VERSION, protocol));
         }
         active
             .shared
             .http
             .duration
-            .record(self.start.elapsed().as_secs_f64(), &attributes[..len]);
+            .record(state.start.elapsed().as_secs_f64(), &attributes[..len]);
+    }
+}
+
+impl Drop for Completion {
+    fn drop(&mut self) {
+        let span = self.state.otel_cx.span();
+        let mut failed = self.error_type.is_some();
+        if let Some(error_type) = &self.error_type {
+            span.set_attribute(KeyValue::new(ERROR_TYPE, error_type.clone()));
+        }
+        if let Some(code) = self.grpc_code {
+            span.set_attribute(KeyValue::new(RPC_GRPC_STATUS_CODE, i64::from(code)));
+            failed |= semconv::grpc_server_error(code);
+        }
+        if failed {
+            // The description is left empty: the status code says it all.
+            span.set_status(Status::error(""));
+        }
+        span.end();
+        self.record_duration();
+
+        let edge = &self.state.active.shared.edge;
+        let auth = match self.grpc_code {
+            Some(16) => Some("unauthenticated"),
+            Some(7) => Some("permission_denied"),
+            _ => self.auth,
+        };
+        if let Some(reason) = auth {
+            edge.auth_failure(reason);
+        }
+        if let Some(policy) = self.policy.take() {
+            edge.rate_limited(policy);
+        } else if self.grpc_code == Some(8) {
+            edge.rate_limited(Cow::Borrowed("unknown"));
+        }
+        if self.status == Some(StatusCode::NOT_MODIFIED) {
+            edge.not_modified(self.state.route.as_ref());
+        }
+    }
+}
+
+pin_project! {
+    /// Response body of [`OtelService`]: the inner body, unchanged. The
+    /// server span ends and the duration is recorded when it reaches its
+    /// end (reading gRPC trailers on the way) or is dropped.
+    pub struct OtelBody<B> {
+        #[pin]
+        inner: B,
+        completion: Option<Completion>,
+    }
+}
+
+impl<B> OtelBody<B> {
+    /// Unwraps the inner body. The span ends now.
+    pub fn into_inner(self) -> B {
+        self.inner
+    }
+}
+
+impl<B> fmt::Debug for OtelBody<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OtelBody")
+            .field("finished", &self.completion.is_none())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<B: http_body::Body> http_body::Body for OtelBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let mut this = self.project();
+        // Streaming handlers produce the body here: keep the span current.
+        let attached = this
+            .completion
+            .as_ref()
+            .map(|c| c.state.otel_cx.clone().attach());
+        let frame = ready!(this.inner.as_mut().poll_frame(cx));
+        drop(attached);
+        if let Some(completion) = this.completion.as_mut() {
+            match &frame {
+                Some(Ok(frame)) => {
+                    if let Some(trailers) = frame.trailers_ref() {
+                        completion.trailers(trailers);
+                    }
+                }
+                Some(Err(_)) => completion.body_failed(std::any::type_name::<B::Error>()),
+                None => {}
+            }
+        }
+        if !matches!(frame, Some(Ok(_))) || this.inner.is_end_stream() {
+            // Dropping the completion ends the span.
+            this.completion.take();
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
     }
 }
 
@@ -571,13 +682,18 @@ impl<F, B, E> Future for ResponseFuture<F>
 where
     F: Future<Output = Result<Response<B>, E>>,
 {
-    type Output = Result<Response<B>, E>;
+    type Output = Result<Response<OtelBody<B>>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let Some(state) = this.state.as_ref() else {
             // Polled after completion: nothing left to record.
-            return this.inner.poll(cx);
+            return this.inner.poll(cx).map_ok(|response| {
+                response.map(|inner| OtelBody {
+                    inner,
+                    completion: None,
+                })
+            });
         };
         let result = {
             // The server span is the current OpenTelemetry context while the
@@ -586,12 +702,19 @@ where
             let _attached = state.otel_cx.clone().attach();
             ready!(this.inner.poll(cx))
         };
-        if let Some(state) = this.state.take() {
-            match &result {
-                Ok(response) => state.finish_response(response),
-                Err(_) => state.finish_error::<E>(),
+        let state = this.state.take();
+        Poll::Ready(match result {
+            Ok(response) => {
+                let (parts, inner) = response.into_parts();
+                let completion = state.map(|state| state.on_head(&parts));
+                Ok(Response::from_parts(parts, OtelBody { inner, completion }))
             }
-        }
-        Poll::Ready(result)
+            Err(error) => {
+                if let Some(state) = state {
+                    state.finish_error::<E>();
+                }
+                Err(error)
+            }
+        })
     }
 }

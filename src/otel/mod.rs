@@ -30,7 +30,7 @@
 //!   `http.route` (when known), `http.response.status_code`, `error.type`
 //!   and status Error on 5xx only, `server.address`, `server.port`,
 //!   `user_agent.original`, `network.protocol.version`,
-//!   `http.request.method_original`, and `correlation_id` (see
+//!   `http.request.method_original`, `rpc.*` for gRPC, and `correlation_id` (see
 //!   [`CORRELATION_ID`]) when a [`CorrelationIdLayer`](crate::correlation::CorrelationIdLayer)
 //!   runs outside. `url.query` is not recorded: queries may carry
 //!   credentials (RFC 6750 §2.3).
@@ -78,14 +78,16 @@
 //! route is known, the `url.path` attribute, the no-op span). Attributes
 //! that only a recording span needs are not built at all.
 //!
-//! # Limitations
+//! # When the span ends
 //!
-//! * The span ends and the duration is measured when the response *head*
-//!   is ready, not when its body is fully sent.
-//! * `rpc.grpc.status_code` comes from the response headers, which carry it
-//!   for trailers-only responses (every rejection of tower-edge, and most
-//!   errors). For a streamed gRPC response the status is in the trailers,
-//!   which the layer does not read: the attribute is then absent.
+//! The response body is wrapped in an [`OtelBody`] (a pass-through): the
+//! span ends, the duration is recorded and the request stops being active
+//! when the body reaches its end or is dropped, so streamed responses are
+//! measured whole. `rpc.grpc.status_code` comes from the response headers
+//! (trailers-only responses, such as every rejection of tower-edge) or else
+//! from the trailers at the end of the body; a body dropped before its
+//! trailers leaves the attribute unset rather than guessing. While the body
+//! is polled the span is current too, for streaming handlers.
 //!
 //! # Default setup
 //!
@@ -202,7 +204,9 @@ mod propagation;
 mod route;
 mod semconv;
 
-pub use layer::{IncomingTrace, OtelLayer, OtelLayerBuilder, OtelService, ResponseFuture};
+pub use layer::{
+    IncomingTrace, OtelBody, OtelLayer, OtelLayerBuilder, OtelService, ResponseFuture,
+};
 pub use metrics::{DURATION_BUCKETS, EdgeMetrics, RATE_LIMIT_POLICY};
 pub(crate) use propagation::Propagation;
 pub use route::{MakeRoute, RequestHead, Route};

@@ -151,7 +151,7 @@ fn get(path: &str) -> http::request::Builder {
     Request::builder().uri(path)
 }
 
-async fn send(layer: &OtelLayer, request: Request<()>) -> Response<()> {
+async fn send(layer: &OtelLayer, request: Request<()>) -> Response<OtelBody<()>> {
     layer
         .layer(respond(200, &[]))
         .oneshot(request)
@@ -742,6 +742,82 @@ async fn grpc_span_attributes_and_error_codes() {
     }
 }
 
+/// A gRPC response streamed the usual way: headers, a message, then the
+/// status in trailers.
+fn streamed_grpc(
+    code: &'static str,
+) -> impl Service<
+    Request<()>,
+    Response = Response<impl http_body::Body<Data = bytes::Bytes, Error = Infallible>>,
+    Error = Infallible,
+    Future = impl Future + Send,
+> + Clone {
+    use http_body_util::{BodyExt, Full};
+    service_fn(move |_req: Request<()>| async move {
+        let body = Full::new(bytes::Bytes::from_static(b"message")).with_trailers(async move {
+            let mut trailers = http::HeaderMap::new();
+            trailers.insert("grpc-status", HeaderValue::from_static(code));
+            Some(Ok::<_, Infallible>(trailers))
+        });
+        let mut response = Response::new(body);
+        response
+            .headers_mut()
+            .insert("content-type", HeaderValue::from_static("application/grpc"));
+        Ok::<_, Infallible>(response)
+    })
+}
+
+#[tokio::test]
+async fn grpc_status_is_read_from_trailers_and_the_span_ends_with_the_body() {
+    // RPC semconv: rpc.grpc.status_code is required; a streamed response
+    // carries it in trailers, after the body.
+    use http_body_util::BodyExt;
+    for (code, error) in [("0", false), ("13", true), ("8", false)] {
+        let t = Telemetry::new();
+        let response = t
+            .layer()
+            .layer(streamed_grpc(code))
+            .oneshot(grpc_request())
+            .await
+            .unwrap();
+        // The head alone does not end the span.
+        assert!(t.spans().is_empty());
+        let collected = response.into_body().collect().await.unwrap();
+        assert_eq!(collected.trailers().unwrap()["grpc-status"], code);
+        let span = t.one_span();
+        let expected: i64 = code.parse().unwrap();
+        assert_eq!(
+            attr(&span, "rpc.grpc.status_code"),
+            Some(&Value::I64(expected))
+        );
+        assert_eq!(matches!(span.status, Status::Error { .. }), error, "{code}");
+        let limited = sum_points(&t.collect(), "tower_edge.rate_limit.limited");
+        assert_eq!(
+            limited.iter().map(|p| p.1).sum::<i64>(),
+            i64::from(code == "8")
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_body_dropped_early_still_ends_the_span() {
+    let t = Telemetry::new();
+    let response = t
+        .layer()
+        .layer(streamed_grpc("0"))
+        .oneshot(grpc_request())
+        .await
+        .unwrap();
+    drop(response);
+    let span = t.one_span();
+    // The status was never read: no code rather than a guessed one.
+    assert_eq!(attr(&span, "rpc.grpc.status_code"), None);
+    assert_eq!(
+        sum_points(&t.collect(), "http.server.active_requests")[0].1,
+        0
+    );
+}
+
 #[tokio::test]
 async fn grpc_rejections_move_the_counters() {
     // Our gRPC rejections: 16 unauthenticated, 7 permission denied, 8 rate
@@ -862,6 +938,7 @@ async fn axum_matched_path_names_the_span() {
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
+    drop(response);
     let span = t.one_span();
     assert_eq!(span.name, "GET /users/{id}");
     assert_eq!(attr(&span, "http.route"), Some(&Value::from("/users/{id}")));
