@@ -564,6 +564,44 @@ async fn context_is_current_inside_and_propagated_outgoing() {
 }
 
 #[tokio::test]
+async fn outgoing_injection_keeps_existing_headers() {
+    use opentelemetry::context::FutureExt;
+    use opentelemetry::trace::{SpanContext, TraceFlags, TraceState};
+    let client = ServiceBuilder::new()
+        .layer(PropagateCorrelationIdLayer::new().with_propagator(TraceContextPropagator::new()))
+        .service_fn(|req: Request<()>| async move {
+            Ok::<_, Infallible>(req.headers().get("traceparent").cloned())
+        });
+    // No current span: nothing is injected.
+    let sent = client.clone().oneshot(Request::new(())).await.unwrap();
+    assert_eq!(sent, None);
+
+    let remote = SpanContext::new(
+        TraceId::from_hex(PARENT_TRACE).unwrap(),
+        SpanId::from_hex(PARENT_SPAN).unwrap(),
+        TraceFlags::SAMPLED,
+        true,
+        TraceState::default(),
+    );
+    let cx = OtelContext::new().with_remote_span_context(remote);
+    let sent = client
+        .clone()
+        .oneshot(Request::new(()))
+        .with_context(cx.clone())
+        .await
+        .unwrap();
+    assert_eq!(sent.unwrap(), PARENT);
+    // A header the caller set is kept.
+    let own = "00-11111111111111111111111111111111-2222222222222222-00";
+    let request = Request::builder()
+        .header("traceparent", own)
+        .body(())
+        .unwrap();
+    let sent = client.oneshot(request).with_context(cx).await.unwrap();
+    assert_eq!(sent.unwrap(), own);
+}
+
+#[tokio::test]
 async fn duration_histogram_per_semconv() {
     // HTTP semconv: http.server.request.duration, unit s, advised buckets,
     // attributes method, status code, route, scheme.
@@ -872,13 +910,17 @@ async fn clones_share_the_same_state() {
 #[tokio::test]
 async fn without_an_sdk_the_layer_is_transparent() {
     // Globals untouched by every test: the no-op providers and propagator.
-    let response = OtelLayer::new()
-        .layer(respond(418, &[("x-kept", "yes")]))
+    // `ServiceBuilderExt::otel` adds this default layer.
+    use crate::ServiceBuilderExt;
+    let response = ServiceBuilder::new()
+        .otel()
+        .service(respond(418, &[("x-kept", "yes")]))
         .oneshot(get("/").header("traceparent", PARENT).body(()).unwrap())
         .await
         .unwrap();
     assert_eq!(response.status(), 418);
     assert_eq!(response.headers()["x-kept"], "yes");
+    assert_eq!(response.headers().len(), 1);
 }
 
 #[test]
