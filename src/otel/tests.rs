@@ -313,6 +313,32 @@ async fn baggage_reaches_the_handler_but_not_the_span() {
 }
 
 #[tokio::test]
+async fn baggage_is_propagated_to_outgoing_requests() {
+    // W3C Baggage: what came in goes out with the next call.
+    let t = Telemetry::new();
+    let client = ServiceBuilder::new()
+        .layer(PropagateCorrelationIdLayer::new().with_propagator(w3c()))
+        .service_fn(|req: Request<()>| async move {
+            Ok::<_, Infallible>(req.headers().get("baggage").cloned())
+        });
+    let seen = Arc::new(Mutex::new(None));
+    let seen_in = Arc::clone(&seen);
+    let service = t.layer().layer(service_fn(move |_req: Request<()>| {
+        let client = client.clone();
+        let seen = Arc::clone(&seen_in);
+        async move {
+            *seen.lock().unwrap() = client.oneshot(Request::new(())).await.unwrap();
+            Ok::<_, Infallible>(Response::new(()))
+        }
+    }));
+    service
+        .oneshot(get("/").header("baggage", "tenant=acme").body(()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(seen.lock().unwrap().take().unwrap(), "tenant=acme");
+}
+
+#[tokio::test]
 async fn restart_at_a_trust_boundary() {
     let t = Telemetry::new();
     let layer = t
@@ -320,11 +346,20 @@ async fn restart_at_a_trust_boundary() {
         .incoming_trace(IncomingTrace::Restart)
         .build()
         .unwrap();
-    send(
-        &layer,
-        get("/").header("traceparent", PARENT).body(()).unwrap(),
-    )
-    .await;
+    // Baggage from beyond the boundary is dropped too.
+    let baggage_seen = Arc::new(Mutex::new(None));
+    let baggage_in = Arc::clone(&baggage_seen);
+    let service = layer.layer(service_fn(move |_req: Request<()>| {
+        *baggage_in.lock().unwrap() = Some(OtelContext::current().baggage().len());
+        async { Ok::<_, Infallible>(Response::new(())) }
+    }));
+    let request = get("/")
+        .header("traceparent", PARENT)
+        .header("baggage", "tenant=acme")
+        .body(())
+        .unwrap();
+    service.oneshot(request).await.unwrap();
+    assert_eq!(*baggage_seen.lock().unwrap(), Some(0));
     let span = t.one_span();
     assert_ne!(trace_id(&span), PARENT_TRACE);
     assert_eq!(span.parent_span_id, SpanId::INVALID);
