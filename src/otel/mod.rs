@@ -56,7 +56,7 @@
 //! # One span tree with `tracing`
 //!
 //! The layer makes the server span the *current OpenTelemetry context*
-//! while the inner service runs. `tracing-opentelemetry` (0.32 and later,
+//! while the inner service runs. `tracing-opentelemetry` (0.34 is tested;
 //! with context activation, its default) parents a new `tracing` span on
 //! that context, so the spans of your handlers and of `#[instrument]` are
 //! children of the server span, in its trace: one tree. No dependency on
