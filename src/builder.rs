@@ -26,6 +26,12 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed<L> + Sized {
     #[cfg(feature = "cache-headers")]
     #[cfg_attr(docsrs, doc(cfg(feature = "cache-headers")))]
     fn cache_headers(self) -> ServiceBuilder<Stack<crate::cache_headers::CacheHeadersLayer, L>>;
+
+    /// Adds an [`OtelLayer`](crate::otel::OtelLayer) with its default
+    /// configuration (global providers and propagator).
+    #[cfg(feature = "otel")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "otel")))]
+    fn otel(self) -> ServiceBuilder<Stack<crate::otel::OtelLayer, L>>;
 }
 
 impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
@@ -37,5 +43,10 @@ impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
     #[cfg(feature = "cache-headers")]
     fn cache_headers(self) -> ServiceBuilder<Stack<crate::cache_headers::CacheHeadersLayer, L>> {
         self.layer(crate::cache_headers::CacheHeadersLayer::new())
+    }
+
+    #[cfg(feature = "otel")]
+    fn otel(self) -> ServiceBuilder<Stack<crate::otel::OtelLayer, L>> {
+        self.layer(crate::otel::OtelLayer::new())
     }
 }

@@ -18,6 +18,14 @@ use super::{CorrelationId, X_REQUEST_ID};
 /// service, so calls made inside a handler carry it. An outgoing request that
 /// already has the header keeps its own value.
 ///
+/// With feature `otel`, it also injects the current OpenTelemetry context
+/// (`traceparent`, `tracestate`, `baggage`...) through the global text-map
+/// propagator, or the one given to
+/// [`with_propagator`](Self::with_propagator). Inside an
+/// [`OtelLayer`](crate::otel::OtelLayer) the current context is the
+/// request's server span, so outgoing calls continue its trace. Headers the
+/// outgoing request already has are kept.
+///
 /// ```
 /// use http::{Request, Response};
 /// use tower::{ServiceBuilder, ServiceExt};
@@ -39,6 +47,8 @@ use super::{CorrelationId, X_REQUEST_ID};
 #[derive(Debug, Clone)]
 pub struct PropagateCorrelationIdLayer {
     header: HeaderName,
+    #[cfg(feature = "otel")]
+    propagation: crate::otel::Propagation,
 }
 
 impl Default for PropagateCorrelationIdLayer {
@@ -50,14 +60,28 @@ impl Default for PropagateCorrelationIdLayer {
 impl PropagateCorrelationIdLayer {
     /// Propagates in `x-request-id`.
     pub fn new() -> Self {
-        Self {
-            header: X_REQUEST_ID,
-        }
+        Self::with_header(X_REQUEST_ID)
     }
 
     /// Propagates in `header` instead.
     pub fn with_header(header: HeaderName) -> Self {
-        Self { header }
+        Self {
+            header,
+            #[cfg(feature = "otel")]
+            propagation: crate::otel::Propagation::Global,
+        }
+    }
+
+    /// Injects the OpenTelemetry context with `propagator` instead of the
+    /// global one.
+    #[cfg(feature = "otel")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "otel")))]
+    pub fn with_propagator(
+        mut self,
+        propagator: impl opentelemetry::propagation::TextMapPropagator + Send + Sync + 'static,
+    ) -> Self {
+        self.propagation = crate::otel::Propagation::explicit(propagator);
+        self
     }
 }
 
@@ -68,6 +92,8 @@ impl<S> Layer<S> for PropagateCorrelationIdLayer {
         PropagateCorrelationId {
             inner,
             header: self.header.clone(),
+            #[cfg(feature = "otel")]
+            propagation: self.propagation.clone(),
         }
     }
 }
@@ -77,6 +103,8 @@ impl<S> Layer<S> for PropagateCorrelationIdLayer {
 pub struct PropagateCorrelationId<S> {
     inner: S,
     header: HeaderName,
+    #[cfg(feature = "otel")]
+    propagation: crate::otel::Propagation,
 }
 
 impl<S, B> Service<Request<B>> for PropagateCorrelationId<S>
@@ -99,6 +127,9 @@ where
                 .headers_mut()
                 .insert(self.header.clone(), id.into_header_value());
         }
+        #[cfg(feature = "otel")]
+        self.propagation
+            .inject(&opentelemetry::Context::current(), request.headers_mut());
         self.inner.call(request)
     }
 }

@@ -1,0 +1,182 @@
+//! Instruments: the HTTP server metrics of the semantic conventions and
+//! tower-edge's own counters.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::Arc;
+
+use opentelemetry::metrics::{Counter, Histogram, Meter, MeterProvider, UpDownCounter};
+use opentelemetry::{InstrumentationScope, Key, KeyValue, global};
+
+use super::semconv::{ERROR_TYPE, HTTP_ROUTE};
+
+/// Bucket boundaries of `http.server.request.duration`, in seconds, as the
+/// HTTP semantic conventions advise.
+pub const DURATION_BUCKETS: [f64; 14] = [
+    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+];
+
+/// Attribute naming the rate-limit policy on `tower_edge.rate_limit.limited`.
+pub const RATE_LIMIT_POLICY: &str = "tower_edge.rate_limit.policy";
+
+pub(crate) fn scope() -> InstrumentationScope {
+    InstrumentationScope::builder("tower-edge")
+        .with_version(env!("CARGO_PKG_VERSION"))
+        .build()
+}
+
+/// The HTTP server instruments of the [`OtelLayer`](super::OtelLayer).
+pub(crate) struct HttpInstruments {
+    pub(crate) duration: Histogram<f64>,
+    pub(crate) active: UpDownCounter<i64>,
+}
+
+impl HttpInstruments {
+    pub(crate) fn new(meter: &Meter) -> Self {
+        Self {
+            duration: meter
+                .f64_histogram("http.server.request.duration")
+                .with_unit("s")
+                .with_description("Duration of HTTP server requests.")
+                .with_boundaries(DURATION_BUCKETS.to_vec())
+                .build(),
+            active: meter
+                .i64_up_down_counter("http.server.active_requests")
+                .with_unit("{request}")
+                .with_description("Number of active HTTP server requests.")
+                .build(),
+        }
+    }
+}
+
+/// tower-edge's own counters, for operators to alert on.
+///
+/// | instrument | unit | attributes | moved by |
+/// |---|---|---|---|
+/// | `tower_edge.auth.failures` | `{request}` | `error.type`: the `error` of `WWW-Authenticate` (`invalid_token`, `insufficient_scope`, `invalid_request`), `missing_credentials` when there is none, `unknown` for a 401 without `WWW-Authenticate`, `unauthenticated` / `permission_denied` for gRPC 16 / 7 | the [`OtelLayer`](super::OtelLayer), from 401 responses and 403 responses carrying `WWW-Authenticate` |
+/// | `tower_edge.rate_limit.limited` | `{request}` | `tower_edge.rate_limit.policy`: first item of `RateLimit-Policy` (else `RateLimit`), `unknown` without one | the `OtelLayer`, from 429 responses and gRPC status 8 |
+/// | `tower_edge.cache.not_modified` | `{response}` | `http.route` when known | the `OtelLayer`, from 304 responses |
+/// | `tower_edge.rate_limit.store.errors` | `{error}` | `error.type` | [`store_error`](Self::store_error), for the Redis store |
+/// | `tower_edge.jwks.fetches` | `{fetch}` | `error.type` on failure | [`jwks_fetch_succeeded`](Self::jwks_fetch_succeeded) / [`jwks_fetch_failed`](Self::jwks_fetch_failed) |
+///
+/// Get the handle the layer uses with [`OtelLayer::metrics`](super::OtelLayer::metrics)
+/// and give it to the layers that report through it. Cloning is cheap.
+#[derive(Clone)]
+pub struct EdgeMetrics {
+    inner: Arc<Counters>,
+}
+
+struct Counters {
+    auth_failures: Counter<u64>,
+    rate_limited: Counter<u64>,
+    not_modified: Counter<u64>,
+    store_errors: Counter<u64>,
+    jwks_fetches: Counter<u64>,
+}
+
+impl fmt::Debug for EdgeMetrics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EdgeMetrics").finish_non_exhaustive()
+    }
+}
+
+impl EdgeMetrics {
+    /// Counters from the global meter provider
+    /// (`opentelemetry::global::meter_provider`). Install the provider
+    /// first: instruments made before it stay no-ops.
+    pub fn global() -> Self {
+        Self::from_meter(&global::meter_with_scope(scope()))
+    }
+
+    /// Counters from `provider`.
+    pub fn new<P: MeterProvider + ?Sized>(provider: &P) -> Self {
+        Self::from_meter(&provider.meter_with_scope(scope()))
+    }
+
+    pub(crate) fn from_meter(meter: &Meter) -> Self {
+        let counter = |name: &'static str, unit: &'static str, description: &'static str| {
+            meter
+                .u64_counter(name)
+                .with_unit(unit)
+                .with_description(description)
+                .build()
+        };
+        Self {
+            inner: Arc::new(Counters {
+                auth_failures: counter(
+                    "tower_edge.auth.failures",
+                    "{request}",
+                    "Requests refused for missing or invalid credentials or scope.",
+                ),
+                rate_limited: counter(
+                    "tower_edge.rate_limit.limited",
+                    "{request}",
+                    "Requests refused by a rate limit.",
+                ),
+                not_modified: counter(
+                    "tower_edge.cache.not_modified",
+                    "{response}",
+                    "304 Not Modified responses served.",
+                ),
+                store_errors: counter(
+                    "tower_edge.rate_limit.store.errors",
+                    "{error}",
+                    "Failed calls to the shared rate-limit store.",
+                ),
+                jwks_fetches: counter(
+                    "tower_edge.jwks.fetches",
+                    "{fetch}",
+                    "JWKS key set fetches.",
+                ),
+            }),
+        }
+    }
+
+    /// Counts a failed call to the shared rate-limit store (Redis), with
+    /// `error.type` set to `error_type` (a short, fixed name such as
+    /// `timeout` or `connection`).
+    pub fn store_error(&self, error_type: &'static str) {
+        self.inner
+            .store_errors
+            .add(1, &[KeyValue::new(ERROR_TYPE, error_type)]);
+    }
+
+    /// Counts a successful JWKS fetch.
+    pub fn jwks_fetch_succeeded(&self) {
+        self.inner.jwks_fetches.add(1, &[]);
+    }
+
+    /// Counts a failed JWKS fetch, with `error.type` set to `error_type`
+    /// (a short, fixed name such as `timeout`, `status` or `parse`).
+    pub fn jwks_fetch_failed(&self, error_type: &'static str) {
+        self.inner
+            .jwks_fetches
+            .add(1, &[KeyValue::new(ERROR_TYPE, error_type)]);
+    }
+
+    pub(crate) fn auth_failure(&self, reason: &'static str) {
+        self.inner
+            .auth_failures
+            .add(1, &[KeyValue::new(ERROR_TYPE, reason)]);
+    }
+
+    pub(crate) fn rate_limited(&self, policy: Cow<'static, str>) {
+        self.inner.rate_limited.add(
+            1,
+            &[KeyValue::new(
+                Key::from_static_str(RATE_LIMIT_POLICY),
+                policy,
+            )],
+        );
+    }
+
+    pub(crate) fn not_modified(&self, route: Option<&super::Route>) {
+        match route {
+            Some(route) => self
+                .inner
+                .not_modified
+                .add(1, &[KeyValue::new(HTTP_ROUTE, route.to_value())]),
+            None => self.inner.not_modified.add(1, &[]),
+        }
+    }
+}

@@ -1,0 +1,216 @@
+//! OpenTelemetry for every request: W3C trace-context propagation, an HTTP
+//! (or gRPC) server span and the HTTP server metrics, per the semantic
+//! conventions. Only the `opentelemetry` API crate is a dependency: you
+//! choose the SDK and the exporter.
+//!
+//! [`OtelLayer`] does, for each request:
+//!
+//! * **Propagation.** `traceparent`, `tracestate` and `baggage` are read
+//!   through the global text-map propagator
+//!   (`opentelemetry::global::get_text_map_propagator`), or the one given to
+//!   [`OtelLayerBuilder::propagator`]. Before the propagator sees them, the
+//!   layer applies W3C Trace Context strictly, because propagators are
+//!   lenient (the SDK's `TraceContextPropagator` accepts short or uppercase
+//!   ids): a `traceparent` that is not exactly
+//!   `<2 hex>-<32 hex>-<16 hex>-<2 hex>` in lowercase, has version `ff`,
+//!   all-zero ids, or appears on several lines is ignored, and the request
+//!   starts a new trace. A bad `tracestate` (more than 32 members, invalid
+//!   keys or values) is dropped without affecting the `traceparent`. Several
+//!   `tracestate` or `baggage` lines are joined. Baggage is available to the
+//!   handler in the OpenTelemetry context; it is never recorded in spans or
+//!   logs. At a trust boundary, [`IncomingTrace::Restart`] ignores the
+//!   incoming context, and [`IncomingTrace::RestartWithLink`] keeps it as a
+//!   span link.
+//! * **A server span** (kind `SERVER`) named `{method} {route}` when the
+//!   route template is known (see [`Route`]: our extension, axum's
+//!   `MatchedPath` with feature `axum`, a hook, or a late `Route` on the
+//!   response), else `{method}` alone, never the raw path; `HTTP` for
+//!   methods outside the standard set (`http.request.method` is then
+//!   `_OTHER`). Attributes: `http.request.method`, `url.path`, `url.scheme`,
+//!   `http.route` (when known), `http.response.status_code`, `error.type`
+//!   and status Error on 5xx only, `server.address`, `server.port`,
+//!   `user_agent.original`, `network.protocol.version`,
+//!   `http.request.method_original`, `rpc.*` for gRPC, and `correlation_id` (see
+//!   [`CORRELATION_ID`]) when a [`CorrelationIdLayer`](crate::correlation::CorrelationIdLayer)
+//!   runs outside. `url.query` is not recorded: queries may carry
+//!   credentials (RFC 6750 §2.3).
+//! * **gRPC** requests (`content-type: application/grpc...`) are named
+//!   `{package.Service}/{Method}` and get `rpc.system` = `grpc`,
+//!   `rpc.service`, `rpc.method` and `rpc.grpc.status_code`. Only codes 2,
+//!   4, 12, 13, 14 and 15 make the server span an error (7, 8 and 16 never
+//!   do).
+//! * **The span is current** (the OpenTelemetry `Context` is attached during
+//!   every poll of the inner service), so the trace id is available to code
+//!   and log formatters inside, and
+//!   [`PropagateCorrelationIdLayer`](crate::correlation::PropagateCorrelationIdLayer)
+//!   injects it into outgoing requests.
+//! * **Metrics**: `http.server.request.duration` (histogram, unit `s`,
+//!   buckets [`DURATION_BUCKETS`]; attributes `http.request.method`,
+//!   `http.response.status_code`, `http.route`, `url.scheme`, `error.type`,
+//!   `network.protocol.version`) and `http.server.active_requests`
+//!   (up-down counter; a cancelled request is counted out too), plus the
+//!   tower-edge counters of [`EdgeMetrics`] (auth failures by reason,
+//!   rate-limited requests by policy, 304s served), derived from the
+//!   responses the layer sees.
+//!
+//! # One span tree with `tracing`
+//!
+//! The layer makes the server span the *current OpenTelemetry context*
+//! while the inner service runs. `tracing-opentelemetry` (0.34 is tested;
+//! with context activation, its default) parents a new `tracing` span on
+//! that context, so the spans of your handlers and of `#[instrument]` are
+//! children of the server span, in its trace: one tree. No dependency on
+//! `tracing-opentelemetry` is needed for this. What is *not* bridged: the
+//! correlation layer's own `request` span is opened outside this layer, so
+//! `tracing-opentelemetry` exports it as a separate one-span trace; the
+//! correlation ID is an attribute of the server span anyway. Turn that span
+//! off with `CorrelationIdLayer::builder().span(false)` if it bothers you
+//! (log lines then lose the `correlation_id` field unless another span
+//! carries it).
+//!
+//! # Providers
+//!
+//! By default the layer uses the global tracer and meter providers, read
+//! **when the layer is built**: install your SDK first
+//! (`opentelemetry::global::set_tracer_provider`, `set_meter_provider`,
+//! `set_text_map_propagator`). Without an SDK everything is a no-op and the
+//! layer costs a few small allocations per request (the span name when a
+//! route is known, the `url.path` attribute, the no-op span). Attributes
+//! that only a recording span needs are not built at all.
+//!
+//! # When the span ends
+//!
+//! The response body is wrapped in an [`OtelBody`] (a pass-through): the
+//! span ends, the duration is recorded and the request stops being active
+//! when the body reaches its end or is dropped, so streamed responses are
+//! measured whole. `rpc.grpc.status_code` comes from the response headers
+//! (trailers-only responses, such as every rejection of tower-edge) or else
+//! from the trailers at the end of the body; a body dropped before its
+//! trailers leaves the attribute unset rather than guessing. While the body
+//! is polled the span is current too, for streaming handlers.
+//!
+//! # Default setup
+//!
+//! ```
+//! use std::convert::Infallible;
+//!
+//! use http::{Request, Response};
+//! use opentelemetry_sdk::propagation::TraceContextPropagator;
+//! use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
+//! use tower::{ServiceBuilder, ServiceExt};
+//! use tower_edge::correlation::CorrelationIdLayer;
+//! use tower_edge::otel::OtelLayer;
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! // At start-up, install an SDK (here exporting to memory; in production
+//! // opentelemetry-otlp), then build the layers.
+//! let exporter = InMemorySpanExporter::default();
+//! let provider = SdkTracerProvider::builder().with_simple_exporter(exporter.clone()).build();
+//! opentelemetry::global::set_tracer_provider(provider);
+//! opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+//!
+//! let service = ServiceBuilder::new()
+//!     .layer(CorrelationIdLayer::new())
+//!     .layer(OtelLayer::new())
+//!     .service_fn(|_req: Request<String>| async {
+//!         Ok::<_, Infallible>(Response::new(String::from("hello")))
+//!     });
+//!
+//! let req = Request::builder()
+//!     .uri("/users/42")
+//!     .header("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+//!     .body(String::new())
+//!     .unwrap();
+//! service.oneshot(req).await.unwrap();
+//!
+//! let span = &exporter.get_finished_spans().unwrap()[0];
+//! assert_eq!(span.name, "GET"); // no route known: never the raw path
+//! assert_eq!(span.span_context.trace_id().to_string(), "4bf92f3577b34da6a3ce929d0e0e4736");
+//! # }
+//! ```
+//!
+//! # Customised
+//!
+//! Explicit providers (no global state), a trust boundary that restarts
+//! traces but links the caller's, route templates from a hook, TLS
+//! terminated by this server:
+//!
+//! ```
+//! use std::convert::Infallible;
+//!
+//! use http::{Request, Response, StatusCode};
+//! use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMeterProvider};
+//! use opentelemetry_sdk::propagation::TraceContextPropagator;
+//! use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
+//! use tower::{ServiceBuilder, ServiceExt};
+//! use tower_edge::otel::{IncomingTrace, OtelLayer, RequestHead, Route};
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! let spans = InMemorySpanExporter::default();
+//! let tracer_provider = SdkTracerProvider::builder().with_simple_exporter(spans.clone()).build();
+//! let metrics = InMemoryMetricExporter::default();
+//! let meter_provider = SdkMeterProvider::builder()
+//!     .with_reader(PeriodicReader::builder(metrics.clone()).build())
+//!     .build();
+//!
+//! let layer = OtelLayer::builder()
+//!     .tracer_provider(&tracer_provider)
+//!     .meter_provider(&meter_provider)
+//!     .propagator(TraceContextPropagator::new())
+//!     .incoming_trace(IncomingTrace::RestartWithLink)
+//!     .route_with(|head: &RequestHead<'_>| {
+//!         head.uri().path().starts_with("/users/").then(|| Route::from_static("/users/{id}"))
+//!     })
+//!     .default_url_scheme(http::uri::Scheme::HTTPS)
+//!     .build()
+//!     .expect("valid configuration");
+//! // Hand the counters to layers that report through them (e.g. Redis errors).
+//! let _counters = layer.metrics().clone();
+//!
+//! let service = ServiceBuilder::new().layer(layer).service_fn(|_req: Request<String>| async {
+//!     let mut res = Response::new(String::new());
+//!     *res.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+//!     Ok::<_, Infallible>(res)
+//! });
+//! let req = Request::builder()
+//!     .uri("/users/42")
+//!     .header("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+//!     .body(String::new())
+//!     .unwrap();
+//! service.oneshot(req).await.unwrap();
+//!
+//! let span = &spans.get_finished_spans().unwrap()[0];
+//! assert_eq!(span.name, "GET /users/{id}");
+//! // A new trace, linked to the caller's.
+//! assert_ne!(span.span_context.trace_id().to_string(), "4bf92f3577b34da6a3ce929d0e0e4736");
+//! assert_eq!(span.links.links.len(), 1);
+//!
+//! meter_provider.force_flush().unwrap();
+//! let exported = metrics.get_finished_metrics().unwrap();
+//! let names: Vec<&str> = exported
+//!     .iter()
+//!     .flat_map(|rm| rm.scope_metrics())
+//!     .flat_map(|sm| sm.metrics())
+//!     .map(|m| m.name())
+//!     .collect();
+//! assert!(names.contains(&"http.server.request.duration"));
+//! assert!(names.contains(&"tower_edge.rate_limit.limited"));
+//! # }
+//! ```
+
+mod layer;
+mod metrics;
+mod propagation;
+mod route;
+mod semconv;
+
+pub use layer::{
+    IncomingTrace, OtelBody, OtelLayer, OtelLayerBuilder, OtelService, ResponseFuture,
+};
+pub use metrics::{DURATION_BUCKETS, EdgeMetrics, RATE_LIMIT_POLICY};
+pub(crate) use propagation::Propagation;
+pub use route::{MakeRoute, RequestHead, Route};
+pub use semconv::CORRELATION_ID;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,325 @@
+//! Attribute names and the small parsers that turn requests and responses
+//! into semantic-convention values.
+
+use std::borrow::Cow;
+
+use http::{HeaderMap, Method, Request, StatusCode, Version};
+use opentelemetry::Key;
+
+pub(crate) const HTTP_REQUEST_METHOD: Key = Key::from_static_str("http.request.method");
+pub(crate) const HTTP_REQUEST_METHOD_ORIGINAL: Key =
+    Key::from_static_str("http.request.method_original");
+pub(crate) const HTTP_RESPONSE_STATUS_CODE: Key = Key::from_static_str("http.response.status_code");
+pub(crate) const HTTP_ROUTE: Key = Key::from_static_str("http.route");
+pub(crate) const URL_PATH: Key = Key::from_static_str("url.path");
+pub(crate) const URL_SCHEME: Key = Key::from_static_str("url.scheme");
+pub(crate) const ERROR_TYPE: Key = Key::from_static_str("error.type");
+pub(crate) const SERVER_ADDRESS: Key = Key::from_static_str("server.address");
+pub(crate) const SERVER_PORT: Key = Key::from_static_str("server.port");
+pub(crate) const USER_AGENT_ORIGINAL: Key = Key::from_static_str("user_agent.original");
+pub(crate) const NETWORK_PROTOCOL_VERSION: Key = Key::from_static_str("network.protocol.version");
+pub(crate) const RPC_SYSTEM: Key = Key::from_static_str("rpc.system");
+pub(crate) const RPC_SERVICE: Key = Key::from_static_str("rpc.service");
+pub(crate) const RPC_METHOD: Key = Key::from_static_str("rpc.method");
+pub(crate) const RPC_GRPC_STATUS_CODE: Key = Key::from_static_str("rpc.grpc.status_code");
+/// Attribute carrying the request's correlation ID on the server span.
+pub const CORRELATION_ID: &str = "correlation_id";
+
+/// `http.request.method`: the known methods as they are, anything else
+/// `_OTHER` (HTTP semconv); the second value is the name used in the span
+/// name (`HTTP` for `_OTHER`).
+pub(crate) fn method(method: &Method) -> (&'static str, &'static str) {
+    let known = match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::CONNECT => "CONNECT",
+        Method::OPTIONS => "OPTIONS",
+        Method::TRACE => "TRACE",
+        Method::PATCH => "PATCH",
+        _ => return ("_OTHER", "HTTP"),
+    };
+    (known, known)
+}
+
+/// `network.protocol.version`.
+pub(crate) fn protocol_version(version: Version) -> Option<&'static str> {
+    Some(match version {
+        Version::HTTP_09 => "0.9",
+        Version::HTTP_10 => "1.0",
+        Version::HTTP_11 => "1.1",
+        Version::HTTP_2 => "2",
+        Version::HTTP_3 => "3",
+        _ => return None,
+    })
+}
+
+/// `server.address` and `server.port` from the request target (HTTP/2
+/// `:authority`) or else the `Host` header.
+pub(crate) fn server_address<B>(request: &Request<B>) -> Option<(String, Option<u16>)> {
+    let authority = match request.uri().authority() {
+        Some(authority) => authority.clone(),
+        None => request
+            .headers()
+            .get(http::header::HOST)?
+            .to_str()
+            .ok()?
+            .parse::<http::uri::Authority>()
+            .ok()?,
+    };
+    let host = authority.host();
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    if host.is_empty() {
+        return None;
+    }
+    Some((host.to_owned(), authority.port_u16()))
+}
+
+/// `error.type` for a 5xx status: the code as text.
+pub(crate) fn status_error_type(status: StatusCode) -> Cow<'static, str> {
+    Cow::Borrowed(match status.as_u16() {
+        500 => "500",
+        501 => "501",
+        502 => "502",
+        503 => "503",
+        504 => "504",
+        _ => return Cow::Owned(status.as_str().to_owned()),
+    })
+}
+
+/// `rpc.service` and `rpc.method` of a gRPC path `/package.Service/Method`.
+pub(crate) fn grpc_method(path: &str) -> Option<(&str, &str)> {
+    let (service, method) = path.strip_prefix('/')?.split_once('/')?;
+    (!service.is_empty() && !method.is_empty() && !method.contains('/'))
+        .then_some((service, method))
+}
+
+/// The `grpc-status` of a response (in its headers for trailers-only
+/// responses, or in trailers).
+pub(crate) fn grpc_status(headers: &HeaderMap) -> Option<u16> {
+    let value = headers.get("grpc-status")?.to_str().ok()?;
+    value.parse().ok().filter(|&code| code <= 16)
+}
+
+/// Whether a gRPC status marks the server span as an error (RPC semconv:
+/// UNKNOWN, DEADLINE_EXCEEDED, UNIMPLEMENTED, INTERNAL, UNAVAILABLE,
+/// DATA_LOSS).
+pub(crate) fn grpc_server_error(code: u16) -> bool {
+    matches!(code, 2 | 4 | 12 | 13 | 14 | 15)
+}
+
+/// The reason an auth failure is counted under, if the response is one:
+/// a 401, or a 403 with `WWW-Authenticate` (RFC 6750 §3.1).
+pub(crate) fn auth_failure(status: StatusCode, headers: &HeaderMap) -> Option<&'static str> {
+    let challenges = headers.get_all(http::header::WWW_AUTHENTICATE);
+    let mut any = false;
+    let mut reason = None;
+    for value in challenges {
+        any = true;
+        if let Some(error) = auth_error_param(value.as_bytes()) {
+            reason = Some(known_auth_error(error));
+            break;
+        }
+    }
+    match status {
+        StatusCode::UNAUTHORIZED if !any => Some("unknown"),
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN if any => {
+            Some(reason.unwrap_or("missing_credentials"))
+        }
+        _ => None,
+    }
+}
+
+fn known_auth_error(error: &[u8]) -> &'static str {
+    match error {
+        b"invalid_request" => "invalid_request",
+        b"invalid_token" => "invalid_token",
+        b"insufficient_scope" => "insufficient_scope",
+        // Keep the attribute's values bounded.
+        _ => "other",
+    }
+}
+
+/// The value of the `error` auth-param of a challenge (quoted or token).
+fn auth_error_param(value: &[u8]) -> Option<&[u8]> {
+    let name = b"error";
+    let mut from = 0;
+    while let Some(offset) = find(&value[from..], name) {
+        let start = from + offset;
+        from = start + name.len();
+        let boundary = start == 0 || matches!(value[start - 1], b' ' | b'\t' | b',');
+        if !boundary {
+            continue;
+        }
+        let rest = trim_start(&value[from..]);
+        let Some(rest) = rest.strip_prefix(b"=") else {
+            continue;
+        };
+        let rest = trim_start(rest);
+        return Some(match rest.strip_prefix(b"\"") {
+            Some(quoted) => {
+                let end = quoted.iter().position(|&b| b == b'"')?;
+                &quoted[..end]
+            }
+            None => {
+                let end = rest
+                    .iter()
+                    .position(|&b| matches!(b, b',' | b' ' | b'\t'))
+                    .unwrap_or(rest.len());
+                &rest[..end]
+            }
+        });
+    }
+    None
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack
+        .windows(needle.len())
+        .position(|window| window.eq_ignore_ascii_case(needle))
+}
+
+fn trim_start(bytes: &[u8]) -> &[u8] {
+    let start = bytes
+        .iter()
+        .position(|&b| !matches!(b, b' ' | b'\t'))
+        .unwrap_or(bytes.len());
+    &bytes[start..]
+}
+
+/// The name of the first policy in `RateLimit-Policy` (else `RateLimit`):
+/// the key of its first list member, an sf-string or a token
+/// (draft-ietf-httpapi-ratelimit-headers).
+pub(crate) fn rate_limit_policy(headers: &HeaderMap) -> Cow<'static, str> {
+    ["ratelimit-policy", "ratelimit"]
+        .into_iter()
+        .find_map(|name| first_policy_name(headers.get(name)?.as_bytes()))
+        .map(|name| Cow::Owned(name.to_owned()))
+        .unwrap_or(Cow::Borrowed("unknown"))
+}
+
+fn first_policy_name(value: &[u8]) -> Option<&str> {
+    let value = trim_start(value);
+    let end = value
+        .iter()
+        .position(|&b| matches!(b, b';' | b','))
+        .unwrap_or(value.len());
+    let mut item = &value[..end];
+    while let [rest @ .., b' ' | b'\t'] = item {
+        item = rest;
+    }
+    let name = match item.strip_prefix(b"\"") {
+        Some(quoted) => quoted.strip_suffix(b"\"")?,
+        None => item,
+    };
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:/*".contains(b));
+    if ok {
+        std::str::from_utf8(name).ok()
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(*name, HeaderValue::from_static(value));
+        }
+        map
+    }
+
+    #[test]
+    fn auth_failure_reasons() {
+        // RFC 6750 §3: no `error` attribute when credentials were missing.
+        let cases = [
+            (
+                401,
+                vec![("www-authenticate", r#"Bearer realm="api""#)],
+                Some("missing_credentials"),
+            ),
+            (
+                401,
+                vec![(
+                    "www-authenticate",
+                    r#"Bearer realm="api", error_description="x", error="invalid_token""#,
+                )],
+                Some("invalid_token"),
+            ),
+            (
+                403,
+                vec![(
+                    "www-authenticate",
+                    r#"Bearer error="insufficient_scope", scope="a""#,
+                )],
+                Some("insufficient_scope"),
+            ),
+            (
+                401,
+                vec![("www-authenticate", "Bearer error=invalid_request")],
+                Some("invalid_request"),
+            ),
+            (
+                401,
+                vec![("www-authenticate", r#"Bearer error="made_up""#)],
+                Some("other"),
+            ),
+            (401, vec![], Some("unknown")),
+            (403, vec![], None),
+            (200, vec![], None),
+        ];
+        for (status, pairs, expected) in cases {
+            let got = auth_failure(StatusCode::from_u16(status).unwrap(), &headers(&pairs));
+            assert_eq!(got, expected, "{status} {pairs:?}");
+        }
+    }
+
+    #[test]
+    fn policy_names() {
+        // draft-ietf-httpapi-ratelimit-headers: `"name";q=..;w=..` as RFC 9651 list.
+        let cases = [
+            (
+                vec![(
+                    "ratelimit-policy",
+                    r#""per-ip";q=100;w=60, "per-user";q=10"#,
+                )],
+                "per-ip",
+            ),
+            (vec![("ratelimit", r#""burst";r=0;t=3"#)], "burst"),
+            (vec![("ratelimit", "token;r=0;t=3")], "token"),
+            (vec![("ratelimit", r#""bad name";r=0"#)], "unknown"),
+            (vec![], "unknown"),
+        ];
+        for (pairs, expected) in cases {
+            assert_eq!(rate_limit_policy(&headers(&pairs)), expected, "{pairs:?}");
+        }
+    }
+
+    #[test]
+    fn grpc_paths_and_codes() {
+        assert_eq!(
+            grpc_method("/pkg.Greeter/SayHello"),
+            Some(("pkg.Greeter", "SayHello"))
+        );
+        assert_eq!(grpc_method("/a/b/c"), None);
+        assert_eq!(grpc_method("/"), None);
+        assert_eq!(grpc_status(&headers(&[("grpc-status", "8")])), Some(8));
+        assert_eq!(grpc_status(&headers(&[("grpc-status", "99")])), None);
+        // RPC semconv: server span error only for 2, 4, 12, 13, 14, 15.
+        let errors: Vec<u16> = (0..=16).filter(|&c| grpc_server_error(c)).collect();
+        assert_eq!(errors, [2, 4, 12, 13, 14, 15]);
+    }
+}

@@ -1,0 +1,1022 @@
+//! Tests against the SDK's in-memory exporters. Providers are passed to the
+//! layer explicitly, so no test touches global state.
+
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+
+use http::{HeaderValue, Request, Response, StatusCode};
+use opentelemetry::baggage::BaggageExt;
+use opentelemetry::propagation::TextMapCompositePropagator;
+use opentelemetry::trace::{SpanId, SpanKind, Status, TraceContextExt, TraceId};
+use opentelemetry::{Context as OtelContext, KeyValue, Value};
+use opentelemetry_sdk::metrics::data::{AggregatedMetrics, Metric, MetricData, ResourceMetrics};
+use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMeterProvider};
+use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
+use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
+use tower::{Layer, Service, ServiceBuilder, ServiceExt, service_fn};
+
+use super::*;
+use crate::correlation::{CorrelationIdLayer, PropagateCorrelationIdLayer};
+
+const PARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+const PARENT_TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+const PARENT_SPAN: &str = "00f067aa0ba902b7";
+
+struct Telemetry {
+    spans: InMemorySpanExporter,
+    tracer: SdkTracerProvider,
+    metrics: InMemoryMetricExporter,
+    meter: SdkMeterProvider,
+}
+
+fn w3c() -> TextMapCompositePropagator {
+    TextMapCompositePropagator::new(vec![
+        Box::new(TraceContextPropagator::new()),
+        Box::new(BaggagePropagator::new()),
+    ])
+}
+
+impl Telemetry {
+    fn new() -> Self {
+        let spans = InMemorySpanExporter::default();
+        let tracer = SdkTracerProvider::builder()
+            .with_simple_exporter(spans.clone())
+            .build();
+        let metrics = InMemoryMetricExporter::default();
+        let meter = SdkMeterProvider::builder()
+            .with_reader(PeriodicReader::builder(metrics.clone()).build())
+            .build();
+        Self {
+            spans,
+            tracer,
+            metrics,
+            meter,
+        }
+    }
+
+    fn builder(&self) -> OtelLayerBuilder {
+        OtelLayer::builder()
+            .tracer_provider(&self.tracer)
+            .meter_provider(&self.meter)
+            .propagator(w3c())
+    }
+
+    fn layer(&self) -> OtelLayer {
+        self.builder().build().unwrap()
+    }
+
+    fn spans(&self) -> Vec<SpanData> {
+        self.spans.get_finished_spans().unwrap()
+    }
+
+    fn one_span(&self) -> SpanData {
+        let mut spans = self.spans();
+        assert_eq!(spans.len(), 1, "{spans:#?}");
+        spans.pop().unwrap()
+    }
+
+    /// The latest export (cumulative temporality) of every metric.
+    fn collect(&self) -> Vec<ResourceMetrics> {
+        self.metrics.reset();
+        self.meter.force_flush().unwrap();
+        self.metrics.get_finished_metrics().unwrap()
+    }
+}
+
+fn find<'a>(exported: &'a [ResourceMetrics], name: &str) -> Option<&'a Metric> {
+    exported
+        .iter()
+        .rev()
+        .flat_map(|rm| rm.scope_metrics())
+        .flat_map(|sm| sm.metrics())
+        .find(|m| m.name() == name)
+}
+
+/// Data points of a u64 or i64 sum as (attributes, value).
+fn sum_points(exported: &[ResourceMetrics], name: &str) -> Vec<(Vec<KeyValue>, i64)> {
+    let Some(metric) = find(exported, name) else {
+        return Vec::new();
+    };
+    match metric.data() {
+        AggregatedMetrics::U64(MetricData::Sum(sum)) => sum
+            .data_points()
+            .map(|p| (p.attributes().cloned().collect(), p.value() as i64))
+            .collect(),
+        AggregatedMetrics::I64(MetricData::Sum(sum)) => sum
+            .data_points()
+            .map(|p| (p.attributes().cloned().collect(), p.value()))
+            .collect(),
+        other => panic!("{name} is not a sum: {other:?}"),
+    }
+}
+
+fn has(attributes: &[KeyValue], key: &str, value: impl Into<Value>) -> bool {
+    let value = value.into();
+    attributes
+        .iter()
+        .any(|kv| kv.key.as_str() == key && kv.value == value)
+}
+
+fn attr<'a>(span: &'a SpanData, key: &str) -> Option<&'a Value> {
+    span.attributes
+        .iter()
+        .find(|kv| kv.key.as_str() == key)
+        .map(|kv| &kv.value)
+}
+
+type Headers = &'static [(&'static str, &'static str)];
+
+fn respond(
+    status: u16,
+    headers: Headers,
+) -> impl Service<
+    Request<()>,
+    Response = Response<()>,
+    Error = Infallible,
+    Future = impl Future<Output = Result<Response<()>, Infallible>> + Send,
+> + Clone {
+    service_fn(move |_req: Request<()>| async move {
+        let mut response = Response::new(());
+        *response.status_mut() = StatusCode::from_u16(status).unwrap();
+        for (name, value) in headers {
+            response
+                .headers_mut()
+                .append(*name, HeaderValue::from_static(value));
+        }
+        Ok::<_, Infallible>(response)
+    })
+}
+
+fn get(path: &str) -> http::request::Builder {
+    Request::builder().uri(path)
+}
+
+async fn send(layer: &OtelLayer, request: Request<()>) -> Response<OtelBody<()>> {
+    layer
+        .layer(respond(200, &[]))
+        .oneshot(request)
+        .await
+        .unwrap()
+}
+
+fn trace_id(span: &SpanData) -> String {
+    span.span_context.trace_id().to_string()
+}
+
+#[tokio::test]
+async fn continues_a_valid_traceparent() {
+    // W3C Trace Context §3.2: a valid traceparent is continued.
+    let t = Telemetry::new();
+    send(
+        &t.layer(),
+        get("/").header("traceparent", PARENT).body(()).unwrap(),
+    )
+    .await;
+    let span = t.one_span();
+    assert_eq!(trace_id(&span), PARENT_TRACE);
+    assert_eq!(span.parent_span_id.to_string(), PARENT_SPAN);
+    assert!(span.parent_span_is_remote);
+}
+
+#[tokio::test]
+async fn invalid_traceparent_starts_a_new_trace() {
+    // W3C Trace Context §3.2 / STANDARDS: `00-<32 hex>-<16 hex>-<2 hex>`,
+    // lowercase; all-zero ids and version ff invalid → new trace.
+    let cases = [
+        "00-4bf92f3577b34da6a3ce929d0e0e473z-00f067aa0ba902b7-01", // bad hex
+        "00-00000000000000000000000000000000-00f067aa0ba902b7-01", // zero trace id
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01", // zero span id
+        "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", // version ff
+        "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01", // uppercase id
+        "0A-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", // uppercase version
+        // The SDK's TraceContextPropagator alone accepts these two: the
+        // layer's own check is what rejects them.
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-", // v00 with a 5th field
+        "00-4bf92f3577b34da6a3ce929d0e0e47-00f067aa0ba902b7-01",    // short trace id
+        "garbage",
+    ];
+    for value in cases {
+        let t = Telemetry::new();
+        send(
+            &t.layer(),
+            get("/")
+                .header("traceparent", value)
+                .header("tracestate", "vendor=kept")
+                .body(())
+                .unwrap(),
+        )
+        .await;
+        let span = t.one_span();
+        assert_ne!(trace_id(&span), PARENT_TRACE, "{value} continued");
+        assert!(span.span_context.trace_id() != TraceId::INVALID);
+        assert_eq!(span.parent_span_id, SpanId::INVALID, "{value} has a parent");
+        // No traceparent, no tracestate (W3C §3.3: parse tracestate only
+        // with a valid traceparent).
+        assert_eq!(span.span_context.trace_state().header(), "", "{value}");
+    }
+}
+
+#[tokio::test]
+async fn two_traceparent_lines_start_a_new_trace() {
+    // W3C Trace Context §3.2: several traceparent headers are invalid.
+    let t = Telemetry::new();
+    send(
+        &t.layer(),
+        get("/")
+            .header("traceparent", PARENT)
+            .header(
+                "traceparent",
+                "00-11111111111111111111111111111111-2222222222222222-01",
+            )
+            .body(())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(t.one_span().parent_span_id, SpanId::INVALID);
+}
+
+#[tokio::test]
+async fn a_bad_tracestate_never_breaks_traceparent() {
+    // W3C Trace Context §3.3: tracestate ≤ 32 members; a bad tracestate is
+    // discarded, the traceparent still continued.
+    let many = (0..33)
+        .map(|i| format!("k{i}=v"))
+        .collect::<Vec<_>>()
+        .join(",");
+    for (tracestate, expected) in [
+        ("vendor=abc", "vendor=abc"),
+        ("not a list member", ""),
+        ("=novalue", ""),
+        (many.as_str(), ""),
+    ] {
+        let t = Telemetry::new();
+        send(
+            &t.layer(),
+            get("/")
+                .header("traceparent", PARENT)
+                .header("tracestate", tracestate)
+                .body(())
+                .unwrap(),
+        )
+        .await;
+        let span = t.one_span();
+        assert_eq!(trace_id(&span), PARENT_TRACE, "{tracestate}");
+        assert_eq!(span.span_context.trace_state().header(), expected);
+    }
+    // Two tracestate lines are one list.
+    let t = Telemetry::new();
+    send(
+        &t.layer(),
+        get("/")
+            .header("traceparent", PARENT)
+            .header("tracestate", "a=1")
+            .header("tracestate", "b=2")
+            .body(())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(t.one_span().span_context.trace_state().header(), "a=1,b=2");
+}
+
+#[tokio::test]
+async fn baggage_reaches_the_handler_but_not_the_span() {
+    // W3C Baggage: propagated, never copied into logs or attributes.
+    let t = Telemetry::new();
+    let seen = Arc::new(Mutex::new(None));
+    let seen_in = Arc::clone(&seen);
+    let service = t.layer().layer(service_fn(move |_req: Request<()>| {
+        let value = OtelContext::current()
+            .baggage()
+            .get("tenant")
+            .map(|v| v.to_string());
+        *seen_in.lock().unwrap() = value;
+        async { Ok::<_, Infallible>(Response::new(())) }
+    }));
+    service
+        .oneshot(
+            get("/")
+                .header("traceparent", PARENT)
+                .header("baggage", "tenant=acme")
+                .body(())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(seen.lock().unwrap().as_deref(), Some("acme"));
+    let span = t.one_span();
+    assert!(
+        !span
+            .attributes
+            .iter()
+            .any(|kv| kv.value.as_str().contains("acme"))
+    );
+}
+
+#[tokio::test]
+async fn baggage_is_propagated_to_outgoing_requests() {
+    // W3C Baggage: what came in goes out with the next call.
+    let t = Telemetry::new();
+    let client = ServiceBuilder::new()
+        .layer(PropagateCorrelationIdLayer::new().with_propagator(w3c()))
+        .service_fn(|req: Request<()>| async move {
+            Ok::<_, Infallible>(req.headers().get("baggage").cloned())
+        });
+    let seen = Arc::new(Mutex::new(None));
+    let seen_in = Arc::clone(&seen);
+    let service = t.layer().layer(service_fn(move |_req: Request<()>| {
+        let client = client.clone();
+        let seen = Arc::clone(&seen_in);
+        async move {
+            *seen.lock().unwrap() = client.oneshot(Request::new(())).await.unwrap();
+            Ok::<_, Infallible>(Response::new(()))
+        }
+    }));
+    service
+        .oneshot(get("/").header("baggage", "tenant=acme").body(()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(seen.lock().unwrap().take().unwrap(), "tenant=acme");
+}
+
+#[tokio::test]
+async fn restart_at_a_trust_boundary() {
+    let t = Telemetry::new();
+    let layer = t
+        .builder()
+        .incoming_trace(IncomingTrace::Restart)
+        .build()
+        .unwrap();
+    // Baggage from beyond the boundary is dropped too.
+    let baggage_seen = Arc::new(Mutex::new(None));
+    let baggage_in = Arc::clone(&baggage_seen);
+    let service = layer.layer(service_fn(move |_req: Request<()>| {
+        *baggage_in.lock().unwrap() = Some(OtelContext::current().baggage().len());
+        async { Ok::<_, Infallible>(Response::new(())) }
+    }));
+    let request = get("/")
+        .header("traceparent", PARENT)
+        .header("baggage", "tenant=acme")
+        .body(())
+        .unwrap();
+    service.oneshot(request).await.unwrap();
+    assert_eq!(*baggage_seen.lock().unwrap(), Some(0));
+    let span = t.one_span();
+    assert_ne!(trace_id(&span), PARENT_TRACE);
+    assert_eq!(span.parent_span_id, SpanId::INVALID);
+    assert!(span.links.links.is_empty());
+
+    let t = Telemetry::new();
+    let layer = t
+        .builder()
+        .incoming_trace(IncomingTrace::RestartWithLink)
+        .build()
+        .unwrap();
+    send(
+        &layer,
+        get("/").header("traceparent", PARENT).body(()).unwrap(),
+    )
+    .await;
+    let span = t.one_span();
+    assert_ne!(trace_id(&span), PARENT_TRACE);
+    assert_eq!(span.parent_span_id, SpanId::INVALID);
+    let links = &span.links.links;
+    assert_eq!(links.len(), 1);
+    assert_eq!(links[0].span_context.trace_id().to_string(), PARENT_TRACE);
+    assert_eq!(links[0].span_context.span_id().to_string(), PARENT_SPAN);
+}
+
+#[tokio::test]
+async fn server_span_name_and_attributes() {
+    // HTTP semconv: kind SERVER, name `{method} {route}`, required and
+    // recommended attributes.
+    let t = Telemetry::new();
+    let mut request = Request::builder()
+        .uri("/users/42?secret=1")
+        .header("host", "api.example.com:8443")
+        .header("user-agent", "curl/8.0")
+        .body(())
+        .unwrap();
+    request
+        .extensions_mut()
+        .insert(Route::from_static("/users/{id}"));
+    send(&t.layer(), request).await;
+    let span = t.one_span();
+    assert_eq!(span.name, "GET /users/{id}");
+    assert_eq!(span.span_kind, SpanKind::Server);
+    assert_eq!(span.status, Status::Unset);
+    assert_eq!(
+        attr(&span, "http.request.method"),
+        Some(&Value::from("GET"))
+    );
+    assert_eq!(attr(&span, "url.path"), Some(&Value::from("/users/42")));
+    assert_eq!(attr(&span, "url.scheme"), Some(&Value::from("http")));
+    assert_eq!(attr(&span, "http.route"), Some(&Value::from("/users/{id}")));
+    assert_eq!(
+        attr(&span, "http.response.status_code"),
+        Some(&Value::I64(200))
+    );
+    assert_eq!(
+        attr(&span, "server.address"),
+        Some(&Value::from("api.example.com"))
+    );
+    assert_eq!(attr(&span, "server.port"), Some(&Value::I64(8443)));
+    assert_eq!(
+        attr(&span, "user_agent.original"),
+        Some(&Value::from("curl/8.0"))
+    );
+    assert_eq!(
+        attr(&span, "network.protocol.version"),
+        Some(&Value::from("1.1"))
+    );
+    assert_eq!(attr(&span, "error.type"), None);
+    // The query string is not recorded (it may carry credentials).
+    assert!(
+        !span
+            .attributes
+            .iter()
+            .any(|kv| kv.value.as_str().contains("secret"))
+    );
+}
+
+#[tokio::test]
+async fn without_a_route_the_span_is_named_after_the_method() {
+    // HTTP semconv: never the raw path; `{method}` alone; unknown methods
+    // are `_OTHER` and named `HTTP`.
+    let t = Telemetry::new();
+    send(&t.layer(), get("/users/42").body(()).unwrap()).await;
+    let span = t.one_span();
+    assert_eq!(span.name, "GET");
+    assert_eq!(attr(&span, "http.route"), None);
+
+    let t = Telemetry::new();
+    let request = Request::builder()
+        .method("PURGE")
+        .uri("/x")
+        .body(())
+        .unwrap();
+    send(&t.layer(), request).await;
+    let span = t.one_span();
+    assert_eq!(span.name, "HTTP");
+    assert_eq!(
+        attr(&span, "http.request.method"),
+        Some(&Value::from("_OTHER"))
+    );
+    assert_eq!(
+        attr(&span, "http.request.method_original"),
+        Some(&Value::from("PURGE"))
+    );
+}
+
+#[tokio::test]
+async fn route_from_the_hook_or_the_response() {
+    let t = Telemetry::new();
+    let layer = t
+        .builder()
+        .route_with(|head: &RequestHead<'_>| {
+            head.uri()
+                .path()
+                .starts_with("/items/")
+                .then(|| Route::from_static("/items/:id"))
+        })
+        .build()
+        .unwrap();
+    send(&layer, get("/items/9").body(()).unwrap()).await;
+    assert_eq!(t.one_span().name, "GET /items/:id");
+
+    // A handler (or inner router) names the route on the response.
+    let t = Telemetry::new();
+    let service = t.layer().layer(service_fn(|_req: Request<()>| async {
+        let mut response = Response::new(());
+        response.extensions_mut().insert(Route::new("/late/{x}"));
+        Ok::<_, Infallible>(response)
+    }));
+    service
+        .oneshot(get("/late/1").body(()).unwrap())
+        .await
+        .unwrap();
+    let span = t.one_span();
+    assert_eq!(span.name, "GET /late/{x}");
+    assert_eq!(attr(&span, "http.route"), Some(&Value::from("/late/{x}")));
+}
+
+#[tokio::test]
+async fn only_server_errors_are_span_errors() {
+    // HTTP semconv: status Error only for 5xx, with `error.type`.
+    let t = Telemetry::new();
+    t.layer()
+        .layer(respond(503, &[]))
+        .oneshot(get("/").body(()).unwrap())
+        .await
+        .unwrap();
+    let span = t.one_span();
+    assert!(matches!(span.status, Status::Error { .. }));
+    assert_eq!(attr(&span, "error.type"), Some(&Value::from("503")));
+
+    for status in [400, 401, 404, 429] {
+        let t = Telemetry::new();
+        t.layer()
+            .layer(respond(status, &[]))
+            .oneshot(get("/").body(()).unwrap())
+            .await
+            .unwrap();
+        let span = t.one_span();
+        assert_eq!(span.status, Status::Unset, "{status}");
+        assert_eq!(attr(&span, "error.type"), None);
+    }
+}
+
+#[derive(Debug)]
+struct Broken;
+
+#[tokio::test]
+async fn a_service_error_is_a_span_error() {
+    let t = Telemetry::new();
+    let service = t.layer().layer(service_fn(|_req: Request<()>| async {
+        Err::<Response<()>, _>(Broken)
+    }));
+    assert!(service.oneshot(get("/").body(()).unwrap()).await.is_err());
+    let span = t.one_span();
+    assert!(matches!(span.status, Status::Error { .. }));
+    assert!(
+        attr(&span, "error.type")
+            .unwrap()
+            .as_str()
+            .ends_with("Broken")
+    );
+}
+
+#[tokio::test]
+async fn correlation_id_is_a_span_attribute() {
+    let t = Telemetry::new();
+    let service = ServiceBuilder::new()
+        .layer(CorrelationIdLayer::new())
+        .layer(t.layer())
+        .service(respond(200, &[]));
+    service
+        .oneshot(get("/").header("x-request-id", "req-77").body(()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        attr(&t.one_span(), CORRELATION_ID),
+        Some(&Value::from("req-77"))
+    );
+}
+
+#[tokio::test]
+async fn context_is_current_inside_and_propagated_outgoing() {
+    // The server span is current while the inner service runs; the client
+    // layer injects it into outgoing requests.
+    let t = Telemetry::new();
+    let client = ServiceBuilder::new()
+        .layer(PropagateCorrelationIdLayer::new().with_propagator(TraceContextPropagator::new()))
+        .service_fn(|req: Request<()>| async move {
+            Ok::<_, Infallible>(req.headers().get("traceparent").cloned())
+        });
+    let seen = Arc::new(Mutex::new(None));
+    let seen_in = Arc::clone(&seen);
+    let service = t.layer().layer(service_fn(move |_req: Request<()>| {
+        let client = client.clone();
+        let seen = Arc::clone(&seen_in);
+        async move {
+            tokio::task::yield_now().await; // across polls
+            let current = OtelContext::current().span().span_context().trace_id();
+            let sent = client.oneshot(Request::new(())).await.unwrap();
+            *seen.lock().unwrap() = Some((current, sent));
+            Ok::<_, Infallible>(Response::new(()))
+        }
+    }));
+    service
+        .oneshot(get("/").header("traceparent", PARENT).body(()).unwrap())
+        .await
+        .unwrap();
+    let span = t.one_span();
+    let (current, sent) = seen.lock().unwrap().take().unwrap();
+    assert_eq!(current.to_string(), PARENT_TRACE);
+    let expected = format!("00-{PARENT_TRACE}-{}-01", span.span_context.span_id());
+    assert_eq!(sent.unwrap(), expected.as_str());
+    // Outside the request nothing is current.
+    assert!(!OtelContext::current().has_active_span());
+}
+
+#[tokio::test]
+async fn outgoing_injection_keeps_existing_headers() {
+    use opentelemetry::context::FutureExt;
+    use opentelemetry::trace::{SpanContext, TraceFlags, TraceState};
+    let client = ServiceBuilder::new()
+        .layer(PropagateCorrelationIdLayer::new().with_propagator(TraceContextPropagator::new()))
+        .service_fn(|req: Request<()>| async move {
+            Ok::<_, Infallible>(req.headers().get("traceparent").cloned())
+        });
+    // No current span: nothing is injected.
+    let sent = client.clone().oneshot(Request::new(())).await.unwrap();
+    assert_eq!(sent, None);
+
+    let remote = SpanContext::new(
+        TraceId::from_hex(PARENT_TRACE).unwrap(),
+        SpanId::from_hex(PARENT_SPAN).unwrap(),
+        TraceFlags::SAMPLED,
+        true,
+        TraceState::default(),
+    );
+    let cx = OtelContext::new().with_remote_span_context(remote);
+    let sent = client
+        .clone()
+        .oneshot(Request::new(()))
+        .with_context(cx.clone())
+        .await
+        .unwrap();
+    assert_eq!(sent.unwrap(), PARENT);
+    // A header the caller set is kept.
+    let own = "00-11111111111111111111111111111111-2222222222222222-00";
+    let request = Request::builder()
+        .header("traceparent", own)
+        .body(())
+        .unwrap();
+    let sent = client.oneshot(request).with_context(cx).await.unwrap();
+    assert_eq!(sent.unwrap(), own);
+}
+
+#[tokio::test]
+async fn duration_histogram_per_semconv() {
+    // HTTP semconv: http.server.request.duration, unit s, advised buckets,
+    // attributes method, status code, route, scheme.
+    let t = Telemetry::new();
+    let mut request = get("/users/1").body(()).unwrap();
+    request
+        .extensions_mut()
+        .insert(Route::from_static("/users/{id}"));
+    t.layer()
+        .layer(respond(500, &[]))
+        .oneshot(request)
+        .await
+        .unwrap();
+    let exported = t.collect();
+    let metric = find(&exported, "http.server.request.duration").expect("exported");
+    assert_eq!(metric.unit(), "s");
+    let AggregatedMetrics::F64(MetricData::Histogram(histogram)) = metric.data() else {
+        panic!("not an f64 histogram: {:?}", metric.data());
+    };
+    let points: Vec<_> = histogram.data_points().collect();
+    assert_eq!(points.len(), 1);
+    let point = points[0];
+    assert_eq!(point.count(), 1);
+    assert_eq!(point.bounds().collect::<Vec<_>>(), DURATION_BUCKETS);
+    assert_eq!(
+        DURATION_BUCKETS,
+        [
+            0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0
+        ]
+    );
+    let attributes: Vec<KeyValue> = point.attributes().cloned().collect();
+    assert!(has(&attributes, "http.request.method", "GET"));
+    assert!(has(&attributes, "http.response.status_code", 500_i64));
+    assert!(has(&attributes, "http.route", "/users/{id}"));
+    assert!(has(&attributes, "url.scheme", "http"));
+    assert!(has(&attributes, "error.type", "500"));
+    // Never the raw path.
+    assert!(!attributes.iter().any(|kv| kv.key.as_str() == "url.path"));
+}
+
+#[tokio::test]
+async fn active_requests_up_then_back_to_zero() {
+    // HTTP semconv: http.server.active_requests (UpDownCounter).
+    let t = Arc::new(Telemetry::new());
+    let t_in = Arc::clone(&t);
+    let during = Arc::new(Mutex::new(Vec::new()));
+    let during_in = Arc::clone(&during);
+    let service = t.layer().layer(service_fn(move |_req: Request<()>| {
+        *during_in.lock().unwrap() = sum_points(&t_in.collect(), "http.server.active_requests");
+        async { Ok::<_, Infallible>(Response::new(())) }
+    }));
+    service.oneshot(get("/").body(()).unwrap()).await.unwrap();
+    let during = during.lock().unwrap().clone();
+    assert_eq!(during.len(), 1);
+    assert_eq!(during[0].1, 1);
+    assert!(has(&during[0].0, "http.request.method", "GET"));
+    assert!(has(&during[0].0, "url.scheme", "http"));
+    let after = sum_points(&t.collect(), "http.server.active_requests");
+    assert_eq!(after[0].1, 0);
+
+    // A cancelled request (future dropped) is no longer active either.
+    let mut service = t.layer().layer(service_fn(|_req: Request<()>| {
+        std::future::pending::<Result<Response<()>, Infallible>>()
+    }));
+    let future = service
+        .ready()
+        .await
+        .unwrap()
+        .call(get("/").body(()).unwrap());
+    assert_eq!(
+        sum_points(&t.collect(), "http.server.active_requests")[0].1,
+        1
+    );
+    drop(future);
+    assert_eq!(
+        sum_points(&t.collect(), "http.server.active_requests")[0].1,
+        0
+    );
+}
+
+#[tokio::test]
+async fn counters_for_auth_failures_rate_limits_and_not_modified() {
+    let t = Telemetry::new();
+    let layer = t.layer();
+    let call = |status, headers| {
+        layer
+            .layer(respond(status, headers))
+            .oneshot(get("/").body(()).unwrap())
+    };
+    call(
+        401,
+        &[(
+            "www-authenticate",
+            r#"Bearer realm="api", error="invalid_token""#,
+        )],
+    )
+    .await
+    .unwrap();
+    call(401, &[("www-authenticate", r#"Bearer realm="api""#)])
+        .await
+        .unwrap();
+    call(429, &[("ratelimit-policy", r#""per-ip";q=100;w=60"#)])
+        .await
+        .unwrap();
+    call(304, &[]).await.unwrap();
+    call(200, &[]).await.unwrap();
+
+    let exported = t.collect();
+    let auth = sum_points(&exported, "tower_edge.auth.failures");
+    assert_eq!(auth.len(), 2, "{auth:?}");
+    assert!(
+        auth.iter()
+            .any(|(a, v)| *v == 1 && has(a, "error.type", "invalid_token"))
+    );
+    assert!(
+        auth.iter()
+            .any(|(a, v)| *v == 1 && has(a, "error.type", "missing_credentials"))
+    );
+    let limited = sum_points(&exported, "tower_edge.rate_limit.limited");
+    assert_eq!(limited.len(), 1);
+    assert_eq!(limited[0].1, 1);
+    assert!(has(&limited[0].0, RATE_LIMIT_POLICY, "per-ip"));
+    let not_modified = sum_points(&exported, "tower_edge.cache.not_modified");
+    assert_eq!(not_modified.iter().map(|p| p.1).sum::<i64>(), 1);
+
+    // The hooks for the other layers move their own counters.
+    layer.metrics().store_error("timeout");
+    layer.metrics().jwks_fetch_succeeded();
+    layer.metrics().jwks_fetch_failed("status");
+    let exported = t.collect();
+    let store = sum_points(&exported, "tower_edge.rate_limit.store.errors");
+    assert!(has(&store[0].0, "error.type", "timeout"));
+    let jwks = sum_points(&exported, "tower_edge.jwks.fetches");
+    assert_eq!(jwks.iter().map(|p| p.1).sum::<i64>(), 2);
+}
+
+fn grpc_request() -> Request<()> {
+    Request::builder()
+        .method("POST")
+        .uri("/pkg.Greeter/SayHello")
+        .version(http::Version::HTTP_2)
+        .header("content-type", "application/grpc")
+        .body(())
+        .unwrap()
+}
+
+#[tokio::test]
+async fn grpc_span_attributes_and_error_codes() {
+    // RPC semconv: rpc.system=grpc, rpc.grpc.status_code; server span error
+    // only for 2, 4, 12, 13, 14, 15 (not 7, 8, 16).
+    let cases: [(Headers, i64, bool); 5] = [
+        (&[("grpc-status", "0")], 0, false),
+        (&[("grpc-status", "7")], 7, false),
+        (&[("grpc-status", "8")], 8, false),
+        (&[("grpc-status", "16")], 16, false),
+        (&[("grpc-status", "13")], 13, true),
+    ];
+    for (headers, code, error) in cases {
+        let t = Telemetry::new();
+        t.layer()
+            .layer(respond(200, headers))
+            .oneshot(grpc_request())
+            .await
+            .unwrap();
+        let span = t.one_span();
+        assert_eq!(span.name, "pkg.Greeter/SayHello");
+        assert_eq!(span.span_kind, SpanKind::Server);
+        assert_eq!(attr(&span, "rpc.system"), Some(&Value::from("grpc")));
+        assert_eq!(
+            attr(&span, "rpc.service"),
+            Some(&Value::from("pkg.Greeter"))
+        );
+        assert_eq!(attr(&span, "rpc.method"), Some(&Value::from("SayHello")));
+        assert_eq!(attr(&span, "rpc.grpc.status_code"), Some(&Value::I64(code)));
+        assert_eq!(matches!(span.status, Status::Error { .. }), error, "{code}");
+    }
+}
+
+/// A gRPC response streamed the usual way: headers, a message, then the
+/// status in trailers.
+fn streamed_grpc(
+    code: &'static str,
+) -> impl Service<
+    Request<()>,
+    Response = Response<impl http_body::Body<Data = bytes::Bytes, Error = Infallible>>,
+    Error = Infallible,
+    Future = impl Future + Send,
+> + Clone {
+    use http_body_util::{BodyExt, Full};
+    service_fn(move |_req: Request<()>| async move {
+        let body = Full::new(bytes::Bytes::from_static(b"message")).with_trailers(async move {
+            let mut trailers = http::HeaderMap::new();
+            trailers.insert("grpc-status", HeaderValue::from_static(code));
+            Some(Ok::<_, Infallible>(trailers))
+        });
+        let mut response = Response::new(body);
+        response
+            .headers_mut()
+            .insert("content-type", HeaderValue::from_static("application/grpc"));
+        Ok::<_, Infallible>(response)
+    })
+}
+
+#[tokio::test]
+async fn grpc_status_is_read_from_trailers_and_the_span_ends_with_the_body() {
+    // RPC semconv: rpc.grpc.status_code is required; a streamed response
+    // carries it in trailers, after the body.
+    use http_body_util::BodyExt;
+    for (code, error) in [("0", false), ("13", true), ("8", false)] {
+        let t = Telemetry::new();
+        let response = t
+            .layer()
+            .layer(streamed_grpc(code))
+            .oneshot(grpc_request())
+            .await
+            .unwrap();
+        // The head alone does not end the span.
+        assert!(t.spans().is_empty());
+        let collected = response.into_body().collect().await.unwrap();
+        assert_eq!(collected.trailers().unwrap()["grpc-status"], code);
+        let span = t.one_span();
+        let expected: i64 = code.parse().unwrap();
+        assert_eq!(
+            attr(&span, "rpc.grpc.status_code"),
+            Some(&Value::I64(expected))
+        );
+        assert_eq!(matches!(span.status, Status::Error { .. }), error, "{code}");
+        let limited = sum_points(&t.collect(), "tower_edge.rate_limit.limited");
+        assert_eq!(
+            limited.iter().map(|p| p.1).sum::<i64>(),
+            i64::from(code == "8")
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_body_dropped_early_still_ends_the_span() {
+    let t = Telemetry::new();
+    let response = t
+        .layer()
+        .layer(streamed_grpc("0"))
+        .oneshot(grpc_request())
+        .await
+        .unwrap();
+    drop(response);
+    let span = t.one_span();
+    // The status was never read: no code rather than a guessed one.
+    assert_eq!(attr(&span, "rpc.grpc.status_code"), None);
+    assert_eq!(
+        sum_points(&t.collect(), "http.server.active_requests")[0].1,
+        0
+    );
+}
+
+#[tokio::test]
+async fn grpc_rejections_move_the_counters() {
+    // Our gRPC rejections: 16 unauthenticated, 7 permission denied, 8 rate
+    // limited (trailers-only, HTTP 200).
+    let t = Telemetry::new();
+    let layer = t.layer();
+    for headers in [
+        &[("grpc-status", "16")][..],
+        &[("grpc-status", "7")][..],
+        &[("grpc-status", "8"), ("ratelimit", r#""per-user";r=0;t=2"#)][..],
+    ] {
+        let headers: Headers = headers;
+        layer
+            .layer(respond(200, headers))
+            .oneshot(grpc_request())
+            .await
+            .unwrap();
+    }
+    let exported = t.collect();
+    let auth = sum_points(&exported, "tower_edge.auth.failures");
+    assert!(
+        auth.iter()
+            .any(|(a, _)| has(a, "error.type", "unauthenticated"))
+    );
+    assert!(
+        auth.iter()
+            .any(|(a, _)| has(a, "error.type", "permission_denied"))
+    );
+    let limited = sum_points(&exported, "tower_edge.rate_limit.limited");
+    assert!(has(&limited[0].0, RATE_LIMIT_POLICY, "per-user"));
+}
+
+#[tokio::test]
+async fn clones_share_the_same_state() {
+    // Every clone of the service (one per connection) records into the same
+    // instruments.
+    let t = Telemetry::new();
+    let service = t.layer().layer(respond(200, &[]));
+    let first = service.clone();
+    let second = service.clone();
+    first.oneshot(get("/").body(()).unwrap()).await.unwrap();
+    second.oneshot(get("/").body(()).unwrap()).await.unwrap();
+    let exported = t.collect();
+    let metric = find(&exported, "http.server.request.duration").unwrap();
+    let AggregatedMetrics::F64(MetricData::Histogram(histogram)) = metric.data() else {
+        panic!("not a histogram");
+    };
+    assert_eq!(histogram.data_points().map(|p| p.count()).sum::<u64>(), 2);
+    assert_eq!(t.spans().len(), 2);
+}
+
+#[tokio::test]
+async fn without_an_sdk_the_layer_is_transparent() {
+    // Globals untouched by every test: the no-op providers and propagator.
+    // `ServiceBuilderExt::otel` adds this default layer.
+    use crate::ServiceBuilderExt;
+    let response = ServiceBuilder::new()
+        .otel()
+        .service(respond(418, &[("x-kept", "yes")]))
+        .oneshot(get("/").header("traceparent", PARENT).body(()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 418);
+    assert_eq!(response.headers()["x-kept"], "yes");
+    assert_eq!(response.headers().len(), 1);
+}
+
+#[test]
+fn bad_configuration_names_the_field() {
+    let error = OtelLayer::builder()
+        .default_url_scheme("ftp".parse().unwrap())
+        .build()
+        .unwrap_err();
+    assert_eq!(error.field(), "default_url_scheme");
+}
+
+#[tokio::test]
+async fn tracing_opentelemetry_spans_join_the_server_span() {
+    // With tracing-opentelemetry, tracing spans opened inside the layer are
+    // children of the server span: one span tree.
+    use tracing_subscriber::layer::SubscriberExt;
+    let t = Telemetry::new();
+    let subscriber =
+        tracing_subscriber::registry().with(tracing_opentelemetry::layer().with_tracer(
+            opentelemetry::trace::TracerProvider::tracer(&t.tracer, "app"),
+        ));
+    let _default = tracing::subscriber::set_default(subscriber);
+    let service = t.layer().layer(service_fn(|_req: Request<()>| async {
+        let span = tracing::info_span!("handler");
+        span.in_scope(|| tracing::info!("inside"));
+        drop(span);
+        Ok::<_, Infallible>(Response::new(()))
+    }));
+    service
+        .oneshot(get("/").header("traceparent", PARENT).body(()).unwrap())
+        .await
+        .unwrap();
+    let spans = t.spans();
+    let server = spans
+        .iter()
+        .find(|s| s.span_kind == SpanKind::Server)
+        .unwrap();
+    let handler = spans.iter().find(|s| s.name == "handler").unwrap();
+    assert_eq!(trace_id(handler), PARENT_TRACE);
+    assert_eq!(handler.parent_span_id, server.span_context.span_id());
+}
+
+#[cfg(feature = "axum")]
+#[tokio::test]
+async fn axum_matched_path_names_the_span() {
+    let t = Telemetry::new();
+    let app = axum::Router::new()
+        .route("/users/{id}", axum::routing::get(|| async { "ok" }))
+        .layer(t.layer());
+    let response = app
+        .oneshot(
+            Request::builder()
+                .uri("/users/42")
+                .body(axum::body::Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    drop(response);
+    let span = t.one_span();
+    assert_eq!(span.name, "GET /users/{id}");
+    assert_eq!(attr(&span, "http.route"), Some(&Value::from("/users/{id}")));
+}
