@@ -20,11 +20,31 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed<L> + Sized {
     #[cfg(feature = "correlation-id")]
     #[cfg_attr(docsrs, doc(cfg(feature = "correlation-id")))]
     fn correlation_id(self) -> ServiceBuilder<Stack<crate::correlation::CorrelationIdLayer, L>>;
+
+    /// Adds a [`RateLimitLayer`](crate::rate_limit::RateLimitLayer) allowing
+    /// `quota` per client IP (see
+    /// [`RateLimitLayer::new`](crate::rate_limit::RateLimitLayer::new)).
+    /// (Not `rate_limit`: tower's own `ServiceBuilder::rate_limit` would
+    /// shadow it.)
+    #[cfg(feature = "rate-limit")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "rate-limit")))]
+    fn rate_limit_per_ip(
+        self,
+        quota: crate::rate_limit::Quota,
+    ) -> ServiceBuilder<Stack<crate::rate_limit::RateLimitLayer, L>>;
 }
 
 impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
     #[cfg(feature = "correlation-id")]
     fn correlation_id(self) -> ServiceBuilder<Stack<crate::correlation::CorrelationIdLayer, L>> {
         self.layer(crate::correlation::CorrelationIdLayer::new())
+    }
+
+    #[cfg(feature = "rate-limit")]
+    fn rate_limit_per_ip(
+        self,
+        quota: crate::rate_limit::Quota,
+    ) -> ServiceBuilder<Stack<crate::rate_limit::RateLimitLayer, L>> {
+        self.layer(crate::rate_limit::RateLimitLayer::new(quota))
     }
 }

@@ -8,6 +8,7 @@
 //! | layer | module | feature | what it does |
 //! |---|---|---|---|
 //! | correlation IDs | [`correlation`] | `correlation-id` | validated request/correlation IDs, echoed, on every log line |
+//! | rate limiting | [`rate_limit`] | `rate-limit` | GCRA quotas keyed by client IP, user, API key or route; IETF `RateLimit` headers |
 //!
 //! Every layer answers a rejected request with a response, never a service
 //! error, built in one place ([`rejection`]): RFC 9457 problem+json for HTTP
@@ -73,6 +74,10 @@ pub mod correlation;
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub mod extract;
+
+#[cfg(feature = "rate-limit")]
+#[cfg_attr(docsrs, doc(cfg(feature = "rate-limit")))]
+pub mod rate_limit;
 
 mod builder;
 
