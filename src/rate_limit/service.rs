@@ -338,7 +338,6 @@ where
                         }
                     })
                     .collect();
-                drop(info);
                 let clone = self.inner.clone();
                 let inner = std::mem::replace(&mut self.inner, clone);
                 ResponseFuture {
