@@ -189,8 +189,8 @@ pub enum HeaderStyle {
     Legacy,
     /// Both.
     Both,
-    /// None (a 429 still carries `Retry-After`).
-    None,
+    /// No rate-limit headers (a 429 still carries `Retry-After`).
+    Off,
 }
 
 impl HeaderStyle {

@@ -515,7 +515,7 @@ async fn legacy_headers_are_an_option() {
     let l = layer(
         RateLimitLayer::builder()
             .policy(Policy::new("ip", Quota::per_minute(2)))
-            .headers(HeaderStyle::None),
+            .headers(HeaderStyle::Off),
     );
     let (mut svc, _) = service(&l);
     let res = send(&mut svc, from("192.0.2.1:1")).await;
