@@ -317,6 +317,27 @@ mod tests {
         assert!(store.is_empty());
     }
 
+    // The check is atomic per key: 8 threads racing on one key at one
+    // instant get exactly the burst.
+    #[test]
+    fn concurrent_checks_on_one_key_allow_exactly_the_burst() {
+        let (_, clock) = manual_clock();
+        let store = Arc::new(MemoryStore::builder().clock(clock).build());
+        let quota = Quota::per_hour(1).with_burst(100);
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let store = Arc::clone(&store);
+                std::thread::spawn(move || {
+                    (0..500)
+                        .filter(|_| store.check_now(&Key::global(), &quota, 1).is_allowed())
+                        .count()
+                })
+            })
+            .collect();
+        let allowed: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
+        assert_eq!(allowed, 100);
+    }
+
     #[test]
     fn denied_requests_do_not_create_keys() {
         let store = MemoryStore::new();

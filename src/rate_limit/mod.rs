@@ -310,6 +310,8 @@ pub(crate) struct PolicySet {
     policies: Vec<BuiltPolicy>,
     /// `RateLimit-Policy`, pre-rendered.
     policy_header: Option<HeaderValue>,
+    /// Bytes a `RateLimit` value of all policies needs, at most.
+    render_capacity: usize,
 }
 
 impl fmt::Debug for PolicySet {
@@ -562,9 +564,11 @@ impl RateLimitLayerBuilder {
         }
         let policy_header = HeaderValue::try_from(header)
             .map_err(|_| ConfigError::new("policy", "name is not a valid header value"))?;
+        let render_capacity = built.iter().map(|p| p.sf_name.len() + 2 + 48).sum();
         Ok(PolicySet {
             policies: built,
             policy_header: Some(policy_header),
+            render_capacity,
         })
     }
 

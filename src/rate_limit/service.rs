@@ -72,7 +72,9 @@ pub(crate) struct Outcome {
 impl Outcome {
     fn record(&mut self, set: &PolicySet, index: usize, decision: Decision, render: bool) {
         if render {
-            if !self.ratelimit.is_empty() {
+            if self.ratelimit.is_empty() {
+                self.ratelimit.reserve(set.render_capacity);
+            } else {
                 self.ratelimit.push_str(", ");
             }
             let _ = write!(

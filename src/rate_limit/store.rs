@@ -292,6 +292,14 @@ impl<'a> Check<'a> {
 /// The layer turns that decision into the response and its headers, so a
 /// new store needs no change to the layer.
 ///
+/// A Redis implementation runs one Lua script per check: the key (from
+/// [`Check::policy`] and the [`Key`]'s `Display` form, with a hash tag for
+/// Cluster) in `KEYS[1]`; `T`, `τ` and the cost in `ARGV`; time from
+/// `redis.call('TIME')`; the [`gcra`] formulas; `SET ... PX` the new TAT to
+/// expire when it passes; and it returns `allowed`, `remaining`, `reset` and
+/// `retry_after` (e.g. in microseconds) for [`Decision::allowed`] /
+/// [`Decision::denied`].
+///
 /// The trait is object-safe: the layer holds `Arc<dyn RateLimitStore>`. The
 /// memory store answers with [`StoreFuture::ready`], so its hot path has no
 /// allocation; a network store returns [`StoreFuture::boxed`].

@@ -708,3 +708,45 @@ async fn service_builder_ext_adds_the_default_layer() {
         .unwrap();
     assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
 }
+
+// Closures and pairs are extractors: per API key *and* route here.
+#[tokio::test(start_paused = true)]
+async fn closure_and_composite_keys() {
+    let api_key = HeaderKey::new(http::HeaderName::from_static("x-api-key"));
+    let tenant = |req: &RequestInfo<'_>| {
+        let tenant = req.uri().path().split('/').nth(1)?;
+        Some(Key::from_bytes(tenant.as_bytes()))
+    };
+    let l = layer(
+        RateLimitLayer::builder()
+            .policy(Policy::new("tenant-key", Quota::per_minute(1)).key((api_key, tenant))),
+    );
+    let (mut svc, _) = service(&l);
+    let req = |key: &str, path: &str| {
+        let mut req = from("192.0.2.1:1");
+        *req.uri_mut() = path.parse().unwrap();
+        req.headers_mut().insert("x-api-key", key.parse().unwrap());
+        req
+    };
+    assert_eq!(
+        send(&mut svc, req("k1", "/acme/x")).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        send(&mut svc, req("k1", "/acme/y")).await.status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    assert_eq!(
+        send(&mut svc, req("k1", "/globex/x")).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        send(&mut svc, req("k2", "/acme/x")).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(l.tracked_keys("tenant-key"), Some(3));
+    // No API key: the shared unknown bucket, not an error.
+    let res = send(&mut svc, from("192.0.2.1:1")).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(l.tracked_keys("tenant-key"), Some(4));
+}
