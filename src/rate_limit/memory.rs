@@ -46,7 +46,9 @@ struct Shard {
 ///   the shards. A shard that is full when a new key arrives first drops
 ///   its expired keys; if that frees nothing it evicts the quarter of its keys
 ///   closest to a full bucket (smallest TAT). An evicted key gets a fresh
-///   bucket when it comes back — the least information to lose. Choose a cap
+///   bucket when it comes back — the least information to lose. A key costs
+///   32 bytes plus hash-table overhead (about 40–75 bytes), so the default
+///   cap stays under 8 MB per policy. Choose a cap
 ///   above your number of concurrently active clients; [`MemoryStore::len`]
 ///   (and the layer's `tracked_keys`) shows where you stand.
 pub struct MemoryStore<C = MonotonicClock> {
