@@ -32,6 +32,18 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed<L> + Sized {
     #[cfg(feature = "otel")]
     #[cfg_attr(docsrs, doc(cfg(feature = "otel")))]
     fn otel(self) -> ServiceBuilder<Stack<crate::otel::OtelLayer, L>>;
+
+    /// Adds a [`RateLimitLayer`](crate::rate_limit::RateLimitLayer) allowing
+    /// `quota` per client IP (see
+    /// [`RateLimitLayer::new`](crate::rate_limit::RateLimitLayer::new)).
+    /// (Not `rate_limit`: tower's own `ServiceBuilder::rate_limit` would
+    /// shadow it.)
+    #[cfg(feature = "rate-limit")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "rate-limit")))]
+    fn rate_limit_per_ip(
+        self,
+        quota: crate::rate_limit::Quota,
+    ) -> ServiceBuilder<Stack<crate::rate_limit::RateLimitLayer, L>>;
 }
 
 impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
@@ -48,5 +60,13 @@ impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
     #[cfg(feature = "otel")]
     fn otel(self) -> ServiceBuilder<Stack<crate::otel::OtelLayer, L>> {
         self.layer(crate::otel::OtelLayer::new())
+    }
+
+    #[cfg(feature = "rate-limit")]
+    fn rate_limit_per_ip(
+        self,
+        quota: crate::rate_limit::Quota,
+    ) -> ServiceBuilder<Stack<crate::rate_limit::RateLimitLayer, L>> {
+        self.layer(crate::rate_limit::RateLimitLayer::new(quota))
     }
 }

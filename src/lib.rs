@@ -10,6 +10,7 @@
 //! | cache headers | [`cache_headers`] | `cache-headers` | `Cache-Control` policies, ETags, RFC 9110 conditional requests (304 / 412) |
 //! | correlation IDs | [`correlation`] | `correlation-id` | validated request/correlation IDs, echoed, on every log line |
 //! | OpenTelemetry | [`otel`] | `otel` | W3C trace-context propagation, HTTP/gRPC server spans and metrics per semantic conventions |
+//! | rate limiting | [`rate_limit`] | `rate-limit` | GCRA quotas keyed by client IP, user, API key or route; IETF `RateLimit` headers |
 //!
 //! Every layer answers a rejected request with a response, never a service
 //! error, built in one place ([`rejection`]): RFC 9457 problem+json for HTTP
@@ -83,6 +84,9 @@ pub mod extract;
 #[cfg(feature = "otel")]
 #[cfg_attr(docsrs, doc(cfg(feature = "otel")))]
 pub mod otel;
+#[cfg(feature = "rate-limit")]
+#[cfg_attr(docsrs, doc(cfg(feature = "rate-limit")))]
+pub mod rate_limit;
 
 mod builder;
 

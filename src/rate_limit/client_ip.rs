@@ -1,0 +1,465 @@
+//! The client's IP address: the TCP peer, or behind trusted proxies the
+//! first untrusted address of the forwarding header, walked right to left.
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::str::FromStr;
+use std::sync::Arc;
+
+use http::{Extensions, HeaderMap, HeaderName};
+
+use crate::ConfigError;
+
+/// The TCP peer's address, put in the request extensions by your server.
+///
+/// The rate limiter looks for the peer address in this order: `PeerAddr`; the
+/// hook given to
+/// [`RateLimitLayerBuilder::peer_addr_with`](super::RateLimitLayerBuilder::peer_addr_with);
+/// a bare [`SocketAddr`] extension (what a hand-written hyper accept loop
+/// typically inserts); axum's `ConnectInfo<SocketAddr>` (feature `axum`,
+/// from `into_make_service_with_connect_info`).
+///
+/// ```
+/// use std::net::SocketAddr;
+/// use tower_edge::rate_limit::PeerAddr;
+///
+/// let peer: SocketAddr = "192.0.2.1:50000".parse().unwrap();
+/// let mut request = http::Request::new(());
+/// request.extensions_mut().insert(PeerAddr(peer));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PeerAddr(pub SocketAddr);
+
+/// Which forwarding header trusted proxies write. Read only the one your
+/// proxies set: a header they do not touch is entirely client-controlled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum ForwardedHeader {
+    /// `X-Forwarded-For: client, proxy1, proxy2` (the default).
+    #[default]
+    XForwardedFor,
+    /// RFC 7239 `Forwarded: for=client;proto=https, for="[2001:db8::1]:80"`.
+    Forwarded,
+}
+
+/// An IP network in CIDR notation (`10.0.0.0/8`, `2001:db8::/32`, or a
+/// single address).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Cidr {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl Cidr {
+    pub(crate) fn contains(&self, ip: IpAddr) -> bool {
+        match (self.addr, ip.to_canonical()) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl fmt::Debug for Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+impl FromStr for Cidr {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (addr, prefix) = match s.trim().split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (s.trim(), None),
+        };
+        let addr: IpAddr = addr
+            .parse()
+            .map_err(|_| format!("`{s}` is not an IP address or CIDR network"))?;
+        let addr = addr.to_canonical();
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            Some(p) => p
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= max)
+                .ok_or_else(|| format!("`{s}`: the prefix length must be 0 to {max}"))?,
+            None => max,
+        };
+        Ok(Self { addr, prefix })
+    }
+}
+
+pub(crate) type PeerHook = Arc<dyn Fn(&Extensions) -> Option<IpAddr> + Send + Sync>;
+
+/// How the client IP is found; part of the layer's configuration.
+#[derive(Clone)]
+pub(crate) struct ClientIpConfig {
+    pub(crate) trusted: Vec<Cidr>,
+    pub(crate) header: ForwardedHeader,
+    pub(crate) ipv6_prefix: u8,
+    pub(crate) peer_hook: Option<PeerHook>,
+}
+
+impl Default for ClientIpConfig {
+    fn default() -> Self {
+        Self {
+            trusted: Vec::new(),
+            header: ForwardedHeader::XForwardedFor,
+            ipv6_prefix: 64,
+            peer_hook: None,
+        }
+    }
+}
+
+impl fmt::Debug for ClientIpConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientIp")
+            .field("trusted_proxies", &self.trusted)
+            .field("header", &self.header)
+            .field("ipv6_prefix", &self.ipv6_prefix)
+            .field("peer_hook", &self.peer_hook.is_some())
+            .finish()
+    }
+}
+
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+
+impl ClientIpConfig {
+    pub(crate) fn parse_trusted<I, S>(proxies: I) -> Result<Vec<Cidr>, ConfigError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        proxies
+            .into_iter()
+            .map(|s| {
+                s.as_ref()
+                    .parse()
+                    .map_err(|m| ConfigError::new("trusted_proxies", m))
+            })
+            .collect()
+    }
+
+    fn is_trusted(&self, ip: IpAddr) -> bool {
+        self.trusted.iter().any(|net| net.contains(ip))
+    }
+
+    pub(crate) fn peer(&self, extensions: &Extensions) -> Option<IpAddr> {
+        if let Some(PeerAddr(addr)) = extensions.get::<PeerAddr>() {
+            return Some(addr.ip());
+        }
+        if let Some(ip) = self.peer_hook.as_ref().and_then(|hook| hook(extensions)) {
+            return Some(ip);
+        }
+        if let Some(addr) = extensions.get::<SocketAddr>() {
+            return Some(addr.ip());
+        }
+        #[cfg(feature = "axum")]
+        if let Some(info) = extensions.get::<axum::extract::ConnectInfo<SocketAddr>>() {
+            return Some(info.0.ip());
+        }
+        None
+    }
+
+    /// The client IP (see [`super::RequestInfo::client_ip`]).
+    pub(crate) fn resolve(&self, headers: &HeaderMap, extensions: &Extensions) -> Option<IpAddr> {
+        let peer = self.peer(extensions)?.to_canonical();
+        if !self.is_trusted(peer) {
+            // An untrusted peer: its forwarding headers are its own words.
+            return Some(peer);
+        }
+        let mut client = peer;
+        match self.header {
+            ForwardedHeader::XForwardedFor => {
+                // Right to left over all lines: the last line is the nearest
+                // proxy's.
+                for line in headers.get_all(X_FORWARDED_FOR).iter().rev() {
+                    let Ok(line) = line.to_str() else {
+                        return Some(client);
+                    };
+                    for entry in line.rsplit(',') {
+                        match step(self, parse_node(entry.trim())) {
+                            Step::Next(ip) => client = ip,
+                            Step::Done(ip) => return Some(ip),
+                            Step::Stop => return Some(client),
+                        }
+                    }
+                }
+            }
+            ForwardedHeader::Forwarded => {
+                for line in headers.get_all(http::header::FORWARDED).iter().rev() {
+                    let Ok(line) = line.to_str() else {
+                        return Some(client);
+                    };
+                    let elements = forwarded_for_values(line);
+                    for node in elements.iter().rev() {
+                        match step(self, node.as_deref().and_then(parse_node)) {
+                            Step::Next(ip) => client = ip,
+                            Step::Done(ip) => return Some(ip),
+                            Step::Stop => return Some(client),
+                        }
+                    }
+                }
+            }
+        }
+        // Every hop was trusted: the request started inside the trusted
+        // network, at the leftmost (trusted) address.
+        Some(client)
+    }
+}
+
+enum Step {
+    /// A trusted hop: keep walking.
+    Next(IpAddr),
+    /// The first untrusted address: the client.
+    Done(IpAddr),
+    /// Not an address (`unknown`, obfuscated, garbage): what lies left of it
+    /// cannot be trusted; the client is the last trusted hop.
+    Stop,
+}
+
+fn step(config: &ClientIpConfig, node: Option<IpAddr>) -> Step {
+    match node {
+        Some(ip) if config.is_trusted(ip) => Step::Next(ip),
+        Some(ip) => Step::Done(ip),
+        None => Step::Stop,
+    }
+}
+
+/// An address as proxies write it: `192.0.2.1`, `192.0.2.1:8080`,
+/// `2001:db8::1`, `[2001:db8::1]`, `[2001:db8::1]:8080`.
+fn parse_node(node: &str) -> Option<IpAddr> {
+    if let Some(rest) = node.strip_prefix('[') {
+        let (ip, after) = rest.split_once(']')?;
+        if !(after.is_empty() || after.strip_prefix(':').is_some_and(is_port)) {
+            return None;
+        }
+        return ip.parse::<std::net::Ipv6Addr>().ok().map(IpAddr::V6);
+    }
+    if let Ok(ip) = node.parse::<IpAddr>() {
+        return Some(ip.to_canonical());
+    }
+    let (ip, port) = node.rsplit_once(':')?;
+    if !is_port(port) {
+        return None;
+    }
+    ip.parse::<std::net::Ipv4Addr>().ok().map(IpAddr::V4)
+}
+
+fn is_port(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 5 && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// The `for=` value of each element of one `Forwarded` line, unquoted
+/// (`None` for an element without `for`). Commas and semicolons inside
+/// quoted strings belong to the value.
+fn forwarded_for_values(line: &str) -> Vec<Option<String>> {
+    let mut elements = Vec::new();
+    let mut current: Option<String> = None;
+    let mut chars = line.chars().peekable();
+    let mut pair = String::new();
+    let mut in_quotes = false;
+    let finish_pair = |pair: &mut String, current: &mut Option<String>| {
+        if let Some((name, value)) = pair.split_once('=')
+            && name.trim().eq_ignore_ascii_case("for")
+        {
+            *current = Some(value.trim().to_owned());
+        }
+        pair.clear();
+    };
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => in_quotes = !in_quotes,
+            '\\' if in_quotes => {
+                if let Some(escaped) = chars.next() {
+                    pair.push(escaped);
+                }
+            }
+            ';' if !in_quotes => finish_pair(&mut pair, &mut current),
+            ',' if !in_quotes => {
+                finish_pair(&mut pair, &mut current);
+                elements.push(current.take());
+            }
+            c => pair.push(c),
+        }
+    }
+    finish_pair(&mut pair, &mut current);
+    elements.push(current.take());
+    elements
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(trusted: &[&str], header: ForwardedHeader) -> ClientIpConfig {
+        ClientIpConfig {
+            trusted: ClientIpConfig::parse_trusted(trusted).unwrap(),
+            header,
+            ..ClientIpConfig::default()
+        }
+    }
+
+    fn ext(peer: &str) -> Extensions {
+        let mut e = Extensions::new();
+        e.insert(PeerAddr(peer.parse().unwrap()));
+        e
+    }
+
+    fn headers(name: &str, lines: &[&str]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for line in lines {
+            h.append(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                line.parse().unwrap(),
+            );
+        }
+        h
+    }
+
+    fn ip(s: &str) -> Option<IpAddr> {
+        Some(s.parse().unwrap())
+    }
+
+    // STANDARDS.md (client IP): when the TCP peer is not a trusted proxy,
+    // use the peer and ignore forwarding headers.
+    #[test]
+    fn untrusted_peer_ignores_forwarding_headers() {
+        let c = config(&["10.0.0.0/8"], ForwardedHeader::XForwardedFor);
+        let h = headers("x-forwarded-for", &["1.1.1.1, 10.0.0.1"]);
+        assert_eq!(c.resolve(&h, &ext("203.0.113.9:4000")), ip("203.0.113.9"));
+        let c = config(&[], ForwardedHeader::Forwarded);
+        let h = headers("forwarded", &["for=1.1.1.1"]);
+        assert_eq!(c.resolve(&h, &ext("203.0.113.9:4000")), ip("203.0.113.9"));
+    }
+
+    // STANDARDS.md (client IP): read all X-Forwarded-For lines, right to
+    // left, skipping trusted CIDRs; never the leftmost entry.
+    #[test]
+    fn xff_walks_all_lines_right_to_left() {
+        let c = config(
+            &["10.0.0.0/8", "192.168.0.0/16"],
+            ForwardedHeader::XForwardedFor,
+        );
+        let peer = ext("10.0.0.2:1234");
+        // The client spoofs a leftmost entry; the first proxy appends the real
+        // client, the second proxy is trusted.
+        let h = headers("x-forwarded-for", &["6.6.6.6, 198.51.100.7, 10.0.0.1"]);
+        assert_eq!(c.resolve(&h, &peer), ip("198.51.100.7"));
+        // The same across several lines; the last line is the nearest proxy.
+        let h = headers(
+            "x-forwarded-for",
+            &["6.6.6.6", "198.51.100.7", "192.168.1.1, 10.0.0.1"],
+        );
+        assert_eq!(c.resolve(&h, &peer), ip("198.51.100.7"));
+        // Ports and brackets as some proxies write them.
+        let h = headers("x-forwarded-for", &["[2001:db8::7]:443, 10.0.0.1:80"]);
+        assert_eq!(c.resolve(&h, &peer), ip("2001:db8::7"));
+        let h = headers("x-forwarded-for", &["198.51.100.7:5555"]);
+        assert_eq!(c.resolve(&h, &peer), ip("198.51.100.7"));
+        // Garbage stops the walk at the last trusted hop.
+        let h = headers("x-forwarded-for", &["6.6.6.6, garbage, 10.0.0.1"]);
+        assert_eq!(c.resolve(&h, &peer), ip("10.0.0.1"));
+        // No header behind a trusted peer: the peer.
+        assert_eq!(c.resolve(&HeaderMap::new(), &peer), ip("10.0.0.2"));
+        // All hops trusted: the leftmost trusted one.
+        let h = headers("x-forwarded-for", &["192.168.5.5, 10.0.0.1"]);
+        assert_eq!(c.resolve(&h, &peer), ip("192.168.5.5"));
+    }
+
+    // STANDARDS.md (client IP): `Forwarded` (RFC 7239) likewise — quoted
+    // values, IPv6 in brackets with ports; `unknown` and obfuscated
+    // identifiers are not addresses.
+    #[test]
+    fn forwarded_is_parsed() {
+        let c = config(&["10.0.0.0/8"], ForwardedHeader::Forwarded);
+        let peer = ext("10.1.1.1:1");
+        let cases: [(&[&str], Option<IpAddr>); 8] = [
+            (
+                &["for=192.0.2.60;proto=http;by=203.0.113.43"],
+                ip("192.0.2.60"),
+            ),
+            (
+                &["for=\"[2001:db8:cafe::17]:4711\""],
+                ip("2001:db8:cafe::17"),
+            ),
+            (&["For=\"[2001:db8:cafe::17]\""], ip("2001:db8:cafe::17")),
+            (
+                &["for=\"192.0.2.43:47011\", for=10.0.0.9"],
+                ip("192.0.2.43"),
+            ),
+            (
+                &["for=6.6.6.6, for=198.51.100.1;by=\"a,b\"", "for=10.0.0.3"],
+                ip("198.51.100.1"),
+            ),
+            // `unknown` and obfuscated: the walk stops at the last trusted hop.
+            (&["for=6.6.6.6, for=unknown, for=10.0.0.5"], ip("10.0.0.5")),
+            (&["for=6.6.6.6, for=_hidden"], ip("10.1.1.1")),
+            // An element without `for`.
+            (&["for=6.6.6.6, proto=https"], ip("10.1.1.1")),
+        ];
+        for (lines, expected) in cases {
+            assert_eq!(
+                c.resolve(&headers("forwarded", lines), &peer),
+                expected,
+                "{lines:?}"
+            );
+        }
+        // With XFF configured, a client-written Forwarded header is ignored.
+        let xff = config(&["10.0.0.0/8"], ForwardedHeader::XForwardedFor);
+        let h = headers("forwarded", &["for=6.6.6.6"]);
+        assert_eq!(xff.resolve(&h, &peer), ip("10.1.1.1"));
+    }
+
+    #[test]
+    fn peer_sources_in_order() {
+        let c = ClientIpConfig {
+            peer_hook: Some(Arc::new(|e: &Extensions| {
+                e.get::<u32>().map(|_| ip("9.9.9.9").unwrap())
+            })),
+            ..ClientIpConfig::default()
+        };
+        let mut e = Extensions::new();
+        assert_eq!(c.peer(&e), None);
+        e.insert::<SocketAddr>("192.0.2.3:1".parse().unwrap());
+        assert_eq!(c.peer(&e), ip("192.0.2.3"));
+        e.insert(7u32);
+        assert_eq!(c.peer(&e), ip("9.9.9.9"));
+        e.insert(PeerAddr("192.0.2.1:1".parse().unwrap()));
+        assert_eq!(c.peer(&e), ip("192.0.2.1"));
+    }
+
+    #[test]
+    fn cidr_parsing_and_matching() {
+        let net: Cidr = "10.0.0.0/8".parse().unwrap();
+        assert!(net.contains(ip("10.255.0.1").unwrap()));
+        assert!(net.contains(ip("::ffff:10.1.2.3").unwrap()));
+        assert!(!net.contains(ip("11.0.0.1").unwrap()));
+        let v6: Cidr = "2001:db8::/32".parse().unwrap();
+        assert!(v6.contains(ip("2001:db8:ffff::1").unwrap()));
+        assert!(!v6.contains(ip("2001:db9::1").unwrap()));
+        let single: Cidr = "::1".parse().unwrap();
+        assert!(single.contains(ip("::1").unwrap()));
+        let any: Cidr = "0.0.0.0/0".parse().unwrap();
+        assert!(any.contains(ip("8.8.8.8").unwrap()));
+        assert!(
+            "10.0.0.0/33"
+                .parse::<Cidr>()
+                .unwrap_err()
+                .contains("0 to 32")
+        );
+        assert!("nope".parse::<Cidr>().is_err());
+    }
+}

@@ -1,0 +1,350 @@
+//! The in-memory store: GCRA state in a sharded hash map, bounded.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use super::key::Key;
+use super::store::{Check, Clock, MonotonicClock, RateLimitStore, StoreFuture, gcra_nanos};
+
+/// The default cap on tracked keys per store.
+pub const DEFAULT_MAX_KEYS: usize = 100_000;
+
+/// How often, at most, a shard drops the keys whose bucket is full again.
+pub const DEFAULT_SWEEP_INTERVAL: Duration = Duration::from_secs(10);
+
+const MAX_SHARDS: usize = 64;
+
+type Map = HashMap<Key, u64, foldhash::fast::RandomState>;
+
+struct Shard {
+    /// Key → TAT in nanoseconds on the store's clock.
+    map: Map,
+    last_sweep: u64,
+}
+
+/// GCRA state in memory, shared by every clone of the service that holds it
+/// (the layer keeps it behind one `Arc`).
+///
+/// Keys live in up to 64 shards, each a small `HashMap` (foldhash, seeded
+/// per process) behind a `std` mutex held only for the arithmetic: no lock
+/// is ever held across an `.await`, and the hot path is one hash, one
+/// uncontended lock, one lookup and a few integer operations — no
+/// allocation, no boxing.
+///
+/// # Bounded memory
+///
+/// * **Amortised cleanup, no background task.** When a shard gains a key and
+///   has not been swept for [`sweep_interval`](MemoryStoreBuilder::sweep_interval)
+///   (10 s by default), it drops every key whose TAT has passed. Such a key's
+///   bucket is full: forgetting it changes no decision. Idle shards do not
+///   grow, so they need no sweep. [`MemoryStore::retain_recent`] does the
+///   same for all shards on demand.
+/// * **Hard cap.** At most [`max_keys`](MemoryStoreBuilder::max_keys)
+///   (default [`DEFAULT_MAX_KEYS`]) keys are tracked, split evenly across
+///   the shards. A shard that is full when a new key arrives first drops
+///   its expired keys; if that frees nothing it evicts the quarter of its keys
+///   closest to a full bucket (smallest TAT). An evicted key gets a fresh
+///   bucket when it comes back — the least information to lose. A key costs
+///   32 bytes plus hash-table overhead (about 40–75 bytes), so the default
+///   cap stays under 8 MB per policy. Choose a cap
+///   above your number of concurrently active clients; [`MemoryStore::len`]
+///   (and the layer's `tracked_keys`) shows where you stand.
+pub struct MemoryStore<C = MonotonicClock> {
+    shards: Box<[Mutex<Shard>]>,
+    hasher: foldhash::fast::RandomState,
+    shard_cap: usize,
+    sweep_interval: u64,
+    clock: C,
+}
+
+impl<C> fmt::Debug for MemoryStore<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemoryStore")
+            .field("shards", &self.shards.len())
+            .field("max_keys", &(self.shard_cap * self.shards.len()))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl MemoryStore {
+    /// A store with the default cap and the monotonic clock.
+    pub fn new() -> Self {
+        Self::builder().build()
+    }
+
+    /// A builder to set the cap, sweep interval or clock.
+    pub fn builder() -> MemoryStoreBuilder {
+        MemoryStoreBuilder {
+            max_keys: DEFAULT_MAX_KEYS,
+            sweep_interval: DEFAULT_SWEEP_INTERVAL,
+            clock: MonotonicClock::default(),
+        }
+    }
+}
+
+/// Builds a [`MemoryStore`]; from [`MemoryStore::builder`].
+#[derive(Debug)]
+pub struct MemoryStoreBuilder<C = MonotonicClock> {
+    max_keys: usize,
+    sweep_interval: Duration,
+    clock: C,
+}
+
+impl<C: Clock> MemoryStoreBuilder<C> {
+    /// The most keys tracked at once (default [`DEFAULT_MAX_KEYS`]; at
+    /// least 1).
+    pub fn max_keys(mut self, max_keys: usize) -> Self {
+        self.max_keys = max_keys.max(1);
+        self
+    }
+
+    /// How often, at most, a growing shard drops expired keys (default
+    /// [`DEFAULT_SWEEP_INTERVAL`]).
+    pub fn sweep_interval(mut self, interval: Duration) -> Self {
+        self.sweep_interval = interval;
+        self
+    }
+
+    /// The store's time line (default [`MonotonicClock`]); see [`Clock`].
+    pub fn clock<C2: Clock>(self, clock: C2) -> MemoryStoreBuilder<C2> {
+        MemoryStoreBuilder {
+            max_keys: self.max_keys,
+            sweep_interval: self.sweep_interval,
+            clock,
+        }
+    }
+
+    /// The store.
+    pub fn build(self) -> MemoryStore<C> {
+        let shards = self.max_keys.min(MAX_SHARDS).next_power_of_two();
+        let shards = if shards > self.max_keys {
+            shards / 2
+        } else {
+            shards
+        }
+        .max(1);
+        let shard_cap = (self.max_keys / shards).max(1);
+        let hasher = foldhash::fast::RandomState::default();
+        MemoryStore {
+            shards: (0..shards)
+                .map(|_| {
+                    Mutex::new(Shard {
+                        map: Map::with_hasher(hasher.clone()),
+                        last_sweep: 0,
+                    })
+                })
+                .collect(),
+            hasher,
+            shard_cap,
+            sweep_interval: u64::try_from(self.sweep_interval.as_nanos()).unwrap_or(u64::MAX),
+            clock: self.clock,
+        }
+    }
+}
+
+fn lock(shard: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
+    // A panic while holding the lock cannot leave a TAT half-written.
+    shard.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl<C: Clock> MemoryStore<C> {
+    /// Counts `cost` cells for `key` under `quota` if allowed: the
+    /// synchronous form of [`RateLimitStore::check`].
+    pub fn check_now(&self, key: &Key, quota: &super::Quota, cost: u32) -> super::Decision {
+        use std::hash::BuildHasher;
+        let hash = self.hasher.hash_one(key);
+        // The top bits pick the shard; the map uses all of them again.
+        let index = (hash >> 58) as usize & (self.shards.len() - 1);
+        let now = nanos(self.clock.now());
+        let mut shard = lock(&self.shards[index]);
+        if let Some(slot) = shard.map.get_mut(key) {
+            let (decision, new_tat) = gcra_nanos(Some(*slot), now, quota, cost);
+            if let Some(new_tat) = new_tat {
+                *slot = new_tat;
+            }
+            return decision;
+        }
+        let (decision, new_tat) = gcra_nanos(None, now, quota, cost);
+        if let Some(new_tat) = new_tat {
+            self.make_room(&mut shard, now);
+            shard.map.insert(*key, new_tat);
+        }
+        decision
+    }
+
+    fn make_room(&self, shard: &mut Shard, now: u64) {
+        let due = now.saturating_sub(shard.last_sweep) >= self.sweep_interval;
+        if due || shard.map.len() >= self.shard_cap {
+            shard.map.retain(|_, tat| *tat > now);
+            shard.last_sweep = now;
+        }
+        if shard.map.len() >= self.shard_cap {
+            // Still full: evict the quarter closest to a full bucket.
+            let evict = (self.shard_cap / 4).max(1);
+            let mut tats: Vec<u64> = shard.map.values().copied().collect();
+            let (below, threshold, _) = tats.select_nth_unstable(evict - 1);
+            let threshold = *threshold;
+            // Remove exactly `evict` keys: all below the threshold, then
+            // as many at the threshold as needed (ties are common).
+            let mut ties = evict - below.iter().filter(|t| **t < threshold).count();
+            shard.map.retain(|_, tat| {
+                if *tat < threshold {
+                    false
+                } else if *tat == threshold && ties > 0 {
+                    ties -= 1;
+                    false
+                } else {
+                    true
+                }
+            });
+            tracing::debug!(
+                evicted = evict,
+                cap = self.shard_cap,
+                "rate-limit memory store full: evicted the keys nearest a full bucket"
+            );
+        }
+    }
+
+    /// Drops every key whose bucket is full again (TAT passed) in all
+    /// shards. The store also does this by itself, amortised on the request
+    /// path; call it if you want memory back sooner.
+    pub fn retain_recent(&self) {
+        let now = nanos(self.clock.now());
+        for shard in &self.shards {
+            let mut shard = lock(shard);
+            shard.map.retain(|_, tat| *tat > now);
+            shard.last_sweep = now;
+        }
+    }
+
+    /// How many keys are tracked.
+    pub fn len(&self) -> usize {
+        self.shards.iter().map(|s| lock(s).map.len()).sum()
+    }
+
+    /// Whether no key is tracked.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The most keys tracked at once (the cap, rounded down to a multiple
+    /// of the shard count).
+    pub fn max_keys(&self) -> usize {
+        self.shard_cap * self.shards.len()
+    }
+}
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+impl<C: Clock> RateLimitStore for MemoryStore<C> {
+    fn check(&self, check: Check<'_>) -> StoreFuture {
+        StoreFuture::ready(Ok(self.check_now(check.key, check.quota, check.cost)))
+    }
+
+    fn len(&self) -> Option<usize> {
+        Some(MemoryStore::len(self))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rate_limit::Quota;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    fn manual_clock() -> (Arc<AtomicU64>, impl Clock) {
+        let now = Arc::new(AtomicU64::new(0));
+        let c = Arc::clone(&now);
+        (now, move || Duration::from_nanos(c.load(Ordering::SeqCst)))
+    }
+
+    // STANDARDS.md: per-key memory is bounded: hard cap on keys. 1M distinct
+    // keys, none of which expires (slow quota), never exceed the cap.
+    #[test]
+    fn a_million_keys_stay_under_the_cap() {
+        let (_, clock) = manual_clock();
+        let store = MemoryStore::builder().max_keys(10_000).clock(clock).build();
+        let quota = Quota::per_hour(10);
+        for i in 0..1_000_000u64 {
+            assert!(store.check_now(&Key::from_u64(i), &quota, 1).is_allowed());
+        }
+        let len = store.len();
+        assert!(len <= 10_000, "{len}");
+        assert!(
+            len >= 10_000 * 3 / 4 - 64,
+            "evicts only what it must: {len}"
+        );
+        // A key seen just now survives eviction.
+        assert!(
+            !store
+                .check_now(&Key::from_u64(999_999), &Quota::per_hour(1), 1)
+                .is_allowed()
+        );
+    }
+
+    // STANDARDS.md: periodic retain drops keys whose bucket is full again.
+    #[test]
+    fn expired_keys_are_swept_on_the_request_path() {
+        let (now, clock) = manual_clock();
+        let store = MemoryStore::builder()
+            .sweep_interval(Duration::from_secs(10))
+            .clock(clock)
+            .build();
+        let quota = Quota::per_second(1);
+        for i in 0..1000 {
+            store.check_now(&Key::from_u64(i), &quota, 1);
+        }
+        assert_eq!(store.len(), 1000);
+        now.store(11_000_000_000, Ordering::SeqCst);
+        // New keys trigger the sweep of the shards they land in.
+        for i in 1000..1100 {
+            store.check_now(&Key::from_u64(i), &quota, 1);
+        }
+        assert!(store.len() < 1000, "{}", store.len());
+        store.retain_recent();
+        assert_eq!(store.len(), 100);
+        now.store(20_000_000_000, Ordering::SeqCst);
+        store.retain_recent();
+        assert!(store.is_empty());
+    }
+
+    // The check is atomic per key: 8 threads racing on one key at one
+    // instant get exactly the burst.
+    #[test]
+    fn concurrent_checks_on_one_key_allow_exactly_the_burst() {
+        let (_, clock) = manual_clock();
+        let store = Arc::new(MemoryStore::builder().clock(clock).build());
+        let quota = Quota::per_hour(1).with_burst(100);
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let store = Arc::clone(&store);
+                std::thread::spawn(move || {
+                    (0..500)
+                        .filter(|_| store.check_now(&Key::global(), &quota, 1).is_allowed())
+                        .count()
+                })
+            })
+            .collect();
+        let allowed: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
+        assert_eq!(allowed, 100);
+    }
+
+    #[test]
+    fn denied_requests_do_not_create_keys() {
+        let store = MemoryStore::new();
+        let d = store.check_now(&Key::global(), &Quota::per_second(1), 2);
+        assert!(!d.is_allowed());
+        assert_eq!(store.len(), 0);
+    }
+}

@@ -1,0 +1,510 @@
+//! The service, its response future, and how decisions become headers.
+
+use std::fmt;
+use std::fmt::Write as _;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use http::header::RETRY_AFTER;
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode};
+use pin_project_lite::pin_project;
+use tower_service::Service;
+
+use super::key::{Key, RequestInfo};
+use super::store::{Check, Decision, StoreError, StoreFuture};
+use super::{Config, OnStoreError, PolicySet, UnknownKey};
+use crate::body::ResponseBody;
+use crate::rejection::Problem;
+
+pub(crate) const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
+pub(crate) const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+const X_LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit");
+const X_REMAINING: HeaderName = HeaderName::from_static("x-ratelimit-remaining");
+const X_RESET: HeaderName = HeaderName::from_static("x-ratelimit-reset");
+
+/// Middleware that rate-limits requests; see the [module docs](super).
+///
+/// Every clone shares the layer's state (stores, counters) through one
+/// `Arc`: one limiter for all connections.
+pub struct RateLimit<S> {
+    pub(crate) inner: S,
+    pub(crate) config: Arc<Config>,
+}
+
+impl<S: Clone> Clone for RateLimit<S> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            config: Arc::clone(&self.config),
+        }
+    }
+}
+
+impl<S: fmt::Debug> fmt::Debug for RateLimit<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RateLimit")
+            .field("inner", &self.inner)
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+/// Seconds rounded up.
+fn ceil_secs(d: Duration) -> u64 {
+    d.as_secs() + u64::from(d.subsec_nanos() > 0)
+}
+
+/// Decisions gathered for one request, policy by policy.
+#[derive(Default)]
+pub(crate) struct Outcome {
+    ratelimit: String,
+    /// (policy index, decision) of the decision that speaks for the request:
+    /// the denial, else the one with the fewest remaining requests.
+    tightest: Option<(usize, Decision)>,
+    denied: bool,
+    store_failed: bool,
+}
+
+impl Outcome {
+    fn record(&mut self, set: &PolicySet, index: usize, decision: Decision, render: bool) {
+        if render {
+            if self.ratelimit.is_empty() {
+                self.ratelimit.reserve(set.render_capacity);
+            } else {
+                self.ratelimit.push_str(", ");
+            }
+            let _ = write!(
+                self.ratelimit,
+                "{};r={};t={}",
+                set.policies[index].sf_name,
+                decision.remaining(),
+                ceil_secs(decision.reset())
+            );
+        }
+        let tighter = match &self.tightest {
+            None => true,
+            Some((_, best)) => {
+                !decision.is_allowed()
+                    || decision.remaining() < best.remaining()
+                    || (decision.remaining() == best.remaining() && decision.reset() > best.reset())
+            }
+        };
+        if tighter {
+            self.tightest = Some((index, decision));
+        }
+        self.denied |= !decision.is_allowed();
+    }
+
+    /// The headers for the response, allowed or limited.
+    fn headers(self, config: &Config, set: &PolicySet) -> AddHeaders {
+        let mut headers = AddHeaders::default();
+        if config.headers.ietf() {
+            headers.policy = set.policy_header.clone();
+            if !self.ratelimit.is_empty() {
+                headers.ratelimit = HeaderValue::try_from(self.ratelimit).ok();
+            }
+        }
+        if config.headers.legacy()
+            && let Some((index, decision)) = self.tightest
+        {
+            headers.legacy = Some([
+                set.policies[index].legacy_limit.clone(),
+                HeaderValue::from(decision.remaining()),
+                HeaderValue::from(ceil_secs(decision.reset())),
+            ]);
+        }
+        headers
+    }
+}
+
+/// Rate-limit headers to put on a response: no `HeaderMap` of their own,
+/// so no allocation beyond the `RateLimit` value.
+#[derive(Default)]
+pub(crate) struct AddHeaders {
+    policy: Option<HeaderValue>,
+    ratelimit: Option<HeaderValue>,
+    legacy: Option<[HeaderValue; 3]>,
+}
+
+impl AddHeaders {
+    /// On a response: structured lists of nested limiters add up; the
+    /// legacy single values of an inner limiter win.
+    fn apply(self, target: &mut HeaderMap) {
+        if let Some(policy) = self.policy {
+            target.append(RATELIMIT_POLICY, policy);
+        }
+        if let Some(ratelimit) = self.ratelimit {
+            target.append(RATELIMIT, ratelimit);
+        }
+        if let Some(legacy) = self.legacy
+            && !target.contains_key(X_LIMIT)
+        {
+            let [limit, remaining, reset] = legacy;
+            target.insert(X_LIMIT, limit);
+            target.insert(X_REMAINING, remaining);
+            target.insert(X_RESET, reset);
+        }
+    }
+
+    fn into_problem(self, mut problem: Problem) -> Problem {
+        if let Some(policy) = self.policy {
+            problem = problem.with_header(RATELIMIT_POLICY, policy);
+        }
+        if let Some(ratelimit) = self.ratelimit {
+            problem = problem.with_header(RATELIMIT, ratelimit);
+        }
+        if let Some([limit, remaining, reset]) = self.legacy {
+            problem = problem
+                .with_header(X_LIMIT, limit)
+                .with_header(X_REMAINING, remaining)
+                .with_header(X_RESET, reset);
+        }
+        problem
+    }
+}
+
+/// What the key of policy `index` is, or `None` to skip the policy.
+fn key_for(
+    config: &Config,
+    set: &PolicySet,
+    index: usize,
+    info: &RequestInfo<'_>,
+) -> Option<(Key, u32)> {
+    let policy = &set.policies[index];
+    let key = match policy.key.extract(info) {
+        Some(key) => key,
+        None => {
+            if !config.unknown_warned.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    policy = &*policy.name,
+                    mode = ?config.unknown_key,
+                    "rate limit: no key found for a request (is the peer address in the \
+                     request extensions?); further occurrences are logged at debug level"
+                );
+            } else {
+                tracing::debug!(policy = &*policy.name, "rate limit: no key for request");
+            }
+            match config.unknown_key {
+                UnknownKey::SharedBucket => Key::unknown(),
+                UnknownKey::Skip => return None,
+            }
+        }
+    };
+    let cost = policy.cost.as_ref().map_or(1, |cost| cost(info));
+    Some((key, cost))
+}
+
+enum Progress {
+    Finished,
+    Pending(usize, StoreFuture),
+}
+
+/// Checks policies from `from` on, synchronously while stores answer at
+/// once; stops at the first denial.
+fn drive(
+    config: &Config,
+    set: &PolicySet,
+    from: usize,
+    mut key: impl FnMut(usize) -> Option<(Key, u32)>,
+    outcome: &mut Outcome,
+) -> Progress {
+    for index in from..set.policies.len() {
+        let Some((k, cost)) = key(index) else {
+            continue;
+        };
+        let policy = &set.policies[index];
+        let future = policy
+            .store
+            .check(Check::new(&policy.name, &k, &policy.quota, cost));
+        match future.into_ready() {
+            Ok(result) => {
+                if apply(config, set, index, result, outcome) {
+                    return Progress::Finished;
+                }
+            }
+            Err(pending) => return Progress::Pending(index, pending),
+        }
+    }
+    Progress::Finished
+}
+
+/// Records one store answer; true when checking must stop.
+fn apply(
+    config: &Config,
+    set: &PolicySet,
+    index: usize,
+    result: Result<Decision, StoreError>,
+    outcome: &mut Outcome,
+) -> bool {
+    match result {
+        Ok(decision) => {
+            outcome.record(set, index, decision, config.headers.ietf());
+            !decision.is_allowed()
+        }
+        Err(error) => {
+            config.store_errors.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(policy = &*set.policies[index].name, %error, "rate-limit store failed");
+            match config.on_store_error {
+                OnStoreError::Allow => false,
+                OnStoreError::Reject => {
+                    outcome.store_failed = true;
+                    true
+                }
+            }
+        }
+    }
+}
+
+fn reject<B>(
+    config: &Config,
+    set: &PolicySet,
+    outcome: Outcome,
+    request_headers: &HeaderMap,
+) -> Response<ResponseBody<B>> {
+    if outcome.store_failed {
+        let problem = Problem::new(StatusCode::SERVICE_UNAVAILABLE)
+            .with_detail("the rate limiter is unavailable")
+            .with_header(RETRY_AFTER, HeaderValue::from_static("1"));
+        return config.rejections.respond(problem, request_headers);
+    }
+    let (index, decision) = outcome
+        .tightest
+        .unwrap_or((0, Decision::denied(0, Duration::ZERO, Duration::ZERO)));
+    let retry_after = ceil_secs(decision.retry_after()).max(1);
+    let problem = Problem::new(StatusCode::TOO_MANY_REQUESTS)
+        .with_detail(format!(
+            "rate limit `{}` exceeded; retry in {retry_after} s",
+            set.policies[index].name
+        ))
+        .with_header(RETRY_AFTER, HeaderValue::from(retry_after));
+    let problem = outcome.headers(config, set).into_problem(problem);
+    config.rejections.respond(problem, request_headers)
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for RateLimit<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
+{
+    type Response = Response<ResponseBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S, ReqBody, ResBody>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        let config = &*self.config;
+        let info = RequestInfo::new(
+            request.method(),
+            request.uri(),
+            request.headers(),
+            request.extensions(),
+            &config.ip,
+        );
+        if config.exempt.as_ref().is_some_and(|exempt| exempt(&info)) {
+            return ResponseFuture::inner(self.inner.call(request), AddHeaders::default());
+        }
+        let set_index = config.set_for(request.uri().path());
+        let set = config.set(set_index);
+        let mut outcome = Outcome::default();
+        match drive(
+            config,
+            set,
+            0,
+            |i| key_for(config, set, i, &info),
+            &mut outcome,
+        ) {
+            Progress::Finished => {
+                if outcome.denied || outcome.store_failed {
+                    let response = reject(config, set, outcome, request.headers());
+                    ResponseFuture::rejected(response)
+                } else {
+                    let headers = outcome.headers(config, set);
+                    ResponseFuture::inner(self.inner.call(request), headers)
+                }
+            }
+            Progress::Pending(index, pending) => {
+                // A network store: compute the remaining keys now, while the
+                // request is at hand, then wait with the ready inner service.
+                let keys = (index..set.policies.len())
+                    .map(|i| {
+                        if i == index {
+                            None
+                        } else {
+                            key_for(config, set, i, &info)
+                        }
+                    })
+                    .collect();
+                let clone = self.inner.clone();
+                let inner = std::mem::replace(&mut self.inner, clone);
+                ResponseFuture {
+                    kind: Kind::Waiting {
+                        state: Some(Box::new(Waiting {
+                            inner,
+                            request,
+                            config: Arc::clone(&self.config),
+                            set: set_index,
+                            first: index,
+                            current: index,
+                            pending,
+                            keys,
+                            outcome,
+                        })),
+                    },
+                }
+            }
+        }
+    }
+}
+
+/// The state of a request waiting for a network store.
+struct Waiting<S, B> {
+    inner: S,
+    request: Request<B>,
+    config: Arc<Config>,
+    set: Option<usize>,
+    /// Index of the first policy in `keys`.
+    first: usize,
+    current: usize,
+    pending: StoreFuture,
+    keys: Vec<Option<(Key, u32)>>,
+    outcome: Outcome,
+}
+
+pin_project! {
+    /// Response future of [`RateLimit`].
+    pub struct ResponseFuture<S, ReqBody, ResBody>
+    where
+        S: Service<Request<ReqBody>>,
+    {
+        #[pin]
+        kind: Kind<S, ReqBody, ResBody>,
+    }
+}
+
+pin_project! {
+    #[project = KindProj]
+    enum Kind<S, ReqBody, ResBody>
+    where
+        S: Service<Request<ReqBody>>,
+    {
+        Inner {
+            #[pin]
+            future: S::Future,
+            headers: AddHeaders,
+        },
+        Rejected {
+            response: Option<Response<ResponseBody<ResBody>>>,
+        },
+        Waiting {
+            state: Option<Box<Waiting<S, ReqBody>>>,
+        },
+    }
+}
+
+impl<S, ReqBody, ResBody> ResponseFuture<S, ReqBody, ResBody>
+where
+    S: Service<Request<ReqBody>>,
+{
+    fn inner(future: S::Future, headers: AddHeaders) -> Self {
+        Self {
+            kind: Kind::Inner { future, headers },
+        }
+    }
+
+    fn rejected(response: Response<ResponseBody<ResBody>>) -> Self {
+        Self {
+            kind: Kind::Rejected {
+                response: Some(response),
+            },
+        }
+    }
+}
+
+impl<S, ReqBody, ResBody> fmt::Debug for ResponseFuture<S, ReqBody, ResBody>
+where
+    S: Service<Request<ReqBody>>,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match &self.kind {
+            Kind::Inner { .. } => "inner",
+            Kind::Rejected { .. } => "rejected",
+            Kind::Waiting { .. } => "waiting for the store",
+        };
+        f.debug_struct("ResponseFuture")
+            .field("kind", &kind)
+            .finish()
+    }
+}
+
+impl<S, ReqBody, ResBody> Future for ResponseFuture<S, ReqBody, ResBody>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+{
+    type Output = Result<Response<ResponseBody<ResBody>>, S::Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut kind = self.project().kind;
+        loop {
+            let next = match kind.as_mut().project() {
+                KindProj::Inner { future, headers } => {
+                    let mut response = ready!(future.poll(cx))?;
+                    std::mem::take(headers).apply(response.headers_mut());
+                    return Poll::Ready(Ok(response.map(ResponseBody::new)));
+                }
+                KindProj::Rejected { response } => {
+                    let response = response.take().expect("polled after completion");
+                    return Poll::Ready(Ok(response));
+                }
+                KindProj::Waiting { state } => {
+                    let waiting = state.as_mut().expect("polled after completion");
+                    let result = ready!(Pin::new(&mut waiting.pending).poll(cx));
+                    let config = Arc::clone(&waiting.config);
+                    let set = config.set(waiting.set);
+                    let mut stop =
+                        apply(&config, set, waiting.current, result, &mut waiting.outcome);
+                    if !stop {
+                        let first = waiting.first;
+                        let keys = &mut waiting.keys;
+                        match drive(
+                            &config,
+                            set,
+                            waiting.current + 1,
+                            |i| keys[i - first].take(),
+                            &mut waiting.outcome,
+                        ) {
+                            Progress::Finished => stop = true,
+                            Progress::Pending(index, pending) => {
+                                waiting.current = index;
+                                waiting.pending = pending;
+                            }
+                        }
+                    }
+                    if !stop {
+                        continue;
+                    }
+                    let mut waiting = state.take().expect("present");
+                    let outcome = std::mem::take(&mut waiting.outcome);
+                    if outcome.denied || outcome.store_failed {
+                        let response = reject(&config, set, outcome, waiting.request.headers());
+                        Kind::Rejected {
+                            response: Some(response),
+                        }
+                    } else {
+                        let headers = outcome.headers(&config, set);
+                        Kind::Inner {
+                            future: waiting.inner.call(waiting.request),
+                            headers,
+                        }
+                    }
+                }
+            };
+            kind.set(next);
+        }
+    }
+}
