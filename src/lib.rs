@@ -8,6 +8,7 @@
 //! | layer | module | feature | what it does |
 //! |---|---|---|---|
 //! | correlation IDs | [`correlation`] | `correlation-id` | validated request/correlation IDs, echoed, on every log line |
+//! | JWT auth | [`jwt_auth`] | `jwt-auth` | bearer-token authentication and scope checks; claims land in request extensions |
 //!
 //! Every layer answers a rejected request with a response, never a service
 //! error, built in one place ([`rejection`]): RFC 9457 problem+json for HTTP
@@ -69,6 +70,10 @@ mod subject;
 #[cfg(feature = "correlation-id")]
 #[cfg_attr(docsrs, doc(cfg(feature = "correlation-id")))]
 pub mod correlation;
+
+#[cfg(feature = "jwt-auth")]
+#[cfg_attr(docsrs, doc(cfg(feature = "jwt-auth")))]
+pub mod jwt_auth;
 
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
