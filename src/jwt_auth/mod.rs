@@ -6,7 +6,7 @@
 //! validates its claims and puts them in the request extensions:
 //!
 //! * [`Claims<T>`] for your claims type `T` (default [`StandardClaims`]);
-//! * [`Subject`](crate::Subject) from `sub`, which the per-user rate limiter
+//! * [`Subject`] from `sub`, which the per-user rate limiter
 //!   keys on;
 //! * [`Scopes`] from `scope` / `scp`, which [`RequireScopeLayer`] checks.
 //!
@@ -393,17 +393,13 @@ impl<T: DeserializeOwned + Send + Sync + 'static> Shared<T> {
     }
 
     /// Checks the required scopes, then puts what the token yields in the
-    /// request. `Err` is the rejection.
-    fn admit<B, R>(
-        &self,
-        request: &mut Request<R>,
-        authenticated: &Authenticated<T>,
-    ) -> Result<(), Response<ResponseBody<B>>> {
+    /// request. `false`: a required scope is missing (answer with
+    /// [`Shared::deny_scope`]).
+    fn admit<R>(&self, request: &mut Request<R>, authenticated: &Authenticated<T>) -> bool {
         if let Some(rule) = &self.scopes
             && !rule.allows(&authenticated.scopes)
         {
-            tracing::debug!("bearer token lacks a required scope");
-            return Err(self.rejections.respond(rule.problem(), request.headers()));
+            return false;
         }
         let extensions = request.extensions_mut();
         extensions.insert(authenticated.claims.clone());
@@ -411,7 +407,16 @@ impl<T: DeserializeOwned + Send + Sync + 'static> Shared<T> {
         if let Some(subject) = &authenticated.subject {
             extensions.insert(subject.clone());
         }
-        Ok(())
+        true
+    }
+
+    fn deny_scope<B>(&self, request_headers: &http::HeaderMap) -> Response<ResponseBody<B>> {
+        tracing::debug!("bearer token lacks a required scope");
+        let problem = self
+            .scopes
+            .as_ref()
+            .map_or_else(|| Problem::new(StatusCode::FORBIDDEN), ScopeRule::problem);
+        self.rejections.respond(problem, request_headers)
     }
 }
 
@@ -933,9 +938,10 @@ where
         };
         match outcome {
             (Outcome::Authenticated(authenticated), _) => {
-                match shared.admit(&mut request, &authenticated) {
-                    Ok(()) => ResponseFuture::inner(self.inner.call(request), from_query),
-                    Err(response) => ResponseFuture::reject(response),
+                if shared.admit(&mut request, &authenticated) {
+                    ResponseFuture::inner(self.inner.call(request), from_query)
+                } else {
+                    ResponseFuture::reject(shared.deny_scope(request.headers()))
                 }
             }
             (Outcome::Rejected(err), _) => {
@@ -959,8 +965,8 @@ where
                             return Ok(shared.reject(JwtError::UnknownKey, request.headers()));
                         }
                     };
-                    if let Err(response) = shared.admit(&mut request, &authenticated) {
-                        return Ok(response);
+                    if !shared.admit(&mut request, &authenticated) {
+                        return Ok(shared.deny_scope(request.headers()));
                     }
                     let response = inner.call(request).await?;
                     Ok(finish_response(response, from_query))
