@@ -42,13 +42,15 @@
 //!
 //! # Verified-token cache
 //!
-//! A verified token's claims are cached (default 4096 tokens, keyed by a
-//! keyed hash of the token, the full token compared on a hit) until its
+//! A verified token's claims are cached (default 4096 tokens, keyed by an
+//! XXH3 hash of the token with a random per-layer seed, the full token
+//! compared on a hit, so a collision never serves another token) until its
 //! `exp` or [`cache_ttl`](JwtAuthLayerBuilder::cache_ttl), so a client that
 //! sends the same token again skips the signature check. Entries verified
 //! under an older key-set [generation](KeySource::generation) are not served.
 //! Memory is bounded by `cache_capacity × (token length + claims)`. Turn it
-//! off with [`cache(false)`](JwtAuthLayerBuilder::cache).
+//! off with [`cache(false)`](JwtAuthLayerBuilder::cache). Failed
+//! verifications are not cached; the scope check runs on every request.
 //!
 //! # Crypto backend
 //!
