@@ -4,8 +4,8 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
 
-use xxhash_rust::xxh3::xxh3_64_with_seed;
 use std::sync::{Arc, Mutex, MutexGuard};
+use xxhash_rust::xxh3::xxh3_64_with_seed;
 
 /// Shards reduce lock contention; each holds `capacity / SHARDS` entries.
 const SHARDS: usize = 16;

@@ -65,7 +65,7 @@
 //! use http::{Request, Response, StatusCode};
 //! use tower::{ServiceBuilder, ServiceExt};
 //! use tower_edge::jwt_auth::{Algorithm, Claims, JwtAuthLayer, VerificationKey};
-//! use tower_edge::Subject;
+//! use tower_edge::{ServiceBuilderExt, Subject};
 //!
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
 //! let secret = b"an HS256 secret of at least 32 bytes!";
@@ -74,7 +74,7 @@
 //!     .build()
 //!     .unwrap();
 //!
-//! let service = ServiceBuilder::new().layer(layer).service_fn(|req: Request<String>| async move {
+//! let service = ServiceBuilder::new().jwt_auth(layer).service_fn(|req: Request<String>| async move {
 //!     let claims = req.extensions().get::<Claims>().unwrap();
 //!     let subject = req.extensions().get::<Subject>().unwrap();
 //!     assert_eq!(claims.sub.as_deref(), Some(subject.as_str()));
