@@ -196,20 +196,25 @@ impl VerificationKey {
         Ok(Self::from_parts(alg, key))
     }
 
-    /// An RSA public key in PKCS#1 DER (`RSAPublicKey`), as
-    /// `openssl rsa -pubin -RSAPublicKey_out -outform DER` writes it.
+    /// An RSA public key in DER: `SubjectPublicKeyInfo` (as
+    /// `openssl pkey -pubin -outform DER` writes it) or PKCS#1
+    /// `RSAPublicKey` (`openssl rsa -pubin -RSAPublicKey_out -outform DER`).
     ///
     /// # Errors
     ///
-    /// A non-RSA algorithm or empty key material.
+    /// A non-RSA algorithm or bytes that are not a DER SEQUENCE.
     pub fn rsa_der(alg: Algorithm, der: impl AsRef<[u8]>) -> Result<Self, ConfigError> {
         expect(alg, alg.is_rsa(), "an RSA")?;
         let der = der.as_ref();
         if der.first() != Some(&0x30) {
             return Err(ConfigError::new(
                 "key",
-                "an RSA PKCS#1 DER key starts with a SEQUENCE (0x30)",
+                "an RSA DER key starts with a SEQUENCE (0x30)",
             ));
+        }
+        // SubjectPublicKeyInfo first; anything else is taken as PKCS#1.
+        if let Ok(key) = DecodingKey::from_rsa_pem(spki_pem(der).as_bytes()) {
+            return Ok(Self::from_parts(alg, key));
         }
         Ok(Self::from_parts(alg, DecodingKey::from_rsa_der(der)))
     }
@@ -233,23 +238,15 @@ impl VerificationKey {
         Ok(Self::from_parts(alg, key))
     }
 
-    /// An EC public key as an uncompressed SEC1 point (`04 || x || y`, 65
-    /// bytes for P-256, 97 for P-384).
+    /// An EC public key in DER `SubjectPublicKeyInfo` (as
+    /// `openssl pkey -pubin -outform DER` writes it) for `ES256` or `ES384`.
     ///
     /// # Errors
     ///
-    /// A non-EC algorithm or a point of the wrong size for `alg`.
-    pub fn ec_der(alg: Algorithm, point: impl AsRef<[u8]>) -> Result<Self, ConfigError> {
-        expect(
-            alg,
-            matches!(alg, Algorithm::ES256 | Algorithm::ES384),
-            "an EC",
-        )?;
-        check_ec_point(alg, point.as_ref())?;
-        Ok(Self::from_parts(
-            alg,
-            DecodingKey::from_ec_der(point.as_ref()),
-        ))
+    /// A non-EC algorithm, bytes that are not an EC public key, or a key on
+    /// the wrong curve for `alg`.
+    pub fn ec_der(alg: Algorithm, der: impl AsRef<[u8]>) -> Result<Self, ConfigError> {
+        Self::ec_pem(alg, spki_pem(der.as_ref()))
     }
 
     /// An Ed25519 public key in PEM (`PUBLIC KEY`) for `EdDSA`.
@@ -270,20 +267,14 @@ impl VerificationKey {
         Ok(Self::from_parts(alg, key))
     }
 
-    /// A raw 32-byte Ed25519 public key for `EdDSA`.
+    /// An Ed25519 public key in DER `SubjectPublicKeyInfo` (as
+    /// `openssl pkey -pubin -outform DER` writes it) for `EdDSA`.
     ///
     /// # Errors
     ///
-    /// Another algorithm, or not 32 bytes.
-    pub fn ed_der(alg: Algorithm, raw: impl AsRef<[u8]>) -> Result<Self, ConfigError> {
-        expect(alg, alg == Algorithm::EdDSA, "an Ed25519")?;
-        if raw.as_ref().len() != 32 {
-            return Err(ConfigError::new("key", "an Ed25519 public key is 32 bytes"));
-        }
-        Ok(Self::from_parts(
-            alg,
-            DecodingKey::from_ed_der(raw.as_ref()),
-        ))
+    /// Another algorithm, or bytes that are not an Ed25519 public key.
+    pub fn ed_der(alg: Algorithm, der: impl AsRef<[u8]>) -> Result<Self, ConfigError> {
+        Self::ed_pem(alg, spki_pem(der.as_ref()))
     }
 
     fn from_parts(alg: Algorithm, key: DecodingKey) -> Self {
@@ -314,6 +305,21 @@ impl VerificationKey {
     pub(crate) fn decoding_key(&self) -> &DecodingKey {
         &self.key
     }
+}
+
+/// Wraps DER `SubjectPublicKeyInfo` bytes into a PEM `PUBLIC KEY`
+/// document, so one parser handles both encodings.
+fn spki_pem(der: &[u8]) -> String {
+    use base64::Engine;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut pem = String::with_capacity(encoded.len() + encoded.len() / 64 + 64);
+    pem.push_str("-----BEGIN PUBLIC KEY-----\n");
+    for line in encoded.as_bytes().chunks(64) {
+        pem.push_str(std::str::from_utf8(line).expect("base64 is ASCII"));
+        pem.push('\n');
+    }
+    pem.push_str("-----END PUBLIC KEY-----\n");
+    pem
 }
 
 fn check_ec_point(alg: Algorithm, point: &[u8]) -> Result<(), ConfigError> {

@@ -7,12 +7,15 @@
 //! openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out rsa_private.pem
 //! openssl rsa -in rsa_private.pem -pubout -out rsa_public.pem
 //! openssl rsa -pubin -in rsa_public.pem -RSAPublicKey_out -outform DER -out rsa_public_pkcs1.der
+//! openssl pkey -pubin -in rsa_public.pem -outform DER -out rsa_public.der
 //! openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out ec256_private.pem
 //! openssl pkey -in ec256_private.pem -pubout -out ec256_public.pem
+//! openssl pkey -pubin -in ec256_public.pem -outform DER -out ec256_public.der
 //! openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-384 -out ec384_private.pem
 //! openssl pkey -in ec384_private.pem -pubout -out ec384_public.pem
 //! openssl genpkey -algorithm ED25519 -out ed25519_private.pem
 //! openssl pkey -in ed25519_private.pem -pubout -out ed25519_public.pem
+//! openssl pkey -pubin -in ed25519_public.pem -outform DER -out ed25519_public.der
 //! ```
 //!
 //! They are test-only keys: never use them for anything else.
@@ -39,7 +42,10 @@ const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
 
 const RSA_PRIVATE: &[u8] = include_bytes!("testdata/rsa_private.pem");
 const RSA_PUBLIC: &[u8] = include_bytes!("testdata/rsa_public.pem");
-const RSA_PUBLIC_DER: &[u8] = include_bytes!("testdata/rsa_public_pkcs1.der");
+const RSA_PUBLIC_PKCS1_DER: &[u8] = include_bytes!("testdata/rsa_public_pkcs1.der");
+const RSA_PUBLIC_DER: &[u8] = include_bytes!("testdata/rsa_public.der");
+const EC256_PUBLIC_DER: &[u8] = include_bytes!("testdata/ec256_public.der");
+const ED_PUBLIC_DER: &[u8] = include_bytes!("testdata/ed25519_public.der");
 const EC256_PRIVATE: &[u8] = include_bytes!("testdata/ec256_private.pem");
 const EC256_PUBLIC: &[u8] = include_bytes!("testdata/ec256_public.pem");
 const EC384_PRIVATE: &[u8] = include_bytes!("testdata/ec384_private.pem");
@@ -596,6 +602,11 @@ async fn every_family_is_accepted_with_its_key() {
             EncodingKey::from_rsa_pem(RSA_PRIVATE).unwrap(),
         ),
         (
+            J::RS512,
+            VerificationKey::rsa_der(Algorithm::RS512, RSA_PUBLIC_PKCS1_DER).unwrap(),
+            EncodingKey::from_rsa_pem(RSA_PRIVATE).unwrap(),
+        ),
+        (
             J::PS256,
             VerificationKey::rsa_pem(Algorithm::PS256, RSA_PUBLIC).unwrap(),
             EncodingKey::from_rsa_pem(RSA_PRIVATE).unwrap(),
@@ -606,6 +617,11 @@ async fn every_family_is_accepted_with_its_key() {
             EncodingKey::from_ec_pem(EC256_PRIVATE).unwrap(),
         ),
         (
+            J::ES256,
+            VerificationKey::ec_der(Algorithm::ES256, EC256_PUBLIC_DER).unwrap(),
+            EncodingKey::from_ec_pem(EC256_PRIVATE).unwrap(),
+        ),
+        (
             J::ES384,
             VerificationKey::ec_pem(Algorithm::ES384, EC384_PUBLIC).unwrap(),
             EncodingKey::from_ec_pem(EC384_PRIVATE).unwrap(),
@@ -613,6 +629,11 @@ async fn every_family_is_accepted_with_its_key() {
         (
             J::EdDSA,
             VerificationKey::ed_pem(Algorithm::EdDSA, ED_PUBLIC).unwrap(),
+            EncodingKey::from_ed_pem(ED_PRIVATE).unwrap(),
+        ),
+        (
+            J::EdDSA,
+            VerificationKey::ed_der(Algorithm::EdDSA, ED_PUBLIC_DER).unwrap(),
             EncodingKey::from_ed_pem(ED_PRIVATE).unwrap(),
         ),
     ];
@@ -1471,6 +1492,12 @@ fn bad_configuration_fails_at_build_naming_the_field() {
     assert!(VerificationKey::ec_pem(Algorithm::ES256, RSA_PUBLIC).is_err());
     assert!(VerificationKey::ed_pem(Algorithm::EdDSA, EC256_PUBLIC).is_err());
     assert!(VerificationKey::ed_der(Algorithm::EdDSA, [0u8; 31]).is_err());
+    assert!(VerificationKey::ed_der(Algorithm::EdDSA, EC256_PUBLIC_DER).is_err());
+    assert!(
+        VerificationKey::ec_der(Algorithm::ES384, EC256_PUBLIC_DER).is_err(),
+        "wrong curve"
+    );
+    assert!(VerificationKey::ec_der(Algorithm::ES256, ED_PUBLIC_DER).is_err());
     assert!(VerificationKey::rsa_der(Algorithm::RS256, b"").is_err());
 
     let key = || VerificationKey::hmac(Algorithm::HS256, SECRET).unwrap();
