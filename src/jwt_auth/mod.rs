@@ -870,6 +870,12 @@ impl<S, T> Layer<S> for JwtAuthLayer<T> {
 }
 
 /// Middleware that authenticates bearer tokens; see [`JwtAuthLayer`].
+///
+/// The inner service must be `Clone + Send + 'static` (as axum, hyper and
+/// tonic services are): when a [`KeySource`] refreshes its keys, the request
+/// and the ready inner service move into a boxed future. That rare path is
+/// the only one that boxes; cached and uncached verifications answer
+/// without allocating a future.
 pub struct JwtAuth<S, T = StandardClaims> {
     inner: S,
     shared: Arc<Shared<T>>,

@@ -744,6 +744,29 @@ async fn crit_header_is_rejected_even_when_empty() {
     }
 }
 
+// RFC 8725 §2.8 / RFC 7515 §4: a header member given twice (an `alg`
+// smuggled past a lenient parser) is malformed, never "last one wins".
+#[tokio::test]
+async fn duplicate_header_members_are_rejected() {
+    let layer = builder().build().unwrap();
+    let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims()).unwrap());
+    for header in [
+        r#"{"alg":"HS256","alg":"none"}"#,
+        r#"{"alg":"HS256","kid":"a","kid":"b"}"#,
+    ] {
+        let header = URL_SAFE_NO_PAD.encode(header);
+        let message = format!("{header}.{payload}");
+        let signature =
+            jsonwebtoken::crypto::sign(message.as_bytes(), &hs_key(), J::HS256).unwrap();
+        assert_invalid(
+            &layer,
+            &format!("{message}.{signature}"),
+            JwtError::Malformed("header is not a JSON object"),
+        )
+        .await;
+    }
+}
+
 // RFC 9068 §4: `typ` checked when configured, case-insensitively, with an
 // implied `application/` prefix.
 #[tokio::test]
@@ -1171,6 +1194,31 @@ async fn grpc_requests_get_status_16_and_7() {
         assert!(response.headers().contains_key("grpc-message"));
         assert!(body(response).await.is_empty());
     }
+    // The per-route scope layer answers gRPC clients the same way.
+    let scoped = builder().build().unwrap().layer(
+        RequireScopeLayer::builder()
+            .scope("admin")
+            .build()
+            .unwrap()
+            .layer(service_fn(echo)),
+    );
+    let response = scoped
+        .clone()
+        .oneshot(grpc(Some(format!("Bearer {}", hs(claims())))))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["grpc-status"], "7");
+    let mut admin = claims();
+    admin["scope"] = json!("admin");
+    let response = scoped
+        .oneshot(grpc(Some(format!("Bearer {}", hs(admin)))))
+        .await
+        .unwrap();
+    assert!(response.headers().get("grpc-status").is_none());
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(bytes, "sub=user-1 scopes=admin claims=true");
+
     // Two tokens from a gRPC client: still Unauthenticated.
     let token = hs(claims());
     let mut request = grpc(Some(format!("Bearer {token}")));
@@ -1549,6 +1597,24 @@ fn bad_configuration_fails_at_build_naming_the_field() {
             .field(),
         "authorization_header"
     );
+}
+
+// The error says what failed, for logs; the client text stays generic.
+#[test]
+fn errors_say_what_failed() {
+    assert_eq!(JwtError::Expired.to_string(), "token expired");
+    assert_eq!(JwtError::WrongIssuer.to_string(), "issuer not accepted");
+    assert_eq!(JwtError::InvalidSignature.to_string(), "invalid signature");
+    assert_eq!(
+        JwtError::AlgorithmNotAllowed(Algorithm::HS256).to_string(),
+        "algorithm HS256 is not allowed"
+    );
+    assert_eq!(
+        JwtError::MissingClaim("aud".into()).to_string(),
+        "missing required claim `aud`"
+    );
+    assert!(JwtError::Duplicate.is_invalid_request());
+    assert!(!JwtError::Expired.is_invalid_request());
 }
 
 #[test]
