@@ -105,35 +105,51 @@ fn numeric<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
 /// (array or space-separated string). Inserted next to [`Claims`] whatever
 /// the claims type, for [`RequireScopeLayer`](super::RequireScopeLayer).
 #[derive(Clone, PartialEq, Eq)]
-pub struct Scopes(Arc<[Box<str>]>);
+pub struct Scopes(Arc<str>);
 
 impl Scopes {
-    /// Scopes from a list (for tests of your own handlers).
+    /// Scopes from a list (for tests of your own handlers). Scopes never
+    /// contain spaces: a value with spaces counts as several scopes.
     pub fn new<I, S>(scopes: I) -> Self
     where
         I: IntoIterator<Item = S>,
-        S: Into<Box<str>>,
+        S: AsRef<str>,
     {
-        Self(scopes.into_iter().map(Into::into).collect())
+        let mut joined = String::new();
+        for scope in scopes {
+            for s in scope.as_ref().split(' ').filter(|s| !s.is_empty()) {
+                if !joined.is_empty() {
+                    joined.push(' ');
+                }
+                joined.push_str(s);
+            }
+        }
+        Self(joined.into())
     }
 
-    pub(crate) fn from_vec(scopes: Vec<Box<str>>) -> Self {
-        Self(scopes.into())
+    /// From scopes already joined by single spaces.
+    pub(crate) fn from_joined(joined: String) -> Self {
+        Self(joined.into())
     }
 
     /// Whether `scope` is granted (exact, case-sensitive).
     pub fn contains(&self, scope: &str) -> bool {
-        self.0.iter().any(|s| &**s == scope)
+        self.iter().any(|s| s == scope)
     }
 
     /// The scopes.
     pub fn iter(&self) -> impl Iterator<Item = &str> {
-        self.0.iter().map(|s| &**s)
+        self.0.split(' ').filter(|s| !s.is_empty())
+    }
+
+    /// The scopes as one space-separated string (the `scope` claim form).
+    pub fn as_str(&self) -> &str {
+        &self.0
     }
 
     /// The number of scopes.
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.iter().count()
     }
 
     /// Whether no scope is granted.

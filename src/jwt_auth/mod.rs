@@ -331,7 +331,7 @@ impl<T: DeserializeOwned + Send + Sync + 'static> Shared<T> {
                 let authenticated = Arc::new(Authenticated {
                     claims: Claims::new(verified.claims),
                     subject: verified.sub.map(Subject::new),
-                    scopes: Scopes::from_vec(verified.scopes),
+                    scopes: Scopes::from_joined(verified.scopes),
                 });
                 if let Some(cache) = &self.cache {
                     cache.insert(

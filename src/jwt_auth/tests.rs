@@ -1618,6 +1618,17 @@ fn errors_say_what_failed() {
 }
 
 #[test]
+fn scopes_split_on_spaces() {
+    let scopes = Scopes::new(["a b", "", "c"]);
+    assert_eq!(scopes.as_str(), "a b c");
+    assert_eq!(scopes.len(), 3);
+    assert!(scopes.contains("b"));
+    assert!(!scopes.contains("a b"));
+    assert!(!scopes.contains(""));
+    assert!(Scopes::new(Vec::<String>::new()).is_empty());
+}
+
+#[test]
 fn algorithm_names_are_exact() {
     for alg in Algorithm::ALL {
         assert_eq!(Algorithm::from_name(alg.as_str()), Some(alg));

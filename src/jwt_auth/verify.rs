@@ -158,24 +158,23 @@ impl Registered<'_> {
     }
 
     /// The scopes, from `scope` (space separated) or else `scp` (array or
-    /// space-separated string).
-    pub(crate) fn scopes(&self) -> Vec<Box<str>> {
+    /// space-separated string), joined by single spaces: one allocation.
+    pub(crate) fn scopes(&self) -> String {
+        let mut out = String::new();
+        let mut push = |scope: &str| {
+            for s in scope.split(' ').filter(|s| !s.is_empty()) {
+                if !out.is_empty() {
+                    out.push(' ');
+                }
+                out.push_str(s);
+            }
+        };
         if let Some(scope) = &self.scope {
-            return scope
-                .split(' ')
-                .filter(|s| !s.is_empty())
-                .map(Box::from)
-                .collect();
+            push(scope);
+        } else if let Some(list) = &self.scp {
+            list.iter().for_each(|s| push(s));
         }
-        match &self.scp {
-            Some(list) => list
-                .iter()
-                .flat_map(|s| s.split(' '))
-                .filter(|s| !s.is_empty())
-                .map(Box::from)
-                .collect(),
-            None => Vec::new(),
-        }
+        out
     }
 }
 
@@ -346,7 +345,8 @@ pub(crate) struct Verified<T> {
     /// `exp` as a Unix timestamp.
     pub(crate) exp: i64,
     pub(crate) sub: Option<std::sync::Arc<str>>,
-    pub(crate) scopes: Vec<Box<str>>,
+    /// Space-separated.
+    pub(crate) scopes: String,
 }
 
 /// `typ` comparison (RFC 7515 §4.1.9, RFC 9068 §4): case-insensitive, with
