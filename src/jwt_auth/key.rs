@@ -277,6 +277,52 @@ impl VerificationKey {
         Self::ed_pem(alg, spki_pem(der.as_ref()))
     }
 
+    /// An RSA public key from its JWK members `n` and `e` (base64url, RFC
+    /// 7518 §6.3.1), as a JWKS source builds it.
+    ///
+    /// # Errors
+    ///
+    /// A non-RSA algorithm or members that are not base64url.
+    pub fn rsa_components(alg: Algorithm, n: &str, e: &str) -> Result<Self, ConfigError> {
+        expect(alg, alg.is_rsa(), "an RSA")?;
+        let key = DecodingKey::from_rsa_components(n, e).map_err(|e| key_error("RSA n/e", e))?;
+        Ok(Self::from_parts(alg, key))
+    }
+
+    /// An EC public key from its JWK members `x` and `y` (base64url, RFC
+    /// 7518 §6.2.1).
+    ///
+    /// # Errors
+    ///
+    /// A non-EC algorithm, members that are not base64url, or coordinates
+    /// of the wrong size for `alg`'s curve.
+    pub fn ec_components(alg: Algorithm, x: &str, y: &str) -> Result<Self, ConfigError> {
+        expect(
+            alg,
+            matches!(alg, Algorithm::ES256 | Algorithm::ES384),
+            "an EC",
+        )?;
+        let key = DecodingKey::from_ec_components(x, y).map_err(|e| key_error("EC x/y", e))?;
+        let point = key.try_get_as_bytes().map_err(|e| key_error("EC x/y", e))?;
+        check_ec_point(alg, point)?;
+        Ok(Self::from_parts(alg, key))
+    }
+
+    /// An Ed25519 public key from its JWK member `x` (base64url, RFC 8037
+    /// §2).
+    ///
+    /// # Errors
+    ///
+    /// Another algorithm, or `x` that is not 32 base64url-encoded bytes.
+    pub fn ed_components(alg: Algorithm, x: &str) -> Result<Self, ConfigError> {
+        expect(alg, alg == Algorithm::EdDSA, "an Ed25519")?;
+        let key = DecodingKey::from_ed_components(x).map_err(|e| key_error("Ed25519 x", e))?;
+        if key.try_get_as_bytes().map_or(true, |raw| raw.len() != 32) {
+            return Err(ConfigError::new("key", "an Ed25519 public key is 32 bytes"));
+        }
+        Ok(Self::from_parts(alg, key))
+    }
+
     fn from_parts(alg: Algorithm, key: DecodingKey) -> Self {
         Self {
             alg,

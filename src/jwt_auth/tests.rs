@@ -675,6 +675,48 @@ async fn every_family_is_accepted_with_its_key() {
     }
 }
 
+// Keys from JWK members (what a JWKS source builds) verify like PEM keys.
+#[tokio::test]
+async fn keys_from_jwk_components() {
+    use jsonwebtoken::jwk::{AlgorithmParameters, Jwk};
+    let cases = [
+        (J::RS256, EncodingKey::from_rsa_pem(RSA_PRIVATE).unwrap()),
+        (J::ES256, EncodingKey::from_ec_pem(EC256_PRIVATE).unwrap()),
+        (J::ES384, EncodingKey::from_ec_pem(EC384_PRIVATE).unwrap()),
+        (J::EdDSA, EncodingKey::from_ed_pem(ED_PRIVATE).unwrap()),
+    ];
+    for (alg, signing) in cases {
+        let jwk = Jwk::from_encoding_key(&signing, alg).unwrap();
+        let ours = Algorithm::from_name(&format!("{alg:?}")).unwrap();
+        let key = match &jwk.algorithm {
+            AlgorithmParameters::RSA(p) => VerificationKey::rsa_components(ours, &p.n, &p.e),
+            AlgorithmParameters::EllipticCurve(p) => {
+                VerificationKey::ec_components(ours, &p.x, &p.y)
+            }
+            AlgorithmParameters::OctetKeyPair(p) => VerificationKey::ed_components(ours, &p.x),
+            other => panic!("unexpected {other:?}"),
+        }
+        .unwrap();
+        let layer = JwtAuthLayer::builder()
+            .key(key)
+            .clock(|| NOW)
+            .build()
+            .unwrap();
+        let token = sign(alg, json!({ "alg": ours.as_str() }), claims(), &signing);
+        assert_ok(&layer, &token).await;
+        if let AlgorithmParameters::EllipticCurve(p) = &jwk.algorithm {
+            let wrong = if ours == Algorithm::ES256 {
+                Algorithm::ES384
+            } else {
+                Algorithm::ES256
+            };
+            assert!(VerificationKey::ec_components(wrong, &p.x, &p.y).is_err());
+        }
+    }
+    assert!(VerificationKey::ed_components(Algorithm::EdDSA, "AAAA").is_err());
+    assert!(VerificationKey::rsa_components(Algorithm::RS256, "n!", "AQAB").is_err());
+}
+
 // ---------------------------------------------------------------- header
 
 // RFC 8725 §3.10: `jwk`, `jku`, `x5u`, `x5c` are never used to find keys.
