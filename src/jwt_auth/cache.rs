@@ -82,8 +82,10 @@ impl<V: Clone> TokenCache<V> {
     }
 
     fn shard(&self, hash: u64) -> MutexGuard<'_, Shard<V>> {
-        // The high bits pick the shard, the map uses all of them.
-        let index = (hash >> 60) as usize % SHARDS;
+        // Middle bits pick the shard: the map's bucket index uses the low
+        // bits and its control bytes the top seven, so both keep their
+        // full entropy inside a shard.
+        let index = (hash >> 32) as usize % SHARDS;
         // A poisoned shard only means a panic elsewhere mid-insert; the map
         // itself is still consistent.
         self.shards[index]
