@@ -44,6 +44,16 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed<L> + Sized {
         self,
         quota: crate::rate_limit::Quota,
     ) -> ServiceBuilder<Stack<crate::rate_limit::RateLimitLayer, L>>;
+
+    /// Adds a [`JwtAuthLayer`](crate::jwt_auth::JwtAuthLayer). Bearer auth
+    /// has no default configuration (it needs keys), so the layer is built
+    /// first with [`JwtAuthLayer::builder`](crate::jwt_auth::JwtAuthLayer::builder).
+    #[cfg(feature = "jwt-auth")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "jwt-auth")))]
+    fn jwt_auth<T>(
+        self,
+        layer: crate::jwt_auth::JwtAuthLayer<T>,
+    ) -> ServiceBuilder<Stack<crate::jwt_auth::JwtAuthLayer<T>, L>>;
 }
 
 impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
@@ -68,5 +78,13 @@ impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
         quota: crate::rate_limit::Quota,
     ) -> ServiceBuilder<Stack<crate::rate_limit::RateLimitLayer, L>> {
         self.layer(crate::rate_limit::RateLimitLayer::new(quota))
+    }
+
+    #[cfg(feature = "jwt-auth")]
+    fn jwt_auth<T>(
+        self,
+        layer: crate::jwt_auth::JwtAuthLayer<T>,
+    ) -> ServiceBuilder<Stack<crate::jwt_auth::JwtAuthLayer<T>, L>> {
+        self.layer(layer)
     }
 }

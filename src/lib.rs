@@ -7,10 +7,11 @@
 //!
 //! | layer | module | feature | what it does |
 //! |---|---|---|---|
+//! | JWT auth | [`jwt_auth`] | `jwt-auth` | bearer-token authentication and scope checks; claims land in request extensions |
+//! | rate limiting | [`rate_limit`] | `rate-limit` | GCRA quotas keyed by client IP, user, API key or route; IETF `RateLimit` headers |
 //! | cache headers | [`cache_headers`] | `cache-headers` | `Cache-Control` policies, ETags, RFC 9110 conditional requests (304 / 412) |
 //! | correlation IDs | [`correlation`] | `correlation-id` | validated request/correlation IDs, echoed, on every log line |
 //! | OpenTelemetry | [`otel`] | `otel` | W3C trace-context propagation, HTTP/gRPC server spans and metrics per semantic conventions |
-//! | rate limiting | [`rate_limit`] | `rate-limit` | GCRA quotas keyed by client IP, user, API key or route; IETF `RateLimit` headers |
 //!
 //! Every layer answers a rejected request with a response, never a service
 //! error, built in one place ([`rejection`]): RFC 9457 problem+json for HTTP
@@ -76,6 +77,10 @@ pub mod cache_headers;
 #[cfg(feature = "correlation-id")]
 #[cfg_attr(docsrs, doc(cfg(feature = "correlation-id")))]
 pub mod correlation;
+
+#[cfg(feature = "jwt-auth")]
+#[cfg_attr(docsrs, doc(cfg(feature = "jwt-auth")))]
+pub mod jwt_auth;
 
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]

@@ -1,0 +1,536 @@
+//! Verification keys, the algorithms they are bound to, and where they come
+//! from ([`KeySource`]).
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use jsonwebtoken::DecodingKey;
+
+use crate::config::ConfigError;
+
+/// A JWS signature algorithm this crate verifies (RFC 7518 §3, RFC 8037).
+///
+/// `none` is deliberately absent: it can never be configured, so a token
+/// whose header says `none` (in any spelling) is always rejected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+#[allow(clippy::upper_case_acronyms)]
+pub enum Algorithm {
+    /// HMAC with SHA-256.
+    HS256,
+    /// HMAC with SHA-384.
+    HS384,
+    /// HMAC with SHA-512.
+    HS512,
+    /// RSASSA-PKCS1-v1_5 with SHA-256.
+    RS256,
+    /// RSASSA-PKCS1-v1_5 with SHA-384.
+    RS384,
+    /// RSASSA-PKCS1-v1_5 with SHA-512.
+    RS512,
+    /// RSASSA-PSS with SHA-256.
+    PS256,
+    /// RSASSA-PSS with SHA-384.
+    PS384,
+    /// RSASSA-PSS with SHA-512.
+    PS512,
+    /// ECDSA on P-256 with SHA-256.
+    ES256,
+    /// ECDSA on P-384 with SHA-384.
+    ES384,
+    /// EdDSA on Ed25519.
+    EdDSA,
+}
+
+impl Algorithm {
+    /// Every supported algorithm.
+    pub const ALL: [Algorithm; 12] = [
+        Self::HS256,
+        Self::HS384,
+        Self::HS512,
+        Self::RS256,
+        Self::RS384,
+        Self::RS512,
+        Self::PS256,
+        Self::PS384,
+        Self::PS512,
+        Self::ES256,
+        Self::ES384,
+        Self::EdDSA,
+    ];
+
+    /// The `alg` header value, exactly as registered (case-sensitive).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::HS256 => "HS256",
+            Self::HS384 => "HS384",
+            Self::HS512 => "HS512",
+            Self::RS256 => "RS256",
+            Self::RS384 => "RS384",
+            Self::RS512 => "RS512",
+            Self::PS256 => "PS256",
+            Self::PS384 => "PS384",
+            Self::PS512 => "PS512",
+            Self::ES256 => "ES256",
+            Self::ES384 => "ES384",
+            Self::EdDSA => "EdDSA",
+        }
+    }
+
+    /// The algorithm named by an `alg` header value; exact, case-sensitive
+    /// match (`none`, `hs256`... are `None`).
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|alg| alg.as_str() == name)
+    }
+
+    pub(crate) const fn to_jsonwebtoken(self) -> jsonwebtoken::Algorithm {
+        use jsonwebtoken::Algorithm as J;
+        match self {
+            Self::HS256 => J::HS256,
+            Self::HS384 => J::HS384,
+            Self::HS512 => J::HS512,
+            Self::RS256 => J::RS256,
+            Self::RS384 => J::RS384,
+            Self::RS512 => J::RS512,
+            Self::PS256 => J::PS256,
+            Self::PS384 => J::PS384,
+            Self::PS512 => J::PS512,
+            Self::ES256 => J::ES256,
+            Self::ES384 => J::ES384,
+            Self::EdDSA => J::EdDSA,
+        }
+    }
+
+    const fn is_hmac(self) -> bool {
+        matches!(self, Self::HS256 | Self::HS384 | Self::HS512)
+    }
+
+    const fn is_rsa(self) -> bool {
+        matches!(
+            self,
+            Self::RS256 | Self::RS384 | Self::RS512 | Self::PS256 | Self::PS384 | Self::PS512
+        )
+    }
+}
+
+impl fmt::Display for Algorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A public key (or HMAC secret) bound to exactly one [`Algorithm`], with an
+/// optional key ID (`kid`).
+///
+/// A token is verified with a key only when its header `alg` equals the
+/// key's algorithm, so a key can never be used with another algorithm (the
+/// HS256-with-RSA-public-key confusion of CVE-2015-9235 cannot happen).
+#[derive(Clone)]
+pub struct VerificationKey {
+    alg: Algorithm,
+    kid: Option<Arc<str>>,
+    key: DecodingKey,
+}
+
+impl fmt::Debug for VerificationKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VerificationKey")
+            .field("alg", &self.alg)
+            .field("kid", &self.kid)
+            .finish_non_exhaustive()
+    }
+}
+
+fn key_error(what: &str, err: impl fmt::Display) -> ConfigError {
+    ConfigError::new("key", format!("{what}: {err}"))
+}
+
+fn expect(alg: Algorithm, ok: bool, family: &str) -> Result<(), ConfigError> {
+    if ok {
+        Ok(())
+    } else {
+        Err(ConfigError::new(
+            "key",
+            format!("{alg} cannot be used with {family} key material"),
+        ))
+    }
+}
+
+impl VerificationKey {
+    /// An HMAC secret for `HS256`, `HS384` or `HS512`.
+    ///
+    /// # Errors
+    ///
+    /// A non-HMAC algorithm, or a secret shorter than the hash output
+    /// (RFC 7518 §3.2: 32, 48 or 64 bytes).
+    pub fn hmac(alg: Algorithm, secret: impl AsRef<[u8]>) -> Result<Self, ConfigError> {
+        expect(alg, alg.is_hmac(), "an HMAC secret")?;
+        let secret = secret.as_ref();
+        let min = match alg {
+            Algorithm::HS384 => 48,
+            Algorithm::HS512 => 64,
+            _ => 32,
+        };
+        if secret.len() < min {
+            return Err(ConfigError::new(
+                "key",
+                format!("an {alg} secret must be at least {min} bytes (RFC 7518 §3.2)"),
+            ));
+        }
+        let key = DecodingKey::from_secret(secret).map_err(|e| key_error("HMAC secret", e))?;
+        Ok(Self::from_parts(alg, key))
+    }
+
+    /// An RSA public key in PEM (`PUBLIC KEY` or `RSA PUBLIC KEY`) for
+    /// `RS256/384/512` or `PS256/384/512`.
+    ///
+    /// # Errors
+    ///
+    /// A non-RSA algorithm or a PEM that is not an RSA public key.
+    pub fn rsa_pem(alg: Algorithm, pem: impl AsRef<[u8]>) -> Result<Self, ConfigError> {
+        expect(alg, alg.is_rsa(), "an RSA")?;
+        let key = DecodingKey::from_rsa_pem(pem.as_ref()).map_err(|e| key_error("RSA PEM", e))?;
+        Ok(Self::from_parts(alg, key))
+    }
+
+    /// An RSA public key in DER: `SubjectPublicKeyInfo` (as
+    /// `openssl pkey -pubin -outform DER` writes it) or PKCS#1
+    /// `RSAPublicKey` (`openssl rsa -pubin -RSAPublicKey_out -outform DER`).
+    ///
+    /// # Errors
+    ///
+    /// A non-RSA algorithm or bytes that are not a DER SEQUENCE.
+    pub fn rsa_der(alg: Algorithm, der: impl AsRef<[u8]>) -> Result<Self, ConfigError> {
+        expect(alg, alg.is_rsa(), "an RSA")?;
+        let der = der.as_ref();
+        if der.first() != Some(&0x30) {
+            return Err(ConfigError::new(
+                "key",
+                "an RSA DER key starts with a SEQUENCE (0x30)",
+            ));
+        }
+        // SubjectPublicKeyInfo first; anything else is taken as PKCS#1.
+        if let Ok(key) = DecodingKey::from_rsa_pem(spki_pem(der).as_bytes()) {
+            return Ok(Self::from_parts(alg, key));
+        }
+        Ok(Self::from_parts(alg, DecodingKey::from_rsa_der(der)))
+    }
+
+    /// An EC public key in PEM (`PUBLIC KEY`) for `ES256` (P-256) or
+    /// `ES384` (P-384).
+    ///
+    /// # Errors
+    ///
+    /// A non-EC algorithm, a PEM that is not an EC public key, or a key on
+    /// the wrong curve for `alg`.
+    pub fn ec_pem(alg: Algorithm, pem: impl AsRef<[u8]>) -> Result<Self, ConfigError> {
+        expect(
+            alg,
+            matches!(alg, Algorithm::ES256 | Algorithm::ES384),
+            "an EC",
+        )?;
+        let key = DecodingKey::from_ec_pem(pem.as_ref()).map_err(|e| key_error("EC PEM", e))?;
+        let point = key.try_get_as_bytes().map_err(|e| key_error("EC PEM", e))?;
+        check_ec_point(alg, point)?;
+        Ok(Self::from_parts(alg, key))
+    }
+
+    /// An EC public key in DER `SubjectPublicKeyInfo` (as
+    /// `openssl pkey -pubin -outform DER` writes it) for `ES256` or `ES384`.
+    ///
+    /// # Errors
+    ///
+    /// A non-EC algorithm, bytes that are not an EC public key, or a key on
+    /// the wrong curve for `alg`.
+    pub fn ec_der(alg: Algorithm, der: impl AsRef<[u8]>) -> Result<Self, ConfigError> {
+        Self::ec_pem(alg, spki_pem(der.as_ref()))
+    }
+
+    /// An Ed25519 public key in PEM (`PUBLIC KEY`) for `EdDSA`.
+    ///
+    /// # Errors
+    ///
+    /// Another algorithm, or a PEM that is not an Ed25519 public key.
+    pub fn ed_pem(alg: Algorithm, pem: impl AsRef<[u8]>) -> Result<Self, ConfigError> {
+        expect(alg, alg == Algorithm::EdDSA, "an Ed25519")?;
+        let key =
+            DecodingKey::from_ed_pem(pem.as_ref()).map_err(|e| key_error("Ed25519 PEM", e))?;
+        let raw = key
+            .try_get_as_bytes()
+            .map_err(|e| key_error("Ed25519 PEM", e))?;
+        if raw.len() != 32 {
+            return Err(ConfigError::new("key", "an Ed25519 public key is 32 bytes"));
+        }
+        Ok(Self::from_parts(alg, key))
+    }
+
+    /// An Ed25519 public key in DER `SubjectPublicKeyInfo` (as
+    /// `openssl pkey -pubin -outform DER` writes it) for `EdDSA`.
+    ///
+    /// # Errors
+    ///
+    /// Another algorithm, or bytes that are not an Ed25519 public key.
+    pub fn ed_der(alg: Algorithm, der: impl AsRef<[u8]>) -> Result<Self, ConfigError> {
+        Self::ed_pem(alg, spki_pem(der.as_ref()))
+    }
+
+    /// An RSA public key from its JWK members `n` and `e` (base64url, RFC
+    /// 7518 §6.3.1), as a JWKS source builds it.
+    ///
+    /// # Errors
+    ///
+    /// A non-RSA algorithm or members that are not base64url.
+    pub fn rsa_components(alg: Algorithm, n: &str, e: &str) -> Result<Self, ConfigError> {
+        expect(alg, alg.is_rsa(), "an RSA")?;
+        let key = DecodingKey::from_rsa_components(n, e).map_err(|e| key_error("RSA n/e", e))?;
+        Ok(Self::from_parts(alg, key))
+    }
+
+    /// An EC public key from its JWK members `x` and `y` (base64url, RFC
+    /// 7518 §6.2.1).
+    ///
+    /// # Errors
+    ///
+    /// A non-EC algorithm, members that are not base64url, or coordinates
+    /// of the wrong size for `alg`'s curve.
+    pub fn ec_components(alg: Algorithm, x: &str, y: &str) -> Result<Self, ConfigError> {
+        expect(
+            alg,
+            matches!(alg, Algorithm::ES256 | Algorithm::ES384),
+            "an EC",
+        )?;
+        let key = DecodingKey::from_ec_components(x, y).map_err(|e| key_error("EC x/y", e))?;
+        let point = key.try_get_as_bytes().map_err(|e| key_error("EC x/y", e))?;
+        check_ec_point(alg, point)?;
+        Ok(Self::from_parts(alg, key))
+    }
+
+    /// An Ed25519 public key from its JWK member `x` (base64url, RFC 8037
+    /// §2).
+    ///
+    /// # Errors
+    ///
+    /// Another algorithm, or `x` that is not 32 base64url-encoded bytes.
+    pub fn ed_components(alg: Algorithm, x: &str) -> Result<Self, ConfigError> {
+        expect(alg, alg == Algorithm::EdDSA, "an Ed25519")?;
+        let key = DecodingKey::from_ed_components(x).map_err(|e| key_error("Ed25519 x", e))?;
+        if key.try_get_as_bytes().map_or(true, |raw| raw.len() != 32) {
+            return Err(ConfigError::new("key", "an Ed25519 public key is 32 bytes"));
+        }
+        Ok(Self::from_parts(alg, key))
+    }
+
+    fn from_parts(alg: Algorithm, key: DecodingKey) -> Self {
+        Self {
+            alg,
+            kid: None,
+            key,
+        }
+    }
+
+    /// Sets the key ID: a token is verified with this key only when its
+    /// header `kid` equals it exactly (case-sensitive).
+    pub fn with_kid(mut self, kid: impl Into<Arc<str>>) -> Self {
+        self.kid = Some(kid.into());
+        self
+    }
+
+    /// The algorithm the key is bound to.
+    pub fn algorithm(&self) -> Algorithm {
+        self.alg
+    }
+
+    /// The key ID, if any.
+    pub fn kid(&self) -> Option<&str> {
+        self.kid.as_deref()
+    }
+
+    pub(crate) fn decoding_key(&self) -> &DecodingKey {
+        &self.key
+    }
+}
+
+/// Wraps DER `SubjectPublicKeyInfo` bytes into a PEM `PUBLIC KEY`
+/// document, so one parser handles both encodings.
+fn spki_pem(der: &[u8]) -> String {
+    use base64::Engine;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut pem = String::with_capacity(encoded.len() + encoded.len() / 64 + 64);
+    pem.push_str("-----BEGIN PUBLIC KEY-----\n");
+    for line in encoded.as_bytes().chunks(64) {
+        pem.push_str(std::str::from_utf8(line).expect("base64 is ASCII"));
+        pem.push('\n');
+    }
+    pem.push_str("-----END PUBLIC KEY-----\n");
+    pem
+}
+
+fn check_ec_point(alg: Algorithm, point: &[u8]) -> Result<(), ConfigError> {
+    let (len, curve) = match alg {
+        Algorithm::ES384 => (97, "P-384"),
+        _ => (65, "P-256"),
+    };
+    if point.len() != len || point[0] != 0x04 {
+        return Err(ConfigError::new(
+            "key",
+            format!("{alg} needs an uncompressed {curve} public key ({len} bytes, 0x04 first)"),
+        ));
+    }
+    Ok(())
+}
+
+/// The answer of a [`KeySource`] for a token's `kid` and `alg`.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum KeyLookup {
+    /// The key to verify the token with. Its algorithm must be the token's
+    /// (the layer checks it again).
+    Found(Arc<VerificationKey>),
+    /// No key has this `kid` (or the token has no `kid` and the source has
+    /// no single key for its algorithm). A remote source may be asked to
+    /// [`refresh`](KeySource::refresh).
+    UnknownKid,
+}
+
+/// A future that refreshes a remote key set and answers the lookup again.
+pub type KeyRefresh = Pin<Box<dyn Future<Output = KeyLookup> + Send + 'static>>;
+
+/// Where the verification keys come from.
+///
+/// The layer calls [`find`](Self::find) for every token it has not cached;
+/// it must be fast and must not block (look up an in-memory map, e.g. behind
+/// an `ArcSwap` or a short `RwLock` read). When it answers
+/// [`KeyLookup::UnknownKid`], the layer calls [`refresh`](Self::refresh):
+/// a remote source (JWKS) returns a future that refetches the set —
+/// single-flight, at most once per cooldown — and looks the key up again; a
+/// static source returns `None` (the default) and the token is rejected.
+///
+/// [`generation`](Self::generation) changes whenever the key set changes, so
+/// the verified-token cache never serves a token verified with a key that
+/// has since been removed.
+///
+/// The default is [`StaticKeys`], built from the keys given to the builder.
+/// Closures `Fn(Option<&str>, Algorithm) -> KeyLookup` implement it too.
+pub trait KeySource: Send + Sync + 'static {
+    /// The key for a token with header `kid` and `alg`.
+    fn find(&self, kid: Option<&str>, alg: Algorithm) -> KeyLookup;
+
+    /// Called after `find` answered [`KeyLookup::UnknownKid`]. Return a
+    /// future that refreshes the key set and answers the lookup again, or
+    /// `None` (the default) when the set cannot change.
+    fn refresh(&self, kid: Option<&str>, alg: Algorithm) -> Option<KeyRefresh> {
+        let _ = (kid, alg);
+        None
+    }
+
+    /// A number that changes whenever the key set changes (default: always
+    /// 0, for sets that never change). Cached verifications made under
+    /// another generation are not served.
+    fn generation(&self) -> u64 {
+        0
+    }
+}
+
+impl<F> KeySource for F
+where
+    F: Fn(Option<&str>, Algorithm) -> KeyLookup + Send + Sync + 'static,
+{
+    fn find(&self, kid: Option<&str>, alg: Algorithm) -> KeyLookup {
+        self(kid, alg)
+    }
+}
+
+/// A fixed set of keys: the default [`KeySource`].
+///
+/// A token with a `kid` is verified with the key of exactly that `kid`
+/// (case-sensitive). A token without a `kid` is verified with the key
+/// without a `kid` for its algorithm, or, when the set holds exactly one key
+/// for its algorithm, with that key.
+#[derive(Debug, Clone, Default)]
+pub struct StaticKeys {
+    by_kid: HashMap<Arc<str>, Arc<VerificationKey>>,
+    without_kid: Vec<Arc<VerificationKey>>,
+    all: Vec<Arc<VerificationKey>>,
+}
+
+impl StaticKeys {
+    /// An empty set.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a key.
+    ///
+    /// # Errors
+    ///
+    /// Two keys with the same `kid`, or two keys without a `kid` for the
+    /// same algorithm.
+    pub fn insert(&mut self, key: VerificationKey) -> Result<(), ConfigError> {
+        let key = Arc::new(key);
+        match &key.kid {
+            Some(kid) => {
+                if self
+                    .by_kid
+                    .insert(Arc::clone(kid), Arc::clone(&key))
+                    .is_some()
+                {
+                    return Err(ConfigError::new(
+                        "key",
+                        format!("two keys have the kid `{kid}`"),
+                    ));
+                }
+            }
+            None => {
+                if self.without_kid.iter().any(|k| k.alg == key.alg) {
+                    return Err(ConfigError::new(
+                        "key",
+                        format!(
+                            "two {} keys without a kid: give them distinct kids",
+                            key.alg
+                        ),
+                    ));
+                }
+                self.without_kid.push(Arc::clone(&key));
+            }
+        }
+        self.all.push(key);
+        Ok(())
+    }
+
+    /// The number of keys.
+    pub fn len(&self) -> usize {
+        self.all.len()
+    }
+
+    /// Whether the set is empty.
+    pub fn is_empty(&self) -> bool {
+        self.all.is_empty()
+    }
+
+    /// The algorithms of the keys.
+    pub fn algorithms(&self) -> impl Iterator<Item = Algorithm> + '_ {
+        self.all.iter().map(|k| k.alg)
+    }
+}
+
+impl KeySource for StaticKeys {
+    fn find(&self, kid: Option<&str>, alg: Algorithm) -> KeyLookup {
+        let found = match kid {
+            Some(kid) => self.by_kid.get(kid),
+            None => self.without_kid.iter().find(|k| k.alg == alg).or_else(|| {
+                let mut same_alg = self.all.iter().filter(|k| k.alg == alg);
+                match (same_alg.next(), same_alg.next()) {
+                    (Some(only), None) => Some(only),
+                    _ => None,
+                }
+            }),
+        };
+        match found {
+            Some(key) => KeyLookup::Found(Arc::clone(key)),
+            None => KeyLookup::UnknownKid,
+        }
+    }
+}
