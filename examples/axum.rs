@@ -1,34 +1,286 @@
-//! A small API server with tower-edge's layers in the recommended order.
+//! A small product API on axum behind the whole tower-edge stack.
 //!
 //! ```text
-//! cargo run --example axum
+//! cargo run --example axum                    # default features
+//! cargo run --example axum --features otel    # + OpenTelemetry (stdout, or OTLP)
 //! ```
 //!
-//! Environment (all optional): `BIND` (default `127.0.0.1:3000`), `RUST_LOG`.
+//! The start-up output prints a development token and commands to try.
+//!
+//! Routes:
+//!
+//! * `GET /health`: public.
+//! * `GET /products`, `GET /products/{id}`: public, cacheable
+//!   (`Cache-Control: public, max-age=60`, ETag, 304 on `If-None-Match`).
+//! * `PUT /products/{id}`: needs scope `products:write`; honours `If-Match`.
+//! * `GET /me`: needs a token; returns its subject and scopes.
+//!
+//! Layers, outermost first: correlation ID → OpenTelemetry (feature `otel`)
+//! → per-IP flood guard → JWT (optional mode: public routes work
+//! anonymously) → per-client quota (by subject, else IP) → cache headers.
+//!
+//! Environment (all optional): `BIND` (default `127.0.0.1:3000`),
+//! `JWT_SECRET`, `JWT_ISSUER`, `JWT_AUDIENCE`, `RATE_LIMIT` (e.g.
+//! `600/min burst 60`), `TRUSTED_PROXIES` (CIDRs, comma-separated),
+//! `OTEL_EXPORTER_OTLP_ENDPOINT` (with `--features otel`), `RUST_LOG`.
 
+#[path = "common/mod.rs"]
+pub mod common;
+
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
-use axum::{Extension, Json, Router, routing::get};
-use serde_json::json;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Path, State};
+use axum::handler::Handler;
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Extension, Json, Router};
+use serde::{Deserialize, Serialize};
 use tower::ServiceBuilder;
-use tower_edge::correlation::{CorrelationId, CorrelationIdLayer};
+use tower_edge::ConfigError;
+use tower_edge::Subject;
+use tower_edge::cache_headers::{
+    CacheControl, CacheHeadersLayer, CacheRule, ETag, Preconditions, Representation,
+};
+use tower_edge::correlation::CorrelationIdLayer;
+use tower_edge::jwt_auth::{AuthMode, RequireScopeLayer, Scopes};
+use tower_edge::rejection::{Problem, Rejections};
+
+use common::Config;
+
+#[derive(Debug, Clone, Serialize)]
+struct Product {
+    id: u64,
+    name: String,
+    price_cents: u64,
+}
+
+#[derive(Debug, Deserialize)]
+struct ProductUpdate {
+    name: String,
+    price_cents: u64,
+}
+
+/// The in-memory "database". The lock is never held across an `.await`.
+type Products = Arc<RwLock<BTreeMap<u64, Product>>>;
+
+fn seed() -> Products {
+    let products = [(1, "keyboard", 4_900), (2, "mouse", 2_500)]
+        .map(|(id, name, price_cents)| {
+            let name = name.to_owned();
+            (id, Product { id, name, price_cents })
+        });
+    Arc::new(RwLock::new(BTreeMap::from(products)))
+}
 
 /// The application: routes plus the tower-edge stack, outermost first.
-pub fn app() -> Router {
-    Router::new()
+///
+/// # Errors
+///
+/// A configuration a layer refuses (a bad `TRUSTED_PROXIES` entry...),
+/// naming the field.
+pub fn app(config: &Config) -> Result<Router, ConfigError> {
+    // The client IP comes from `ConnectInfo` (see `main`). With tower-edge's
+    // `axum` feature this hook is built in.
+    let peer_ip = |ext: &axum::http::Extensions| {
+        ext.get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(addr)| addr.ip())
+    };
+    let stack = ServiceBuilder::new()
+        .layer(CorrelationIdLayer::new())
+        .layer(otel_layer()?)
+        .layer(common::flood_guard(config).peer_addr_with(peer_ip).build()?)
+        .layer(common::auth_layer(config, AuthMode::Optional)?)
+        .layer(common::per_client(config).peer_addr_with(peer_ip).build()?)
+        .layer(
+            CacheHeadersLayer::builder()
+                .rule(
+                    CacheRule::new(
+                        CacheControl::new()
+                            .public()
+                            .max_age(Duration::from_secs(60)),
+                    )
+                    .path_prefix("/products"),
+                )
+                .build()?,
+        );
+
+    let can_write = RequireScopeLayer::builder()
+        .scope("products:write")
+        .realm(common::REALM)
+        .build()?;
+
+    Ok(Router::new()
         .route("/health", get(health))
-        .route("/hello", get(hello))
-        .layer(ServiceBuilder::new().layer(CorrelationIdLayer::new()))
+        .route("/products", get(list_products))
+        .route(
+            "/products/{id}",
+            get(get_product).put(put_product.layer(can_write)),
+        )
+        .route("/me", get(me))
+        .with_state(seed())
+        .layer(stack))
+}
+
+/// OpenTelemetry's server span and metrics, when built with `--features otel`.
+#[cfg(feature = "otel")]
+fn otel_layer() -> Result<tower_edge::otel::OtelLayer, ConfigError> {
+    use tower_edge::otel::{OtelLayer, Route};
+    // Name spans after axum's route template (built in with feature `axum`).
+    OtelLayer::builder()
+        .route_with(|head: &tower_edge::otel::RequestHead<'_>| {
+            let matched = head.extensions().get::<axum::extract::MatchedPath>()?;
+            Some(Route::new(matched.as_str()))
+        })
+        .build()
+}
+
+/// Without `--features otel`: no layer.
+#[cfg(not(feature = "otel"))]
+fn otel_layer() -> Result<tower::layer::util::Identity, ConfigError> {
+    Ok(tower::layer::util::Identity::new())
 }
 
 async fn health() -> Json<serde_json::Value> {
-    Json(json!({ "status": "ok" }))
+    Json(serde_json::json!({ "status": "ok" }))
 }
 
-async fn hello(Extension(id): Extension<CorrelationId>) -> Json<serde_json::Value> {
-    // This log line carries `correlation_id` from the layer's span.
-    tracing::info!("saying hello");
-    Json(json!({ "message": "hello", "correlation_id": id.as_str() }))
+async fn list_products(State(products): State<Products>) -> Json<Vec<Product>> {
+    // The cache layer hashes this body into the ETag and answers 304.
+    Json(products.read().unwrap().values().cloned().collect())
+}
+
+async fn get_product(State(products): State<Products>, Path(id): Path<u64>) -> Response {
+    match products.read().unwrap().get(&id) {
+        Some(product) => Json(product.clone()).into_response(),
+        None => not_found(id),
+    }
+}
+
+/// Replaces a product's name and price if the client's copy is current
+/// (`If-Match`), answering with the new representation and its ETag.
+async fn put_product(
+    State(products): State<Products>,
+    Path(id): Path<u64>,
+    method: Method,
+    headers: HeaderMap,
+    Json(update): Json<ProductUpdate>,
+) -> Response {
+    let mut products = products.write().unwrap();
+    let Some(product) = products.get_mut(&id) else {
+        return not_found(id);
+    };
+    // The same tag the cache layer gives the GET response: a hash of its body.
+    let current = Representation::new().etag(ETag::from_content(&to_json(product)));
+    if let Err(stop) = Preconditions::from_request(&method, &headers).check(&current) {
+        return stop.into_http_response::<Body>().into_response(); // 412
+    }
+    product.name = update.name;
+    product.price_cents = update.price_cents;
+    let body = to_json(product);
+    let etag = ETag::from_content(&body);
+    (
+        [
+            (header::CONTENT_TYPE, "application/json".parse().unwrap()),
+            (header::ETAG, etag.header_value().clone()),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// Who the token says you are. Anonymous requests get the 401 challenge.
+async fn me(subject: Option<Extension<Subject>>, scopes: Option<Extension<Scopes>>) -> Response {
+    let Some(Extension(subject)) = subject else {
+        let challenge = format!("Bearer realm=\"{}\"", common::REALM);
+        let problem = Problem::new(StatusCode::UNAUTHORIZED)
+            .with_detail("a bearer token is required")
+            .with_header(header::WWW_AUTHENTICATE, challenge.parse().unwrap());
+        return Rejections::default()
+            .http_response::<Body>(problem)
+            .into_response();
+    };
+    let scopes: Vec<&str> = scopes.as_ref().map(|s| s.iter().collect()).unwrap_or_default();
+    Json(serde_json::json!({ "subject": subject.as_str(), "scopes": scopes })).into_response()
+}
+
+fn to_json(product: &Product) -> Vec<u8> {
+    serde_json::to_vec(product).expect("a product serializes")
+}
+
+fn not_found(id: u64) -> Response {
+    let problem =
+        Problem::new(StatusCode::NOT_FOUND).with_detail(format!("no product with id {id}"));
+    Rejections::default()
+        .http_response::<Body>(problem)
+        .into_response()
+}
+
+/// Installs the OpenTelemetry SDK: spans and metrics to stdout, or over
+/// OTLP/HTTP when `OTEL_EXPORTER_OTLP_ENDPOINT` is set. Call before
+/// building the `OtelLayer`; shut the providers down at exit.
+#[cfg(feature = "otel")]
+fn init_telemetry() -> Result<Telemetry, Box<dyn std::error::Error>> {
+    use opentelemetry::propagation::TextMapCompositePropagator;
+    use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
+    use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
+    use opentelemetry_sdk::trace::SdkTracerProvider;
+
+    let (tracer, meter) = if std::env::var_os("OTEL_EXPORTER_OTLP_ENDPOINT").is_some() {
+        println!("OpenTelemetry: exporting over OTLP/HTTP");
+        let spans = opentelemetry_otlp::SpanExporter::builder().with_http().build()?;
+        let metrics = opentelemetry_otlp::MetricExporter::builder()
+            .with_http()
+            .build()?;
+        (
+            SdkTracerProvider::builder().with_batch_exporter(spans).build(),
+            SdkMeterProvider::builder()
+                .with_reader(PeriodicReader::builder(metrics).build())
+                .build(),
+        )
+    } else {
+        println!("OpenTelemetry: printing spans and metrics to stdout");
+        let spans = opentelemetry_stdout::SpanExporter::default();
+        let metrics = opentelemetry_stdout::MetricExporter::default();
+        (
+            SdkTracerProvider::builder()
+                .with_simple_exporter(spans)
+                .build(),
+            SdkMeterProvider::builder()
+                .with_reader(PeriodicReader::builder(metrics).build())
+                .build(),
+        )
+    };
+    opentelemetry::global::set_text_map_propagator(TextMapCompositePropagator::new(vec![
+        Box::new(TraceContextPropagator::new()),
+        Box::new(BaggagePropagator::new()),
+    ]));
+    opentelemetry::global::set_tracer_provider(tracer.clone());
+    opentelemetry::global::set_meter_provider(meter.clone());
+    Ok(Telemetry { tracer, meter })
+}
+
+/// The installed providers, flushed at exit.
+#[cfg(feature = "otel")]
+struct Telemetry {
+    tracer: opentelemetry_sdk::trace::SdkTracerProvider,
+    meter: opentelemetry_sdk::metrics::SdkMeterProvider,
+}
+
+#[cfg(feature = "otel")]
+impl Telemetry {
+    fn shutdown(self) {
+        if let Err(err) = self.tracer.shutdown() {
+            eprintln!("tracer provider shutdown: {err}");
+        }
+        if let Err(err) = self.meter.shutdown() {
+            eprintln!("meter provider shutdown: {err}");
+        }
+    }
 }
 
 #[allow(dead_code)] // unused when the example is compiled into its test
@@ -40,31 +292,42 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         )
         .init();
 
-    let addr: SocketAddr = std::env::var("BIND")
-        .unwrap_or_else(|_| "127.0.0.1:3000".to_owned())
-        .parse()?;
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    let addr = listener.local_addr()?;
+    let config = Config::from_env("127.0.0.1:3000")?;
+    #[cfg(feature = "otel")]
+    let telemetry = init_telemetry()?; // before `app` builds the OtelLayer
+    let app = app(&config)?;
 
+    let listener = tokio::net::TcpListener::bind(config.bind).await?;
+    let addr = listener.local_addr()?;
+    let token = common::dev_token(&config);
+    println!();
     println!("tower-edge axum example listening on http://{addr}");
     println!();
+    println!("Development token (1 h, scopes `{}`):", common::DEV_SCOPES);
+    println!();
+    println!("  export TOKEN={token}");
+    println!();
     println!("Try:");
-    println!("  curl -i http://{addr}/health");
-    println!("  curl -i http://{addr}/hello -H 'x-request-id: my-id-123'   # echoed");
+    println!("  curl -i http://{addr}/products");
+    println!("  curl -i http://{addr}/products/1 -H 'if-none-match: <etag from above>'   # 304");
+    println!("  curl -i http://{addr}/me                                   # 401");
+    println!("  curl -i http://{addr}/me -H \"authorization: Bearer $TOKEN\"");
     println!(
-        "  curl -i http://{addr}/hello -H 'x-request-id: bad id!'     # replaced by a UUID v7"
+        "  curl -i -X PUT http://{addr}/products/1 -H \"authorization: Bearer $TOKEN\" \\\n       -H 'content-type: application/json' -H 'if-match: \"stale\"' \\\n       -d '{{\"name\":\"keyboard\",\"price_cents\":3900}}'   # 412"
     );
+    println!("  for i in $(seq 100); do curl -s -o /dev/null -w '%{{http_code}} ' http://{addr}/health; done   # 429s");
     println!();
     println!("Ctrl-C stops the server gracefully.");
 
+    // `ConnectInfo` gives the rate limiter the client's address.
     axum::serve(
         listener,
-        app().into_make_service_with_connect_info::<SocketAddr>(),
+        app.into_make_service_with_connect_info::<SocketAddr>(),
     )
-    .with_graceful_shutdown(async {
-        let _ = tokio::signal::ctrl_c().await;
-        println!("shutting down");
-    })
+    .with_graceful_shutdown(common::shutdown_signal())
     .await?;
+
+    #[cfg(feature = "otel")]
+    telemetry.shutdown();
     Ok(())
 }

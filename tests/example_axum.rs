@@ -1,23 +1,33 @@
-//! Drives the axum example's router on a real socket so the example cannot rot.
+//! Drives the axum example's app on a real socket so the example cannot rot:
+//! every behaviour its docs and README promise is asserted here.
 
 #[allow(dead_code)]
 #[path = "../examples/axum.rs"]
 mod example;
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
-use http_body_util::{BodyExt, Empty};
+use example::common::{self, Config};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+use tower_edge::rate_limit::Quota;
 
-async fn serve() -> SocketAddr {
+/// A roomy quota: tests that are not about rate limits never hit it.
+fn config() -> Config {
+    Config::default()
+}
+
+async fn serve(config: &Config) -> SocketAddr {
+    let app = example::app(config).expect("valid configuration");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         axum::serve(
             listener,
-            example::app().into_make_service_with_connect_info::<SocketAddr>(),
+            app.into_make_service_with_connect_info::<SocketAddr>(),
         )
         .await
         .unwrap();
@@ -25,39 +35,343 @@ async fn serve() -> SocketAddr {
     addr
 }
 
-async fn get(addr: SocketAddr, path: &str, request_id: Option<&str>) -> http::Response<Bytes> {
-    let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
-    let mut req = http::Request::get(format!("http://{addr}{path}"));
-    if let Some(id) = request_id {
-        req = req.header("x-request-id", id);
+struct Call<'a> {
+    method: &'a str,
+    path: &'a str,
+    headers: Vec<(&'a str, String)>,
+    body: &'a str,
+}
+
+fn call(method: &'static str, path: &'static str) -> Call<'static> {
+    Call {
+        method,
+        path,
+        headers: Vec::new(),
+        body: "",
     }
-    let res = client
-        .request(req.body(Empty::new()).unwrap())
-        .await
-        .unwrap();
-    let (parts, body) = res.into_parts();
-    http::Response::from_parts(parts, body.collect().await.unwrap().to_bytes())
+}
+
+impl<'a> Call<'a> {
+    fn header(mut self, name: &'a str, value: impl Into<String>) -> Self {
+        self.headers.push((name, value.into()));
+        self
+    }
+
+    fn bearer(self, token: &str) -> Self {
+        self.header("authorization", format!("Bearer {token}"))
+    }
+
+    fn json(mut self, body: &'a str) -> Self {
+        self.body = body;
+        self.header("content-type", "application/json")
+    }
+
+    async fn send(self, addr: SocketAddr) -> http::Response<Bytes> {
+        let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+        let mut req = http::Request::builder()
+            .method(self.method)
+            .uri(format!("http://{addr}{}", self.path));
+        for (name, value) in self.headers {
+            req = req.header(name, value);
+        }
+        let req = req.body(Full::new(Bytes::from(self.body.to_owned()))).unwrap();
+        let res = client.request(req).await.unwrap();
+        let (parts, body) = res.into_parts();
+        http::Response::from_parts(parts, body.collect().await.unwrap().to_bytes())
+    }
+}
+
+fn json(res: &http::Response<Bytes>) -> serde_json::Value {
+    serde_json::from_slice(res.body()).unwrap_or_else(|e| {
+        panic!("not JSON ({e}): {:?}", String::from_utf8_lossy(res.body()))
+    })
+}
+
+fn header<'r>(res: &'r http::Response<Bytes>, name: &str) -> &'r str {
+    res.headers()
+        .get(name)
+        .unwrap_or_else(|| panic!("no `{name}` header in {:?}", res.headers()))
+        .to_str()
+        .unwrap()
+}
+
+/// All `RateLimit` lines joined, as a Structured Fields list.
+fn ratelimit(res: &http::Response<Bytes>) -> String {
+    let lines: Vec<&str> = res
+        .headers()
+        .get_all("ratelimit")
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .collect();
+    lines.join(", ")
 }
 
 #[tokio::test]
-async fn health_answers_with_a_request_id() {
-    let addr = serve().await;
-    let res = get(addr, "/health", None).await;
+async fn health_is_public_and_carries_a_request_id() {
+    let addr = serve(&config()).await;
+    let res = call("GET", "/health").send(addr).await;
     assert_eq!(res.status(), 200);
-    let id = res.headers()["x-request-id"].to_str().unwrap();
+    assert_eq!(json(&res)["status"], "ok");
+    let id = header(&res, "x-request-id");
     assert_eq!(uuid::Uuid::parse_str(id).unwrap().get_version_num(), 7);
 }
 
 #[tokio::test]
-async fn valid_id_is_echoed_and_invalid_replaced() {
-    let addr = serve().await;
-    let res = get(addr, "/hello", Some("my-id-123")).await;
-    assert_eq!(res.headers()["x-request-id"], "my-id-123");
-    let body: serde_json::Value = serde_json::from_slice(res.body()).unwrap();
-    assert_eq!(body["correlation_id"], "my-id-123");
+async fn correlation_id_is_echoed_on_success_and_on_rejections() {
+    let addr = serve(&config()).await;
+    let res = call("GET", "/products")
+        .header("x-request-id", "my-id-123")
+        .send(addr)
+        .await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(header(&res, "x-request-id"), "my-id-123");
 
-    let res = get(addr, "/hello", Some("bad id!")).await;
-    let echoed = res.headers()["x-request-id"].to_str().unwrap().to_owned();
-    assert_ne!(echoed, "bad id!");
-    uuid::Uuid::parse_str(&echoed).unwrap();
+    let res = call("GET", "/me")
+        .header("x-request-id", "my-id-456")
+        .send(addr)
+        .await;
+    assert_eq!(res.status(), 401);
+    assert_eq!(header(&res, "x-request-id"), "my-id-456");
+}
+
+#[tokio::test]
+async fn products_are_public_cacheable_and_revalidate_with_304() {
+    // RFC 9110 §13.1.2 If-None-Match, §15.4.5 304; RFC 9111 §5.2.2 max-age.
+    let addr = serve(&config()).await;
+    for path in ["/products", "/products/1"] {
+        let res = call("GET", path).send(addr).await;
+        assert_eq!(res.status(), 200, "{path}");
+        assert_eq!(header(&res, "cache-control"), "public, max-age=60");
+        let etag = header(&res, "etag").to_owned();
+        assert!(etag.starts_with('"'), "strong ETag: {etag}");
+
+        let res = call("GET", path)
+            .header("if-none-match", etag.clone())
+            .send(addr)
+            .await;
+        assert_eq!(res.status(), 304, "{path}");
+        assert!(res.body().is_empty());
+        assert_eq!(header(&res, "etag"), etag);
+        assert_eq!(header(&res, "cache-control"), "public, max-age=60");
+
+        let res = call("GET", path)
+            .header("if-none-match", "\"something-else\"")
+            .send(addr)
+            .await;
+        assert_eq!(res.status(), 200, "{path}: a different tag gets the body");
+    }
+    let body = json(&call("GET", "/products/1").send(addr).await);
+    assert_eq!(body["id"], 1);
+    assert_eq!(body["name"], "keyboard");
+}
+
+#[tokio::test]
+async fn unknown_product_is_a_404_problem() {
+    // RFC 9457: problem+json.
+    let addr = serve(&config()).await;
+    let res = call("GET", "/products/999").send(addr).await;
+    assert_eq!(res.status(), 404);
+    assert_eq!(header(&res, "content-type"), "application/problem+json");
+    let problem = json(&res);
+    assert_eq!(problem["status"], 404);
+    assert_eq!(problem["detail"], "no product with id 999");
+    assert!(!res.headers().contains_key("etag"));
+}
+
+#[tokio::test]
+async fn put_needs_a_token_with_the_write_scope() {
+    // RFC 6750 §3: 401 with a challenge without `error`, 403
+    // `insufficient_scope` naming the scope.
+    let config = config();
+    let addr = serve(&config).await;
+    let update = r#"{"name":"keyboard","price_cents":3900}"#;
+
+    let res = call("PUT", "/products/1").json(update).send(addr).await;
+    assert_eq!(res.status(), 401);
+    assert_eq!(
+        header(&res, "www-authenticate"),
+        format!("Bearer realm=\"{}\"", common::REALM)
+    );
+
+    let reader = common::token(&config, "ann", "products:read", Duration::from_secs(60));
+    let res = call("PUT", "/products/1")
+        .bearer(&reader)
+        .json(update)
+        .send(addr)
+        .await;
+    assert_eq!(res.status(), 403);
+    let challenge = header(&res, "www-authenticate");
+    assert!(challenge.contains("error=\"insufficient_scope\""), "{challenge}");
+    assert!(challenge.contains("scope=\"products:write\""), "{challenge}");
+
+    let res = call("PUT", "/products/1")
+        .bearer("not.a.token")
+        .json(update)
+        .send(addr)
+        .await;
+    assert_eq!(res.status(), 401);
+    assert!(header(&res, "www-authenticate").contains("error=\"invalid_token\""));
+
+    // Right secret, wrong audience.
+    let other = Config {
+        jwt_audience: "another-api".into(),
+        ..Config::default()
+    };
+    let foreign = common::token(&other, "ann", "products:write", Duration::from_secs(60));
+    let res = call("PUT", "/products/1")
+        .bearer(&foreign)
+        .json(update)
+        .send(addr)
+        .await;
+    assert_eq!(res.status(), 401);
+}
+
+#[tokio::test]
+async fn put_honours_if_match_and_changes_the_etag() {
+    // RFC 9110 §13.1.1 If-Match: 412 on a stale tag, the write only happens
+    // on a match; the new representation gets a new tag.
+    let config = config();
+    let addr = serve(&config).await;
+    let token = common::dev_token(&config);
+    let old = call("GET", "/products/2").send(addr).await;
+    let old_etag = header(&old, "etag").to_owned();
+
+    let res = call("PUT", "/products/2")
+        .bearer(&token)
+        .header("if-match", "\"stale\"")
+        .json(r#"{"name":"mouse","price_cents":1}"#)
+        .send(addr)
+        .await;
+    assert_eq!(res.status(), 412);
+    assert_eq!(json(&call("GET", "/products/2").send(addr).await)["price_cents"], 2_500);
+
+    let res = call("PUT", "/products/2")
+        .bearer(&token)
+        .header("if-match", old_etag.clone())
+        .json(r#"{"name":"mouse","price_cents":1999}"#)
+        .send(addr)
+        .await;
+    assert_eq!(res.status(), 200);
+    let new_etag = header(&res, "etag").to_owned();
+    assert_ne!(new_etag, old_etag);
+    assert_eq!(json(&res)["price_cents"], 1_999);
+
+    // Readers see the change: their old tag no longer gets a 304, and the
+    // tag the PUT announced is the one the GET carries.
+    let res = call("GET", "/products/2")
+        .header("if-none-match", old_etag.clone())
+        .send(addr)
+        .await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(header(&res, "etag"), new_etag);
+
+    // Writing again with the old tag is a lost update: refused.
+    let res = call("PUT", "/products/2")
+        .bearer(&token)
+        .header("if-match", old_etag)
+        .json(r#"{"name":"mouse","price_cents":5}"#)
+        .send(addr)
+        .await;
+    assert_eq!(res.status(), 412);
+
+    // A PUT without If-Match writes unconditionally.
+    let res = call("PUT", "/products/2")
+        .bearer(&token)
+        .json(r#"{"name":"mouse","price_cents":7}"#)
+        .send(addr)
+        .await;
+    assert_eq!(res.status(), 200);
+}
+
+#[tokio::test]
+async fn me_needs_a_token_and_shows_subject_and_scopes() {
+    let config = config();
+    let addr = serve(&config).await;
+    let res = call("GET", "/me").send(addr).await;
+    assert_eq!(res.status(), 401);
+    assert_eq!(
+        header(&res, "www-authenticate"),
+        format!("Bearer realm=\"{}\"", common::REALM)
+    );
+
+    let res = call("GET", "/me")
+        .bearer(&common::dev_token(&config))
+        .send(addr)
+        .await;
+    assert_eq!(res.status(), 200);
+    let body = json(&res);
+    assert_eq!(body["subject"], "dev-user");
+    assert_eq!(
+        body["scopes"],
+        serde_json::json!(["products:read", "products:write", "greeter:call"])
+    );
+    // RFC 9111 §3.5: a response to an authorized request is private.
+    assert_eq!(header(&res, "cache-control"), "private");
+}
+
+#[tokio::test]
+async fn anonymous_clients_are_limited_by_ip_and_users_by_subject() {
+    // RFC 6585 §4 429 + Retry-After; draft-ietf-httpapi-ratelimit-headers.
+    let config = Config {
+        rate_limit: Quota::per_minute(3),
+        flood_guard: Quota::per_minute(100),
+        ..Config::default()
+    };
+    let addr = serve(&config).await;
+    for remaining in [2, 1, 0] {
+        let res = call("GET", "/products").send(addr).await;
+        assert_eq!(res.status(), 200);
+        let policies: Vec<_> = res.headers().get_all("ratelimit-policy").iter().collect();
+        assert_eq!(policies.len(), 2, "{policies:?}");
+        let limits = ratelimit(&res);
+        assert!(limits.contains(&format!("\"client\";r={remaining};")), "{limits}");
+        assert!(limits.contains("\"ip\";r="), "{limits}");
+    }
+    let res = call("GET", "/products").send(addr).await;
+    assert_eq!(res.status(), 429);
+    let retry_after: u64 = header(&res, "retry-after").parse().unwrap();
+    assert!((1..=20).contains(&retry_after), "{retry_after}");
+    assert_eq!(header(&res, "cache-control"), "no-store");
+    assert!(ratelimit(&res).contains("\"client\";r=0;"));
+    assert!(res.headers().contains_key("x-request-id"));
+
+    // Same IP, but authenticated: the user's own bucket.
+    let token = common::dev_token(&config);
+    let res = call("GET", "/products").bearer(&token).send(addr).await;
+    assert_eq!(res.status(), 200);
+    assert!(ratelimit(&res).contains("\"client\";r=2;"), "{}", ratelimit(&res));
+
+    // Until the user's quota is spent too.
+    call("GET", "/me").bearer(&token).send(addr).await;
+    call("GET", "/me").bearer(&token).send(addr).await;
+    let res = call("GET", "/me").bearer(&token).send(addr).await;
+    assert_eq!(res.status(), 429);
+}
+
+#[tokio::test]
+async fn the_flood_guard_stops_an_ip_before_token_checks() {
+    let config = Config {
+        rate_limit: Quota::per_minute(100),
+        flood_guard: Quota::per_minute(2),
+        ..Config::default()
+    };
+    let addr = serve(&config).await;
+    let token = common::dev_token(&config);
+    call("GET", "/health").send(addr).await;
+    call("GET", "/health").bearer(&token).send(addr).await;
+    // Even a valid token does not help: the IP is flooding.
+    let res = call("GET", "/me").bearer(&token).send(addr).await;
+    assert_eq!(res.status(), 429);
+    assert!(ratelimit(&res).contains("\"ip\";r=0;"));
+    assert!(res.headers().contains_key("retry-after"));
+}
+
+#[test]
+fn a_bad_trusted_proxy_fails_at_build_time() {
+    let config = Config {
+        trusted_proxies: vec!["10.0.0.0/33".into()],
+        ..Config::default()
+    };
+    let err = example::app(&config).unwrap_err();
+    assert!(err.to_string().contains("trusted_proxies"), "{err}");
 }

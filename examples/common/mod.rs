@@ -1,0 +1,211 @@
+//! Configuration shared by the examples: environment variables, the JWT
+//! layer, the rate-limit stores and a ready-made development token.
+//!
+//! Everything an example reads from its environment is in [`Config`]; the
+//! two functions that turn it into infrastructure — [`auth_layer`] (keys)
+//! and [`rate_limit_store`] (where buckets live) — are the places to plug
+//! a JWKS key source or a Redis store.
+
+use std::error::Error;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tower_edge::ConfigError;
+use tower_edge::jwt_auth::{Algorithm, AuthMode, JwtAuthLayer, VerificationKey};
+use tower_edge::rate_limit::{
+    ClientIp, MemoryStore, Policy, Quota, RateLimitLayerBuilder, RateLimitStore, SubjectOrIp,
+};
+
+/// The `realm` of every `WWW-Authenticate` challenge.
+pub const REALM: &str = "tower-edge-example";
+
+/// For local development only: anyone who reads this file can mint tokens.
+const DEV_SECRET: &str = "tower-edge-dev-secret-do-not-use-in-production";
+
+/// Everything the examples read from the environment (all optional).
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `BIND`: the listening address.
+    pub bind: SocketAddr,
+    /// `JWT_SECRET`: the HS256 secret tokens are signed with.
+    pub jwt_secret: String,
+    /// `JWT_ISSUER`: the required `iss`.
+    pub jwt_issuer: String,
+    /// `JWT_AUDIENCE`: the required `aud`.
+    pub jwt_audience: String,
+    /// `RATE_LIMIT`: the quota of each client (a subject, or an IP when
+    /// anonymous).
+    pub rate_limit: Quota,
+    /// The coarse per-IP flood guard, ten times `rate_limit`.
+    pub flood_guard: Quota,
+    /// `TRUSTED_PROXIES`: comma-separated CIDRs whose `X-Forwarded-For` is
+    /// believed.
+    pub trusted_proxies: Vec<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let rate_limit = Quota::per_minute(600).with_burst(60);
+        Self {
+            bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+            jwt_secret: DEV_SECRET.to_owned(),
+            jwt_issuer: "https://idp.example.test".to_owned(),
+            jwt_audience: "tower-edge-example".to_owned(),
+            rate_limit,
+            flood_guard: flood_guard_for(rate_limit),
+            trusted_proxies: Vec::new(),
+        }
+    }
+}
+
+/// Ten times the per-client quota, per IP: high enough that a NAT full of
+/// honest clients passes, low enough to stop a flood before it costs a
+/// signature check.
+pub fn flood_guard_for(quota: Quota) -> Quota {
+    Quota::new(quota.count().saturating_mul(10), quota.period())
+        .with_burst(quota.burst().saturating_mul(10))
+}
+
+impl Config {
+    /// Reads the environment; `default_bind` is the example's own port.
+    pub fn from_env(default_bind: &str) -> Result<Self, Box<dyn Error>> {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        let mut config = Self {
+            bind: var("BIND")
+                .as_deref()
+                .unwrap_or(default_bind)
+                .parse()
+                .map_err(|e| format!("BIND: {e}"))?,
+            ..Self::default()
+        };
+        match var("JWT_SECRET") {
+            Some(secret) if secret.len() < 32 => {
+                return Err("JWT_SECRET: an HS256 secret must be at least 32 bytes".into());
+            }
+            Some(secret) => config.jwt_secret = secret,
+            None => println!("JWT_SECRET not set: using the built-in development secret"),
+        }
+        if let Some(issuer) = var("JWT_ISSUER") {
+            config.jwt_issuer = issuer;
+        }
+        if let Some(audience) = var("JWT_AUDIENCE") {
+            config.jwt_audience = audience;
+        }
+        if let Some(quota) = var("RATE_LIMIT") {
+            config.rate_limit = quota.parse().map_err(|e| format!("RATE_LIMIT: {e}"))?;
+            config.flood_guard = flood_guard_for(config.rate_limit);
+        }
+        if let Some(proxies) = var("TRUSTED_PROXIES") {
+            config.trusted_proxies = proxies.split(',').map(|p| p.trim().to_owned()).collect();
+        }
+        for unwired in ["JWT_JWKS_URL", "REDIS_URL"] {
+            if var(unwired).is_some() {
+                println!("note: {unwired} is set but not wired in this build; ignoring it");
+            }
+        }
+        println!(
+            "JWT: HS256, issuer {:?}, audience {:?}",
+            config.jwt_issuer, config.jwt_audience
+        );
+        println!(
+            "rate limits: {} per client, {} per IP (flood guard)",
+            config.rate_limit, config.flood_guard
+        );
+        Ok(config)
+    }
+}
+
+/// The JWT layer: HS256 with `jwt_secret`, issuer and audience required.
+/// (A JWKS key source would replace `.key(...)` with `.key_source(...)`.)
+pub fn auth_layer(config: &Config, mode: AuthMode) -> Result<JwtAuthLayer, ConfigError> {
+    JwtAuthLayer::builder()
+        .key(VerificationKey::hmac(Algorithm::HS256, &config.jwt_secret)?)
+        .issuer(config.jwt_issuer.as_str())
+        .audience(config.jwt_audience.as_str())
+        .realm(REALM)
+        .mode(mode)
+        .build()
+}
+
+/// Where one policy's buckets live: in this process. (A Redis store,
+/// shared by every replica, would be returned here.)
+pub fn rate_limit_store(_config: &Config) -> Arc<dyn RateLimitStore> {
+    Arc::new(MemoryStore::new())
+}
+
+/// The coarse per-IP flood guard: policy `"ip"`, keyed by client IP.
+pub fn flood_guard(config: &Config) -> RateLimitLayerBuilder {
+    tower_edge::rate_limit::RateLimitLayer::builder()
+        .policy(
+            Policy::new("ip", config.flood_guard)
+                .key(ClientIp)
+                .store(rate_limit_store(config)),
+        )
+        .trusted_proxies(&config.trusted_proxies)
+}
+
+/// The per-client quota: policy `"client"`, keyed by the token's subject,
+/// or by client IP for anonymous requests.
+pub fn per_client(config: &Config) -> RateLimitLayerBuilder {
+    tower_edge::rate_limit::RateLimitLayer::builder()
+        .policy(
+            Policy::new("client", config.rate_limit)
+                .key(SubjectOrIp)
+                .store(rate_limit_store(config)),
+        )
+        .trusted_proxies(&config.trusted_proxies)
+}
+
+/// The scopes of the development token.
+pub const DEV_SCOPES: &str = "products:read products:write greeter:call";
+
+/// An HS256 token for `subject` with `scope`, valid for `ttl`, as an
+/// identity provider would issue it.
+pub fn token(config: &Config, subject: &str, scope: &str, ttl: Duration) -> String {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    let claims = serde_json::json!({
+        "sub": subject,
+        "iss": config.jwt_issuer,
+        "aud": config.jwt_audience,
+        "iat": now,
+        "exp": now + ttl.as_secs(),
+        "scope": scope,
+    });
+    // `auth_layer` has already refused a secret too short to sign with.
+    let key = jsonwebtoken::EncodingKey::from_secret(config.jwt_secret.as_bytes())
+        .expect("a valid HS256 secret");
+    let header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+    jsonwebtoken::encode(&header, &claims, &key).expect("HS256 signing does not fail")
+}
+
+/// A one-hour token for `dev-user` with [`DEV_SCOPES`].
+pub fn dev_token(config: &Config) -> String {
+    token(config, "dev-user", DEV_SCOPES, Duration::from_secs(3600))
+}
+
+/// Resolves on Ctrl-C (or SIGTERM on Unix), for graceful shutdown.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+    println!("shutting down");
+}
