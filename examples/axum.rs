@@ -69,11 +69,17 @@ struct ProductUpdate {
 type Products = Arc<RwLock<BTreeMap<u64, Product>>>;
 
 fn seed() -> Products {
-    let products = [(1, "keyboard", 4_900), (2, "mouse", 2_500)]
-        .map(|(id, name, price_cents)| {
-            let name = name.to_owned();
-            (id, Product { id, name, price_cents })
-        });
+    let products = [(1, "keyboard", 4_900), (2, "mouse", 2_500)].map(|(id, name, price_cents)| {
+        let name = name.to_owned();
+        (
+            id,
+            Product {
+                id,
+                name,
+                price_cents,
+            },
+        )
+    });
     Arc::new(RwLock::new(BTreeMap::from(products)))
 }
 
@@ -93,7 +99,11 @@ pub fn app(config: &Config) -> Result<Router, ConfigError> {
     let stack = ServiceBuilder::new()
         .layer(CorrelationIdLayer::new())
         .layer(otel_layer()?)
-        .layer(common::flood_guard(config).peer_addr_with(peer_ip).build()?)
+        .layer(
+            common::flood_guard(config)
+                .peer_addr_with(peer_ip)
+                .build()?,
+        )
         .layer(common::auth_layer(config, AuthMode::Optional)?)
         .layer(common::per_client(config).peer_addr_with(peer_ip).build()?)
         .layer(
@@ -204,7 +214,10 @@ async fn me(subject: Option<Extension<Subject>>, scopes: Option<Extension<Scopes
             .http_response::<Body>(problem)
             .into_response();
     };
-    let scopes: Vec<&str> = scopes.as_ref().map(|s| s.iter().collect()).unwrap_or_default();
+    let scopes: Vec<&str> = scopes
+        .as_ref()
+        .map(|s| s.iter().collect())
+        .unwrap_or_default();
     Json(serde_json::json!({ "subject": subject.as_str(), "scopes": scopes })).into_response()
 }
 
@@ -232,12 +245,16 @@ fn init_telemetry() -> Result<Telemetry, Box<dyn std::error::Error>> {
 
     let (tracer, meter) = if std::env::var_os("OTEL_EXPORTER_OTLP_ENDPOINT").is_some() {
         println!("OpenTelemetry: exporting over OTLP/HTTP");
-        let spans = opentelemetry_otlp::SpanExporter::builder().with_http().build()?;
+        let spans = opentelemetry_otlp::SpanExporter::builder()
+            .with_http()
+            .build()?;
         let metrics = opentelemetry_otlp::MetricExporter::builder()
             .with_http()
             .build()?;
         (
-            SdkTracerProvider::builder().with_batch_exporter(spans).build(),
+            SdkTracerProvider::builder()
+                .with_batch_exporter(spans)
+                .build(),
             SdkMeterProvider::builder()
                 .with_reader(PeriodicReader::builder(metrics).build())
                 .build(),
@@ -315,7 +332,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!(
         "  curl -i -X PUT http://{addr}/products/1 -H \"authorization: Bearer $TOKEN\" \\\n       -H 'content-type: application/json' -H 'if-match: \"stale\"' \\\n       -d '{{\"name\":\"keyboard\",\"price_cents\":3900}}'   # 412"
     );
-    println!("  for i in $(seq 100); do curl -s -o /dev/null -w '%{{http_code}} ' http://{addr}/health; done   # 429s");
+    println!(
+        "  for i in $(seq 100); do curl -s -o /dev/null -w '%{{http_code}} ' http://{addr}/health; done   # 429s"
+    );
     println!();
     println!("Ctrl-C stops the server gracefully.");
 

@@ -6,15 +6,23 @@
 //!
 //! Shows the two things a framework otherwise does for you: inserting the
 //! peer address into each request's extensions (the rate limiter keys on
-//! it), and running a `tower` stack as a hyper service.
+//! it, see [`PeerAddr`]), and running a `tower` stack as a hyper service.
 //!
-//! Environment (all optional): `BIND` (default `127.0.0.1:3001`), `RUST_LOG`.
+//! Routes: `GET /health`, `GET /products`, `GET /products/{id}` (public,
+//! cacheable, ETag and 304), `GET /me` (needs a token).
+//!
+//! Environment (all optional): `BIND` (default `127.0.0.1:3001`),
+//! `JWT_SECRET`, `JWT_ISSUER`, `JWT_AUDIENCE`, `RATE_LIMIT`,
+//! `TRUSTED_PROXIES`, `RUST_LOG`.
+
+#[path = "common/mod.rs"]
+pub mod common;
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
+use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Method, Request, Response, StatusCode};
+use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -22,9 +30,22 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tower::{BoxError, Service, ServiceBuilder, ServiceExt};
-use tower_edge::correlation::{CorrelationId, CorrelationIdLayer};
+use tower_edge::cache_headers::{CacheControl, CacheHeadersLayer, CacheRule};
+use tower_edge::correlation::CorrelationIdLayer;
+use tower_edge::jwt_auth::{AuthMode, Scopes};
+use tower_edge::rate_limit::PeerAddr;
+use tower_edge::rejection::{Problem, Rejections};
+use tower_edge::{ConfigError, Subject};
+
+use common::Config;
 
 type Body = http_body_util::combinators::UnsyncBoxBody<Bytes, BoxError>;
+
+const PRODUCTS: [(u64, &str, u64); 2] = [(1, "keyboard", 4_900), (2, "mouse", 2_500)];
+
+fn product(&(id, name, price_cents): &(u64, &str, u64)) -> serde_json::Value {
+    serde_json::json!({ "id": id, "name": name, "price_cents": price_cents })
+}
 
 fn json(status: StatusCode, value: serde_json::Value) -> Response<Body> {
     let mut response = Response::new(
@@ -34,53 +55,122 @@ fn json(status: StatusCode, value: serde_json::Value) -> Response<Body> {
     );
     *response.status_mut() = status;
     response.headers_mut().insert(
-        http::header::CONTENT_TYPE,
+        header::CONTENT_TYPE,
         http::HeaderValue::from_static("application/json"),
     );
     response
 }
 
+/// A problem+json response, in the same format as the layers' rejections.
+fn problem(problem: Problem) -> Response<Body> {
+    Rejections::default()
+        .http_response::<Full<Bytes>>(problem)
+        .map(|body| body.map_err(|never| match never {}).boxed_unsync())
+}
+
 /// The application's router: a plain async function.
 async fn route(request: Request<Incoming>) -> Result<Response<Body>, Infallible> {
-    let id = request
-        .extensions()
-        .get::<CorrelationId>()
-        .map(|id| id.as_str().to_owned());
-    Ok(match (request.method(), request.uri().path()) {
-        (&Method::GET, "/health") => json(StatusCode::OK, serde_json::json!({ "status": "ok" })),
-        (&Method::GET, "/hello") => json(
+    if request.method() != Method::GET && request.method() != Method::HEAD {
+        return Ok(problem(
+            Problem::new(StatusCode::METHOD_NOT_ALLOWED)
+                .with_header(header::ALLOW, http::HeaderValue::from_static("GET, HEAD")),
+        ));
+    }
+    let path = request.uri().path();
+    Ok(match path.strip_prefix("/products") {
+        // The cache layer hashes these bodies into ETags and answers 304.
+        Some("") => json(
             StatusCode::OK,
-            serde_json::json!({ "message": "hello", "correlation_id": id }),
+            PRODUCTS.iter().map(product).collect::<serde_json::Value>(),
         ),
-        _ => json(
-            StatusCode::NOT_FOUND,
-            serde_json::json!({ "title": "Not Found", "status": 404 }),
-        ),
+        Some(rest) if rest.starts_with('/') => {
+            let found = rest[1..]
+                .parse::<u64>()
+                .ok()
+                .and_then(|id| PRODUCTS.iter().find(|p| p.0 == id));
+            match found {
+                Some(found) => json(StatusCode::OK, product(found)),
+                None => problem(Problem::new(StatusCode::NOT_FOUND).with_detail("no such product")),
+            }
+        }
+        _ => match path {
+            "/health" => json(StatusCode::OK, serde_json::json!({ "status": "ok" })),
+            "/me" => me(&request),
+            _ => problem(Problem::new(StatusCode::NOT_FOUND)),
+        },
     })
 }
 
+/// Who the token says you are; the JWT layer (optional mode) put the
+/// subject and scopes in the extensions, or nothing for anonymous requests.
+fn me(request: &Request<Incoming>) -> Response<Body> {
+    let Some(subject) = request.extensions().get::<Subject>() else {
+        let challenge = format!("Bearer realm=\"{}\"", common::REALM);
+        return problem(
+            Problem::new(StatusCode::UNAUTHORIZED)
+                .with_detail("a bearer token is required")
+                .with_header(header::WWW_AUTHENTICATE, challenge.parse().unwrap()),
+        );
+    };
+    let scopes: Vec<&str> = request
+        .extensions()
+        .get::<Scopes>()
+        .map(|s| s.iter().collect())
+        .unwrap_or_default();
+    json(
+        StatusCode::OK,
+        serde_json::json!({ "subject": subject.as_str(), "scopes": scopes }),
+    )
+}
+
 /// The application as a tower service: the tower-edge stack around
-/// [`route`], outermost first.
-pub fn app() -> impl Service<
-    Request<Incoming>,
-    Response = Response<impl http_body::Body<Data = Bytes, Error = BoxError> + Send + 'static>,
-    Error = Infallible,
-    Future = impl Send,
-> + Clone
-+ Send
-+ 'static {
-    ServiceBuilder::new()
+/// [`route`], outermost first. The rate limiters read the client address
+/// from the [`PeerAddr`] that [`serve`] inserts.
+pub fn app(
+    config: &Config,
+) -> Result<
+    impl Service<
+        Request<Incoming>,
+        Response = Response<impl http_body::Body<Data = Bytes, Error = BoxError> + Send + 'static>,
+        Error = Infallible,
+        Future = impl Send,
+    > + Clone
+    + Send
+    + 'static,
+    ConfigError,
+> {
+    Ok(ServiceBuilder::new()
         .layer(CorrelationIdLayer::new())
-        .service_fn(route)
+        .layer(common::flood_guard(config).build()?)
+        .layer(common::auth_layer(config, AuthMode::Optional)?)
+        .layer(common::per_client(config).build()?)
+        .layer(
+            CacheHeadersLayer::builder()
+                .rule(
+                    CacheRule::new(
+                        CacheControl::new()
+                            .public()
+                            .max_age(Duration::from_secs(60)),
+                    )
+                    .path_prefix("/products"),
+                )
+                .build()?,
+        )
+        .service_fn(route))
 }
 
 /// Accepts connections on `listener` until `shutdown`, then drains them.
+///
+/// # Errors
+///
+/// A configuration a layer refuses, before accepting anything.
 pub async fn serve(
     listener: tokio::net::TcpListener,
+    config: Config,
     shutdown: impl std::future::Future<Output = ()>,
-) {
+) -> Result<(), ConfigError> {
     let graceful = GracefulShutdown::new();
-    let app = app();
+    let app = app(&config)?;
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -88,7 +178,7 @@ pub async fn serve(
                 let Ok((stream, peer)) = accepted else { continue };
                 // Each request learns the TCP peer through its extensions.
                 let service = app.clone().map_request(move |mut request: Request<Incoming>| {
-                    request.extensions_mut().insert(peer);
+                    request.extensions_mut().insert(PeerAddr(peer));
                     request
                 });
                 let connection = auto::Builder::new(TokioExecutor::new())
@@ -105,6 +195,7 @@ pub async fn serve(
         }
     }
     graceful.shutdown().await;
+    Ok(())
 }
 
 #[allow(dead_code)] // unused when the example is compiled into its test
@@ -115,22 +206,24 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
-    let addr: SocketAddr = std::env::var("BIND")
-        .unwrap_or_else(|_| "127.0.0.1:3001".to_owned())
-        .parse()?;
-    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let config = Config::from_env("127.0.0.1:3001")?;
+    let listener = tokio::net::TcpListener::bind(config.bind).await?;
     let addr = listener.local_addr()?;
+    let token = common::dev_token(&config);
+    println!();
     println!("tower-edge hyper example listening on http://{addr}");
     println!();
+    println!("Development token (1 h, scopes `{}`):", common::DEV_SCOPES);
+    println!();
+    println!("  export TOKEN={token}");
+    println!();
     println!("Try:");
-    println!("  curl -i http://{addr}/health");
-    println!("  curl -i http://{addr}/hello -H 'x-request-id: my-id-123'");
+    println!("  curl -i http://{addr}/products");
+    println!("  curl -i http://{addr}/products/1 -H 'if-none-match: <etag from above>'   # 304");
+    println!("  curl -i http://{addr}/me                                   # 401");
+    println!("  curl -i http://{addr}/me -H \"authorization: Bearer $TOKEN\"");
     println!();
     println!("Ctrl-C stops the server gracefully.");
-    serve(listener, async {
-        let _ = tokio::signal::ctrl_c().await;
-        println!("shutting down");
-    })
-    .await;
+    serve(listener, config, common::shutdown_signal()).await?;
     Ok(())
 }

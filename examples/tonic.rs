@@ -9,13 +9,30 @@
 //! needed. gRPC health (`grpc.health.v1.Health`) and server reflection are
 //! served too, so `grpcurl` works without the .proto file.
 //!
-//! Environment (all optional): `BIND` (default `127.0.0.1:50051`), `RUST_LOG`.
+//! Layers: every RPC goes through the correlation ID and a per-IP flood
+//! guard (server-wide `Server::layer`). The Greeter alone adds, with
+//! [`tonic::service::LayerExt::named_layer`], JWT auth in required mode,
+//! the per-subject quota and the `greeter:call` scope, so health checks and
+//! reflection work without a token. Rejections are gRPC statuses: 16
+//! `UNAUTHENTICATED` (no or bad token), 7 `PERMISSION_DENIED` (scope
+//! missing), 8 `RESOURCE_EXHAUSTED` (rate limited).
+//!
+//! Environment (all optional): `BIND` (default `127.0.0.1:50051`),
+//! `JWT_SECRET`, `JWT_ISSUER`, `JWT_AUDIENCE`, `RATE_LIMIT`,
+//! `TRUSTED_PROXIES`, `RUST_LOG`.
 
-use std::net::SocketAddr;
+#[path = "common/mod.rs"]
+pub mod common;
 
+use tonic::service::LayerExt;
+use tonic::transport::server::TcpConnectInfo;
 use tonic::{Request, Response, Status};
 use tower::ServiceBuilder;
+use tower_edge::Subject;
 use tower_edge::correlation::{CorrelationId, CorrelationIdLayer};
+use tower_edge::jwt_auth::{AuthMode, RequireScopeLayer};
+
+use common::Config;
 
 /// Code generated from `examples/proto/greeter.proto`.
 #[allow(clippy::all, missing_docs, unreachable_pub)]
@@ -39,24 +56,41 @@ impl Greeter for MyGreeter {
         &self,
         request: Request<HelloRequest>,
     ) -> Result<Response<HelloReply>, Status> {
+        // The layers put these in the request extensions.
         let correlation_id = request
             .extensions()
             .get::<CorrelationId>()
             .map(|id| id.as_str().to_owned())
             .unwrap_or_default();
+        let subject = request
+            .extensions()
+            .get::<Subject>()
+            .map(|s| s.as_str().to_owned())
+            .unwrap_or_default();
         let name = request.into_inner().name;
-        tracing::info!("greeting");
+        tracing::info!(%subject, "greeting");
         Ok(Response::new(HelloReply {
             message: format!("Hello, {name}!"),
-            subject: String::new(),
+            subject,
             correlation_id,
         }))
     }
 }
 
+/// The client IP from tonic's connection info, for the rate limiters.
+fn peer_ip(extensions: &http::Extensions) -> Option<std::net::IpAddr> {
+    let info = extensions.get::<TcpConnectInfo>()?;
+    info.remote_addr().map(|addr| addr.ip())
+}
+
 /// Serves the Greeter, health and reflection on `listener` until `shutdown`.
+///
+/// # Errors
+///
+/// A configuration a layer refuses (before serving), or a transport error.
 pub async fn serve(
     listener: tokio::net::TcpListener,
+    config: Config,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
@@ -68,14 +102,36 @@ pub async fn serve(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()?;
 
-    // The tower-edge stack, outermost first, applied to every RPC.
-    let layers = ServiceBuilder::new().layer(CorrelationIdLayer::new());
+    // Every RPC, outermost first: correlation ID, per-IP flood guard.
+    let everyone = ServiceBuilder::new()
+        .layer(CorrelationIdLayer::new())
+        .layer(
+            common::flood_guard(&config)
+                .peer_addr_with(peer_ip)
+                .build()?,
+        );
+
+    // The Greeter only: a token, the per-subject quota, the scope.
+    let greeter = ServiceBuilder::new()
+        .layer(common::auth_layer(&config, AuthMode::Required)?)
+        .layer(
+            common::per_client(&config)
+                .peer_addr_with(peer_ip)
+                .build()?,
+        )
+        .layer(
+            RequireScopeLayer::builder()
+                .scope("greeter:call")
+                .realm(common::REALM)
+                .build()?,
+        )
+        .named_layer(GreeterServer::new(MyGreeter));
 
     tonic::transport::Server::builder()
-        .layer(layers)
+        .layer(everyone)
         .add_service(health_service)
         .add_service(reflection)
-        .add_service(GreeterServer::new(MyGreeter))
+        .add_service(greeter)
         .serve_with_incoming_shutdown(
             tokio_stream::wrappers::TcpListenerStream::new(listener),
             shutdown,
@@ -92,22 +148,27 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
-    let addr: SocketAddr = std::env::var("BIND")
-        .unwrap_or_else(|_| "127.0.0.1:50051".to_owned())
-        .parse()?;
-    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let config = Config::from_env("127.0.0.1:50051").map_err(|e| e.to_string())?;
+    let listener = tokio::net::TcpListener::bind(config.bind).await?;
     let addr = listener.local_addr()?;
+    let token = common::dev_token(&config);
+    println!();
     println!("tower-edge tonic example listening on {addr}");
+    println!();
+    println!("Development token (1 h, scopes `{}`):", common::DEV_SCOPES);
+    println!();
+    println!("  export TOKEN={token}");
     println!();
     println!("Try (with grpcurl; reflection is on):");
     println!("  grpcurl -plaintext {addr} list");
-    println!("  grpcurl -plaintext -d '{{\"name\":\"Ada\"}}' {addr} greeter.v1.Greeter/SayHello");
     println!("  grpcurl -plaintext {addr} grpc.health.v1.Health/Check");
+    println!(
+        "  grpcurl -plaintext -d '{{\"name\":\"Ada\"}}' {addr} greeter.v1.Greeter/SayHello   # Unauthenticated"
+    );
+    println!(
+        "  grpcurl -plaintext -H \"authorization: Bearer $TOKEN\" -d '{{\"name\":\"Ada\"}}' {addr} greeter.v1.Greeter/SayHello"
+    );
     println!();
     println!("Ctrl-C stops the server gracefully.");
-    serve(listener, async {
-        let _ = tokio::signal::ctrl_c().await;
-        println!("shutting down");
-    })
-    .await
+    serve(listener, config, common::shutdown_signal()).await
 }

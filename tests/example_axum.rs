@@ -74,7 +74,9 @@ impl<'a> Call<'a> {
         for (name, value) in self.headers {
             req = req.header(name, value);
         }
-        let req = req.body(Full::new(Bytes::from(self.body.to_owned()))).unwrap();
+        let req = req
+            .body(Full::new(Bytes::from(self.body.to_owned())))
+            .unwrap();
         let res = client.request(req).await.unwrap();
         let (parts, body) = res.into_parts();
         http::Response::from_parts(parts, body.collect().await.unwrap().to_bytes())
@@ -82,9 +84,8 @@ impl<'a> Call<'a> {
 }
 
 fn json(res: &http::Response<Bytes>) -> serde_json::Value {
-    serde_json::from_slice(res.body()).unwrap_or_else(|e| {
-        panic!("not JSON ({e}): {:?}", String::from_utf8_lossy(res.body()))
-    })
+    serde_json::from_slice(res.body())
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", String::from_utf8_lossy(res.body())))
 }
 
 fn header<'r>(res: &'r http::Response<Bytes>, name: &str) -> &'r str {
@@ -201,8 +202,14 @@ async fn put_needs_a_token_with_the_write_scope() {
         .await;
     assert_eq!(res.status(), 403);
     let challenge = header(&res, "www-authenticate");
-    assert!(challenge.contains("error=\"insufficient_scope\""), "{challenge}");
-    assert!(challenge.contains("scope=\"products:write\""), "{challenge}");
+    assert!(
+        challenge.contains("error=\"insufficient_scope\""),
+        "{challenge}"
+    );
+    assert!(
+        challenge.contains("scope=\"products:write\""),
+        "{challenge}"
+    );
 
     let res = call("PUT", "/products/1")
         .bearer("not.a.token")
@@ -243,7 +250,10 @@ async fn put_honours_if_match_and_changes_the_etag() {
         .send(addr)
         .await;
     assert_eq!(res.status(), 412);
-    assert_eq!(json(&call("GET", "/products/2").send(addr).await)["price_cents"], 2_500);
+    assert_eq!(
+        json(&call("GET", "/products/2").send(addr).await)["price_cents"],
+        2_500
+    );
 
     let res = call("PUT", "/products/2")
         .bearer(&token)
@@ -324,7 +334,10 @@ async fn anonymous_clients_are_limited_by_ip_and_users_by_subject() {
         let policies: Vec<_> = res.headers().get_all("ratelimit-policy").iter().collect();
         assert_eq!(policies.len(), 2, "{policies:?}");
         let limits = ratelimit(&res);
-        assert!(limits.contains(&format!("\"client\";r={remaining};")), "{limits}");
+        assert!(
+            limits.contains(&format!("\"client\";r={remaining};")),
+            "{limits}"
+        );
         assert!(limits.contains("\"ip\";r="), "{limits}");
     }
     let res = call("GET", "/products").send(addr).await;
@@ -339,7 +352,11 @@ async fn anonymous_clients_are_limited_by_ip_and_users_by_subject() {
     let token = common::dev_token(&config);
     let res = call("GET", "/products").bearer(&token).send(addr).await;
     assert_eq!(res.status(), 200);
-    assert!(ratelimit(&res).contains("\"client\";r=2;"), "{}", ratelimit(&res));
+    assert!(
+        ratelimit(&res).contains("\"client\";r=2;"),
+        "{}",
+        ratelimit(&res)
+    );
 
     // Until the user's quota is spent too.
     call("GET", "/me").bearer(&token).send(addr).await;

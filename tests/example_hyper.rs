@@ -6,23 +6,25 @@ mod example;
 
 use std::net::SocketAddr;
 
+use example::common::{self, Config};
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Bytes;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+use tower_edge::rate_limit::Quota;
 
-async fn start() -> SocketAddr {
+async fn start(config: Config) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(example::serve(listener, std::future::pending()));
+    tokio::spawn(example::serve(listener, config, std::future::pending()));
     addr
 }
 
-async fn get(addr: SocketAddr, path: &str, id: Option<&str>) -> http::Response<Bytes> {
+async fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> http::Response<Bytes> {
     let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
     let mut req = http::Request::get(format!("http://{addr}{path}"));
-    if let Some(id) = id {
-        req = req.header("x-request-id", id);
+    for (name, value) in headers {
+        req = req.header(*name, *value);
     }
     let res = client
         .request(req.body(Empty::new()).unwrap())
@@ -33,20 +35,73 @@ async fn get(addr: SocketAddr, path: &str, id: Option<&str>) -> http::Response<B
 }
 
 #[tokio::test]
-async fn hello_echoes_the_correlation_id() {
-    let addr = start().await;
-    let res = get(addr, "/hello", Some("hyper-1")).await;
+async fn products_have_an_etag_and_revalidate_with_304() {
+    // RFC 9110 §13.1.2 If-None-Match, §15.4.5 304.
+    let addr = start(Config::default()).await;
+    let res = get(addr, "/products", &[("x-request-id", "hyper-1")]).await;
     assert_eq!(res.status(), 200);
     assert_eq!(res.headers()["x-request-id"], "hyper-1");
+    assert_eq!(res.headers()["cache-control"], "public, max-age=60");
     let body: serde_json::Value = serde_json::from_slice(res.body()).unwrap();
-    assert_eq!(body["correlation_id"], "hyper-1");
+    assert_eq!(body[0]["name"], "keyboard");
+    let etag = res.headers()["etag"].to_str().unwrap().to_owned();
+
+    let res = get(addr, "/products", &[("if-none-match", &etag)]).await;
+    assert_eq!(res.status(), 304);
+    assert!(res.body().is_empty());
+    assert_eq!(res.headers()["etag"], etag.as_str());
+
+    let res = get(addr, "/products/2", &[]).await;
+    assert_eq!(res.status(), 200);
+    assert_ne!(res.headers()["etag"], etag.as_str());
+    let res = get(addr, "/products/9", &[]).await;
+    assert_eq!(res.status(), 404);
+    assert_eq!(res.headers()["content-type"], "application/problem+json");
 }
 
 #[tokio::test]
-async fn unknown_path_is_404_with_an_id() {
-    let addr = start().await;
-    let res = get(addr, "/nope", None).await;
-    assert_eq!(res.status(), 404);
+async fn me_is_401_without_a_token_and_200_with_one() {
+    // RFC 6750 §3: the challenge on a 401.
+    let config = Config::default();
+    let token = common::dev_token(&config);
+    let addr = start(config).await;
+    let res = get(addr, "/me", &[]).await;
+    assert_eq!(res.status(), 401);
+    assert_eq!(
+        res.headers()["www-authenticate"],
+        format!("Bearer realm=\"{}\"", common::REALM).as_str()
+    );
+    assert!(res.headers().contains_key("x-request-id"));
+
+    let bearer = format!("Bearer {token}");
+    let res = get(addr, "/me", &[("authorization", &bearer)]).await;
+    assert_eq!(res.status(), 200);
+    let body: serde_json::Value = serde_json::from_slice(res.body()).unwrap();
+    assert_eq!(body["subject"], "dev-user");
+    assert_eq!(body["scopes"][1], "products:write");
+
+    let res = get(addr, "/me", &[("authorization", "Bearer not.a.token")]).await;
+    assert_eq!(res.status(), 401);
+}
+
+#[tokio::test]
+async fn requests_over_the_quota_get_429() {
+    // RFC 6585 §4: 429 with Retry-After; the peer address from `PeerAddr`.
+    let config = Config {
+        rate_limit: Quota::per_minute(2),
+        flood_guard: Quota::per_minute(100),
+        ..Config::default()
+    };
+    let addr = start(config).await;
+    for _ in 0..2 {
+        let res = get(addr, "/products", &[]).await;
+        assert_eq!(res.status(), 200);
+        assert!(res.headers().contains_key("ratelimit"));
+    }
+    let res = get(addr, "/products", &[]).await;
+    assert_eq!(res.status(), 429);
+    assert_eq!(res.headers()["retry-after"], "30");
+    assert_eq!(res.headers()["cache-control"], "no-store");
     assert!(res.headers().contains_key("x-request-id"));
 }
 
@@ -55,14 +110,15 @@ async fn graceful_shutdown_stops_accepting() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(example::serve(listener, async {
+    let server = tokio::spawn(example::serve(listener, Config::default(), async {
         let _ = rx.await;
     }));
-    assert_eq!(get(addr, "/health", None).await.status(), 200);
+    assert_eq!(get(addr, "/health", &[]).await.status(), 200);
     tx.send(()).unwrap();
     tokio::time::timeout(std::time::Duration::from_secs(10), server)
         .await
         .expect("server stops after shutdown")
+        .unwrap()
         .unwrap();
     assert!(tokio::net::TcpStream::connect(addr).await.is_err());
 }

@@ -4,21 +4,42 @@
 #[path = "../examples/tonic.rs"]
 mod example;
 
+use std::time::Duration;
+
+use example::common::{self, Config};
 use example::proto::HelloRequest;
 use example::proto::greeter_client::GreeterClient;
+use tonic::Code;
+use tonic::transport::Channel;
+use tower_edge::rate_limit::Quota;
 
-async fn start() -> String {
+async fn start(config: Config) -> Channel {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(example::serve(listener, std::future::pending()));
-    format!("http://{addr}")
+    tokio::spawn(example::serve(listener, config, std::future::pending()));
+    tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap()
+}
+
+fn hello(token: Option<&str>) -> tonic::Request<HelloRequest> {
+    let mut request = tonic::Request::new(HelloRequest { name: "Ada".into() });
+    if let Some(token) = token {
+        request
+            .metadata_mut()
+            .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    }
+    request
 }
 
 #[tokio::test]
-async fn say_hello_carries_the_correlation_id() {
-    let endpoint = start().await;
-    let mut client = GreeterClient::connect(endpoint).await.unwrap();
-    let mut request = tonic::Request::new(HelloRequest { name: "Ada".into() });
+async fn a_token_with_the_scope_gets_a_reply_with_its_subject() {
+    let config = Config::default();
+    let token = common::dev_token(&config);
+    let mut client = GreeterClient::new(start(config).await);
+    let mut request = hello(Some(&token));
     request
         .metadata_mut()
         .insert("x-request-id", "grpc-call-1".parse().unwrap());
@@ -27,29 +48,105 @@ async fn say_hello_carries_the_correlation_id() {
         response.metadata().get("x-request-id").unwrap(),
         "grpc-call-1"
     );
+    assert!(response.metadata().get("ratelimit").is_some());
     let reply = response.into_inner();
     assert_eq!(reply.message, "Hello, Ada!");
+    assert_eq!(reply.subject, "dev-user");
     assert_eq!(reply.correlation_id, "grpc-call-1");
 }
 
 #[tokio::test]
-async fn health_is_served() {
-    let endpoint = start().await;
-    let channel = tonic::transport::Endpoint::from_shared(endpoint)
-        .unwrap()
-        .connect()
+async fn no_token_or_a_bad_one_is_unauthenticated() {
+    // gRPC status 16 for RFC 6750 401s.
+    let config = Config::default();
+    let mut client = GreeterClient::new(start(config.clone()).await);
+    let status = client.say_hello(hello(None)).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated);
+
+    let status = client
+        .say_hello(hello(Some("not.a.token")))
         .await
-        .unwrap();
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated);
+
+    let other_secret = Config {
+        jwt_secret: "another-secret-of-at-least-thirty-two-bytes".into(),
+        ..config
+    };
+    let forged = common::dev_token(&other_secret);
+    let status = client.say_hello(hello(Some(&forged))).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated);
+}
+
+#[tokio::test]
+async fn a_token_without_the_scope_is_permission_denied() {
+    // gRPC status 7 for RFC 6750 403 insufficient_scope.
+    let config = Config::default();
+    let token = common::token(&config, "ann", "products:read", Duration::from_secs(60));
+    let mut client = GreeterClient::new(start(config).await);
+    let status = client.say_hello(hello(Some(&token))).await.unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied);
+}
+
+#[tokio::test]
+async fn calls_over_the_subjects_quota_are_resource_exhausted() {
+    // gRPC status 8 for 429.
+    let config = Config {
+        rate_limit: Quota::per_minute(2),
+        flood_guard: Quota::per_minute(100),
+        ..Config::default()
+    };
+    let token = common::dev_token(&config);
+    let other = common::token(&config, "bob", "greeter:call", Duration::from_secs(60));
+    let mut client = GreeterClient::new(start(config).await);
+    client.say_hello(hello(Some(&token))).await.unwrap();
+    client.say_hello(hello(Some(&token))).await.unwrap();
+    let status = client.say_hello(hello(Some(&token))).await.unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted);
+    // Per subject: another user from the same address still passes.
+    let reply = client.say_hello(hello(Some(&other))).await.unwrap();
+    assert_eq!(reply.into_inner().subject, "bob");
+}
+
+#[tokio::test]
+async fn health_needs_no_token() {
+    let channel = start(Config::default()).await;
     let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
     let response = health
         .check(tonic_health::pb::HealthCheckRequest {
             service: "greeter.v1.Greeter".into(),
         })
         .await
-        .unwrap()
-        .into_inner();
+        .unwrap();
+    assert!(response.metadata().get("x-request-id").is_some());
     assert_eq!(
-        response.status(),
+        response.into_inner().status(),
         tonic_health::pb::health_check_response::ServingStatus::Serving
     );
+}
+
+#[tokio::test]
+async fn reflection_lists_the_greeter_without_a_token() {
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+
+    let mut reflection = ServerReflectionClient::new(start(Config::default()).await);
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut responses = reflection
+        .server_reflection_info(tokio_stream::iter([request]))
+        .await
+        .unwrap()
+        .into_inner();
+    let response = responses.message().await.unwrap().expect("one response");
+    let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
+        panic!("not a service list: {response:?}");
+    };
+    let names: Vec<_> = list.service.iter().map(|s| s.name.as_str()).collect();
+    assert!(names.contains(&"greeter.v1.Greeter"), "{names:?}");
+    assert!(names.contains(&"grpc.health.v1.Health"), "{names:?}");
 }
