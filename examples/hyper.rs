@@ -219,7 +219,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!();
     println!("Try:");
     println!("  curl -i http://{addr}/products");
-    println!("  curl -i http://{addr}/products/1 -H 'if-none-match: <etag from above>'   # 304");
+    println!("  curl -i http://{addr}/products -H 'if-none-match: <etag from above>'     # 304");
     println!("  curl -i http://{addr}/me                                   # 401");
     println!("  curl -i http://{addr}/me -H \"authorization: Bearer $TOKEN\"");
     println!();
