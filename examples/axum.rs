@@ -35,7 +35,7 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Path, State};
 use axum::handler::Handler;
-use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Json, Router};
@@ -195,7 +195,10 @@ async fn put_product(
     let etag = ETag::from_content(&body);
     (
         [
-            (header::CONTENT_TYPE, "application/json".parse().unwrap()),
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            ),
             (header::ETAG, etag.header_value().clone()),
         ],
         body,
@@ -206,10 +209,7 @@ async fn put_product(
 /// Who the token says you are. Anonymous requests get the 401 challenge.
 async fn me(subject: Option<Extension<Subject>>, scopes: Option<Extension<Scopes>>) -> Response {
     let Some(Extension(subject)) = subject else {
-        let challenge = format!("Bearer realm=\"{}\"", common::REALM);
-        let problem = Problem::new(StatusCode::UNAUTHORIZED)
-            .with_detail("a bearer token is required")
-            .with_header(header::WWW_AUTHENTICATE, challenge.parse().unwrap());
+        let problem = common::token_required();
         return Rejections::default()
             .http_response::<Body>(problem)
             .into_response();

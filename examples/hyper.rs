@@ -105,12 +105,7 @@ async fn route(request: Request<Incoming>) -> Result<Response<Body>, Infallible>
 /// subject and scopes in the extensions, or nothing for anonymous requests.
 fn me(request: &Request<Incoming>) -> Response<Body> {
     let Some(subject) = request.extensions().get::<Subject>() else {
-        let challenge = format!("Bearer realm=\"{}\"", common::REALM);
-        return problem(
-            Problem::new(StatusCode::UNAUTHORIZED)
-                .with_detail("a bearer token is required")
-                .with_header(header::WWW_AUTHENTICATE, challenge.parse().unwrap()),
-        );
+        return problem(common::token_required());
     };
     let scopes: Vec<&str> = request
         .extensions()

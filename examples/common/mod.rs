@@ -11,14 +11,27 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use http::{HeaderValue, StatusCode, header};
 use tower_edge::ConfigError;
 use tower_edge::jwt_auth::{Algorithm, AuthMode, JwtAuthLayer, VerificationKey};
 use tower_edge::rate_limit::{
     ClientIp, MemoryStore, Policy, Quota, RateLimitLayerBuilder, RateLimitStore, SubjectOrIp,
 };
+use tower_edge::rejection::Problem;
 
 /// The `realm` of every `WWW-Authenticate` challenge.
 pub const REALM: &str = "tower-edge-example";
+
+/// The 401 for a route that needs a token when the request has none (the
+/// JWT layer runs in optional mode, so public routes work anonymously).
+pub fn token_required() -> Problem {
+    Problem::new(StatusCode::UNAUTHORIZED)
+        .with_detail("a bearer token is required")
+        .with_header(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"tower-edge-example\""),
+        )
+}
 
 /// For local development only: anyone who reads this file can mint tokens.
 const DEV_SECRET: &str = "tower-edge-dev-secret-do-not-use-in-production";
