@@ -38,7 +38,9 @@ impl MakeRequestId for UuidFromOs {
         let mut bytes = [0u8; 16];
         getrandom::fill(&mut bytes).expect("randomness from the OS");
         let uuid = uuid::Builder::from_random_bytes(bytes).into_uuid();
-        Some(RequestId::new(uuid.to_string().parse().expect("a UUID is a header value")))
+        Some(RequestId::new(
+            uuid.to_string().parse().expect("a UUID is a header value"),
+        ))
     }
 }
 

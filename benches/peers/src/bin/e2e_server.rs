@@ -72,7 +72,9 @@ async fn main() -> ExitCode {
     let (stack, addr) = match parse_args() {
         Ok(parsed) => parsed,
         Err(message) => {
-            eprintln!("e2e_server: {message}\nusage: e2e_server --stack bare|full [--addr 127.0.0.1:3000]");
+            eprintln!(
+                "e2e_server: {message}\nusage: e2e_server --stack bare|full [--addr 127.0.0.1:3000]"
+            );
             return ExitCode::from(2);
         }
     };
