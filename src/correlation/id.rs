@@ -41,6 +41,13 @@ impl CorrelationId {
         }
     }
 
+    /// Wraps a value already known to be non-empty visible ASCII (it passed
+    /// [`default_rule`]).
+    pub(crate) fn from_visible_ascii(value: HeaderValue) -> Self {
+        debug_assert!(!value.is_empty() && value.as_bytes().iter().all(u8::is_ascii_graphic));
+        Self(value)
+    }
+
     /// The ID as text.
     pub fn as_str(&self) -> &str {
         // Constructors admit visible ASCII only, which `to_str` accepts.
@@ -135,9 +142,17 @@ fn uuid_id(uuid: uuid::Uuid) -> CorrelationId {
     CorrelationId(HeaderValue::from_str(text).expect("a UUID is a valid header value"))
 }
 
+thread_local! {
+    /// One UUID v7 context per thread: IDs made on a thread are strictly
+    /// increasing (RFC 9562 §6.2, counter method), and no lock is shared
+    /// between worker threads (`Uuid::now_v7` takes a process-wide mutex).
+    static V7_CONTEXT: uuid::ContextV7 = const { uuid::ContextV7::new() };
+}
+
 impl MakeCorrelationId for UuidV7 {
     fn make_correlation_id(&self) -> CorrelationId {
-        uuid_id(uuid::Uuid::now_v7())
+        let uuid = V7_CONTEXT.with(|context| uuid::Uuid::new_v7(uuid::Timestamp::now(context)));
+        uuid_id(uuid)
     }
 }
 
@@ -246,6 +261,17 @@ mod tests {
             4
         );
         assert_ne!(UuidV7.make_correlation_id(), UuidV7.make_correlation_id());
+    }
+
+    #[test]
+    fn uuid_v7_ids_made_on_one_thread_strictly_increase() {
+        // RFC 9562 §6.2: monotonic within one generator (here: one thread).
+        let ids: Vec<String> = (0..10_000)
+            .map(|_| UuidV7.make_correlation_id().as_str().to_owned())
+            .collect();
+        for pair in ids.windows(2) {
+            assert!(pair[0] < pair[1], "{} then {}", pair[0], pair[1]);
+        }
     }
 
     #[test]

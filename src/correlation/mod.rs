@@ -51,7 +51,7 @@
 //! # Customised
 //!
 //! ```
-//! use http::{HeaderName, Request, Response};
+//! use http::{HeaderName, HeaderValue, Request, Response};
 //! use tower::{ServiceBuilder, ServiceExt};
 //! use tower_edge::correlation::{CorrelationId, CorrelationIdLayer, UuidV4};
 //!
@@ -96,7 +96,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use http::{HeaderName, Request, Response};
+use http::{HeaderName, HeaderValue, Request, Response};
 use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
@@ -136,17 +136,22 @@ struct Config {
 }
 
 impl Config {
-    /// The incoming ID if one is present and acceptable, else a new one.
-    fn resolve<B>(&self, request: &Request<B>) -> CorrelationId {
+    /// The incoming ID if one is present and acceptable, else a new one;
+    /// and whether the request already carries exactly that ID, once, under
+    /// the main header (then it need not be written again).
+    fn resolve<B>(&self, request: &Request<B>) -> (CorrelationId, bool) {
         let headers = request.headers();
-        let incoming = std::iter::once(&self.header)
-            .chain(&self.alternatives)
-            .find_map(|name| headers.get(name));
+        let mut main = headers.get_all(&self.header).iter();
+        let (incoming, single_main) = match main.next() {
+            Some(value) => (Some(value), main.next().is_none()),
+            None => (
+                self.alternatives.iter().find_map(|name| headers.get(name)),
+                false,
+            ),
+        };
         if let Some(value) = incoming {
-            if self.accepts(value.as_bytes())
-                && let Ok(id) = CorrelationId::from_header_value(value.clone())
-            {
-                return id;
+            if let Some(id) = self.accept(value) {
+                return (id, single_main);
             }
             // Never log the rejected value itself: only its length.
             tracing::debug!(
@@ -154,13 +159,20 @@ impl Config {
                 "replacing an invalid incoming correlation id"
             );
         }
-        self.generator.make_correlation_id()
+        (self.generator.make_correlation_id(), false)
     }
 
-    fn accepts(&self, value: &[u8]) -> bool {
+    fn accept(&self, value: &HeaderValue) -> Option<CorrelationId> {
         match &self.validation {
-            Validation::Default { max_len } => id::default_rule(value, *max_len),
-            Validation::Custom(predicate) => std::str::from_utf8(value).is_ok_and(|s| predicate(s)),
+            // The default alphabet is visible ASCII: no second check needed.
+            Validation::Default { max_len } => id::default_rule(value.as_bytes(), *max_len)
+                .then(|| CorrelationId::from_visible_ascii(value.clone())),
+            Validation::Custom(predicate) => {
+                let accepted = std::str::from_utf8(value.as_bytes()).is_ok_and(|s| predicate(s));
+                accepted
+                    .then(|| CorrelationId::from_header_value(value.clone()).ok())
+                    .flatten()
+            }
         }
     }
 }
@@ -358,7 +370,7 @@ where
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
         let config = &self.config;
-        let id = config.resolve(&request);
+        let (id, already_set) = config.resolve(&request);
         let span = if config.span {
             tracing::info_span!(
                 "request",
@@ -373,7 +385,9 @@ where
         for alternative in &config.alternatives {
             headers.remove(alternative);
         }
-        headers.insert(config.header.clone(), id.header_value().clone());
+        if !already_set {
+            headers.insert(config.header.clone(), id.header_value().clone());
+        }
         request.extensions_mut().insert(id.clone());
 
         let inner = &mut self.inner;

@@ -341,3 +341,31 @@ fn clones_share_one_configuration() {
     assert!(Arc::ptr_eq(&a.config, &b.config));
     assert!(Arc::ptr_eq(&a.config, &layer.config));
 }
+
+#[tokio::test]
+async fn a_repeated_incoming_header_reaches_the_handler_once() {
+    // STANDARDS.md (correlation): the handler sees exactly the final ID.
+    let mut req = request_with(HeaderValue::from_static("first-id"));
+    req.headers_mut()
+        .append("x-request-id", HeaderValue::from_static("second-id"));
+    let seen_values = ServiceBuilder::new()
+        .layer(CorrelationIdLayer::new())
+        .service_fn(|req: Request<Body>| async move {
+            let values: Vec<String> = req
+                .headers()
+                .get_all("x-request-id")
+                .iter()
+                .map(|v| v.to_str().unwrap().to_owned())
+                .collect();
+            Ok::<_, Infallible>(Response::new(Body::from(values.join(","))))
+        })
+        .oneshot(req)
+        .await
+        .unwrap();
+    assert_eq!(seen_values.headers()["x-request-id"], "first-id");
+    let body = http_body_util::BodyExt::collect(seen_values.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    assert_eq!(body, "first-id");
+}

@@ -1,0 +1,98 @@
+//! The end-to-end benchmark server: an axum hello-world, bare or behind
+//! tower-edge's full stack. Driven by `benches/e2e.sh`.
+//!
+//! ```text
+//! e2e_server --stack bare|full [--addr 127.0.0.1:3000]
+//! ```
+//!
+//! `full` wires every tower-edge layer this crate has, outermost first in
+//! the order the crate docs recommend (correlation -> otel ->
+//! rate_limit(by IP) -> jwt_auth -> rate_limit(by user) -> cache_headers ->
+//! handler), each in its default configuration. A layer added to tower-edge
+//! goes into `full_stack` at its place in that order.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use axum::Router;
+use axum::routing::get;
+use tower::ServiceBuilder;
+use tower_edge::cache_headers::CacheHeadersLayer;
+use tower_edge::correlation::CorrelationIdLayer;
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Stack {
+    Bare,
+    Full,
+}
+
+fn app() -> Router {
+    Router::new().route("/", get(|| async { "Hello, World!" }))
+}
+
+fn full_stack(router: Router) -> Router {
+    router.layer(
+        ServiceBuilder::new()
+            .layer(CorrelationIdLayer::new())
+            .layer(CacheHeadersLayer::new()),
+    )
+}
+
+fn parse_args() -> Result<(Stack, SocketAddr), String> {
+    let mut stack = None;
+    let mut addr: SocketAddr = ([127, 0, 0, 1], 3000).into();
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--stack" => {
+                stack = Some(match args.next().as_deref() {
+                    Some("bare") => Stack::Bare,
+                    Some("full") => Stack::Full,
+                    other => return Err(format!("--stack takes bare or full, not {other:?}")),
+                })
+            }
+            "--addr" => {
+                let value = args.next().ok_or("--addr takes an address")?;
+                addr = value
+                    .parse()
+                    .map_err(|e| format!("--addr {value:?}: {e}"))?;
+            }
+            other => return Err(format!("unknown argument {other:?}")),
+        }
+    }
+    let stack = stack.ok_or("--stack bare|full is required")?;
+    if !addr.ip().is_loopback() {
+        return Err(format!("--addr must be a loopback address, not {addr}"));
+    }
+    Ok((stack, addr))
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let (stack, addr) = match parse_args() {
+        Ok(parsed) => parsed,
+        Err(message) => {
+            eprintln!(
+                "e2e_server: {message}\nusage: e2e_server --stack bare|full [--addr 127.0.0.1:3000]"
+            );
+            return ExitCode::from(2);
+        }
+    };
+    let router = match stack {
+        Stack::Bare => app(),
+        Stack::Full => full_stack(app()),
+    };
+    let listener = match tokio::net::TcpListener::bind(addr).await {
+        Ok(listener) => listener,
+        Err(err) => {
+            eprintln!("e2e_server: cannot bind {addr}: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!("e2e_server: {stack:?} stack listening on http://{addr}/");
+    if let Err(err) = axum::serve(listener, router).await {
+        eprintln!("e2e_server: {err}");
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
+}
