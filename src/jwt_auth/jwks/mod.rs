@@ -591,7 +591,8 @@ impl KeySource for JwksKeySource {
 #[derive(Debug, Default)]
 struct Flight {
     running: bool,
-    last_started: Option<Instant>,
+    /// When the last refetch for an unknown `kid` started.
+    last_refetch: Option<Instant>,
 }
 
 /// Unknown `kid`s, each until its instant plus the lifetime; bounded.
@@ -673,8 +674,9 @@ impl Inner {
     }
 
     /// Starts a fetch in its own task unless one runs (then joins it).
-    /// With `cooldown`, refuses (`None`) within the cooldown of the last
-    /// start. The receiver changes when the fetch ends.
+    /// With `cooldown` (a refetch for an unknown `kid`), refuses (`None`)
+    /// within the cooldown of the last such refetch, whatever its outcome.
+    /// The receiver changes when the fetch ends.
     fn start_fetch(self: &Arc<Self>, cooldown: bool) -> Option<watch::Receiver<u64>> {
         let mut flight = lock(&self.flight);
         let done = self.done.subscribe();
@@ -682,15 +684,16 @@ impl Inner {
             return Some(done);
         }
         let now = Instant::now();
-        if cooldown
-            && flight
-                .last_started
+        if cooldown {
+            if flight
+                .last_refetch
                 .is_some_and(|at| now < at + self.cooldown)
-        {
-            return None;
+            {
+                return None;
+            }
+            flight.last_refetch = Some(now);
         }
         flight.running = true;
-        flight.last_started = Some(now);
         drop(flight);
         let inner = Arc::clone(self);
         // Its own task: a request that gives up does not cancel the fetch
