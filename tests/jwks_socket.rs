@@ -73,7 +73,10 @@ mod jwk {
     }
 
     pub(super) fn ec384(kid: &str) -> Value {
-        let body: String = EC384_PEM.lines().filter(|l| !l.starts_with("-----")).collect();
+        let body: String = EC384_PEM
+            .lines()
+            .filter(|l| !l.starts_with("-----"))
+            .collect();
         let der = STANDARD.decode(body).unwrap();
         let point = &der[der.len() - 97..];
         assert_eq!(point[0], 4);
@@ -315,9 +318,15 @@ fn random() -> u64 {
 #[tokio::test]
 async fn rotation_new_kid_appears_and_old_kid_is_removed() {
     let server = Server::start(Reply::ok(jwk::set(&[jwk::rsa("old")]))).await;
-    let source = JwksKeySource::from_jwks_url(server.url()).build().await.unwrap();
+    let source = JwksKeySource::from_jwks_url(server.url())
+        .build()
+        .await
+        .unwrap();
     let layer = layer(&source, ALL);
-    assert_eq!(send(&layer, &token(J::RS256, "old")).await, (StatusCode::OK, None));
+    assert_eq!(
+        send(&layer, &token(J::RS256, "old")).await,
+        (StatusCode::OK, None)
+    );
     assert_eq!(server.hits(), 1);
     let generation = source.generation();
 
@@ -326,7 +335,10 @@ async fn rotation_new_kid_appears_and_old_kid_is_removed() {
     // Verified (and cached) under the old set.
     assert_eq!(send(&layer, &old).await.0, StatusCode::OK);
     // The new kid: one refetch, then it verifies.
-    assert_eq!(send(&layer, &token(J::ES256, "new")).await.0, StatusCode::OK);
+    assert_eq!(
+        send(&layer, &token(J::ES256, "new")).await.0,
+        StatusCode::OK
+    );
     assert_eq!(server.hits(), 2);
     assert_ne!(source.generation(), generation);
     // The old kid is gone: even the cached verification is not served.
@@ -338,7 +350,10 @@ async fn rotation_new_kid_appears_and_old_kid_is_removed() {
     // A clone shares the same set and counters.
     let clone = source.clone();
     assert_eq!(clone.fetch_count(), 2);
-    assert!(matches!(clone.find(Some("new"), Algorithm::ES256), KeyLookup::Found(_)));
+    assert!(matches!(
+        clone.find(Some("new"), Algorithm::ES256),
+        KeyLookup::Found(_)
+    ));
 }
 
 // STANDARDS: "1000 tokens with random kids cause at most one fetch per
@@ -417,7 +432,10 @@ async fn after_the_cooldown_one_more_refetch_and_unknown_kids_are_remembered() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn known_keys_never_wait_on_a_running_refetch() {
     let server = Server::start(Reply::ok(jwk::set(&[jwk::ed("k")]))).await;
-    let source = JwksKeySource::from_jwks_url(server.url()).build().await.unwrap();
+    let source = JwksKeySource::from_jwks_url(server.url())
+        .build()
+        .await
+        .unwrap();
     let layer = layer(&source, [Algorithm::EdDSA]);
     let gate = Arc::new(Notify::new());
     *server.state.gate.lock().unwrap() = Some(Arc::clone(&gate));
@@ -480,7 +498,8 @@ async fn bad_responses_fail_and_the_last_good_keys_keep_serving() {
     let good = jwk::set(&[jwk::ed("k")]);
     let padded = format!("{good}{}", " ".repeat(4096));
     let only_unusable = jwk::set(&[jwk::with(jwk::ed("enc"), "use", json!("enc"))]);
-    let cases: Vec<(Reply, fn(&JwksError) -> bool)> = vec![
+    type Expected = fn(&JwksError) -> bool;
+    let cases: Vec<(Reply, Expected)> = vec![
         (Reply::ok("<html>not json</html>".into()), |e| {
             matches!(e, JwksError::InvalidJson(_))
         }),
@@ -538,7 +557,11 @@ async fn bad_responses_fail_and_the_last_good_keys_keep_serving() {
         let last = running.last_error().expect("the refetch failed");
         assert!(expected(&last), "case {i}: {last:?}");
         assert!(running.failure_count() > failures, "case {i}");
-        assert_eq!(send(&layer, &token(J::EdDSA, "k")).await.0, StatusCode::OK, "case {i}");
+        assert_eq!(
+            send(&layer, &token(J::EdDSA, "k")).await.0,
+            StatusCode::OK,
+            "case {i}"
+        );
     }
     assert_eq!(running.fetch_count(), 1);
 }
@@ -548,7 +571,10 @@ async fn bad_responses_fail_and_the_last_good_keys_keep_serving() {
 #[tokio::test]
 async fn discovery_document_leads_to_the_jwks_uri() {
     let server = Server::start(Reply::ok(jwk::set(&[jwk::ed("k")]))).await;
-    let source = JwksKeySource::from_issuer(&server.base).build().await.unwrap();
+    let source = JwksKeySource::from_issuer(&server.base)
+        .build()
+        .await
+        .unwrap();
     assert_eq!(source.jwks_uri(), Some(server.url()));
     let layer = layer(&source, [Algorithm::EdDSA]);
     assert_eq!(send(&layer, &token(J::EdDSA, "k")).await.0, StatusCode::OK);
@@ -556,21 +582,33 @@ async fn discovery_document_leads_to_the_jwks_uri() {
 
     // An explicit discovery URL works the same.
     let url = format!("{}/.well-known/openid-configuration", server.base);
-    let source = JwksKeySource::from_discovery_url(url.clone()).build().await.unwrap();
+    let source = JwksKeySource::from_discovery_url(url.clone())
+        .build()
+        .await
+        .unwrap();
     assert_eq!(source.len(), 1);
 
     // Another issuer in the document: rejected.
     *server.state.discovery.lock().unwrap() =
         json!({ "issuer": "https://evil.example", "jwks_uri": server.url() });
-    let err = JwksKeySource::from_issuer(&server.base).build().await.unwrap_err();
+    let err = JwksKeySource::from_issuer(&server.base)
+        .build()
+        .await
+        .unwrap_err();
     assert!(matches!(err, JwksError::Discovery(_)), "{err:?}");
     // No jwks_uri, or a plain-http one on another host: rejected.
     *server.state.discovery.lock().unwrap() = json!({ "issuer": server.base });
-    let err = JwksKeySource::from_issuer(&server.base).build().await.unwrap_err();
+    let err = JwksKeySource::from_issuer(&server.base)
+        .build()
+        .await
+        .unwrap_err();
     assert!(matches!(err, JwksError::Discovery(_)), "{err:?}");
     *server.state.discovery.lock().unwrap() =
         json!({ "issuer": server.base, "jwks_uri": "http://idp.example.com/jwks" });
-    let err = JwksKeySource::from_discovery_url(url).build().await.unwrap_err();
+    let err = JwksKeySource::from_discovery_url(url)
+        .build()
+        .await
+        .unwrap_err();
     assert!(matches!(err, JwksError::Discovery(_)), "{err:?}");
 }
 
@@ -589,11 +627,17 @@ async fn keys_not_for_signature_verification_are_skipped() {
         jwk::with(jwk::rsa("rsa-oaep"), "alg", json!("RSA-OAEP")),
     ])))
     .await;
-    let source = JwksKeySource::from_jwks_url(server.url()).build().await.unwrap();
+    let source = JwksKeySource::from_jwks_url(server.url())
+        .build()
+        .await
+        .unwrap();
     assert_eq!(source.len(), 2);
     let layer = layer(&source, ALL);
     assert_eq!(send(&layer, &token(J::EdDSA, "ok")).await.0, StatusCode::OK);
-    assert_eq!(send(&layer, &token(J::ES384, "verify")).await.0, StatusCode::OK);
+    assert_eq!(
+        send(&layer, &token(J::ES384, "verify")).await.0,
+        StatusCode::OK
+    );
     for (alg, kid) in [(J::RS256, "enc"), (J::ES256, "ops"), (J::RS256, "rsa-oaep")] {
         let (status, err) = send(&layer, &token(alg, kid)).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{kid}");
@@ -611,18 +655,35 @@ async fn the_alg_of_a_key_is_honoured() {
         jwk::with(jwk::ec256("es"), "alg", json!("ES256")),
     ])))
     .await;
-    let source = JwksKeySource::from_jwks_url(server.url()).build().await.unwrap();
+    let source = JwksKeySource::from_jwks_url(server.url())
+        .build()
+        .await
+        .unwrap();
     let layer = layer(
         &source,
-        [Algorithm::RS256, Algorithm::RS384, Algorithm::PS256, Algorithm::ES256],
+        [
+            Algorithm::RS256,
+            Algorithm::RS384,
+            Algorithm::PS256,
+            Algorithm::ES256,
+        ],
     );
-    assert_eq!(send(&layer, &token(J::RS384, "rs384")).await.0, StatusCode::OK);
+    assert_eq!(
+        send(&layer, &token(J::RS384, "rs384")).await.0,
+        StatusCode::OK
+    );
     let (status, err) = send(&layer, &token(J::RS256, "rs384")).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(err, Some(JwtError::KeyAlgorithmMismatch(Algorithm::RS256)));
     // Without `alg`: any allowed RSA algorithm.
-    assert_eq!(send(&layer, &token(J::RS256, "any-rsa")).await.0, StatusCode::OK);
-    assert_eq!(send(&layer, &token(J::PS256, "any-rsa")).await.0, StatusCode::OK);
+    assert_eq!(
+        send(&layer, &token(J::RS256, "any-rsa")).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        send(&layer, &token(J::PS256, "any-rsa")).await.0,
+        StatusCode::OK
+    );
     // ... but not one outside the allow-list.
     let (status, err) = send(&layer, &token(J::RS512, "any-rsa")).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
@@ -655,7 +716,10 @@ async fn background_refresh_follows_max_age_and_stops_when_dropped() {
     });
     // No request: the background task picks the new set up by itself.
     eventually("the background refresh fetched the new set", || {
-        matches!(source.find(Some("second"), Algorithm::EdDSA), KeyLookup::Found(_))
+        matches!(
+            source.find(Some("second"), Algorithm::EdDSA),
+            KeyLookup::Found(_)
+        )
     })
     .await;
     eventually("several refreshes", || server.hits() >= 4).await;

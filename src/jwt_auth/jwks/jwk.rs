@@ -32,7 +32,9 @@ impl KeySet {
                 // answered: the layer then rejects the token with
                 // `KeyAlgorithmMismatch` instead of refetching.
                 Some(keys) => KeyLookup::Found(Arc::clone(
-                    keys.iter().find(|k| k.algorithm() == alg).unwrap_or(&keys[0]),
+                    keys.iter()
+                        .find(|k| k.algorithm() == alg)
+                        .unwrap_or(&keys[0]),
                 )),
                 None => KeyLookup::UnknownKid,
             },
@@ -206,7 +208,10 @@ mod tests {
     // RFC 9111 §5.2.2.1 (max-age), §5.2.2.4 (no-cache), §5.2.2.5 (no-store).
     #[test]
     fn max_age_is_read_from_cache_control() {
-        assert_eq!(max_age("public, max-age=600"), Some(Duration::from_secs(600)));
+        assert_eq!(
+            max_age("public, max-age=600"),
+            Some(Duration::from_secs(600))
+        );
         assert_eq!(max_age("MAX-AGE=\"60\""), Some(Duration::from_secs(60)));
         assert_eq!(max_age("max-age=600, no-cache"), Some(Duration::ZERO));
         assert_eq!(max_age("no-store"), Some(Duration::ZERO));

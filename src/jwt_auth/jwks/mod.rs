@@ -257,10 +257,7 @@ impl JwksError {
 #[derive(Debug, Clone)]
 enum Location {
     Jwks(String),
-    Discovery {
-        url: String,
-        issuer: Option<String>,
-    },
+    Discovery { url: String, issuer: Option<String> },
 }
 
 /// Builds a [`JwksKeySource`]; from [`JwksKeySource::from_jwks_url`],
@@ -744,7 +741,10 @@ impl Inner {
             Some(uri) => uri,
             None => {
                 let uri = self.discover().await?;
-                *self.jwks_uri.write().unwrap_or_else(PoisonError::into_inner) = Some(uri.clone());
+                *self
+                    .jwks_uri
+                    .write()
+                    .unwrap_or_else(PoisonError::into_inner) = Some(uri.clone());
                 uri
             }
         };

@@ -21,26 +21,47 @@ fn https_is_required_except_on_loopback() {
 async fn bad_configuration_names_the_field() {
     let url = "https://idp.example.com/jwks";
     let field = |b: JwksKeySourceBuilder| b.build_lazy().unwrap_err().field().to_owned();
-    assert_eq!(field(JwksKeySource::from_jwks_url("http://idp.example.com/")), "jwks_url");
-    assert_eq!(field(JwksKeySource::from_discovery_url("nope")), "discovery_url");
-    assert_eq!(field(JwksKeySource::from_jwks_url(url).timeout(Duration::ZERO)), "timeout");
+    assert_eq!(
+        field(JwksKeySource::from_jwks_url("http://idp.example.com/")),
+        "jwks_url"
+    );
+    assert_eq!(
+        field(JwksKeySource::from_discovery_url("nope")),
+        "discovery_url"
+    );
+    assert_eq!(
+        field(JwksKeySource::from_jwks_url(url).timeout(Duration::ZERO)),
+        "timeout"
+    );
     assert_eq!(
         field(JwksKeySource::from_jwks_url(url).max_response_size(0)),
         "max_response_size"
     );
     assert_eq!(
-        field(JwksKeySource::from_jwks_url(url).cache_lifetime(Duration::from_secs(10), Duration::from_secs(5))),
+        field(
+            JwksKeySource::from_jwks_url(url)
+                .cache_lifetime(Duration::from_secs(10), Duration::from_secs(5))
+        ),
         "cache_lifetime"
     );
-    assert_eq!(field(JwksKeySource::from_jwks_url(url).cooldown(Duration::ZERO)), "cooldown");
+    assert_eq!(
+        field(JwksKeySource::from_jwks_url(url).cooldown(Duration::ZERO)),
+        "cooldown"
+    );
     // `build` reports the same error without fetching.
-    let err = JwksKeySource::from_jwks_url(url).cooldown(Duration::ZERO).build().await.unwrap_err();
+    let err = JwksKeySource::from_jwks_url(url)
+        .cooldown(Duration::ZERO)
+        .build()
+        .await
+        .unwrap_err();
     assert!(matches!(err, JwksError::Config(e) if e.field() == "cooldown"));
 }
 
 #[test]
 fn outside_a_tokio_runtime_is_a_configuration_error() {
-    let err = JwksKeySource::from_jwks_url("https://idp.example.com/jwks").build_lazy().unwrap_err();
+    let err = JwksKeySource::from_jwks_url("https://idp.example.com/jwks")
+        .build_lazy()
+        .unwrap_err();
     assert_eq!(err.field(), "runtime");
 }
 
@@ -49,8 +70,14 @@ fn from_issuer_appends_the_discovery_path() {
     let b = JwksKeySource::from_issuer("https://idp.example.com/realms/acme/");
     match b.location {
         Location::Discovery { url, issuer } => {
-            assert_eq!(url, "https://idp.example.com/realms/acme/.well-known/openid-configuration");
-            assert_eq!(issuer.as_deref(), Some("https://idp.example.com/realms/acme/"));
+            assert_eq!(
+                url,
+                "https://idp.example.com/realms/acme/.well-known/openid-configuration"
+            );
+            assert_eq!(
+                issuer.as_deref(),
+                Some("https://idp.example.com/realms/acme/")
+            );
         }
         Location::Jwks(_) => panic!("discovery expected"),
     }
@@ -61,7 +88,10 @@ fn from_issuer_appends_the_discovery_path() {
 fn the_negative_cache_is_bounded_and_expires() {
     let ttl = Duration::from_secs(60);
     let start = Instant::now();
-    let mut cache = NegativeCache { kids: HashMap::new(), capacity: 3 };
+    let mut cache = NegativeCache {
+        kids: HashMap::new(),
+        capacity: 3,
+    };
     for (i, kid) in ["a", "b", "c", "d"].into_iter().enumerate() {
         cache.insert(kid.into(), start + Duration::from_secs(i as u64), ttl);
     }
@@ -71,7 +101,10 @@ fn the_negative_cache_is_bounded_and_expires() {
     assert!(cache.contains("d", start + Duration::from_secs(4), ttl));
     // Entries expire after the lifetime.
     assert!(!cache.contains("d", start + Duration::from_secs(64), ttl));
-    let mut off = NegativeCache { kids: HashMap::new(), capacity: 0 };
+    let mut off = NegativeCache {
+        kids: HashMap::new(),
+        capacity: 0,
+    };
     off.insert("a".into(), start, ttl);
     assert!(off.kids.is_empty());
 }
@@ -82,5 +115,8 @@ fn error_types_are_short_fixed_names() {
     assert_eq!(JwksError::Status(503).error_type(), "status");
     assert_eq!(JwksError::TooLarge.error_type(), "too_large");
     assert_eq!(JwksError::Empty.error_type(), "empty");
-    assert_eq!(JwksError::InvalidJson(String::new()).error_type(), "invalid_json");
+    assert_eq!(
+        JwksError::InvalidJson(String::new()).error_type(),
+        "invalid_json"
+    );
 }
