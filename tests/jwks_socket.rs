@@ -758,3 +758,61 @@ async fn lazy_start_rejects_until_the_first_keys_arrive() {
     assert_eq!(send(&layer, &token(J::EdDSA, "k")).await.0, StatusCode::OK);
     assert_eq!(source.last_error(), None);
 }
+
+// The fetches are counted in `tower_edge.jwks.fetches`, failures with
+// `error.type` (OTel semantic conventions, error.type).
+#[cfg(feature = "otel")]
+#[tokio::test]
+async fn fetches_are_counted_in_the_otel_metric() {
+    use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData};
+    use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMeterProvider};
+
+    let exporter = InMemoryMetricExporter::default();
+    let provider = SdkMeterProvider::builder()
+        .with_reader(PeriodicReader::builder(exporter.clone()).build())
+        .build();
+    let server = Server::start(Reply::ok(jwk::set(&[jwk::ed("k")]))).await;
+    let cooldown = Duration::from_millis(100);
+    let source = JwksKeySource::from_jwks_url(server.url())
+        .cooldown(cooldown)
+        .metrics(tower_edge::otel::EdgeMetrics::new(&provider))
+        .build()
+        .await
+        .unwrap();
+    let layer = layer(&source, [Algorithm::EdDSA]);
+    server.set_reply(Reply {
+        status: 502,
+        ..Reply::ok(String::new())
+    });
+    tokio::time::sleep(cooldown + Duration::from_millis(20)).await;
+    send(&layer, &unsigned_token("EdDSA", "unknown")).await;
+    let failures = source.failure_count();
+    assert!(failures >= 1);
+
+    provider.force_flush().unwrap();
+    let exported = exporter.get_finished_metrics().unwrap();
+    let metric = exported
+        .iter()
+        .rev()
+        .flat_map(|rm| rm.scope_metrics())
+        .flat_map(|sm| sm.metrics())
+        .find(|m| m.name() == "tower_edge.jwks.fetches")
+        .expect("the jwks fetch counter is exported");
+    let AggregatedMetrics::U64(MetricData::Sum(sum)) = metric.data() else {
+        panic!("not a u64 sum: {:?}", metric.data());
+    };
+    let mut ok = 0;
+    let mut failed = 0;
+    for point in sum.data_points() {
+        let attributes: Vec<_> = point.attributes().collect();
+        if attributes.is_empty() {
+            ok += point.value();
+        } else {
+            assert_eq!(attributes[0].key.as_str(), "error.type");
+            assert_eq!(attributes[0].value.as_str(), "status");
+            failed += point.value();
+        }
+    }
+    assert_eq!(ok, 1);
+    assert!(failed >= 1 && failed <= source.failure_count(), "{failed}");
+}
