@@ -8,6 +8,7 @@
 //! | layer | module | feature | what it does |
 //! |---|---|---|---|
 //! | JWT auth | [`jwt_auth`] | `jwt-auth` | bearer-token authentication and scope checks; claims land in request extensions |
+//! | JWKS | `jwt_auth::jwks` | `jwks` | remote key sets (and OpenID discovery) with rotation, background refresh, single-flight refetch |
 //! | rate limiting | [`rate_limit`] | `rate-limit` | GCRA quotas keyed by client IP, user, API key or route; IETF `RateLimit` headers |
 //! | cache headers | [`cache_headers`] | `cache-headers` | `Cache-Control` policies, ETags, RFC 9110 conditional requests (304 / 412) |
 //! | correlation IDs | [`correlation`] | `correlation-id` | validated request/correlation IDs, echoed, on every log line |

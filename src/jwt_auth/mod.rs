@@ -167,6 +167,9 @@
 
 mod cache;
 mod claims;
+#[cfg(feature = "jwks")]
+#[cfg_attr(docsrs, doc(cfg(feature = "jwks")))]
+pub mod jwks;
 mod key;
 mod scope;
 mod token;

@@ -1,0 +1,240 @@
+//! JWK Set parsing (RFC 7517, RFC 7518 §6, RFC 8037) and the key set the
+//! source serves.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::super::key::{Algorithm, KeyLookup, VerificationKey};
+
+/// The keys of one fetched set.
+#[derive(Debug, Default)]
+pub(super) struct KeySet {
+    /// Keys by `kid`; a JWK without `alg` yields one key per algorithm its
+    /// type allows, all under its `kid`.
+    by_kid: HashMap<Arc<str>, Vec<Arc<VerificationKey>>>,
+    without_kid: Vec<Arc<VerificationKey>>,
+    /// The number of usable JWKs (not of derived keys).
+    jwks: usize,
+}
+
+impl KeySet {
+    pub(super) fn len(&self) -> usize {
+        self.jwks
+    }
+
+    pub(super) fn find(&self, kid: Option<&str>, alg: Algorithm) -> KeyLookup {
+        match kid {
+            Some(kid) => match self.by_kid.get(kid) {
+                // A key with this kid bound to another algorithm is still
+                // answered: the layer then rejects the token with
+                // `KeyAlgorithmMismatch` instead of refetching.
+                Some(keys) => KeyLookup::Found(Arc::clone(
+                    keys.iter()
+                        .find(|k| k.algorithm() == alg)
+                        .unwrap_or(&keys[0]),
+                )),
+                None => KeyLookup::UnknownKid,
+            },
+            None => {
+                // Without a kid: the only key (with or without kid) for alg.
+                let mut candidates = self
+                    .without_kid
+                    .iter()
+                    .chain(self.by_kid.values().flatten())
+                    .filter(|k| k.algorithm() == alg);
+                match (candidates.next(), candidates.next()) {
+                    (Some(only), None) => KeyLookup::Found(Arc::clone(only)),
+                    _ => KeyLookup::UnknownKid,
+                }
+            }
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct RawSet {
+    keys: Vec<serde_json::Value>,
+}
+
+/// The members of one JWK this crate reads; others are ignored.
+#[derive(Deserialize)]
+struct RawJwk {
+    kty: String,
+    #[serde(rename = "use")]
+    use_: Option<String>,
+    key_ops: Option<Vec<String>>,
+    alg: Option<String>,
+    kid: Option<String>,
+    crv: Option<String>,
+    n: Option<String>,
+    e: Option<String>,
+    x: Option<String>,
+    y: Option<String>,
+}
+
+/// Why a JWK was skipped (logged at DEBUG).
+fn skip(index: usize, kid: Option<&str>, why: &str) {
+    tracing::debug!(index, kid, reason = why, "JWKS: key skipped");
+}
+
+/// Parses a JWK Set document. `Err` only when the document is not a JSON
+/// object with a `keys` array; unusable keys are skipped.
+pub(super) fn parse_set(body: &[u8]) -> Result<KeySet, serde_json::Error> {
+    let raw: RawSet = serde_json::from_slice(body)?;
+    let mut set = KeySet::default();
+    for (index, value) in raw.keys.into_iter().enumerate() {
+        let jwk: RawJwk = match serde_json::from_value(value) {
+            Ok(jwk) => jwk,
+            Err(_) => {
+                skip(index, None, "malformed member");
+                continue;
+            }
+        };
+        let kid = jwk.kid.as_deref();
+        match keys_of(&jwk) {
+            Ok(keys) => {
+                set.jwks += 1;
+                let keys: Vec<Arc<VerificationKey>> = keys
+                    .into_iter()
+                    .map(|k| {
+                        Arc::new(match kid {
+                            Some(kid) => k.with_kid(kid),
+                            None => k,
+                        })
+                    })
+                    .collect();
+                match kid {
+                    Some(kid) => set.by_kid.entry(Arc::from(kid)).or_default().extend(keys),
+                    None => set.without_kid.extend(keys),
+                }
+            }
+            Err(why) => skip(index, kid, why),
+        }
+    }
+    Ok(set)
+}
+
+const RSA_ALGS: [Algorithm; 6] = [
+    Algorithm::RS256,
+    Algorithm::RS384,
+    Algorithm::RS512,
+    Algorithm::PS256,
+    Algorithm::PS384,
+    Algorithm::PS512,
+];
+
+fn member(m: &Option<String>) -> Result<&str, &'static str> {
+    m.as_deref().ok_or("missing key member")
+}
+
+/// The verification keys of one JWK, or why it is skipped.
+fn keys_of(jwk: &RawJwk) -> Result<Vec<VerificationKey>, &'static str> {
+    // RFC 7517 §4.2: only signature keys.
+    if jwk.use_.as_deref().is_some_and(|u| u != "sig") {
+        return Err("`use` is not `sig`");
+    }
+    // RFC 7517 §4.3: only keys that may verify.
+    if let Some(ops) = &jwk.key_ops
+        && !ops.iter().any(|op| op == "verify")
+    {
+        return Err("`key_ops` lacks `verify`");
+    }
+    let alg = match jwk.alg.as_deref() {
+        Some(name) => Some(Algorithm::from_name(name).ok_or("unsupported `alg`")?),
+        None => None,
+    };
+    let crv = jwk.crv.as_deref();
+    // The algorithms the key may be used with: its `alg`, else every one
+    // its type allows (the layer's allow-list narrows them further).
+    let algs: Vec<Algorithm> = match (jwk.kty.as_str(), crv) {
+        ("RSA", _) => RSA_ALGS.to_vec(),
+        ("EC", Some("P-256")) => vec![Algorithm::ES256],
+        ("EC", Some("P-384")) => vec![Algorithm::ES384],
+        ("EC", _) => return Err("unsupported EC curve"),
+        ("OKP", Some("Ed25519")) => vec![Algorithm::EdDSA],
+        ("OKP", _) => return Err("unsupported OKP curve"),
+        _ => return Err("unsupported `kty`"),
+    };
+    let algs = match alg {
+        Some(alg) if algs.contains(&alg) => vec![alg],
+        Some(_) => return Err("`alg` does not fit the key type"),
+        None => algs,
+    };
+    algs.into_iter()
+        .map(|alg| {
+            let key = match jwk.kty.as_str() {
+                "RSA" => {
+                    let n = member(&jwk.n)?;
+                    // RFC 7518 §3.3: RSA keys of at least 2048 bits.
+                    if n.trim_start_matches('A').len() * 6 < 2048 - 8 {
+                        return Err("RSA modulus shorter than 2048 bits");
+                    }
+                    VerificationKey::rsa_components(alg, n, member(&jwk.e)?)
+                }
+                "EC" => VerificationKey::ec_components(alg, member(&jwk.x)?, member(&jwk.y)?),
+                _ => VerificationKey::ed_components(alg, member(&jwk.x)?),
+            };
+            key.map_err(|_| "invalid key material")
+        })
+        .collect()
+}
+
+/// The `max-age` of a `Cache-Control` value, if any; `no-cache` and
+/// `no-store` count as 0.
+pub(super) fn max_age(cache_control: &str) -> Option<Duration> {
+    let mut found = None;
+    for directive in cache_control.split(',') {
+        let directive = directive.trim();
+        let (name, value) = directive.split_once('=').unwrap_or((directive, ""));
+        let name = name.trim();
+        if name.eq_ignore_ascii_case("no-cache") || name.eq_ignore_ascii_case("no-store") {
+            return Some(Duration::ZERO);
+        }
+        if name.eq_ignore_ascii_case("max-age") {
+            let value = value.trim().trim_matches('"');
+            found = value.parse::<u64>().ok().map(Duration::from_secs).or(found);
+        }
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // RFC 9111 §5.2.2.1 (max-age), §5.2.2.4 (no-cache), §5.2.2.5 (no-store).
+    #[test]
+    fn max_age_is_read_from_cache_control() {
+        assert_eq!(
+            max_age("public, max-age=600"),
+            Some(Duration::from_secs(600))
+        );
+        assert_eq!(max_age("MAX-AGE=\"60\""), Some(Duration::from_secs(60)));
+        assert_eq!(max_age("max-age=600, no-cache"), Some(Duration::ZERO));
+        assert_eq!(max_age("no-store"), Some(Duration::ZERO));
+        assert_eq!(max_age("public"), None);
+        assert_eq!(max_age("max-age=abc"), None);
+        assert_eq!(max_age(""), None);
+    }
+
+    #[test]
+    fn not_a_set_is_an_error_and_bad_members_are_skipped() {
+        assert!(parse_set(b"not json").is_err());
+        assert!(parse_set(br#"{"nokeys": []}"#).is_err());
+        assert!(parse_set(br#"[]"#).is_err());
+        // A member of the wrong JSON type skips the key, not the set.
+        let set = parse_set(br#"{"keys": [{"kty": "OKP", "use": 5}, {"kty": 7}, 3]}"#).unwrap();
+        assert_eq!(set.len(), 0);
+    }
+
+    // RFC 7518 §3.3: an RSA key below 2048 bits is not used.
+    #[test]
+    fn short_rsa_keys_are_skipped() {
+        let set = parse_set(br#"{"keys": [{"kty": "RSA", "kid": "k", "n": "AQAB", "e": "AQAB"}]}"#)
+            .unwrap();
+        assert_eq!(set.len(), 0);
+    }
+}

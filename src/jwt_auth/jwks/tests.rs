@@ -1,0 +1,122 @@
+//! Unit tests of the JWKS source without a network; the socket tests are in
+//! `tests/jwks_socket.rs`.
+
+use super::*;
+
+#[test]
+fn https_is_required_except_on_loopback() {
+    assert!(check_uri("jwks_url", "https://idp.example.com/jwks", false).is_ok());
+    assert!(check_uri("jwks_url", "http://127.0.0.1:8080/jwks", false).is_ok());
+    assert!(check_uri("jwks_url", "http://localhost/jwks", false).is_ok());
+    assert!(check_uri("jwks_url", "http://[::1]:9/jwks", false).is_ok());
+    let err = check_uri("jwks_url", "http://idp.example.com/jwks", false).unwrap_err();
+    assert_eq!(err.field(), "jwks_url");
+    assert!(check_uri("jwks_url", "http://idp.example.com/jwks", true).is_ok());
+    assert!(check_uri("jwks_url", "ftp://idp.example.com/jwks", true).is_err());
+    assert!(check_uri("jwks_url", "/jwks", true).is_err());
+    assert!(check_uri("jwks_url", "not a url", true).is_err());
+}
+
+#[tokio::test]
+async fn bad_configuration_names_the_field() {
+    let url = "https://idp.example.com/jwks";
+    let field = |b: JwksKeySourceBuilder| b.build_lazy().unwrap_err().field().to_owned();
+    assert_eq!(
+        field(JwksKeySource::from_jwks_url("http://idp.example.com/")),
+        "jwks_url"
+    );
+    assert_eq!(
+        field(JwksKeySource::from_discovery_url("nope")),
+        "discovery_url"
+    );
+    assert_eq!(
+        field(JwksKeySource::from_jwks_url(url).timeout(Duration::ZERO)),
+        "timeout"
+    );
+    assert_eq!(
+        field(JwksKeySource::from_jwks_url(url).max_response_size(0)),
+        "max_response_size"
+    );
+    assert_eq!(
+        field(
+            JwksKeySource::from_jwks_url(url)
+                .cache_lifetime(Duration::from_secs(10), Duration::from_secs(5))
+        ),
+        "cache_lifetime"
+    );
+    assert_eq!(
+        field(JwksKeySource::from_jwks_url(url).cooldown(Duration::ZERO)),
+        "cooldown"
+    );
+    // `build` reports the same error without fetching.
+    let err = JwksKeySource::from_jwks_url(url)
+        .cooldown(Duration::ZERO)
+        .build()
+        .await
+        .unwrap_err();
+    assert!(matches!(err, JwksError::Config(e) if e.field() == "cooldown"));
+}
+
+#[test]
+fn outside_a_tokio_runtime_is_a_configuration_error() {
+    let err = JwksKeySource::from_jwks_url("https://idp.example.com/jwks")
+        .build_lazy()
+        .unwrap_err();
+    assert_eq!(err.field(), "runtime");
+}
+
+#[test]
+fn from_issuer_appends_the_discovery_path() {
+    let b = JwksKeySource::from_issuer("https://idp.example.com/realms/acme/");
+    match b.location {
+        Location::Discovery { url, issuer } => {
+            assert_eq!(
+                url,
+                "https://idp.example.com/realms/acme/.well-known/openid-configuration"
+            );
+            assert_eq!(
+                issuer.as_deref(),
+                Some("https://idp.example.com/realms/acme/")
+            );
+        }
+        Location::Jwks(_) => panic!("discovery expected"),
+    }
+}
+
+// Memory stays bounded under hostile input (DESIGN.md "Performance rules").
+#[test]
+fn the_negative_cache_is_bounded_and_expires() {
+    let ttl = Duration::from_secs(60);
+    let start = Instant::now();
+    let mut cache = NegativeCache {
+        kids: HashMap::new(),
+        capacity: 3,
+    };
+    for (i, kid) in ["a", "b", "c", "d"].into_iter().enumerate() {
+        cache.insert(kid.into(), start + Duration::from_secs(i as u64), ttl);
+    }
+    assert_eq!(cache.kids.len(), 3);
+    // The oldest went first.
+    assert!(!cache.contains("a", start + Duration::from_secs(4), ttl));
+    assert!(cache.contains("d", start + Duration::from_secs(4), ttl));
+    // Entries expire after the lifetime.
+    assert!(!cache.contains("d", start + Duration::from_secs(64), ttl));
+    let mut off = NegativeCache {
+        kids: HashMap::new(),
+        capacity: 0,
+    };
+    off.insert("a".into(), start, ttl);
+    assert!(off.kids.is_empty());
+}
+
+#[test]
+fn error_types_are_short_fixed_names() {
+    assert_eq!(JwksError::Timeout.error_type(), "timeout");
+    assert_eq!(JwksError::Status(503).error_type(), "status");
+    assert_eq!(JwksError::TooLarge.error_type(), "too_large");
+    assert_eq!(JwksError::Empty.error_type(), "empty");
+    assert_eq!(
+        JwksError::InvalidJson(String::new()).error_type(),
+        "invalid_json"
+    );
+}
