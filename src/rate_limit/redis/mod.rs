@@ -225,6 +225,13 @@ impl DenyCache {
         );
     }
 
+    fn remove(&self, key: &Key) {
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        if !entries.is_empty() {
+            entries.remove(key);
+        }
+    }
+
     fn len(&self) -> usize {
         self.entries
             .lock()
@@ -772,10 +779,14 @@ impl RateLimitStore for RedisStore {
                 Ok(Ok(reply)) => match parse_reply(&reply) {
                     Ok(decision) => {
                         shared.answered();
-                        if !decision.is_allowed()
-                            && let Some(deny) = &shared.deny
-                        {
-                            deny.insert(local, cost, &decision, Instant::now());
+                        if let Some(deny) = &shared.deny {
+                            if decision.is_allowed() {
+                                // A cheaper request fitted: a cached denial of
+                                // this key is stale now.
+                                deny.remove(&local);
+                            } else {
+                                deny.insert(local, cost, &decision, Instant::now());
+                            }
                         }
                         return Ok(decision);
                     }
