@@ -142,7 +142,7 @@ pub enum RedisFallback {
 
 enum Target {
     Single(redis::Client),
-    Cluster(ClusterClient),
+    Cluster(Box<ClusterClient>),
 }
 
 #[derive(Clone)]
@@ -412,7 +412,7 @@ impl RedisStoreBuilder {
                 .retries(1)
                 .build()
                 .map_err(|e| ConfigError::new("cluster_nodes", redact(&e)))?;
-            Target::Cluster(client)
+            Target::Cluster(Box::new(client))
         } else {
             let url = self.nodes.first().map_or("", String::as_str);
             let client =
@@ -591,7 +591,7 @@ impl Shared {
                 Ok(conn)
             }
             Target::Cluster(client) => {
-                let client = client.clone();
+                let client = ClusterClient::clone(client);
                 let weak = Arc::downgrade(self);
                 runtime.spawn(connect_cluster(client, weak));
                 Err(Failure::Connection(
