@@ -1,5 +1,5 @@
 //! A Redis store for the rate limiter: the same GCRA as the
-//! [`MemoryStore`](super::MemoryStore), atomic in Redis (one node or a
+//! [`MemoryStore`], atomic in Redis (one node or a
 //! Cluster), so N replicas share one quota.
 //!
 //! [`RedisStore`] implements [`RateLimitStore`]; give it to a
@@ -16,7 +16,7 @@
 //! * The script is sent with `EVALSHA`; on `NOSCRIPT` (after `SCRIPT FLUSH`,
 //!   a restart or a failover) it is loaded again and retried.
 //! * The key is `<prefix>:{<key>}:<policy>` — the per-application
-//!   [prefix](RedisStoreBuilder::key_prefix), the [`Key`](super::Key)'s
+//!   [prefix](RedisStoreBuilder::key_prefix), the [`Key`]'s
 //!   `Display` form inside a Cluster hash tag, and the policy's name, so
 //!   policies sharing one store never share a bucket. It is passed in
 //!   `KEYS[1]`, so the script runs on Redis Cluster.
@@ -46,12 +46,16 @@
 //!   default: the request goes through, counted and logged) or
 //!   [`OnStoreError::Reject`](super::OnStoreError::Reject) (fail closed: 503
 //!   problem+json, gRPC 14 `UNAVAILABLE`);
-//! * [`RedisFallback::Memory`]: a local [`MemoryStore`](super::MemoryStore)
+//! * [`RedisFallback::Memory`]: a local [`MemoryStore`]
 //!   limits each replica on its own until Redis answers again.
 //!
 //! # Default setup
 //!
-//! ```no_run
+//! Building never connects, so these examples run without a Redis; the
+//! first check connects (in a tokio runtime), and
+//! [`RedisStore::ping`] can wait for Redis at start-up if you want to.
+//!
+//! ```
 //! use tower_edge::rate_limit::{Policy, Quota, RateLimitLayer, redis::RedisStore};
 //!
 //! # fn main() -> Result<(), tower_edge::ConfigError> {
@@ -67,7 +71,7 @@
 //! A Cluster, an application prefix, a 20 ms budget, a local limiter while
 //! Redis is away, one store shared by two policies:
 //!
-//! ```no_run
+//! ```
 //! use std::time::Duration;
 //! use tower_edge::rate_limit::{
 //!     ClientIp, Policy, Quota, RateLimitLayer, SubjectOrIp,
