@@ -530,7 +530,11 @@ async fn failure_policies_and_recovery_across_a_restart() {
     until_redis_used(&mut closed, &url, &keys[1]).await;
     assert_eq!(call(&mut closed, false).await.status(), StatusCode::OK);
     // The memory-fallback layer is limited locally until its Retry-After;
-    // Redis answers for it again as soon as it is asked (its own store).
+    // Redis answers for it again once reconnected.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while memory_store.ping(Duration::from_secs(1)).await.is_err() {
+        assert!(Instant::now() < deadline, "never reconnected");
+    }
     let d = memory_store
         .check(Check::new("api", &Key::from_u64(1), &quota, 1))
         .await
