@@ -146,6 +146,9 @@ mod client_ip;
 mod key;
 mod memory;
 mod quota;
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub mod redis;
 mod service;
 mod store;
 

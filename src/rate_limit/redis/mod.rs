@@ -1,0 +1,806 @@
+//! A Redis store for the rate limiter: the same GCRA as the
+//! [`MemoryStore`], atomic in Redis (one node or a
+//! Cluster), so N replicas share one quota.
+//!
+//! [`RedisStore`] implements [`RateLimitStore`]; give it to a
+//! [`Policy`](super::Policy) with [`Policy::store`](super::Policy::store).
+//!
+//! # How a check runs
+//!
+//! * One Lua script per check, atomic: it reads the key's TAT, applies the
+//!   formulas of [`gcra`](super::gcra) with the time of Redis (`TIME`, so
+//!   replicas need no synchronised clocks), stores the new TAT with `PX` so
+//!   the key expires by itself when its bucket is full again, and returns
+//!   allowed / remaining / reset / retry-after: the same decision, `r`, `t`
+//!   and `Retry-After` as the memory store for the same quota and schedule.
+//! * The script is sent with `EVALSHA`; on `NOSCRIPT` (after `SCRIPT FLUSH`,
+//!   a restart or a failover) it is loaded again and retried.
+//! * The key is `<prefix>:{<key>}:<policy>` — the per-application
+//!   [prefix](RedisStoreBuilder::key_prefix), the [`Key`]'s
+//!   `Display` form inside a Cluster hash tag, and the policy's name, so
+//!   policies sharing one store never share a bucket. It is passed in
+//!   `KEYS[1]`, so the script runs on Redis Cluster.
+//! * Every call has a [timeout](RedisStoreBuilder::timeout) (5 ms by
+//!   default): no request waits on a slow Redis longer than that.
+//!   Concurrent checks share one multiplexed, pipelined connection (a
+//!   `redis` `ConnectionManager`, or the Cluster connection), which
+//!   reconnects by itself.
+//! * Once a key is limited, later requests for it are denied locally until
+//!   its `Retry-After` passes, without a round trip (a bounded
+//!   [deny cache](RedisStoreBuilder::deny_cache_capacity)).
+//!
+//! # When Redis fails
+//!
+//! Building the store never connects: it connects on its first check (in
+//! the background; a check needs a tokio runtime) and uses Redis as soon as
+//! it answers. Redis unreachable at start-up is handled like Redis going
+//! down later. A failed or timed-out call is counted
+//! ([`RedisStore::failures`], and `tower_edge.rate_limit.store.errors` with
+//! feature `otel`), logged once per outage, and for
+//! [`retry_interval`](RedisStoreBuilder::retry_interval) (250 ms) later
+//! checks do not wait on Redis. What they get depends on
+//! [`RedisFallback`]:
+//!
+//! * [`RedisFallback::Error`] (default): the store reports an error and the
+//!   layer's [`OnStoreError`](super::OnStoreError) decides: fail open (the
+//!   default: the request goes through, counted and logged) or
+//!   [`OnStoreError::Reject`](super::OnStoreError::Reject) (fail closed: 503
+//!   problem+json, gRPC 14 `UNAVAILABLE`);
+//! * [`RedisFallback::Memory`]: a local [`MemoryStore`]
+//!   limits each replica on its own until Redis answers again.
+//!
+//! # Default setup
+//!
+//! Building never connects, so these examples run without a Redis; the
+//! first check connects (in a tokio runtime), and
+//! [`RedisStore::ping`] can wait for Redis at start-up if you want to.
+//!
+//! ```
+//! use tower_edge::rate_limit::{Policy, Quota, RateLimitLayer, redis::RedisStore};
+//!
+//! # fn main() -> Result<(), tower_edge::ConfigError> {
+//! let store = RedisStore::new("redis://127.0.0.1:6379")?; // does not connect yet
+//! let layer = RateLimitLayer::builder()
+//!     .policy(Policy::new("api", Quota::per_minute(600)).store(store))
+//!     .build()?;
+//! # let _ = layer; Ok(()) }
+//! ```
+//!
+//! # Customised
+//!
+//! A Cluster, an application prefix, a 20 ms budget, a local limiter while
+//! Redis is away, one store shared by two policies:
+//!
+//! ```
+//! use std::time::Duration;
+//! use tower_edge::rate_limit::{
+//!     ClientIp, Policy, Quota, RateLimitLayer, SubjectOrIp,
+//!     redis::{RedisFallback, RedisStore},
+//! };
+//!
+//! # fn main() -> Result<(), tower_edge::ConfigError> {
+//! let store = RedisStore::cluster_builder([
+//!     "redis://10.0.0.1:6379",
+//!     "redis://10.0.0.2:6379",
+//!     "redis://10.0.0.3:6379",
+//! ])
+//! .key_prefix("billing-api:rl")
+//! .timeout(Duration::from_millis(20))
+//! .fallback(RedisFallback::Memory)
+//! .deny_cache_capacity(50_000)
+//! .build()?;
+//! let layer = RateLimitLayer::builder()
+//!     .policy(Policy::new("burst", "10/s burst 20".parse().unwrap()).key(ClientIp).store(store.clone()))
+//!     .policy(Policy::new("hourly", Quota::per_hour(1000)).key(SubjectOrIp).store(store.clone()))
+//!     .build()?;
+//! assert_eq!(store.failures(), 0);
+//! # let _ = layer; Ok(()) }
+//! ```
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
+use std::time::{Duration, Instant};
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClient;
+use redis::cluster_async::ClusterConnection;
+
+use super::key::Key;
+use super::memory::{DEFAULT_MAX_KEYS, MemoryStore};
+use super::quota::Quota;
+use super::store::{Check, Decision, RateLimitStore, StoreError, StoreFuture};
+use crate::ConfigError;
+
+#[cfg(test)]
+mod tests;
+
+/// The GCRA script (see [`gcra`](super::gcra)).
+const SCRIPT: &str = include_str!("gcra.lua");
+
+/// Default per-call timeout.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(5);
+/// Default key prefix; give each application sharing a Redis its own.
+pub const DEFAULT_KEY_PREFIX: &str = "tower-edge:rl";
+/// Default pause after a failure before checks try Redis again.
+pub const DEFAULT_RETRY_INTERVAL: Duration = Duration::from_millis(250);
+/// Default number of limited keys remembered locally.
+pub const DEFAULT_DENY_CACHE_CAPACITY: usize = 10_000;
+
+const MAX_PREFIX_LEN: usize = 64;
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// What checks get while Redis fails (see the [module docs](self)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum RedisFallback {
+    /// Report the error; the layer's [`OnStoreError`](super::OnStoreError)
+    /// lets the request through (default) or rejects it with 503.
+    #[default]
+    Error,
+    /// Limit locally with a [`MemoryStore`] until Redis answers again
+    /// (each replica then applies the whole quota on its own).
+    Memory,
+}
+
+enum Target {
+    Single(redis::Client),
+    Cluster(Box<ClusterClient>),
+}
+
+#[derive(Clone)]
+enum Conn {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl Conn {
+    async fn run(
+        &mut self,
+        invocation: &redis::ScriptInvocation<'_>,
+    ) -> redis::RedisResult<Vec<i64>> {
+        match self {
+            Self::Single(conn) => invocation.invoke_async(conn).await,
+            Self::Cluster(conn) => invocation.invoke_async(conn).await,
+        }
+    }
+
+    async fn ping(&mut self) -> redis::RedisResult<()> {
+        let cmd = redis::cmd("PING");
+        match self {
+            Self::Single(conn) => cmd.query_async(conn).await,
+            Self::Cluster(conn) => cmd.query_async(conn).await,
+        }
+    }
+}
+
+/// A remembered denial: until `retry_at`, requests of at least `cost` are
+/// denied without asking Redis.
+#[derive(Clone, Copy)]
+struct Denied {
+    retry_at: Instant,
+    reset_at: Instant,
+    remaining: u64,
+    cost: u32,
+}
+
+struct DenyCache {
+    capacity: usize,
+    entries: Mutex<HashMap<Key, Denied>>,
+}
+
+impl DenyCache {
+    fn get(&self, key: &Key, cost: u32, now: Instant) -> Option<Decision> {
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        let entry = *entries.get(key)?;
+        if now >= entry.retry_at {
+            entries.remove(key);
+            return None;
+        }
+        (cost >= entry.cost).then(|| {
+            Decision::denied(
+                entry.remaining,
+                entry.reset_at.saturating_duration_since(now),
+                entry.retry_at - now,
+            )
+        })
+    }
+
+    fn insert(&self, key: Key, cost: u32, decision: &Decision, now: Instant) {
+        if decision.retry_after().is_zero() {
+            return;
+        }
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        if entries.len() >= self.capacity && !entries.contains_key(&key) {
+            entries.retain(|_, e| e.retry_at > now);
+            if entries.len() >= self.capacity {
+                return;
+            }
+        }
+        entries.insert(
+            key,
+            Denied {
+                retry_at: now + decision.retry_after(),
+                reset_at: now + decision.reset(),
+                remaining: decision.remaining(),
+                cost,
+            },
+        );
+    }
+
+    fn remove(&self, key: &Key) {
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        if !entries.is_empty() {
+            entries.remove(key);
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.entries
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+}
+
+struct Shared {
+    target: Target,
+    conn: OnceLock<Conn>,
+    connecting: AtomicBool,
+    script: redis::Script,
+    prefix: Box<str>,
+    timeout: Duration,
+    retry_interval: Duration,
+    fallback: Option<MemoryStore>,
+    deny: Option<DenyCache>,
+    failures: AtomicU64,
+    /// Nanoseconds since `origin` until which checks skip Redis; 0: up.
+    down_until: AtomicU64,
+    down: AtomicBool,
+    origin: Instant,
+    #[cfg(feature = "otel")]
+    metrics: Option<crate::otel::EdgeMetrics>,
+}
+
+/// A [`RateLimitStore`] in Redis; see the [module docs](self).
+///
+/// Cheap to clone; clones share the connection, the counters and the deny
+/// cache.
+#[derive(Clone)]
+pub struct RedisStore {
+    shared: Arc<Shared>,
+}
+
+impl fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = &self.shared;
+        f.debug_struct("RedisStore")
+            .field(
+                "target",
+                &match s.target {
+                    Target::Single(_) => "single",
+                    Target::Cluster(_) => "cluster",
+                },
+            )
+            .field("key_prefix", &s.prefix)
+            .field("timeout", &s.timeout)
+            .field("fallback", &s.fallback.is_some())
+            .field("failures", &s.failures.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`RedisStore`]; from [`RedisStore::builder`] or
+/// [`RedisStore::cluster_builder`].
+pub struct RedisStoreBuilder {
+    nodes: Vec<String>,
+    cluster: bool,
+    prefix: String,
+    timeout: Duration,
+    retry_interval: Duration,
+    fallback: RedisFallback,
+    fallback_max_keys: usize,
+    deny_cache_capacity: usize,
+    #[cfg(feature = "otel")]
+    metrics: Option<crate::otel::EdgeMetrics>,
+}
+
+impl fmt::Debug for RedisStoreBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisStoreBuilder")
+            .field("nodes", &self.nodes.len())
+            .field("cluster", &self.cluster)
+            .field("key_prefix", &self.prefix)
+            .field("timeout", &self.timeout)
+            .field("retry_interval", &self.retry_interval)
+            .field("fallback", &self.fallback)
+            .field("deny_cache_capacity", &self.deny_cache_capacity)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisStoreBuilder {
+    fn with_nodes(nodes: Vec<String>, cluster: bool) -> Self {
+        Self {
+            nodes,
+            cluster,
+            prefix: DEFAULT_KEY_PREFIX.to_owned(),
+            timeout: DEFAULT_TIMEOUT,
+            retry_interval: DEFAULT_RETRY_INTERVAL,
+            fallback: RedisFallback::default(),
+            fallback_max_keys: DEFAULT_MAX_KEYS,
+            deny_cache_capacity: DEFAULT_DENY_CACHE_CAPACITY,
+            #[cfg(feature = "otel")]
+            metrics: None,
+        }
+    }
+
+    /// The prefix of every key (default [`DEFAULT_KEY_PREFIX`]): give each
+    /// application sharing a Redis its own. 1 to 64 printable ASCII
+    /// characters, without spaces, `{` or `}`.
+    pub fn key_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// The most a check waits for Redis, connection included (default
+    /// [`DEFAULT_TIMEOUT`], 5 ms; 1 ms to 60 s).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// How long after a failure checks skip Redis before trying it again
+    /// (default [`DEFAULT_RETRY_INTERVAL`]; zero tries on every check).
+    pub fn retry_interval(mut self, interval: Duration) -> Self {
+        self.retry_interval = interval;
+        self
+    }
+
+    /// What checks get while Redis fails (default [`RedisFallback::Error`]).
+    pub fn fallback(mut self, fallback: RedisFallback) -> Self {
+        self.fallback = fallback;
+        self
+    }
+
+    /// The key cap of the local [`MemoryStore`] of
+    /// [`RedisFallback::Memory`] (default [`DEFAULT_MAX_KEYS`]).
+    pub fn fallback_max_keys(mut self, max_keys: usize) -> Self {
+        self.fallback_max_keys = max_keys;
+        self
+    }
+
+    /// How many limited keys are remembered locally so their requests are
+    /// denied without a round trip until their `Retry-After` passes
+    /// (default [`DEFAULT_DENY_CACHE_CAPACITY`]; 0 turns the cache off).
+    pub fn deny_cache_capacity(mut self, capacity: usize) -> Self {
+        self.deny_cache_capacity = capacity;
+        self
+    }
+
+    /// Reports each failed Redis call to
+    /// `tower_edge.rate_limit.store.errors` with `error.type` `timeout`,
+    /// `connection` or `response`.
+    #[cfg(feature = "otel")]
+    pub fn metrics(mut self, metrics: crate::otel::EdgeMetrics) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// Checks the configuration and builds the store, without connecting.
+    ///
+    /// # Errors
+    ///
+    /// A URL that does not parse (`url`), no Cluster node (`cluster_nodes`),
+    /// a bad `key_prefix`, a `timeout` outside 1 ms..=60 s, a
+    /// `fallback_max_keys` of 0.
+    pub fn build(self) -> Result<RedisStore, ConfigError> {
+        validate_prefix(&self.prefix)?;
+        if self.timeout < Duration::from_millis(1) || self.timeout > Duration::from_secs(60) {
+            return Err(ConfigError::new("timeout", "must be between 1 ms and 60 s"));
+        }
+        if self.fallback_max_keys == 0 {
+            return Err(ConfigError::new("fallback_max_keys", "must be at least 1"));
+        }
+        let target = if self.cluster {
+            if self.nodes.is_empty() {
+                return Err(ConfigError::new(
+                    "cluster_nodes",
+                    "give at least one node URL",
+                ));
+            }
+            let client = ClusterClient::builder(self.nodes.iter().map(String::as_str))
+                .connection_timeout(CONNECT_TIMEOUT)
+                .response_timeout(self.timeout.max(Duration::from_millis(100)))
+                .retries(1)
+                .build()
+                .map_err(|e| ConfigError::new("cluster_nodes", redact(&e)))?;
+            Target::Cluster(Box::new(client))
+        } else {
+            let url = self.nodes.first().map_or("", String::as_str);
+            let client =
+                redis::Client::open(url).map_err(|e| ConfigError::new("url", redact(&e)))?;
+            Target::Single(client)
+        };
+        Ok(RedisStore {
+            shared: Arc::new(Shared {
+                target,
+                conn: OnceLock::new(),
+                connecting: AtomicBool::new(false),
+                script: redis::Script::new(SCRIPT),
+                prefix: self.prefix.into_boxed_str(),
+                timeout: self.timeout,
+                retry_interval: self.retry_interval,
+                fallback: (self.fallback == RedisFallback::Memory).then(|| {
+                    MemoryStore::builder()
+                        .max_keys(self.fallback_max_keys)
+                        .build()
+                }),
+                deny: (self.deny_cache_capacity > 0).then(|| DenyCache {
+                    capacity: self.deny_cache_capacity,
+                    entries: Mutex::new(HashMap::new()),
+                }),
+                failures: AtomicU64::new(0),
+                down_until: AtomicU64::new(0),
+                down: AtomicBool::new(false),
+                origin: Instant::now(),
+                #[cfg(feature = "otel")]
+                metrics: self.metrics,
+            }),
+        })
+    }
+}
+
+/// The error's kind and category only: a URL may carry a password.
+fn redact(error: &redis::RedisError) -> String {
+    format!("invalid Redis URL ({:?})", error.kind())
+}
+
+fn validate_prefix(prefix: &str) -> Result<(), ConfigError> {
+    if prefix.is_empty() || prefix.len() > MAX_PREFIX_LEN {
+        return Err(ConfigError::new(
+            "key_prefix",
+            format!("must be 1 to {MAX_PREFIX_LEN} characters"),
+        ));
+    }
+    if !prefix
+        .bytes()
+        .all(|b| b.is_ascii_graphic() && b != b'{' && b != b'}')
+    {
+        return Err(ConfigError::new(
+            "key_prefix",
+            "must be printable ASCII without spaces, `{` or `}` (braces would break the Cluster hash tag)",
+        ));
+    }
+    Ok(())
+}
+
+/// The Redis key of `key` under `policy`: `<prefix>:{<key>}:<policy>`.
+/// The hash tag is the first `{...}`: the prefix has no brace and a
+/// [`Key`]'s `Display` form neither, so it is always `{<key>}`.
+fn redis_key(prefix: &str, policy: &str, key: &Key) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(prefix.len() + policy.len() + 48);
+    let _ = write!(out, "{prefix}:{{{key}}}:{policy}");
+    out
+}
+
+/// The script's answer `{allowed, remaining, reset_ns, retry_after_ns}`.
+fn parse_reply(reply: &[i64]) -> Result<Decision, StoreError> {
+    let &[allowed, remaining, reset, retry] = reply else {
+        return Err(StoreError::new(format!(
+            "unexpected script reply of {} values",
+            reply.len()
+        )));
+    };
+    let (Ok(remaining), Ok(reset), Ok(retry)) = (
+        u64::try_from(remaining),
+        u64::try_from(reset),
+        u64::try_from(retry),
+    ) else {
+        return Err(StoreError::new("negative value in the script reply"));
+    };
+    let reset = Duration::from_nanos(reset);
+    match allowed {
+        1 => Ok(Decision::allowed(remaining, reset)),
+        0 => Ok(Decision::denied(
+            remaining,
+            reset,
+            Duration::from_nanos(retry),
+        )),
+        other => Err(StoreError::new(format!(
+            "unexpected `allowed` value {other} in the script reply"
+        ))),
+    }
+}
+
+enum Failure {
+    Timeout,
+    Connection(String),
+    Response(redis::RedisError),
+    NoRuntime,
+    Down,
+}
+
+impl Failure {
+    fn kind(&self) -> &'static str {
+        match self {
+            Self::Timeout => "timeout",
+            Self::Connection(_) | Self::NoRuntime | Self::Down => "connection",
+            Self::Response(e) if e.is_io_error() || e.is_connection_dropped() => "connection",
+            Self::Response(_) => "response",
+        }
+    }
+
+    fn into_error(self, timeout: Duration) -> StoreError {
+        match self {
+            Self::Timeout => StoreError::new(format!("Redis did not answer within {timeout:?}")),
+            Self::Connection(message) => StoreError::new(message),
+            Self::Response(e) => StoreError::with_source("Redis call failed", e),
+            Self::NoRuntime => StoreError::new("the Redis store needs a tokio runtime to connect"),
+            Self::Down => StoreError::new("Redis is unavailable; retrying soon"),
+        }
+    }
+}
+
+impl Shared {
+    fn nanos_since_origin(&self) -> u64 {
+        u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    fn is_down(&self) -> bool {
+        let until = self.down_until.load(Ordering::Relaxed);
+        until != 0 && self.nanos_since_origin() < until
+    }
+
+    /// The connection, starting it on first use.
+    fn connection(self: &Arc<Self>) -> Result<Conn, Failure> {
+        if let Some(conn) = self.conn.get() {
+            return Ok(conn.clone());
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return Err(Failure::NoRuntime);
+        };
+        if self.connecting.swap(true, Ordering::AcqRel) {
+            return self
+                .conn
+                .get()
+                .cloned()
+                .ok_or_else(|| Failure::Connection("still connecting to Redis".into()));
+        }
+        match &self.target {
+            Target::Single(client) => {
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(CONNECT_TIMEOUT))
+                    .set_number_of_retries(3)
+                    .set_min_delay(Duration::from_millis(50))
+                    .set_max_delay(Duration::from_millis(500));
+                let manager = {
+                    let _entered = runtime.enter();
+                    ConnectionManager::new_lazy_with_config(client.clone(), config)
+                };
+                let manager = match manager {
+                    Ok(manager) => manager,
+                    Err(e) => {
+                        self.connecting.store(false, Ordering::Release);
+                        return Err(Failure::Response(e));
+                    }
+                };
+                let conn = self.conn.get_or_init(|| Conn::Single(manager)).clone();
+                // Drive the lazy connection now, not on the first request's
+                // budget.
+                let mut warm = conn.clone();
+                runtime.spawn(async move { warm.ping().await });
+                Ok(conn)
+            }
+            Target::Cluster(client) => {
+                let client = ClusterClient::clone(client);
+                let weak = Arc::downgrade(self);
+                runtime.spawn(connect_cluster(client, weak));
+                Err(Failure::Connection(
+                    "connecting to the Redis Cluster".into(),
+                ))
+            }
+        }
+    }
+
+    fn failed(&self, failure: &Failure) {
+        if !matches!(failure, Failure::Down) {
+            self.failures.fetch_add(1, Ordering::Relaxed);
+            #[cfg(feature = "otel")]
+            if let Some(metrics) = &self.metrics {
+                metrics.store_error(failure.kind());
+            }
+            if !self.retry_interval.is_zero() {
+                let until = self
+                    .nanos_since_origin()
+                    .saturating_add(
+                        u64::try_from(self.retry_interval.as_nanos()).unwrap_or(u64::MAX),
+                    )
+                    .max(1);
+                self.down_until.store(until, Ordering::Relaxed);
+            }
+        }
+        if !self.down.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                error.type = failure.kind(),
+                fallback = if self.fallback.is_some() { "memory" } else { "error" },
+                "rate limit: Redis store unavailable; logged once until it answers again"
+            );
+        }
+    }
+
+    fn answered(&self) {
+        if self.down.load(Ordering::Relaxed) {
+            self.down_until.store(0, Ordering::Relaxed);
+            if self.down.swap(false, Ordering::Relaxed) {
+                tracing::info!("rate limit: Redis store answers again");
+            }
+        }
+    }
+
+    fn fall_back(
+        &self,
+        failure: Failure,
+        local: &Key,
+        quota: &Quota,
+        cost: u32,
+    ) -> Result<Decision, StoreError> {
+        match &self.fallback {
+            Some(memory) => match memory
+                .check(Check::new("", local, quota, cost))
+                .into_ready()
+            {
+                Ok(result) => result,
+                Err(_) => Err(StoreError::new("local fallback did not answer at once")),
+            },
+            None => Err(failure.into_error(self.timeout)),
+        }
+    }
+}
+
+async fn connect_cluster(client: ClusterClient, shared: Weak<Shared>) {
+    let mut pause = Duration::from_millis(50);
+    loop {
+        match tokio::time::timeout(CONNECT_TIMEOUT, client.get_async_connection()).await {
+            Ok(Ok(conn)) => {
+                if let Some(shared) = shared.upgrade() {
+                    let _ = shared.conn.set(Conn::Cluster(conn));
+                }
+                return;
+            }
+            Ok(Err(error)) => tracing::debug!(%error, "rate limit: Redis Cluster connect failed"),
+            Err(_) => tracing::debug!("rate limit: Redis Cluster connect timed out"),
+        }
+        if shared.strong_count() == 0 {
+            return;
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(2));
+    }
+}
+
+impl RedisStore {
+    /// A store on the Redis at `url` (`redis://[user:password@]host:port[/db]`)
+    /// with the defaults; connects on first use.
+    ///
+    /// # Errors
+    ///
+    /// When `url` does not parse (field `url`).
+    pub fn new(url: impl Into<String>) -> Result<Self, ConfigError> {
+        Self::builder(url).build()
+    }
+
+    /// A builder for a store on the Redis at `url`.
+    pub fn builder(url: impl Into<String>) -> RedisStoreBuilder {
+        RedisStoreBuilder::with_nodes(vec![url.into()], false)
+    }
+
+    /// A builder for a store on a Redis Cluster reached through `nodes`
+    /// (some of its nodes' URLs; the rest is discovered).
+    pub fn cluster_builder<I, S>(nodes: I) -> RedisStoreBuilder
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        RedisStoreBuilder::with_nodes(nodes.into_iter().map(Into::into).collect(), true)
+    }
+
+    /// How many calls to Redis failed (timeouts, connection and response
+    /// errors) since the store was built.
+    pub fn failures(&self) -> u64 {
+        self.shared.failures.load(Ordering::Relaxed)
+    }
+
+    /// How many limited keys the deny cache remembers now.
+    pub fn denied_keys_cached(&self) -> usize {
+        self.shared.deny.as_ref().map_or(0, DenyCache::len)
+    }
+
+    /// Sends a `PING` within `timeout` (a readiness probe; also starts the
+    /// connection). Does not count as a failure.
+    ///
+    /// # Errors
+    ///
+    /// When Redis does not answer in time, or no tokio runtime runs.
+    pub async fn ping(&self, timeout: Duration) -> Result<(), StoreError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            match self.shared.connection() {
+                Ok(mut conn) => {
+                    return match tokio::time::timeout_at(deadline, conn.ping()).await {
+                        Ok(Ok(())) => {
+                            self.shared.answered();
+                            Ok(())
+                        }
+                        Ok(Err(e)) => Err(StoreError::with_source("Redis PING failed", e)),
+                        Err(_) => Err(StoreError::new("Redis did not answer PING in time")),
+                    };
+                }
+                Err(Failure::Connection(_)) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                Err(failure) => return Err(failure.into_error(timeout)),
+            }
+        }
+    }
+}
+
+impl RateLimitStore for RedisStore {
+    fn check(&self, check: Check<'_>) -> StoreFuture {
+        let shared = &self.shared;
+        let local = Key::from_bytes(check.policy.as_bytes()).combine(*check.key);
+        if let Some(deny) = &shared.deny
+            && let Some(decision) = deny.get(&local, check.cost, Instant::now())
+        {
+            return StoreFuture::ready(Ok(decision));
+        }
+        let quota = *check.quota;
+        let cost = check.cost;
+        if shared.is_down() {
+            return StoreFuture::ready(shared.fall_back(Failure::Down, &local, &quota, cost));
+        }
+        let conn = match shared.connection() {
+            Ok(conn) => conn,
+            Err(failure) => {
+                shared.failed(&failure);
+                return StoreFuture::ready(shared.fall_back(failure, &local, &quota, cost));
+            }
+        };
+        let key = redis_key(&shared.prefix, check.policy, check.key);
+        let shared = Arc::clone(shared);
+        StoreFuture::boxed(async move {
+            let mut conn = conn;
+            let mut invocation = shared.script.key(key);
+            invocation
+                .arg(quota.interval_nanos().max(1))
+                .arg(quota.tolerance_nanos())
+                .arg(cost)
+                .arg(quota.burst());
+            let outcome = tokio::time::timeout(shared.timeout, conn.run(&invocation)).await;
+            let failure = match outcome {
+                Ok(Ok(reply)) => match parse_reply(&reply) {
+                    Ok(decision) => {
+                        shared.answered();
+                        if let Some(deny) = &shared.deny {
+                            if decision.is_allowed() {
+                                // A cheaper request fitted: a cached denial of
+                                // this key is stale now.
+                                deny.remove(&local);
+                            } else {
+                                deny.insert(local, cost, &decision, Instant::now());
+                            }
+                        }
+                        return Ok(decision);
+                    }
+                    Err(error) => Failure::Connection(error.to_string()),
+                },
+                Ok(Err(error)) => Failure::Response(error),
+                Err(_) => Failure::Timeout,
+            };
+            shared.failed(&failure);
+            shared.fall_back(failure, &local, &quota, cost)
+        })
+    }
+}

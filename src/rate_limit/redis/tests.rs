@@ -1,0 +1,185 @@
+use super::*;
+
+#[test]
+fn keys_carry_prefix_hash_tag_and_policy() {
+    let ip = Key::ip("192.0.2.1".parse().unwrap());
+    assert_eq!(
+        redis_key("app:rl", "burst", &ip),
+        "app:rl:{ip:192.0.2.1}:burst"
+    );
+    let v6 = Key::ip_grouped("2001:db8::1".parse().unwrap(), 64);
+    assert_eq!(redis_key("a", "p", &v6), "a:{ip:2001:db8::}:p");
+    assert_eq!(redis_key("a", "p", &Key::global()), "a:{global}:p");
+    assert_eq!(
+        redis_key("a", "p", &Key::from_u64(0xab)),
+        "a:{h:00000000000000ab}:p"
+    );
+    // A policy name with braces comes after the tag: the tag stays the key.
+    let key = redis_key("a", "we{ir}d", &Key::unknown());
+    assert_eq!(hash_tag(&key), "unknown");
+    // Two policies, one client: different keys, same slot.
+    let a = redis_key("a", "burst", &ip);
+    let b = redis_key("a", "hourly", &ip);
+    assert_ne!(a, b);
+    assert_eq!(hash_tag(&a), hash_tag(&b));
+}
+
+/// The part of a key Redis Cluster hashes (its hash-tag rule).
+fn hash_tag(key: &str) -> &str {
+    if let Some(open) = key.find('{')
+        && let Some(len) = key[open + 1..].find('}')
+        && len > 0
+    {
+        return &key[open + 1..open + 1 + len];
+    }
+    key
+}
+
+#[test]
+fn prefix_is_validated_naming_the_field() {
+    for bad in [
+        "",
+        "has space",
+        "br{ace",
+        "br}ace",
+        "tab\t",
+        "é",
+        &"x".repeat(65),
+    ] {
+        let err = RedisStore::builder("redis://127.0.0.1")
+            .key_prefix(bad)
+            .build()
+            .unwrap_err();
+        assert_eq!(err.field(), "key_prefix", "{bad:?}");
+    }
+    assert!(
+        RedisStore::builder("redis://127.0.0.1")
+            .key_prefix("my-app:rl")
+            .build()
+            .is_ok()
+    );
+}
+
+#[test]
+fn bad_configuration_names_the_field() {
+    let field = |b: RedisStoreBuilder| b.build().unwrap_err().field().to_owned();
+    assert_eq!(field(RedisStore::builder("not a url")), "url");
+    assert_eq!(field(RedisStore::builder("http://127.0.0.1")), "url");
+    assert_eq!(
+        field(RedisStore::builder("redis://h").timeout(Duration::ZERO)),
+        "timeout"
+    );
+    assert_eq!(
+        field(RedisStore::builder("redis://h").timeout(Duration::from_secs(61))),
+        "timeout"
+    );
+    assert_eq!(
+        field(RedisStore::builder("redis://h").fallback_max_keys(0)),
+        "fallback_max_keys"
+    );
+    assert_eq!(
+        field(RedisStore::cluster_builder(Vec::<String>::new())),
+        "cluster_nodes"
+    );
+    // A password in the URL never reaches the message.
+    let err = RedisStore::builder("redis://:s3cret@h:notaport")
+        .build()
+        .unwrap_err();
+    assert!(!err.to_string().contains("s3cret"), "{err}");
+}
+
+#[test]
+fn script_replies_become_decisions() {
+    let ms = Duration::from_millis;
+    assert_eq!(
+        parse_reply(&[1, 4, 100_000_000, 0]).unwrap(),
+        Decision::allowed(4, ms(100))
+    );
+    assert_eq!(
+        parse_reply(&[0, 0, 300_000_000, 100_000_000]).unwrap(),
+        Decision::denied(0, ms(300), ms(100))
+    );
+    for bad in [
+        &[][..],
+        &[1, 2, 3],
+        &[1, 2, 3, 4, 5],
+        &[2, 0, 0, 0],
+        &[1, -1, 0, 0],
+        &[0, 0, -5, 0],
+        &[0, 0, 0, -1],
+    ] {
+        assert!(parse_reply(bad).is_err(), "{bad:?}");
+    }
+}
+
+// Building never connects and needs no runtime; a check outside a runtime
+// is a store error (the layer's failure policy applies), not a panic.
+#[test]
+fn builds_and_fails_cleanly_without_a_runtime() {
+    let store = RedisStore::new("redis://127.0.0.1:1").unwrap();
+    let quota = Quota::per_second(1);
+    let result = store
+        .check(Check::new("p", &Key::global(), &quota, 1))
+        .into_ready()
+        .expect("answered at once");
+    assert!(result.unwrap_err().to_string().contains("tokio runtime"));
+    assert_eq!(store.failures(), 1);
+}
+
+#[test]
+fn fallback_memory_limits_locally_per_policy() {
+    let store = RedisStore::builder("redis://127.0.0.1:1")
+        .fallback(RedisFallback::Memory)
+        .build()
+        .unwrap();
+    let quota = Quota::per_hour(2);
+    let check = |policy| {
+        store
+            .check(Check::new(policy, &Key::global(), &quota, 1))
+            .into_ready()
+            .expect("answered at once")
+            .unwrap()
+    };
+    assert_eq!(check("a").remaining(), 1);
+    assert_eq!(check("a").remaining(), 0);
+    assert!(!check("a").is_allowed());
+    // Another policy has its own local bucket.
+    assert!(check("b").is_allowed());
+}
+
+#[test]
+fn deny_cache_answers_until_retry_after_and_is_bounded() {
+    let cache = DenyCache {
+        capacity: 2,
+        entries: Mutex::new(HashMap::new()),
+    };
+    let now = Instant::now();
+    let denied = Decision::denied(0, Duration::from_secs(3), Duration::from_secs(1));
+    cache.insert(Key::from_u64(1), 1, &denied, now);
+    let hit = cache
+        .get(&Key::from_u64(1), 1, now + Duration::from_millis(400))
+        .unwrap();
+    assert!(!hit.is_allowed());
+    assert_eq!(hit.retry_after(), Duration::from_millis(600));
+    assert_eq!(hit.reset(), Duration::from_millis(2600));
+    // A cheaper request may fit: ask Redis.
+    cache.insert(Key::from_u64(2), 3, &denied, now);
+    assert!(cache.get(&Key::from_u64(2), 1, now).is_none());
+    assert!(cache.get(&Key::from_u64(2), 3, now).is_some());
+    // Full: a third key is not remembered.
+    cache.insert(Key::from_u64(3), 1, &denied, now);
+    assert_eq!(cache.len(), 2);
+    assert!(cache.get(&Key::from_u64(3), 1, now).is_none());
+    // Once Retry-After passed, the entry is gone and room is made.
+    assert!(
+        cache
+            .get(&Key::from_u64(1), 1, now + Duration::from_secs(1))
+            .is_none()
+    );
+    cache.insert(Key::from_u64(3), 1, &denied, now + Duration::from_secs(1));
+    assert!(
+        cache
+            .get(&Key::from_u64(3), 1, now + Duration::from_secs(1))
+            .is_some()
+    );
+}
