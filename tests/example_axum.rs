@@ -392,3 +392,47 @@ fn a_bad_trusted_proxy_fails_at_build_time() {
     let err = example::app(&config).unwrap_err();
     assert!(err.to_string().contains("trusted_proxies"), "{err}");
 }
+
+/// `REDIS_URL`: two replicas of the example on one Redis share one
+/// per-client quota (needs Redis on 127.0.0.1:6379, feature `redis`).
+#[cfg(feature = "redis")]
+#[tokio::test]
+async fn two_replicas_on_one_redis_share_the_quota() {
+    use tower_edge::rate_limit::redis::{RedisFallback, RedisStore};
+
+    let store = RedisStore::builder("redis://127.0.0.1:6379")
+        .key_prefix(format!("example-axum-test:{}", std::process::id()))
+        .timeout(Duration::from_secs(2))
+        .fallback(RedisFallback::Error)
+        .build()
+        .unwrap();
+    if let Err(err) = store.ping(Duration::from_secs(2)).await {
+        panic!(
+            "this test needs Redis on 127.0.0.1:6379 ({err}): run `redis-server` (apt-get install redis-server)"
+        );
+    }
+    let mut config = config();
+    config.rate_limit = Quota::per_hour(4).with_burst(4);
+    config.flood_guard = common::flood_guard_for(config.rate_limit);
+    config.redis = Some(store);
+    let replica_a = serve(&config).await;
+    let replica_b = serve(&config).await;
+    let token = common::token(
+        &config,
+        "redis-user",
+        "products:read",
+        Duration::from_secs(60),
+    );
+
+    let mut statuses = Vec::new();
+    for i in 0..6 {
+        let replica = if i % 2 == 0 { replica_a } else { replica_b };
+        let res = call("GET", "/me").bearer(&token).send(replica).await;
+        statuses.push(res.status().as_u16());
+    }
+    assert_eq!(
+        statuses,
+        [200, 200, 200, 200, 429, 429],
+        "one quota across both replicas"
+    );
+}

@@ -55,6 +55,15 @@ pub struct Config {
     /// `TRUSTED_PROXIES`: comma-separated CIDRs whose `X-Forwarded-For` is
     /// believed.
     pub trusted_proxies: Vec<String>,
+    /// `JWT_JWKS_URL`: verify tokens with the identity provider's rotating
+    /// keys (RS256, PS256, ES256, EdDSA) instead of `JWT_SECRET`
+    /// (feature `jwks`).
+    #[cfg(feature = "jwks")]
+    pub jwks: Option<tower_edge::jwt_auth::jwks::JwksKeySource>,
+    /// `REDIS_URL`: keep the rate-limit buckets in Redis, shared by every
+    /// replica, instead of in this process (feature `redis`).
+    #[cfg(feature = "redis")]
+    pub redis: Option<tower_edge::rate_limit::redis::RedisStore>,
 }
 
 impl Default for Config {
@@ -68,6 +77,10 @@ impl Default for Config {
             rate_limit,
             flood_guard: flood_guard_for(rate_limit),
             trusted_proxies: Vec::new(),
+            #[cfg(feature = "jwks")]
+            jwks: None,
+            #[cfg(feature = "redis")]
+            redis: None,
         }
     }
 }
@@ -112,13 +125,38 @@ impl Config {
         if let Some(proxies) = var("TRUSTED_PROXIES") {
             config.trusted_proxies = proxies.split(',').map(|p| p.trim().to_owned()).collect();
         }
-        for unwired in ["JWT_JWKS_URL", "REDIS_URL"] {
-            if var(unwired).is_some() {
-                println!("note: {unwired} is set but not wired in this build; ignoring it");
-            }
+        #[cfg(feature = "jwks")]
+        if let Some(url) = var("JWT_JWKS_URL") {
+            // Starts at once; tokens get 401 until the first keys arrive.
+            let keys = tower_edge::jwt_auth::jwks::JwksKeySource::from_jwks_url(url.as_str())
+                .build_lazy()?;
+            println!(
+                "JWT: keys from the JWKS at {url} (the development token below will not be accepted)"
+            );
+            config.jwks = Some(keys);
+        }
+        #[cfg(not(feature = "jwks"))]
+        if var("JWT_JWKS_URL").is_some() {
+            println!("note: JWT_JWKS_URL needs `--features jwks`; ignoring it");
+        }
+        #[cfg(feature = "redis")]
+        if let Some(url) = var("REDIS_URL") {
+            use tower_edge::rate_limit::redis::{RedisFallback, RedisStore};
+            // Never connects here: a Redis that is down at start-up is
+            // treated like one that fails later (local buckets meanwhile).
+            let store = RedisStore::builder(url.as_str())
+                .key_prefix("tower-edge-example:rl")
+                .fallback(RedisFallback::Memory)
+                .build()?;
+            println!("rate limits: buckets in Redis (shared by every replica)");
+            config.redis = Some(store);
+        }
+        #[cfg(not(feature = "redis"))]
+        if var("REDIS_URL").is_some() {
+            println!("note: REDIS_URL needs `--features redis`; ignoring it");
         }
         println!(
-            "JWT: HS256, issuer {:?}, audience {:?}",
+            "JWT: issuer {:?}, audience {:?}",
             config.jwt_issuer, config.jwt_audience
         );
         println!(
@@ -129,11 +167,23 @@ impl Config {
     }
 }
 
-/// The JWT layer: HS256 with `jwt_secret`, issuer and audience required.
-/// (A JWKS key source would replace `.key(...)` with `.key_source(...)`.)
+/// The JWT layer: HS256 with `jwt_secret` (or the JWKS of `JWT_JWKS_URL`),
+/// issuer and audience required.
 pub fn auth_layer(config: &Config, mode: AuthMode) -> Result<JwtAuthLayer, ConfigError> {
-    JwtAuthLayer::builder()
-        .key(VerificationKey::hmac(Algorithm::HS256, &config.jwt_secret)?)
+    let builder = JwtAuthLayer::builder();
+    #[cfg(feature = "jwks")]
+    let builder = match &config.jwks {
+        Some(keys) => builder.key_source(keys.clone()).algorithms([
+            Algorithm::RS256,
+            Algorithm::PS256,
+            Algorithm::ES256,
+            Algorithm::EdDSA,
+        ]),
+        None => builder.key(VerificationKey::hmac(Algorithm::HS256, &config.jwt_secret)?),
+    };
+    #[cfg(not(feature = "jwks"))]
+    let builder = builder.key(VerificationKey::hmac(Algorithm::HS256, &config.jwt_secret)?);
+    builder
         .issuer(config.jwt_issuer.as_str())
         .audience(config.jwt_audience.as_str())
         .realm(REALM)
@@ -141,9 +191,14 @@ pub fn auth_layer(config: &Config, mode: AuthMode) -> Result<JwtAuthLayer, Confi
         .build()
 }
 
-/// Where one policy's buckets live: in this process. (A Redis store,
-/// shared by every replica, would be returned here.)
-pub fn rate_limit_store(_config: &Config) -> Arc<dyn RateLimitStore> {
+/// Where one policy's buckets live: in Redis when `REDIS_URL` is set (one
+/// quota for all replicas), else in this process.
+pub fn rate_limit_store(config: &Config) -> Arc<dyn RateLimitStore> {
+    #[cfg(feature = "redis")]
+    if let Some(redis) = &config.redis {
+        return Arc::new(redis.clone());
+    }
+    let _ = config;
     Arc::new(MemoryStore::new())
 }
 
