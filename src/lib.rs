@@ -38,23 +38,59 @@
 //! * **cache_headers** innermost: it sees the handler's real response and
 //!   never turns a 401 or 429 into a 304.
 //!
-//! ## Example
+//! ## Example: the default layers in the recommended order
 //!
 //! ```
-//! # #[cfg(feature = "correlation-id")] {
-//! use http::{Request, Response};
-//! use tower::{ServiceBuilder, ServiceExt};
-//! use tower_edge::ServiceBuilderExt;
+//! # #[cfg(all(feature = "jwt-auth", feature = "rate-limit", feature = "cache-headers", feature = "correlation-id"))] {
+//! use std::net::SocketAddr;
+//! use std::time::Duration;
 //!
-//! # #[tokio::main(flavor = "current_thread")] async fn main() {
-//! let service = ServiceBuilder::new()
-//!     .correlation_id()
-//!     .service_fn(|_req: Request<String>| async {
-//!         Ok::<_, std::convert::Infallible>(Response::new(String::from("hello")))
-//!     });
-//! let response = service.oneshot(Request::new(String::new())).await.unwrap();
+//! use bytes::Bytes;
+//! use http::{Request, Response, StatusCode};
+//! use http_body_util::Full;
+//! use tower::{ServiceBuilder, ServiceExt};
+//! use tower_edge::cache_headers::{CacheControl, CacheHeadersLayer, CacheRule};
+//! use tower_edge::correlation::CorrelationIdLayer;
+//! use tower_edge::jwt_auth::{Algorithm, AuthMode, JwtAuthLayer, VerificationKey};
+//! use tower_edge::rate_limit::{ClientIp, PeerAddr, Policy, Quota, RateLimitLayer, SubjectOrIp};
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let secret = b"a-development-secret-of-32-bytes!";
+//! let stack = ServiceBuilder::new()
+//!     .layer(CorrelationIdLayer::new())
+//!     // A coarse flood guard per IP, well above any client's quota.
+//!     .layer(RateLimitLayer::builder()
+//!         .policy(Policy::new("ip", "6000/min burst 600".parse()?).key(ClientIp))
+//!         .build()?)
+//!     .layer(JwtAuthLayer::builder()
+//!         .key(VerificationKey::hmac(Algorithm::HS256, secret)?)
+//!         .issuer("https://idp.example.com/")
+//!         .audience("my-api")
+//!         .mode(AuthMode::Optional) // public routes stay public
+//!         .build()?)
+//!     // Each client's quota: by subject with a token, by IP without.
+//!     .layer(RateLimitLayer::builder()
+//!         .policy(Policy::new("client", Quota::per_minute(600).with_burst(60)).key(SubjectOrIp))
+//!         .build()?)
+//!     .layer(CacheHeadersLayer::builder()
+//!         .rule(CacheRule::new(CacheControl::new().public().max_age(Duration::from_secs(60)))
+//!             .path_prefix("/products"))
+//!         .build()?);
+//!
+//! let service = stack.service_fn(|_req: Request<Full<Bytes>>| async {
+//!     Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::from_static(b"[]"))))
+//! });
+//!
+//! let mut request = Request::get("/products").body(Full::default())?;
+//! // Servers insert the TCP peer (axum: `ConnectInfo`, see `rate_limit`).
+//! request.extensions_mut().insert(PeerAddr(SocketAddr::from(([192, 0, 2, 7], 50000))));
+//! let response = service.oneshot(request).await?;
+//! assert_eq!(response.status(), StatusCode::OK);
 //! assert!(response.headers().contains_key("x-request-id"));
-//! # }
+//! assert!(response.headers().contains_key("etag"));
+//! assert_eq!(response.headers()["cache-control"], "public, max-age=60");
+//! assert_eq!(response.headers().get_all("ratelimit-policy").iter().count(), 2);
+//! # Ok(()) }
 //! # }
 //! ```
 #![cfg_attr(docsrs, feature(doc_cfg))]
