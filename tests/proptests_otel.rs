@@ -180,3 +180,20 @@ proptest! {
         }
     }
 }
+
+// Regression (found by the property above): a `tracestate` line that is not
+// ASCII text made only that line disappear, and the other lines were kept
+// as if the list were valid. The whole list is invalid and dropped.
+#[test]
+fn a_non_ascii_tracestate_line_drops_the_whole_list() {
+    let parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let lines = [
+        HeaderValue::from_bytes("k=caf\u{e9}".as_bytes()).unwrap(),
+        HeaderValue::from_static("a=1"),
+    ];
+    let (trace_id, state) = send(Some(HeaderValue::from_static(parent)), &lines);
+    assert_eq!(trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
+    assert_eq!(state, "");
+    let (_, state) = send(Some(HeaderValue::from_static(parent)), &lines[1..]);
+    assert_eq!(state, "a=1");
+}
