@@ -121,7 +121,12 @@ async fn a_service_error_propagates_through_the_whole_stack() {
     let secret = b"an HS256 secret of at least 32 bytes!";
     let service = ServiceBuilder::new()
         .layer(CorrelationIdLayer::new())
-        .layer(OtelLayer::builder().tracer_provider(&provider).build().unwrap())
+        .layer(
+            OtelLayer::builder()
+                .tracer_provider(&provider)
+                .build()
+                .unwrap(),
+        )
         .layer(RateLimitLayer::new(Quota::per_second(100)))
         .layer(
             JwtAuthLayer::builder()
@@ -131,9 +136,9 @@ async fn a_service_error_propagates_through_the_whole_stack() {
                 .unwrap(),
         )
         .layer(CacheHeadersLayer::new())
-        .service_fn(|_req: Request<String>| async move {
-            Err::<Response<String>, _>(HandlerError)
-        });
+        .service_fn(
+            |_req: Request<String>| async move { Err::<Response<String>, _>(HandlerError) },
+        );
     let error = service.oneshot(get("/")).await.unwrap_err();
     assert_eq!(error.to_string(), "the handler failed");
     // The server span ended, as an error.
@@ -208,7 +213,12 @@ async fn a_failing_body_ends_the_otel_span() {
         .with_simple_exporter(exporter.clone())
         .build();
     let service = ServiceBuilder::new()
-        .layer(OtelLayer::builder().tracer_provider(&provider).build().unwrap())
+        .layer(
+            OtelLayer::builder()
+                .tracer_provider(&provider)
+                .build()
+                .unwrap(),
+        )
         .service_fn(|_req: Request<String>| async move {
             Ok::<_, Infallible>(Response::new(FailingBody {
                 sent: false,
@@ -293,7 +303,10 @@ async fn a_failing_key_source_rejects_with_401() {
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(response.headers()["x-request-id"], "fault-1");
     let challenge = response.headers()["www-authenticate"].to_str().unwrap();
-    assert!(challenge.contains(r#"error="invalid_token""#), "{challenge}");
+    assert!(
+        challenge.contains(r#"error="invalid_token""#),
+        "{challenge}"
+    );
     assert_eq!(refreshes.load(std::sync::atomic::Ordering::SeqCst), 1);
 }
 
@@ -309,17 +322,16 @@ async fn a_key_source_with_the_wrong_algorithm_rejects_with_401() {
         .unwrap(),
     );
     let layer = JwtAuthLayer::builder()
-        .key_source(move |_kid: Option<&str>, _alg: Algorithm| {
-            KeyLookup::Found(Arc::clone(&rsa))
-        })
+        .key_source(move |_kid: Option<&str>, _alg: Algorithm| KeyLookup::Found(Arc::clone(&rsa)))
         .algorithms([Algorithm::HS256, Algorithm::RS256])
         .build()
         .unwrap();
-    let service = ServiceBuilder::new()
-        .layer(layer)
-        .service_fn(|_req: Request<String>| async move {
-            Ok::<_, Infallible>(Response::new(String::new()))
-        });
+    let service =
+        ServiceBuilder::new()
+            .layer(layer)
+            .service_fn(|_req: Request<String>| async move {
+                Ok::<_, Infallible>(Response::new(String::new()))
+            });
     // HS256 MACed with the RSA public key as the secret (CVE-2015-9235 class).
     let token = jsonwebtoken::encode(
         &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),

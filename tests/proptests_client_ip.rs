@@ -53,9 +53,8 @@ fn ip() -> impl Strategy<Value = IpAddr> {
         any::<u128>().prop_map(|n| IpAddr::V6(Ipv6Addr::from(n))),
         // Trusted ones.
         any::<u32>().prop_map(|n| IpAddr::V4(Ipv4Addr::from((n & 0x00ff_ffff) | 0x0a00_0000))),
-        any::<u128>().prop_map(|n| IpAddr::V6(Ipv6Addr::from(
-            (n & !(0xffu128 << 120)) | (0xfdu128 << 120)
-        ))),
+        any::<u128>()
+            .prop_map(|n| IpAddr::V6(Ipv6Addr::from((n & !(0xffu128 << 120)) | (0xfdu128 << 120)))),
         // IPv4-mapped IPv6, trusted or not.
         any::<u32>().prop_map(|n| IpAddr::V6(Ipv4Addr::from(n).to_ipv6_mapped())),
         any::<u32>().prop_map(|n| IpAddr::V6(
@@ -108,23 +107,16 @@ fn expected(peer: IpAddr, lines: &[Vec<Node>]) -> IpAddr {
 }
 
 /// Resolves the client IP of one request through the layer.
-fn resolve(
-    header: ForwardedHeader,
-    peer: IpAddr,
-    name: &str,
-    lines: &[String],
-) -> Option<IpAddr> {
+fn resolve(header: ForwardedHeader, peer: IpAddr, name: &str, lines: &[String]) -> Option<IpAddr> {
     let seen = Arc::new(Mutex::new(None));
     let record = Arc::clone(&seen);
     let layer = RateLimitLayer::builder()
-        .policy(
-            Policy::new("p", Quota::per_second(1000)).key(
-                move |info: &tower_edge::rate_limit::RequestInfo<'_>| {
-                    *record.lock().unwrap() = Some(info.client_ip());
-                    Some(Key::from_bytes(b"k"))
-                },
-            ),
-        )
+        .policy(Policy::new("p", Quota::per_second(1000)).key(
+            move |info: &tower_edge::rate_limit::RequestInfo<'_>| {
+                *record.lock().unwrap() = Some(info.client_ip());
+                Some(Key::from_bytes(b"k"))
+            },
+        ))
         .trusted_proxies(TRUSTED)
         .forwarded_header(header)
         .build()
@@ -137,13 +129,15 @@ fn resolve(
         .extensions_mut()
         .insert(PeerAddr(SocketAddr::new(peer, 4000)));
     for line in lines {
-        request
-            .headers_mut()
-            .append(http::HeaderName::from_bytes(name.as_bytes()).unwrap(), HeaderValue::from_str(line).unwrap());
+        request.headers_mut().append(
+            http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+            HeaderValue::from_str(line).unwrap(),
+        );
     }
-    let response = futures_executor(async move {
-        service.ready().await.unwrap().call(request).await.unwrap()
-    });
+    let response =
+        futures_executor(
+            async move { service.ready().await.unwrap().call(request).await.unwrap() },
+        );
     assert_eq!(response.status(), 200);
     let seen = seen.lock().unwrap().take();
     seen.expect("the key extractor ran")

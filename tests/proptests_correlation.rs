@@ -14,9 +14,9 @@ use tower_edge::correlation::{CorrelationId, CorrelationIdLayer};
 /// `^[A-Za-z0-9._:-]{1,128}$`, written without the crate's helper.
 fn allowed(bytes: &[u8]) -> bool {
     (1..=128).contains(&bytes.len())
-        && bytes
-            .iter()
-            .all(|b| b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._:-".contains(b))
+        && bytes.iter().all(|b| {
+            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._:-".contains(b)
+        })
 }
 
 /// Sends `value` as `x-request-id`; returns (echoed header, the ID the

@@ -18,7 +18,10 @@ use tower_edge::rate_limit::{Global, Key, MemoryStore, Policy, Quota, RateLimitL
 use tower_layer::Layer;
 
 /// A clock the test moves by hand (nanoseconds).
-fn manual_clock() -> (Arc<AtomicU64>, impl Fn() -> Duration + Send + Sync + 'static) {
+fn manual_clock() -> (
+    Arc<AtomicU64>,
+    impl Fn() -> Duration + Send + Sync + 'static,
+) {
     let now = Arc::new(AtomicU64::new(1_000_000_000));
     let read = Arc::clone(&now);
     (now, move || {

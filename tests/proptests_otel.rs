@@ -22,7 +22,11 @@ fn traceparent_ok(value: &[u8]) -> bool {
     let Ok(text) = std::str::from_utf8(value) else {
         return false;
     };
-    let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    let hex = |s: &str, n: usize| {
+        s.len() == n
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    };
     let fields: Vec<&str> = text.split('-').collect();
     if fields.len() < 4 {
         return false;
@@ -94,7 +98,12 @@ fn traceparent() -> impl Strategy<Value = Vec<u8>> {
             prop_oneof![hex(32), Just("0".repeat(32))],
             prop_oneof![hex(16), Just("0".repeat(16))],
             hex(2),
-            prop_oneof![Just(String::new()), Just("-".to_owned()), Just("-x".to_owned()), Just("x".to_owned())],
+            prop_oneof![
+                Just(String::new()),
+                Just("-".to_owned()),
+                Just("-x".to_owned()),
+                Just("x".to_owned())
+            ],
             prop::sample::select(vec!["-", "_", "--"]),
         )
             .prop_map(|(v, t, s, f, tail, sep)| {
@@ -127,7 +136,15 @@ fn member() -> impl Strategy<Value = String> {
 
 fn bad_member() -> impl Strategy<Value = String> {
     prop::sample::select(vec![
-        "Upper=1", "1=x", "k=", "=v", "novalue", "k=a=b", "k=caf\u{e9}", "@s=1", "t@=1",
+        "Upper=1",
+        "1=x",
+        "k=",
+        "=v",
+        "novalue",
+        "k=a=b",
+        "k=caf\u{e9}",
+        "@s=1",
+        "t@=1",
     ])
     .prop_map(str::to_owned)
 }

@@ -35,7 +35,12 @@ fuzz_target!(|data: &[u8]| {
         _ => StatusCode::NO_CONTENT,
     };
     // Lines go round-robin to four request and three response headers.
-    let request_names = [IF_MATCH, IF_NONE_MATCH, IF_MODIFIED_SINCE, IF_UNMODIFIED_SINCE];
+    let request_names = [
+        IF_MATCH,
+        IF_NONE_MATCH,
+        IF_MODIFIED_SINCE,
+        IF_UNMODIFIED_SINCE,
+    ];
     let response_names = [CACHE_CONTROL, ETAG, LAST_MODIFIED];
     let mut request = Request::builder()
         .method(method.clone())
@@ -46,7 +51,9 @@ fuzz_target!(|data: &[u8]| {
     for (i, line) in lines.iter().enumerate() {
         match i % 7 {
             n @ 0..4 => {
-                request.headers_mut().append(request_names[n].clone(), line.clone());
+                request
+                    .headers_mut()
+                    .append(request_names[n].clone(), line.clone());
             }
             n => {
                 response_headers.append(response_names[n - 4].clone(), line.clone());

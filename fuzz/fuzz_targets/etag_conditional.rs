@@ -13,7 +13,12 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let lines = fuzz_support::header_lines(rest);
-    let names = [IF_MATCH, IF_NONE_MATCH, IF_MODIFIED_SINCE, IF_UNMODIFIED_SINCE];
+    let names = [
+        IF_MATCH,
+        IF_NONE_MATCH,
+        IF_MODIFIED_SINCE,
+        IF_UNMODIFIED_SINCE,
+    ];
     let mut headers = HeaderMap::new();
     for (i, line) in lines.iter().enumerate() {
         // The selector spreads lines over the four headers.
@@ -21,7 +26,8 @@ fuzz_target!(|data: &[u8]| {
         headers.append(name.clone(), line.clone());
 
         if let Ok(tag) = ETag::from_header_value(line) {
-            let again = ETag::from_header_value(tag.header_value()).expect("a parsed tag re-parses");
+            let again =
+                ETag::from_header_value(tag.header_value()).expect("a parsed tag re-parses");
             assert_eq!(again, tag);
             assert!(tag.weak_eq(&again));
             assert_eq!(tag.strong_eq(&again), !tag.is_weak());

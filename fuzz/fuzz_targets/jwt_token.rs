@@ -15,7 +15,10 @@ fn layer() -> &'static JwtAuthLayer {
     static LAYER: OnceLock<JwtAuthLayer> = OnceLock::new();
     LAYER.get_or_init(|| {
         JwtAuthLayer::builder()
-            .key(VerificationKey::hmac(Algorithm::HS256, b"fuzz secret of at least 32 bytes!!").unwrap())
+            .key(
+                VerificationKey::hmac(Algorithm::HS256, b"fuzz secret of at least 32 bytes!!")
+                    .unwrap(),
+            )
             .build()
             .unwrap()
     })
@@ -33,7 +36,9 @@ fuzz_target!(|data: &[u8]| {
         let Ok(value) = HeaderValue::from_bytes(&value) else {
             return;
         };
-        request.headers_mut().insert(http::header::AUTHORIZATION, value);
+        request
+            .headers_mut()
+            .insert(http::header::AUTHORIZATION, value);
     } else {
         // The input is one or more whole Authorization lines.
         let lines = fuzz_support::header_lines(rest);
@@ -48,5 +53,7 @@ fuzz_target!(|data: &[u8]| {
         status == StatusCode::UNAUTHORIZED || status == StatusCode::BAD_REQUEST,
         "{status}"
     );
-    assert!(response.headers().contains_key("www-authenticate") || status == StatusCode::BAD_REQUEST);
+    assert!(
+        response.headers().contains_key("www-authenticate") || status == StatusCode::BAD_REQUEST
+    );
 });

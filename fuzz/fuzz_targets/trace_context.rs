@@ -34,7 +34,9 @@ fn valid_traceparent(value: &[u8]) -> bool {
     let Ok(text) = std::str::from_utf8(value) else {
         return false;
     };
-    let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    let hex = |s: &str, n: usize| {
+        s.len() == n && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    };
     let fields: Vec<&str> = text.split('-').collect();
     fields.len() >= 4
         && hex(fields[0], 2)
@@ -60,10 +62,21 @@ fuzz_target!(|data: &[u8]| {
     let mut request = Request::new(());
     for (i, line) in lines.iter().enumerate() {
         // Bits of the selector pick the header of the first lines.
-        let pick = if i < 4 { usize::from((selector >> (2 * i)) & 3) % 3 } else { i % 3 };
-        request.headers_mut().append(names[pick].clone(), line.clone());
+        let pick = if i < 4 {
+            usize::from((selector >> (2 * i)) & 3) % 3
+        } else {
+            i % 3
+        };
+        request
+            .headers_mut()
+            .append(names[pick].clone(), line.clone());
     }
-    let traceparents: Vec<_> = request.headers().get_all("traceparent").iter().cloned().collect();
+    let traceparents: Vec<_> = request
+        .headers()
+        .get_all("traceparent")
+        .iter()
+        .cloned()
+        .collect();
     let service = layer().layer(tower::service_fn(|_req: Request<()>| async {
         let cx = opentelemetry::Context::current();
         let trace_id = cx.span().span_context().trace_id().to_string();

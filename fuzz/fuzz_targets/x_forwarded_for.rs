@@ -11,7 +11,9 @@ use std::sync::OnceLock;
 use http::{HeaderName, Request, Response};
 use libfuzzer_sys::fuzz_target;
 use tower::{Layer, ServiceExt};
-use tower_edge::rate_limit::{ForwardedHeader, Key, PeerAddr, Policy, Quota, RateLimitLayer, RequestInfo};
+use tower_edge::rate_limit::{
+    ForwardedHeader, Key, PeerAddr, Policy, Quota, RateLimitLayer, RequestInfo,
+};
 
 thread_local! {
     static SEEN: Cell<Option<IpAddr>> = const { Cell::new(None) };
@@ -21,10 +23,12 @@ fn layer() -> &'static RateLimitLayer {
     static LAYER: OnceLock<RateLimitLayer> = OnceLock::new();
     LAYER.get_or_init(|| {
         RateLimitLayer::builder()
-            .policy(Policy::new("p", Quota::per_second(1_000_000_000)).key(|info: &RequestInfo<'_>| {
-                SEEN.with(|seen| seen.set(info.client_ip()));
-                Some(Key::from_bytes(b"k"))
-            }))
+            .policy(Policy::new("p", Quota::per_second(1_000_000_000)).key(
+                |info: &RequestInfo<'_>| {
+                    SEEN.with(|seen| seen.set(info.client_ip()));
+                    Some(Key::from_bytes(b"k"))
+                },
+            ))
             .trusted_proxies(["10.0.0.0/8", "fd00::/8"])
             .forwarded_header(ForwardedHeader::XForwardedFor)
             .build()
@@ -43,8 +47,14 @@ fuzz_target!(|data: &[u8]| {
     };
     let lines = fuzz_support::header_lines(rest);
     let mut request = Request::new(());
-    request.extensions_mut().insert(PeerAddr(SocketAddr::new(peer, 4000)));
-    fuzz_support::append_all(request.headers_mut(), &HeaderName::from_static("x-forwarded-for"), &lines);
+    request
+        .extensions_mut()
+        .insert(PeerAddr(SocketAddr::new(peer, 4000)));
+    fuzz_support::append_all(
+        request.headers_mut(),
+        &HeaderName::from_static("x-forwarded-for"),
+        &lines,
+    );
     let service = layer().layer(tower::service_fn(|_req: Request<()>| async {
         Ok::<_, Infallible>(Response::new(()))
     }));

@@ -434,7 +434,11 @@ mod tests {
     fn bracketed_ipv4_mapped_addresses_are_canonical() {
         let c = config(&["10.0.0.0/8"], ForwardedHeader::XForwardedFor);
         let peer = ext("10.0.0.2:1");
-        for line in ["[::ffff:198.51.100.7]:80", "[::ffff:198.51.100.7]", "::ffff:198.51.100.7"] {
+        for line in [
+            "[::ffff:198.51.100.7]:80",
+            "[::ffff:198.51.100.7]",
+            "::ffff:198.51.100.7",
+        ] {
             let h = headers("x-forwarded-for", &[line]);
             assert_eq!(c.resolve(&h, &peer), ip("198.51.100.7"), "{line}");
         }
