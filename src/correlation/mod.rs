@@ -86,6 +86,26 @@
 //!     .unwrap();
 //! # let _ = layer;
 //! ```
+//!
+//! # Panics and service errors
+//!
+//! A panicking handler unwinds through this layer, so its response (and
+//! the ID on it) is lost. Put tower-http's `CatchPanicLayer` **inside** this
+//! layer: it turns the panic into a 500 response, on which this layer then
+//! echoes the ID like on any other response.
+//!
+//! ```text
+//! ServiceBuilder::new()
+//!     .layer(CorrelationIdLayer::new())   // outermost: the 500 gets the ID
+//!     .layer(CatchPanicLayer::new())      // tower_http::catch_panic
+//!     .service(app)
+//! ```
+//!
+//! An `Err` from the inner service is passed through unchanged: there is no
+//! response to put the ID on. hyper answers a service error by closing the
+//! connection without a response (axum's `serve` only accepts infallible
+//! services), so turn errors into responses inside this layer (e.g. axum's
+//! `HandleErrorLayer`) when clients must see the ID.
 
 mod id;
 mod propagate;

@@ -120,9 +120,15 @@ impl<'a> StrictHeaders<'a> {
             _ => false,
         };
         let tracestate = if trace_context {
+            // A line that is not ASCII text is an invalid member: the whole
+            // list goes, not just that line.
+            let all_text = headers
+                .get_all(TRACESTATE)
+                .iter()
+                .all(|v| v.to_str().is_ok());
             let combined = Combined::of(headers, TRACESTATE);
             match combined.get() {
-                Some(s) if !valid_tracestate(s) => Combined::None,
+                Some(s) if !all_text || !valid_tracestate(s) => Combined::None,
                 _ => combined,
             }
         } else {

@@ -246,7 +246,11 @@ fn parse_node(node: &str) -> Option<IpAddr> {
         if !(after.is_empty() || after.strip_prefix(':').is_some_and(is_port)) {
             return None;
         }
-        return ip.parse::<std::net::Ipv6Addr>().ok().map(IpAddr::V6);
+        // `[::ffff:192.0.2.1]` is the IPv4 client, as when written bare.
+        return ip
+            .parse::<std::net::Ipv6Addr>()
+            .ok()
+            .map(|ip| IpAddr::V6(ip).to_canonical());
     }
     if let Ok(ip) = node.parse::<IpAddr>() {
         return Some(ip.to_canonical());
@@ -421,6 +425,26 @@ mod tests {
         let xff = config(&["10.0.0.0/8"], ForwardedHeader::XForwardedFor);
         let h = headers("forwarded", &["for=6.6.6.6"]);
         assert_eq!(xff.resolve(&h, &peer), ip("10.1.1.1"));
+    }
+
+    // Regression (found by tests/proptests_client_ip.rs): an IPv4-mapped
+    // address in brackets is reported as the IPv4 address, like the bare
+    // form, so one client never shows up as two.
+    #[test]
+    fn bracketed_ipv4_mapped_addresses_are_canonical() {
+        let c = config(&["10.0.0.0/8"], ForwardedHeader::XForwardedFor);
+        let peer = ext("10.0.0.2:1");
+        for line in [
+            "[::ffff:198.51.100.7]:80",
+            "[::ffff:198.51.100.7]",
+            "::ffff:198.51.100.7",
+        ] {
+            let h = headers("x-forwarded-for", &[line]);
+            assert_eq!(c.resolve(&h, &peer), ip("198.51.100.7"), "{line}");
+        }
+        let c = config(&["10.0.0.0/8"], ForwardedHeader::Forwarded);
+        let h = headers("forwarded", &["for=\"[::ffff:198.51.100.7]:80\""]);
+        assert_eq!(c.resolve(&h, &peer), ip("198.51.100.7"));
     }
 
     #[test]
