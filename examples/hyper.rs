@@ -9,7 +9,8 @@
 //! it, see [`PeerAddr`]), and running a `tower` stack as a hyper service.
 //!
 //! Routes: `GET /health`, `GET /products`, `GET /products/{id}` (public,
-//! cacheable, ETag and 304), `GET /me` (needs a token).
+//! cacheable, ETag and 304), `PUT /products/{id}` (scope `products:write`,
+//! `If-Match` → 412), `GET /me` (needs a token).
 //!
 //! Environment (all optional): `BIND` (default `127.0.0.1:3001`),
 //! `JWT_SECRET`, `JWT_ISSUER`, `JWT_AUDIENCE`, `RATE_LIMIT`,
@@ -18,7 +19,9 @@
 #[path = "common/mod.rs"]
 pub mod common;
 
+use std::collections::BTreeMap;
 use std::convert::Infallible;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -30,7 +33,9 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tower::{BoxError, Service, ServiceBuilder, ServiceExt};
-use tower_edge::cache_headers::{CacheControl, CacheHeadersLayer, CacheRule};
+use tower_edge::cache_headers::{
+    CacheControl, CacheHeadersLayer, CacheRule, ETag, Preconditions, Representation,
+};
 use tower_edge::correlation::CorrelationIdLayer;
 use tower_edge::jwt_auth::{AuthMode, Scopes};
 use tower_edge::rate_limit::PeerAddr;
@@ -41,11 +46,22 @@ use common::Config;
 
 type Body = http_body_util::combinators::UnsyncBoxBody<Bytes, BoxError>;
 
-const PRODUCTS: [(u64, &str, u64); 2] = [(1, "keyboard", 4_900), (2, "mouse", 2_500)];
+/// The in-memory "database": id → (name, price in cents). The lock is
+/// never held across an `.await`.
+type Products = Arc<RwLock<BTreeMap<u64, (String, u64)>>>;
 
-fn product(&(id, name, price_cents): &(u64, &str, u64)) -> serde_json::Value {
+fn seed() -> Products {
+    let products = [(1, "keyboard", 4_900), (2, "mouse", 2_500)]
+        .map(|(id, name, price_cents)| (id, (name.to_owned(), price_cents)));
+    Arc::new(RwLock::new(BTreeMap::from(products)))
+}
+
+fn product(id: u64, (name, price_cents): &(String, u64)) -> serde_json::Value {
     serde_json::json!({ "id": id, "name": name, "price_cents": price_cents })
 }
+
+/// The largest request body `PUT` reads.
+const MAX_BODY: usize = 16 * 1024;
 
 fn json(status: StatusCode, value: serde_json::Value) -> Response<Body> {
     let mut response = Response::new(
@@ -69,36 +85,111 @@ fn problem(problem: Problem) -> Response<Body> {
 }
 
 /// The application's router: a plain async function.
-async fn route(request: Request<Incoming>) -> Result<Response<Body>, Infallible> {
-    if request.method() != Method::GET && request.method() != Method::HEAD {
-        return Ok(problem(
-            Problem::new(StatusCode::METHOD_NOT_ALLOWED)
-                .with_header(header::ALLOW, http::HeaderValue::from_static("GET, HEAD")),
-        ));
-    }
-    let path = request.uri().path();
-    Ok(match path.strip_prefix("/products") {
-        // The cache layer hashes these bodies into ETags and answers 304.
-        Some("") => json(
-            StatusCode::OK,
-            PRODUCTS.iter().map(product).collect::<serde_json::Value>(),
-        ),
-        Some(rest) if rest.starts_with('/') => {
-            let found = rest[1..]
-                .parse::<u64>()
-                .ok()
-                .and_then(|id| PRODUCTS.iter().find(|p| p.0 == id));
-            match found {
-                Some(found) => json(StatusCode::OK, product(found)),
+async fn route(
+    products: Products,
+    request: Request<Incoming>,
+) -> Result<Response<Body>, Infallible> {
+    let path = request.uri().path().to_owned();
+    let id = path
+        .strip_prefix("/products/")
+        .map(|id| id.parse::<u64>().ok());
+    Ok(match (request.method().clone(), path.as_str(), id) {
+        (Method::PUT, _, Some(Some(id))) => put_product(&products, id, request).await,
+        (Method::GET | Method::HEAD, "/products", _) => {
+            // The cache layer hashes these bodies into ETags and answers 304.
+            let all = products.read().unwrap();
+            json(
+                StatusCode::OK,
+                all.iter().map(|(id, p)| product(*id, p)).collect(),
+            )
+        }
+        (Method::GET | Method::HEAD, _, Some(id)) => {
+            match id.and_then(|id| products.read().unwrap().get(&id).map(|p| product(id, p))) {
+                Some(found) => json(StatusCode::OK, found),
                 None => problem(Problem::new(StatusCode::NOT_FOUND).with_detail("no such product")),
             }
         }
-        _ => match path {
-            "/health" => json(StatusCode::OK, serde_json::json!({ "status": "ok" })),
-            "/me" => me(&request),
-            _ => problem(Problem::new(StatusCode::NOT_FOUND)),
-        },
+        (Method::GET | Method::HEAD, "/health", _) => {
+            json(StatusCode::OK, serde_json::json!({ "status": "ok" }))
+        }
+        (Method::GET | Method::HEAD, "/me", _) => me(&request),
+        (_, "/health" | "/me" | "/products", _) | (_, _, Some(_)) => {
+            problem(Problem::new(StatusCode::METHOD_NOT_ALLOWED).with_header(
+                header::ALLOW,
+                http::HeaderValue::from_static("GET, HEAD, PUT"),
+            ))
+        }
+        _ => problem(Problem::new(StatusCode::NOT_FOUND)),
     })
+}
+
+/// `PUT /products/{id}`: needs scope `products:write`; with `If-Match`, only
+/// when the client's copy is the current one (else 412).
+async fn put_product(products: &Products, id: u64, request: Request<Incoming>) -> Response<Body> {
+    if request.extensions().get::<Subject>().is_none() {
+        return problem(common::token_required());
+    }
+    let can_write = request
+        .extensions()
+        .get::<Scopes>()
+        .is_some_and(|scopes| scopes.contains("products:write"));
+    if !can_write {
+        return problem(
+            Problem::new(StatusCode::FORBIDDEN)
+                .with_detail("the token lacks scope `products:write`")
+                .with_header(
+                    header::WWW_AUTHENTICATE,
+                    http::HeaderValue::from_static(
+                        "Bearer realm=\"tower-edge-example\", error=\"insufficient_scope\", scope=\"products:write\"",
+                    ),
+                ),
+        );
+    }
+    let preconditions = Preconditions::from_request(request.method(), request.headers());
+    // Read the (bounded) body before taking the lock.
+    let body = match http_body_util::Limited::new(request.into_body(), MAX_BODY)
+        .collect()
+        .await
+    {
+        Ok(body) => body.to_bytes(),
+        Err(_) => {
+            return problem(
+                Problem::new(StatusCode::PAYLOAD_TOO_LARGE).with_detail("at most 16 KiB"),
+            );
+        }
+    };
+    #[derive(serde::Deserialize)]
+    struct Update {
+        name: String,
+        price_cents: u64,
+    }
+    let update: Update = match serde_json::from_slice(&body) {
+        Ok(update) => update,
+        Err(err) => {
+            return problem(Problem::new(StatusCode::BAD_REQUEST).with_detail(err.to_string()));
+        }
+    };
+    let mut all = products.write().unwrap();
+    let Some(current) = all.get_mut(&id) else {
+        return problem(Problem::new(StatusCode::NOT_FOUND).with_detail("no such product"));
+    };
+    // The same tag the cache layer gives the GET response: a hash of its body.
+    let etag = ETag::from_content(product(id, current).to_string().as_bytes());
+    if let Err(stop) = preconditions.check(&Representation::new().etag(etag)) {
+        return stop
+            .into_http_response::<Full<Bytes>>()
+            .map(|body| body.map_err(|never| match never {}).boxed_unsync()); // 412
+    }
+    *current = (update.name, update.price_cents);
+    let updated = product(id, current);
+    let mut response = json(StatusCode::OK, updated.clone());
+    response.headers_mut().insert(
+        header::ETAG,
+        ETag::from_content(updated.to_string().as_bytes())
+            .header_value()
+            .clone(),
+    );
+    response
 }
 
 /// Who the token says you are; the JWT layer (optional mode) put the
@@ -134,6 +225,7 @@ pub fn app(
     + 'static,
     ConfigError,
 > {
+    let products = seed();
     Ok(ServiceBuilder::new()
         .layer(CorrelationIdLayer::new())
         .layer(common::flood_guard(config).build()?)
@@ -151,7 +243,7 @@ pub fn app(
                 )
                 .build()?,
         )
-        .service_fn(route))
+        .service_fn(move |request| route(products.clone(), request)))
 }
 
 /// Accepts connections on `listener` until `shutdown`, then drains them.
@@ -217,6 +309,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("  curl -i http://{addr}/products -H 'if-none-match: <etag from above>'     # 304");
     println!("  curl -i http://{addr}/me                                   # 401");
     println!("  curl -i http://{addr}/me -H \"authorization: Bearer $TOKEN\"");
+    println!(
+        "  curl -i -X PUT http://{addr}/products/1 -H \"authorization: Bearer $TOKEN\" -H 'if-match: \"stale\"' -d '{{\"name\":\"k\",\"price_cents\":1}}'   # 412"
+    );
     println!();
     println!("Ctrl-C stops the server gracefully.");
     serve(listener, config, common::shutdown_signal()).await?;

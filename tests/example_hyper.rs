@@ -122,3 +122,93 @@ async fn graceful_shutdown_stops_accepting() {
         .unwrap();
     assert!(tokio::net::TcpStream::connect(addr).await.is_err());
 }
+
+async fn put(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> http::Response<Bytes> {
+    let client = Client::builder(TokioExecutor::new()).build_http::<http_body_util::Full<Bytes>>();
+    let mut req = http::Request::put(format!("http://{addr}{path}"));
+    for (name, value) in headers {
+        req = req.header(*name, *value);
+    }
+    let res = client
+        .request(
+            req.body(http_body_util::Full::new(Bytes::from(body.to_owned())))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let (parts, body) = res.into_parts();
+    http::Response::from_parts(parts, body.collect().await.unwrap().to_bytes())
+}
+
+// RFC 6750 §3.1 (401/403), RFC 9110 §13.1.1 If-Match → 412 and no write.
+#[tokio::test]
+async fn put_needs_the_write_scope_and_honours_if_match() {
+    let config = Config::default();
+    let addr = start(config.clone()).await;
+    let body = r#"{"name":"keyboard v2","price_cents":5100}"#;
+
+    let res = put(addr, "/products/1", &[], body).await;
+    assert_eq!(res.status(), 401);
+    assert!(
+        res.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .starts_with("Bearer")
+    );
+
+    let reader = common::token(
+        &config,
+        "reader",
+        "products:read",
+        std::time::Duration::from_secs(60),
+    );
+    let auth = format!("Bearer {reader}");
+    let res = put(addr, "/products/1", &[("authorization", &auth)], body).await;
+    assert_eq!(res.status(), 403);
+    assert!(
+        res.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains("insufficient_scope")
+    );
+
+    let auth = format!("Bearer {}", common::dev_token(&config));
+    let current = get(addr, "/products/1", &[]).await;
+    let etag = current.headers()["etag"].to_str().unwrap().to_owned();
+
+    let res = put(
+        addr,
+        "/products/1",
+        &[("authorization", &auth), ("if-match", "\"stale\"")],
+        body,
+    )
+    .await;
+    assert_eq!(res.status(), 412);
+    assert_eq!(
+        get(addr, "/products/1", &[]).await.headers()["etag"],
+        etag.as_str(),
+        "no write on 412"
+    );
+
+    let res = put(
+        addr,
+        "/products/1",
+        &[("authorization", &auth), ("if-match", &etag)],
+        body,
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    let after = get(addr, "/products/1", &[]).await;
+    assert_ne!(after.headers()["etag"], etag.as_str());
+    assert_eq!(after.headers()["etag"], res.headers()["etag"]);
+    let product: serde_json::Value = serde_json::from_slice(after.body()).unwrap();
+    assert_eq!(product["name"], "keyboard v2");
+
+    let res = put(addr, "/products/1", &[("authorization", &auth)], "not json").await;
+    assert_eq!(res.status(), 400);
+}
