@@ -5,20 +5,24 @@
 //! e2e_server --stack bare|full [--addr 127.0.0.1:3000]
 //! ```
 //!
-//! `full` wires every tower-edge layer this crate has, outermost first in
-//! the order the crate docs recommend (correlation -> otel ->
-//! rate_limit(by IP) -> jwt_auth -> rate_limit(by user) -> cache_headers ->
-//! handler), each in its default configuration. A layer added to tower-edge
-//! goes into `full_stack` at its place in that order.
+//! `full` wires every default tower-edge layer, outermost first in the
+//! order the crate docs recommend (correlation -> rate_limit(by IP) ->
+//! jwt_auth -> rate_limit(by user) -> cache_headers -> handler). `otel` is
+//! left out: without an SDK installed it measures a no-op exporter, which
+//! says nothing about a real deployment. A layer added to tower-edge goes
+//! into `full_stack` at its place in that order.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use axum::Router;
+use axum::extract::ConnectInfo;
 use axum::routing::get;
 use tower::ServiceBuilder;
 use tower_edge::cache_headers::CacheHeadersLayer;
 use tower_edge::correlation::CorrelationIdLayer;
+use tower_edge::jwt_auth::{Algorithm, AuthMode, JwtAuthLayer, VerificationKey};
+use tower_edge::rate_limit::{ClientIp, Policy, Quota, RateLimitLayer, SubjectOrIp};
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Stack {
@@ -30,10 +34,41 @@ fn app() -> Router {
     Router::new().route("/", get(|| async { "Hello, World!" }))
 }
 
+/// Every default layer in the recommended order. wrk sends anonymous
+/// requests, so JWT auth (optional mode) takes its "no credentials" path;
+/// the quotas are high enough that nothing is ever limited, so both rate
+/// limiters do their full work (key, store, `RateLimit` headers) on every
+/// request.
 fn full_stack(router: Router) -> Router {
+    let peer_ip = |ext: &http::Extensions| {
+        ext.get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(addr)| addr.ip())
+    };
+    let huge = Quota::per_second(1_000_000_000);
+    let flood_guard = RateLimitLayer::builder()
+        .policy(Policy::new("ip", huge).key(ClientIp))
+        .peer_addr_with(peer_ip)
+        .build()
+        .expect("valid flood guard");
+    let per_client = RateLimitLayer::builder()
+        .policy(Policy::new("client", huge).key(SubjectOrIp))
+        .peer_addr_with(peer_ip)
+        .build()
+        .expect("valid per-client limit");
+    let auth = JwtAuthLayer::builder()
+        .key(
+            VerificationKey::hmac(Algorithm::HS256, b"e2e-bench-secret-of-at-least-32-bytes")
+                .expect("valid key"),
+        )
+        .mode(AuthMode::Optional)
+        .build()
+        .expect("valid auth");
     router.layer(
         ServiceBuilder::new()
             .layer(CorrelationIdLayer::new())
+            .layer(flood_guard)
+            .layer(auth)
+            .layer(per_client)
             .layer(CacheHeadersLayer::new()),
     )
 }
@@ -90,7 +125,8 @@ async fn main() -> ExitCode {
         }
     };
     println!("e2e_server: {stack:?} stack listening on http://{addr}/");
-    if let Err(err) = axum::serve(listener, router).await {
+    let service = router.into_make_service_with_connect_info::<SocketAddr>();
+    if let Err(err) = axum::serve(listener, service).await {
         eprintln!("e2e_server: {err}");
         return ExitCode::FAILURE;
     }
