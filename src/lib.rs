@@ -132,6 +132,8 @@ pub mod otel;
 pub mod rate_limit;
 
 mod builder;
+#[cfg(any(feature = "jwt-auth", feature = "rate-limit"))]
+mod sync;
 
 pub use body::ResponseBody;
 pub use builder::ServiceBuilderExt;

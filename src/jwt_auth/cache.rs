@@ -88,9 +88,7 @@ impl<V: Clone> TokenCache<V> {
         let index = (hash >> 32) as usize % SHARDS;
         // A poisoned shard only means a panic elsewhere mid-insert; the map
         // itself is still consistent.
-        self.shards[index]
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        crate::sync::lock(&self.shards[index])
     }
 
     /// The value cached for exactly `token`, if still fresh and verified
@@ -148,7 +146,7 @@ impl<V: Clone> TokenCache<V> {
     pub(crate) fn len(&self) -> usize {
         self.shards
             .iter()
-            .map(|s| s.lock().unwrap_or_else(|p| p.into_inner()).map.len())
+            .map(|s| crate::sync::lock(s).map.len())
             .sum()
     }
 

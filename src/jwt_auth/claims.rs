@@ -175,13 +175,12 @@ pub(crate) struct Anonymous {
 mod axum_impl {
     use axum_core::extract::{FromRequestParts, OptionalFromRequestParts};
     use axum_core::response::{IntoResponse, Response};
-    use http::header::WWW_AUTHENTICATE;
+    use http::HeaderValue;
     use http::request::Parts;
-    use http::{HeaderValue, StatusCode};
 
     use super::{Anonymous, Claims};
     use crate::extract::MissingExtension;
-    use crate::rejection::{Problem, Rejections};
+    use crate::rejection::Rejections;
 
     /// Rejection of the [`Claims`] extractor.
     #[derive(Debug, Clone)]
@@ -210,9 +209,7 @@ mod axum_impl {
         fn into_response(self) -> Response {
             match self {
                 Self::Unauthenticated(challenge) => {
-                    let problem = Problem::new(StatusCode::UNAUTHORIZED)
-                        .with_detail("a bearer token is required")
-                        .with_header(WWW_AUTHENTICATE, challenge);
+                    let problem = crate::jwt_auth::scope::token_required(challenge);
                     Rejections::default()
                         .http_response::<axum_core::body::Body>(problem)
                         .map(axum_core::body::Body::new)

@@ -78,6 +78,14 @@ impl ScopeRule {
     }
 }
 
+/// The 401 for a request that reached a route needing a token without one
+/// (optional mode let it through the authentication layer).
+pub(crate) fn token_required(challenge: HeaderValue) -> Problem {
+    Problem::new(StatusCode::UNAUTHORIZED)
+        .with_detail("a bearer token is required")
+        .with_header(WWW_AUTHENTICATE, challenge)
+}
+
 struct ScopeConfig {
     rule: ScopeRule,
     anonymous: HeaderValue,
@@ -234,9 +242,7 @@ where
                     .extensions()
                     .get::<Anonymous>()
                     .map_or_else(|| config.anonymous.clone(), |a| a.challenge.clone());
-                Problem::new(StatusCode::UNAUTHORIZED)
-                    .with_detail("a bearer token is required")
-                    .with_header(WWW_AUTHENTICATE, challenge)
+                token_required(challenge)
             }
         };
         ResponseFuture::reject(config.rejections.respond(problem, request.headers()))

@@ -2,7 +2,9 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::Mutex;
+
+use crate::sync::lock;
 use std::time::Duration;
 
 use super::key::Key;
@@ -148,11 +150,6 @@ impl<C: Clock> MemoryStoreBuilder<C> {
             clock: self.clock,
         }
     }
-}
-
-fn lock(shard: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
-    // A panic while holding the lock cannot leave a TAT half-written.
-    shard.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl<C: Clock> MemoryStore<C> {

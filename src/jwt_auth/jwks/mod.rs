@@ -177,7 +177,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, Weak};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
 use http::Uri;
@@ -186,6 +186,7 @@ use tokio::time::Instant;
 
 use super::key::{Algorithm, KeyLookup, KeyRefresh, KeySource};
 use crate::config::ConfigError;
+use crate::sync::{lock, read, write};
 use fetch::HttpClient;
 use jwk::KeySet;
 
@@ -653,14 +654,6 @@ struct Inner {
     metrics: Option<crate::otel::EdgeMetrics>,
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
-    lock.read().unwrap_or_else(PoisonError::into_inner)
-}
-
 impl Inner {
     fn keys(&self) -> Arc<KeySet> {
         Arc::clone(&read(&self.keys))
@@ -704,7 +697,7 @@ impl Inner {
             Ok((set, ttl, hash)) => {
                 let changed = self.body_hash.swap(hash, Ordering::AcqRel) != hash;
                 let count = set.len();
-                *self.keys.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(set);
+                *write(&self.keys) = Arc::new(set);
                 if changed {
                     self.generation.fetch_add(1, Ordering::AcqRel);
                     lock(&self.negative).kids.clear();
@@ -741,10 +734,7 @@ impl Inner {
             Some(uri) => uri,
             None => {
                 let uri = self.discover().await?;
-                *self
-                    .jwks_uri
-                    .write()
-                    .unwrap_or_else(PoisonError::into_inner) = Some(uri.clone());
+                *write(&self.jwks_uri) = Some(uri.clone());
                 uri
             }
         };

@@ -100,7 +100,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -192,7 +192,7 @@ struct DenyCache {
 
 impl DenyCache {
     fn get(&self, key: &Key, cost: u32, now: Instant) -> Option<Decision> {
-        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut entries = crate::sync::lock(&self.entries);
         let entry = *entries.get(key)?;
         if now >= entry.retry_at {
             entries.remove(key);
@@ -211,7 +211,7 @@ impl DenyCache {
         if decision.retry_after().is_zero() {
             return;
         }
-        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut entries = crate::sync::lock(&self.entries);
         if entries.len() >= self.capacity && !entries.contains_key(&key) {
             entries.retain(|_, e| e.retry_at > now);
             if entries.len() >= self.capacity {
@@ -230,17 +230,14 @@ impl DenyCache {
     }
 
     fn remove(&self, key: &Key) {
-        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut entries = crate::sync::lock(&self.entries);
         if !entries.is_empty() {
             entries.remove(key);
         }
     }
 
     fn len(&self) -> usize {
-        self.entries
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .len()
+        crate::sync::lock(&self.entries).len()
     }
 }
 
