@@ -5,6 +5,10 @@
 # passes nightly-only -Z flags for the sanitizer and coverage).
 #
 #   fuzz/run.sh [seconds] [target...]
+#
+# FUZZ_FLAGS adds cargo-fuzz build flags, e.g. FUZZ_FLAGS="-s none -a" for
+# no sanitizer (our code forbids unsafe; much faster to build and run) with
+# debug assertions and overflow checks on.
 set -euo pipefail
 
 seconds="${1:-60}"
@@ -18,6 +22,7 @@ fi
 
 export RUSTC_BOOTSTRAP="${RUSTC_BOOTSTRAP:-1}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
+read -r -a flags <<<"${FUZZ_FLAGS:-}"
 
 if [ "$#" -gt 0 ]; then
     targets=("$@")
@@ -25,7 +30,7 @@ else
     mapfile -t targets < <(cargo fuzz list)
 fi
 
-cargo fuzz build
+cargo fuzz build "${flags[@]}"
 
 status=0
 printf '%-22s %12s %8s  %s\n' target executions exec/s result
@@ -35,7 +40,7 @@ for target in "${targets[@]}"; do
         cp -n "seeds/$target"/* "corpus/$target/" 2>/dev/null || true
     fi
     log="$(mktemp)"
-    if cargo fuzz run "$target" "corpus/$target" -- \
+    if cargo fuzz run "${flags[@]}" "$target" "corpus/$target" -- \
         -max_total_time="$seconds" -print_final_stats=1 -rss_limit_mb=2048 >"$log" 2>&1; then
         result=ok
     else
