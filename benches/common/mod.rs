@@ -138,8 +138,20 @@ pub fn bench_service<S, B>(
     let (parts, body) = runtime.block_on(round_trip(&mut service, make_request()));
     check(&parts, &body);
 
+    let icount = icount_iters();
+    let mut counted = false;
     group.bench_function(id, |bencher| {
         bencher.iter_custom(|iters| {
+            if let Some(n) = icount {
+                // Instruction-count mode (benches/icount.sh): the first call
+                // runs `n` requests inside `icount_loop`, the only code
+                // callgrind counts; criterion's other calls do nothing.
+                if !counted {
+                    counted = true;
+                    icount_loop(runtime, n, &mut service, &make_request);
+                }
+                return Duration::from_nanos(iters);
+            }
             runtime.block_on(async {
                 let start = Instant::now();
                 for _ in 0..iters {
@@ -149,6 +161,37 @@ pub fn bench_service<S, B>(
                 start.elapsed()
             })
         })
+    });
+}
+
+/// `BENCH_ICOUNT_ITERS`: set by `benches/icount.sh` to count instructions
+/// under callgrind instead of timing.
+fn icount_iters() -> Option<u64> {
+    let value = std::env::var("BENCH_ICOUNT_ITERS").ok()?;
+    Some(value.parse().expect("BENCH_ICOUNT_ITERS is a number"))
+}
+
+/// `n` round trips; `benches/icount.sh` tells callgrind to count only the
+/// instructions executed inside this function.
+/// (A plain function around `block_on`: the poll function of an async fn
+/// would be inlined into the runtime and escape the count.)
+#[inline(never)]
+fn icount_loop<S, B>(
+    runtime: &Runtime,
+    n: u64,
+    service: &mut S,
+    make_request: &impl Fn() -> Request<ReqBody>,
+) where
+    S: Service<Request<ReqBody>, Response = Response<B>>,
+    S::Error: Debug,
+    B: Body,
+    B::Error: Debug,
+{
+    runtime.block_on(async {
+        for _ in 0..n {
+            let request = black_box(make_request());
+            black_box(round_trip(service, request).await);
+        }
     });
 }
 

@@ -411,15 +411,16 @@ where
         request.extensions_mut().insert(id.clone());
 
         let inner = &mut self.inner;
+        let mut id = Some(id);
         let future = {
             let _entered = span.enter();
-            id::enter(&id, || inner.call(request))
+            id::enter(&mut id, || inner.call(request))
         };
         ResponseFuture {
             inner: future,
             span,
-            id: Some(id),
-            config: Arc::clone(&self.config),
+            id,
+            header: config.header.clone(),
         }
     }
 }
@@ -430,8 +431,10 @@ pin_project! {
         #[pin]
         inner: F,
         span: Span,
+        // `None` once the response is out (or while the ID is lent to the
+        // thread-local during a poll).
         id: Option<CorrelationId>,
-        config: Arc<Config>,
+        header: HeaderName,
     }
 }
 
@@ -453,10 +456,7 @@ where
         let this = self.project();
         let _entered = this.span.enter();
         let inner = this.inner;
-        let poll = match this.id {
-            Some(id) => id::enter(id, || inner.poll(cx)),
-            None => inner.poll(cx),
-        };
+        let poll = id::enter(this.id, || inner.poll(cx));
         let mut response = match poll {
             Poll::Pending => return Poll::Pending,
             Poll::Ready(Err(err)) => return Poll::Ready(Err(err)),
@@ -465,7 +465,7 @@ where
         if let Some(id) = this.id.take() {
             response
                 .headers_mut()
-                .insert(this.config.header.clone(), id.into_header_value());
+                .insert(this.header.clone(), id.into_header_value());
         }
         Poll::Ready(Ok(response))
     }
