@@ -7,6 +7,9 @@
 //! cargo bench --bench memory_store
 //! ```
 //!
+//! Under `cargo test --all-targets` (no `--bench` argument) it inserts
+//! 20,000 keys only, as a smoke run.
+//!
 //! Three stores, each measured in a fresh state of this process (one after
 //! the other, the previous one dropped):
 //!
@@ -20,7 +23,13 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use tower_edge::rate_limit::{Key, MemoryStore, Quota};
 
-const KEYS: u32 = 1_000_000;
+fn keys() -> u32 {
+    if std::env::args().any(|a| a == "--bench") {
+        1_000_000
+    } else {
+        20_000
+    }
+}
 
 /// Slow enough that no key's bucket is full again during the run, so the
 /// amortised sweep drops nothing.
@@ -44,8 +53,9 @@ fn nth_ip(n: u32) -> IpAddr {
 }
 
 fn fill(label: &str, store: MemoryStore) {
+    let keys = keys();
     let before = rss_bytes();
-    for n in 0..KEYS {
+    for n in 0..keys {
         let d = store.check_now(&Key::ip(nth_ip(n)), &QUOTA, 1);
         assert!(d.is_allowed());
     }
@@ -53,12 +63,12 @@ fn fill(label: &str, store: MemoryStore) {
     let tracked = store.len();
     let delta = after.saturating_sub(before);
     println!(
-        "{label}: inserted={KEYS} tracked={tracked} rss_before={:.1}MiB rss_after={:.1}MiB \
+        "{label}: inserted={keys} tracked={tracked} rss_before={:.1}MiB rss_after={:.1}MiB \
          delta={:.1}MiB bytes_per_inserted_key={:.1} bytes_per_tracked_key={:.1}",
         before as f64 / 1048576.0,
         after as f64 / 1048576.0,
         delta as f64 / 1048576.0,
-        delta as f64 / f64::from(KEYS),
+        delta as f64 / f64::from(keys),
         delta as f64 / tracked.max(1) as f64,
     );
     black_box(&store);
@@ -74,17 +84,18 @@ fn main() {
     // hashbrown: one control byte per bucket; at most 7/8 of the buckets
     // full, the bucket count a power of two, so after the last growth a
     // table is between 7/16 and 7/8 full.
+    let keys = keys();
     let shards = 64u64;
-    let per_shard = u64::from(KEYS) / shards;
+    let per_shard = u64::from(keys) / shards;
     let buckets = (per_shard * 8 / 7 + 1).next_power_of_two();
     let theoretical = (entry as u64 + 1) * buckets * shards;
     println!(
         "entry: size_of::<Key>()={} size_of::<(Key, u64)>()={entry} (+1 control byte); \
-         1M keys in 64 shards of ~{per_shard} keys -> {buckets} buckets per shard \
+         {keys} keys in 64 shards of ~{per_shard} keys -> {buckets} buckets per shard \
          (load {:.0}%) -> {:.1} bytes/key in the tables",
         std::mem::size_of::<Key>(),
         per_shard as f64 * 100.0 / buckets as f64,
-        theoretical as f64 / f64::from(KEYS),
+        theoretical as f64 / f64::from(keys),
     );
     println!("rss_at_start={:.1}MiB", rss_bytes() as f64 / 1048576.0);
     fill("cap=2M", MemoryStore::builder().max_keys(2_000_000).build());

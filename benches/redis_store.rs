@@ -13,10 +13,14 @@
 //! cargo bench --features redis --bench redis_store -- evalsha-args # what one check sends
 //! ```
 //!
+//! Under `cargo test --all-targets --features redis` it makes a short smoke
+//! run (0.2 s per figure) instead.
+//!
 //! Environment: `REDIS_URL` (default `redis://127.0.0.1:6379`),
 //! `MEASURE_SECS` (3), `WARMUP_SECS` (1), `WORKERS` (tokio worker threads;
 //! default 1 = a current-thread runtime), `INFLIGHT` (comma-separated, default
-//! `1,16,64`).
+//! `1,16,64`), `TIMEOUT_MS` (the store's timeout, default 1000; see
+//! `Config::store`).
 //!
 //! Keys live under `tower-edge-bench:` and are deleted at the end.
 
@@ -42,6 +46,9 @@ struct Config {
     warmup: Duration,
     workers: usize,
     inflight: Vec<usize>,
+    timeout: Duration,
+    /// A smoke run under `cargo test`: also fail on any store error.
+    smoke: bool,
     prefix: String,
 }
 
@@ -55,13 +62,22 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
 }
 
 impl Config {
-    fn from_env() -> Self {
-        let inflight = std::env::var("INFLIGHT").unwrap_or_else(|_| "1,16,64".into());
+    /// `smoke`: run under `cargo test` (no `--bench` argument): a short
+    /// run that only checks the bench works.
+    fn from_env(smoke: bool) -> Self {
+        let (inflight, measure, warmup) = if smoke {
+            ("1,4", 0.2, 0.05)
+        } else {
+            ("1,16,64", 3.0, 1.0)
+        };
+        let inflight = std::env::var("INFLIGHT").unwrap_or_else(|_| inflight.into());
         Self {
             url: env_or("REDIS_URL", "redis://127.0.0.1:6379".to_owned()),
-            measure: Duration::from_secs_f64(env_or("MEASURE_SECS", 3.0)),
-            warmup: Duration::from_secs_f64(env_or("WARMUP_SECS", 1.0)),
+            measure: Duration::from_secs_f64(env_or("MEASURE_SECS", measure)),
+            warmup: Duration::from_secs_f64(env_or("WARMUP_SECS", warmup)),
             workers: env_or("WORKERS", 1),
+            timeout: Duration::from_millis(env_or("TIMEOUT_MS", 1000)),
+            smoke,
             inflight: inflight
                 .split(',')
                 .map(|n| n.trim().parse().expect("INFLIGHT: comma-separated numbers"))
@@ -83,13 +99,14 @@ impl Config {
     }
 
     /// A store as an application would build it, but with a bench-only
-    /// prefix and a 1 s timeout: the bench measures throughput, and a
-    /// timed-out check (5 ms by default) would turn into a fast local
-    /// error and inflate the figure. Failures are counted and printed.
+    /// prefix and a 1 s timeout (`TIMEOUT_MS`): the bench measures
+    /// throughput, and a timed-out check (5 ms by default) would turn into
+    /// a fast local error and inflate the figure. Failures are counted and
+    /// printed (`errors=`).
     fn store(&self, deny_cache: bool) -> RedisStore {
         let mut builder = RedisStore::builder(self.url.clone())
             .key_prefix(self.prefix.clone())
-            .timeout(Duration::from_secs(1));
+            .timeout(self.timeout);
         if !deny_cache {
             builder = builder.deny_cache_capacity(0);
         }
@@ -214,7 +231,17 @@ struct Run {
 }
 
 impl Run {
-    fn print(mut self) -> f64 {
+    /// Prints the figures; a smoke run also asserts that checks ran and
+    /// none failed.
+    fn print(mut self, smoke: bool) -> f64 {
+        if smoke {
+            assert!(
+                self.tally.checks() > 0,
+                "{}: no check completed",
+                self.label
+            );
+            assert_eq!(self.tally.errors, 0, "{}: store errors", self.label);
+        }
         self.tally.latencies.sort_unstable();
         let lat = std::mem::take(&mut self.tally.latencies);
         let rate = self.tally.checks() as f64 / self.elapsed.as_secs_f64();
@@ -305,10 +332,11 @@ fn throughput(config: &Config, conn: &mut redis::Connection) {
     let key = Key::from_u64(0x7e57);
     println!(
         "# throughput: one RedisStore (one multiplexed connection), hot key {} allowed on every check; \
-         workers={} measure={:?}",
+         workers={} measure={:?} timeout={:?}",
         config.redis_key(&key),
         config.workers,
-        config.measure
+        config.measure,
+        config.timeout
     );
     for &inflight in &config.inflight {
         let runtime = config.runtime();
@@ -333,7 +361,7 @@ fn throughput(config: &Config, conn: &mut redis::Connection) {
             elapsed,
             cpu,
         }
-        .print();
+        .print(config.smoke);
         drop(runtime);
     }
 }
@@ -384,7 +412,7 @@ fn flood(config: &Config, conn: &mut redis::Connection) {
             elapsed,
             cpu,
         }
-        .print();
+        .print(config.smoke);
     }
 }
 
@@ -392,7 +420,8 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let wants = |name: &str| args.iter().any(|a| a == name);
     let all = !wants("throughput") && !wants("flood") && !wants("evalsha-args");
-    let config = Config::from_env();
+    // `cargo bench` passes `--bench`; `cargo test --all-targets` does not.
+    let config = Config::from_env(!wants("--bench"));
 
     if wants("evalsha-args") {
         // What one check of the throughput bench sends after EVALSHA <sha>:
