@@ -40,7 +40,9 @@ echo "building the bench (release)..." >&2
 (cd "$root" && cargo bench --quiet --features redis --bench redis_store --no-run) >&2
 bench() { (cd "$root" && cargo bench --quiet --features redis --bench redis_store -- "$@"); }
 
-sha="$(redis-cli -h "$HOST" -p "$PORT" SCRIPT LOAD "$(cat "$root/src/rate_limit/redis/gcra.lua")")"
+# -x: the file's exact bytes (with its final newline), so the sha is the one
+# our store sends (redis::Script hashes the include_str! of the same file).
+sha="$(redis-cli -h "$HOST" -p "$PORT" -x SCRIPT LOAD <"$root/src/rate_limit/redis/gcra.lua")"
 # numkeys key T tau cost burst: exactly what our store sends for one check.
 read -r -a args <<<"$(bench evalsha-args)"
 key="${args[1]}"
