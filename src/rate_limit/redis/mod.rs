@@ -13,8 +13,9 @@
 //!   the key expires by itself when its bucket is full again, and returns
 //!   allowed / remaining / reset / retry-after: the same decision, `r`, `t`
 //!   and `Retry-After` as the memory store for the same quota and schedule.
-//! * The script is sent with `EVALSHA`; on `NOSCRIPT` (after `SCRIPT FLUSH`,
-//!   a restart or a failover) it is loaded again and retried.
+//! * The script is sent with `EVALSHA`, one command built directly per
+//!   check; on `NOSCRIPT` (after `SCRIPT FLUSH`, a restart or a failover) it
+//!   is loaded again and retried.
 //! * The key is `<prefix>:{<key>}:<policy>` — the per-application
 //!   [prefix](RedisStoreBuilder::key_prefix), the [`Key`]'s
 //!   `Display` form inside a Cluster hash tag, and the policy's name, so
@@ -156,13 +157,31 @@ enum Conn {
 }
 
 impl Conn {
+    /// Sends one check's `EVALSHA`; on `NOSCRIPT` loads `script` and sends
+    /// it again.
     async fn run(
         &mut self,
-        invocation: &redis::ScriptInvocation<'_>,
+        eval: &redis::Cmd,
+        script: &redis::Script,
     ) -> redis::RedisResult<Vec<i64>> {
-        match self {
-            Self::Single(conn) => invocation.invoke_async(conn).await,
-            Self::Cluster(conn) => invocation.invoke_async(conn).await,
+        let first = match self {
+            Self::Single(conn) => eval.query_async(conn).await,
+            Self::Cluster(conn) => eval.query_async(conn).await,
+        };
+        match first {
+            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                match self {
+                    Self::Single(conn) => {
+                        script.load_async(conn).await?;
+                        eval.query_async(conn).await
+                    }
+                    Self::Cluster(conn) => {
+                        script.load_async(conn).await?;
+                        eval.query_async(conn).await
+                    }
+                }
+            }
+            other => other,
         }
     }
 
@@ -483,6 +502,23 @@ fn redis_key(prefix: &str, policy: &str, key: &Key) -> String {
     out
 }
 
+/// `EVALSHA <sha> 1 <key> <T ns> <tau ns> <cost> <burst>`, built in one
+/// buffer (what `redis::Script::key(..).arg(..)` sends, without its
+/// per-argument vectors and the copy into a command).
+fn eval_cmd(sha: &str, key: &str, quota: &Quota, cost: u32) -> redis::Cmd {
+    // Command name, sha, numkeys, key and four integers of at most 20 digits.
+    let mut cmd = redis::Cmd::with_capacity(8, 7 + sha.len() + 1 + key.len() + 4 * 20);
+    cmd.arg("EVALSHA")
+        .arg(sha)
+        .arg(1)
+        .arg(key)
+        .arg(quota.interval_nanos().max(1))
+        .arg(quota.tolerance_nanos())
+        .arg(cost)
+        .arg(quota.burst());
+    cmd
+}
+
 /// The script's answer `{allowed, remaining, reset_ns, retry_after_ns}`.
 fn parse_reply(reply: &[i64]) -> Result<Decision, StoreError> {
     let &[allowed, remaining, reset, retry] = reply else {
@@ -769,13 +805,9 @@ impl RateLimitStore for RedisStore {
         let shared = Arc::clone(shared);
         StoreFuture::boxed(async move {
             let mut conn = conn;
-            let mut invocation = shared.script.key(key);
-            invocation
-                .arg(quota.interval_nanos().max(1))
-                .arg(quota.tolerance_nanos())
-                .arg(cost)
-                .arg(quota.burst());
-            let outcome = tokio::time::timeout(shared.timeout, conn.run(&invocation)).await;
+            let eval = eval_cmd(shared.script.get_hash(), &key, &quota, cost);
+            let outcome =
+                tokio::time::timeout(shared.timeout, conn.run(&eval, &shared.script)).await;
             let failure = match outcome {
                 Ok(Ok(reply)) => match parse_reply(&reply) {
                     Ok(decision) => {

@@ -88,6 +88,26 @@ fn bad_configuration_names_the_field() {
     assert!(!err.to_string().contains("s3cret"), "{err}");
 }
 
+// The wire form of one check: EVALSHA of the script's SHA-1, one key, then
+// ARGV in the order gcra.lua reads them (T, tau, cost, burst).
+#[test]
+fn a_check_sends_one_evalsha_with_the_scripts_arguments() {
+    let script = redis::Script::new(SCRIPT);
+    let sha = script.get_hash();
+    assert_eq!(sha.len(), 40);
+    let quota = Quota::per_second(4).with_burst(3); // T = 250 ms, tau = 500 ms
+    let cmd = eval_cmd(sha, "p:{h:00000000000000ab}:api", &quota, 2);
+    let expected = format!(
+        "*8\r\n$7\r\nEVALSHA\r\n$40\r\n{sha}\r\n$1\r\n1\r\n\
+         $26\r\np:{{h:00000000000000ab}}:api\r\n$9\r\n250000000\r\n\
+         $9\r\n500000000\r\n$1\r\n2\r\n$1\r\n3\r\n"
+    );
+    assert_eq!(
+        String::from_utf8(cmd.get_packed_command()).unwrap(),
+        expected
+    );
+}
+
 #[test]
 fn script_replies_become_decisions() {
     let ms = Duration::from_millis;
