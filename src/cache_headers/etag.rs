@@ -45,14 +45,26 @@ pub struct ETag {
 pub struct InvalidETag(());
 
 /// `etagc` without obs-text: `%x21 / %x23-7E`.
-fn is_etagc(b: u8) -> bool {
-    b == 0x21 || (0x23..=0x7e).contains(&b)
+const fn is_etagc(b: u8) -> bool {
+    b == 0x21 || (b >= 0x23 && b <= 0x7e)
 }
 
 /// `etagc` as received: obs-text (`%x80-FF`) is allowed in what clients send.
-fn is_etagc_received(b: u8) -> bool {
+const fn is_etagc_received(b: u8) -> bool {
     is_etagc(b) || b >= 0x80
 }
+
+/// `ETAGC_RECEIVED[b] == is_etagc_received(b)`: one load per byte while
+/// scanning a tag, which happens on every conditional request.
+static ETAGC_RECEIVED: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        table[b] = is_etagc_received(b as u8);
+        b += 1;
+    }
+    table
+};
 
 impl ETag {
     fn build(opaque: &str, weak: bool) -> Result<Self, InvalidETag> {
@@ -248,12 +260,18 @@ fn parse_tag(bytes: &[u8], at: usize) -> Option<(TagRef<'_>, usize)> {
         return None;
     }
     let start = quote + 1;
-    let len = bytes[start..].iter().position(|&b| b == b'"')?;
-    let opaque = &bytes[start..start + len];
-    if !opaque.iter().all(|&b| is_etagc_received(b)) {
-        return None;
+    let rest = &bytes[start..];
+    // One pass: up to the closing quote, every byte must be `etagc`.
+    for (len, &b) in rest.iter().enumerate() {
+        if b == b'"' {
+            let opaque = &rest[..len];
+            return Some((TagRef { weak, opaque }, start + len + 1));
+        }
+        if !ETAGC_RECEIVED[usize::from(b)] {
+            return None;
+        }
     }
-    Some((TagRef { weak, opaque }, start + len + 1))
+    None
 }
 
 /// What an `If-Match` / `If-None-Match` field (all its lines) holds.
