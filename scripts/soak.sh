@@ -20,7 +20,9 @@
 #   RSS_TOLERANCE_PCT  allowed growth after warm-up (default 10)
 #   FEATURES           cargo features for the example (default "full")
 #
-# Exit status: 0 when RSS stayed flat, 1 when it grew, 2 on setup errors.
+# Exit status: 0 when RSS stayed flat and every response was expected
+# (2xx, 304, 401, 429; no 5xx, no other 4xx, no socket error), 1 otherwise,
+# 2 on setup errors.
 set -euo pipefail
 
 minutes="${1:-10}"
@@ -158,6 +160,11 @@ function done(summary, latency, requests)
   end
   io.write(string.format("  socket errors: connect %d, read %d, write %d, timeout %d\n",
     summary.errors.connect, summary.errors.read, summary.errors.write, summary.errors.timeout))
+  -- Expected: 2xx, 304, 401 (the invalid token), 429 (the anonymous
+  -- requests past their quota). Anything else is a finding.
+  local unexpected = (total["4xx"] or 0) + (total["5xx"] or 0) + (total["other"] or 0)
+    + summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout
+  io.write(string.format("unexpected responses and socket errors: %d\n", unexpected))
 end
 EOF
 
@@ -172,7 +179,9 @@ rss() { awk '/^VmRSS:/ { print $2 }' "/proc/$server_pid/status" 2>/dev/null || e
 sampler_pid=$!
 
 echo "soaking http://$bind for ${seconds}s (wrk -t$threads -c$connections), RSS every ${sample}s"
-wrk -t"$threads" -c"$connections" -d"${seconds}s" --timeout 5s -s "$work/mix.lua" "http://$bind/"
+wrk -t"$threads" -c"$connections" -d"${seconds}s" --timeout 5s -s "$work/mix.lua" "http://$bind/" |
+    tee "$work/wrk.out"
+unexpected="$(sed -n 's/^unexpected responses and socket errors: //p' "$work/wrk.out")"
 kill "$sampler_pid" 2>/dev/null || true
 wait "$sampler_pid" 2>/dev/null || true
 sampler_pid=""
@@ -189,9 +198,17 @@ if [ -z "$baseline" ] || [ "$baseline" -eq 0 ]; then
 fi
 growth=$(((last - baseline) * 100 / baseline))
 echo "RSS after warm-up (${warmup}s): ${baseline} KiB; last: ${last} KiB; growth: ${growth}%"
+status=0
 if [ "$growth" -le "$tolerance" ]; then
     echo "RSS stayed flat (within ${tolerance}%)"
 else
     echo "RSS grew by more than ${tolerance}%"
-    exit 1
+    status=1
 fi
+if [ "${unexpected:-missing}" = 0 ]; then
+    echo "only expected statuses (2xx, 304, 401, 429) and no socket errors"
+else
+    echo "unexpected responses or socket errors: ${unexpected:-wrk printed no summary}"
+    status=1
+fi
+exit "$status"
