@@ -1,7 +1,6 @@
 //! The service, its response future, and how decisions become headers.
 
 use std::fmt;
-use std::fmt::Write as _;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -58,10 +57,59 @@ fn ceil_secs(d: Duration) -> u64 {
     d.as_secs() + u64::from(d.subsec_nanos() > 0)
 }
 
+/// Bytes held on the stack by [`Rendered`] before it moves to the heap:
+/// enough for the `RateLimit` value of a few policies with short names.
+const INLINE: usize = 128;
+
+/// A header value rendered on the stack (on the heap past [`INLINE`]
+/// bytes), so the only allocation is the `HeaderValue`'s own copy.
+pub(crate) struct Rendered {
+    inline: [u8; INLINE],
+    len: usize,
+    spill: Vec<u8>,
+}
+
+impl Default for Rendered {
+    fn default() -> Self {
+        Self {
+            inline: [0; INLINE],
+            len: 0,
+            spill: Vec::new(),
+        }
+    }
+}
+
+impl Rendered {
+    fn push(&mut self, bytes: &[u8]) {
+        let end = self.len + bytes.len();
+        if self.spill.is_empty() && end <= INLINE {
+            self.inline[self.len..end].copy_from_slice(bytes);
+            self.len = end;
+        } else {
+            if self.spill.is_empty() {
+                self.spill.extend_from_slice(&self.inline[..self.len]);
+            }
+            self.spill.extend_from_slice(bytes);
+        }
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        if self.spill.is_empty() {
+            &self.inline[..self.len]
+        } else {
+            &self.spill
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len == 0 && self.spill.is_empty()
+    }
+}
+
 /// Decisions gathered for one request, policy by policy.
 #[derive(Default)]
 pub(crate) struct Outcome {
-    ratelimit: String,
+    ratelimit: Rendered,
     /// (policy index, decision) of the decision that speaks for the request:
     /// the denial, else the one with the fewest remaining requests.
     tightest: Option<(usize, Decision)>,
@@ -72,17 +120,18 @@ pub(crate) struct Outcome {
 impl Outcome {
     fn record(&mut self, set: &PolicySet, index: usize, decision: Decision, render: bool) {
         if render {
-            if self.ratelimit.is_empty() {
-                self.ratelimit.reserve(set.render_capacity);
-            } else {
-                self.ratelimit.push_str(", ");
+            let out = &mut self.ratelimit;
+            if !out.is_empty() {
+                out.push(b", ");
             }
-            let _ = write!(
-                self.ratelimit,
-                "{};r={};t={}",
-                set.policies[index].sf_name,
-                decision.remaining(),
-                ceil_secs(decision.reset())
+            // `"name";r=<remaining>;t=<seconds>`
+            out.push(set.policies[index].ratelimit_prefix.as_bytes());
+            out.push(itoa::Buffer::new().format(decision.remaining()).as_bytes());
+            out.push(b";t=");
+            out.push(
+                itoa::Buffer::new()
+                    .format(ceil_secs(decision.reset()))
+                    .as_bytes(),
             );
         }
         let tighter = match &self.tightest {
@@ -105,7 +154,7 @@ impl Outcome {
         if config.headers.ietf() {
             headers.policy = set.policy_header.clone();
             if !self.ratelimit.is_empty() {
-                headers.ratelimit = HeaderValue::try_from(self.ratelimit).ok();
+                headers.ratelimit = HeaderValue::from_bytes(self.ratelimit.as_bytes()).ok();
             }
         }
         if config.headers.legacy()
@@ -122,7 +171,8 @@ impl Outcome {
 }
 
 /// Rate-limit headers to put on a response: no `HeaderMap` of their own,
-/// so no allocation beyond the `RateLimit` value.
+/// so no allocation beyond the `RateLimit` value (`RateLimit-Policy` is
+/// rendered once per policy set and shared).
 #[derive(Default)]
 pub(crate) struct AddHeaders {
     policy: Option<HeaderValue>,
