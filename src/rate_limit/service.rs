@@ -149,7 +149,7 @@ impl Outcome {
     }
 
     /// The headers for the response, allowed or limited.
-    fn headers(self, config: &Config, set: &PolicySet) -> AddHeaders {
+    fn headers(&self, config: &Config, set: &PolicySet) -> AddHeaders {
         let mut headers = AddHeaders::default();
         if config.headers.ietf() {
             headers.policy = set.policy_header.clone();
@@ -160,11 +160,11 @@ impl Outcome {
         if config.headers.legacy()
             && let Some((index, decision)) = self.tightest
         {
-            headers.legacy = Some([
+            headers.legacy = Some(Box::new([
                 set.policies[index].legacy_limit.clone(),
                 HeaderValue::from(decision.remaining()),
                 HeaderValue::from(ceil_secs(decision.reset())),
-            ]);
+            ]));
         }
         headers
     }
@@ -177,7 +177,9 @@ impl Outcome {
 pub(crate) struct AddHeaders {
     policy: Option<HeaderValue>,
     ratelimit: Option<HeaderValue>,
-    legacy: Option<[HeaderValue; 3]>,
+    /// Boxed: the future carries these headers, and a small future is
+    /// cheaper to move (the legacy style is not the default).
+    legacy: Option<Box<[HeaderValue; 3]>>,
 }
 
 impl AddHeaders {
@@ -193,7 +195,7 @@ impl AddHeaders {
         if let Some(legacy) = self.legacy
             && !target.contains_key(X_LIMIT)
         {
-            let [limit, remaining, reset] = legacy;
+            let [limit, remaining, reset] = *legacy;
             target.insert(X_LIMIT, limit);
             target.insert(X_REMAINING, remaining);
             target.insert(X_RESET, reset);
@@ -207,7 +209,8 @@ impl AddHeaders {
         if let Some(ratelimit) = self.ratelimit {
             problem = problem.with_header(RATELIMIT, ratelimit);
         }
-        if let Some([limit, remaining, reset]) = self.legacy {
+        if let Some(legacy) = self.legacy {
+            let [limit, remaining, reset] = *legacy;
             problem = problem
                 .with_header(X_LIMIT, limit)
                 .with_header(X_REMAINING, remaining)
