@@ -134,9 +134,12 @@ fn status(expected: StatusCode) -> impl Fn(&http::response::Parts, &Bytes) {
 }
 
 /// `PROFILE_CASE=<function>/<parameter>` (e.g. `tower_edge/hot_ip`) and
-/// `PROFILE_ITERS=<n>`: run only that case, `n` requests in a plain loop and
-/// no criterion timing, for `valgrind --tool=callgrind` (per request:
-/// instructions at `n` minus instructions at `0`, divided by `n`).
+/// `PROFILE_ITERS=<n>`: run only that case, `n` requests in a plain loop
+/// (printing the mean time per request) instead of criterion: for
+/// `valgrind --tool=callgrind --collect-atstart=no
+/// --toggle-collect='*common*round_trip*'` (instructions per request = total
+/// / (n + 1), the check request included), or for repeated interleaved
+/// timings on a noisy machine.
 fn profile_case() -> Option<(String, u64)> {
     let case = std::env::var("PROFILE_CASE").ok()?;
     let iters = std::env::var("PROFILE_ITERS")
@@ -172,13 +175,18 @@ fn bench<S, B>(
         Some((case, iters)) if case == format!("{function}/{parameter}") => {
             let (parts, body) = runtime.block_on(common::round_trip(&mut service, make_request()));
             check(&parts, &body);
+            let start = std::time::Instant::now();
             runtime.block_on(async {
                 for _ in 0..iters {
                     let request = std::hint::black_box(make_request());
                     std::hint::black_box(common::round_trip(&mut service, request).await);
                 }
             });
-            eprintln!("profiled {case}: {iters} requests");
+            let elapsed = start.elapsed();
+            eprintln!(
+                "profiled {case}: {iters} requests, {:.1} ns each",
+                elapsed.as_nanos() as f64 / iters.max(1) as f64
+            );
         }
         Some(_) => {}
     }
