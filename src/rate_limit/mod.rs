@@ -353,7 +353,11 @@ impl fmt::Debug for Config {
 }
 
 impl Config {
-    fn set_for(&self, path: &str) -> Option<usize> {
+    fn set_for(&self, uri: &http::Uri) -> Option<usize> {
+        if self.routes.is_empty() {
+            return None;
+        }
+        let path = uri.path();
         self.routes.iter().position(|(prefix, _)| {
             path.strip_prefix(prefix.as_str()).is_some_and(|rest| {
                 rest.is_empty() || rest.starts_with('/') || prefix.ends_with('/')

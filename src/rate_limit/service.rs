@@ -15,7 +15,7 @@ use tower_service::Service;
 
 use super::key::{Key, RequestInfo};
 use super::store::{Check, Decision, StoreError, StoreFuture};
-use super::{Config, OnStoreError, PolicySet, UnknownKey};
+use super::{Config, HeaderStyle, OnStoreError, PolicySet, UnknownKey};
 use crate::body::ResponseBody;
 use crate::rejection::Problem;
 
@@ -149,8 +149,12 @@ impl Outcome {
     }
 
     /// The headers for the response, allowed or limited.
+    #[inline]
     fn headers(&self, config: &Config, set: &PolicySet) -> AddHeaders {
         let mut headers = AddHeaders::default();
+        if config.headers == HeaderStyle::Off {
+            return headers;
+        }
         if config.headers.ietf() {
             headers.policy = set.policy_header.clone();
             if !self.ratelimit.is_empty() {
@@ -185,6 +189,7 @@ pub(crate) struct AddHeaders {
 impl AddHeaders {
     /// On a response: structured lists of nested limiters add up; the
     /// legacy single values of an inner limiter win.
+    #[inline]
     fn apply(self, target: &mut HeaderMap) {
         if let Some(policy) = self.policy {
             target.append(RATELIMIT_POLICY, policy);
@@ -362,7 +367,7 @@ where
         if config.exempt.as_ref().is_some_and(|exempt| exempt(&info)) {
             return ResponseFuture::inner(self.inner.call(request), AddHeaders::default());
         }
-        let set_index = config.set_for(request.uri().path());
+        let set_index = config.set_for(request.uri());
         let set = config.set(set_index);
         let mut outcome = Outcome::default();
         match drive(
