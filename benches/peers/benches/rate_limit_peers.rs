@@ -15,6 +15,10 @@
 //! By default tower_governor adds no header to an allowed response, ours adds
 //! `RateLimit-Policy` and `RateLimit`: `tower_edge_no_headers`
 //! (`HeaderStyle::Off`) is the like-for-like figure, `tower_edge` the default.
+//! With headers on both sides: `tower_governor_headers` (its `use_headers()`:
+//! `x-ratelimit-limit` and `x-ratelimit-remaining`) against `tower_edge`
+//! (draft-11) and `tower_edge_legacy_headers` (`HeaderStyle::Legacy`: three
+//! `x-ratelimit-*` headers).
 
 #[path = "../../common/mod.rs"]
 mod common;
