@@ -158,8 +158,12 @@ impl<C: Clock> MemoryStore<C> {
     pub fn check_now(&self, key: &Key, quota: &super::Quota, cost: u32) -> super::Decision {
         use std::hash::BuildHasher;
         let hash = self.hasher.hash_one(key);
-        // The top bits pick the shard; the map uses all of them again.
-        let index = (hash >> 58) as usize & (self.shards.len() - 1);
+        // Middle bits pick the shard. Each shard's map hashes with the same
+        // hasher, and hashbrown takes the bucket from the low bits and its
+        // 7-bit control tag from the top bits: picking the shard from
+        // either would make them nearly constant within a shard (clustered
+        // buckets, or tags that match most slots).
+        let index = (hash >> 32) as usize & (self.shards.len() - 1);
         let now = nanos(self.clock.now());
         let mut shard = lock(&self.shards[index]);
         if let Some(slot) = shard.map.get_mut(key) {
