@@ -128,8 +128,8 @@ impl Scopes {
     }
 
     /// From scopes already joined by single spaces.
-    pub(crate) fn from_joined(joined: String) -> Self {
-        Self(joined.into())
+    pub(crate) fn from_joined(joined: Arc<str>) -> Self {
+        Self(joined)
     }
 
     /// Whether `scope` is granted (exact, case-sensitive).

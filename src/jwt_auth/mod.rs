@@ -172,6 +172,7 @@ mod claims;
 pub mod jwks;
 mod key;
 mod scope;
+mod tap;
 mod token;
 mod verify;
 

@@ -4,13 +4,14 @@
 
 use std::borrow::Cow;
 use std::cell::Cell;
-use std::fmt;
+use std::sync::Arc;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, IgnoredAny};
 
 use super::key::{Algorithm, VerificationKey};
+use super::tap;
 
 /// Why a token was refused. For logs and metrics: the client only sees the
 /// RFC 6750 error code and a generic description.
@@ -138,7 +139,7 @@ pub(crate) struct Registered<'a> {
     pub(crate) scope: Option<Cow<'a, str>>,
     pub(crate) scp: Option<Vec<Cow<'a, str>>>,
     /// Bit i set: `rules.required[i]` is present (for non-registered names).
-    others_present: u64,
+    pub(crate) others_present: u64,
 }
 
 impl Registered<'_> {
@@ -158,8 +159,18 @@ impl Registered<'_> {
     }
 
     /// The scopes, from `scope` (space separated) or else `scp` (array or
-    /// space-separated string), joined by single spaces: one allocation.
-    pub(crate) fn scopes(&self) -> String {
+    /// space-separated string), joined by single spaces: one allocation
+    /// (none when there is no scope).
+    pub(crate) fn scopes(&self) -> Arc<str> {
+        fn joined(s: &str) -> bool {
+            !s.starts_with(' ') && !s.ends_with(' ') && !s.contains("  ")
+        }
+        match (&self.scope, self.scp.as_deref()) {
+            (Some(scope), _) if joined(scope) => return Arc::from(&**scope),
+            (None, Some([one])) if joined(one) => return Arc::from(&**one),
+            (None, None | Some([])) => return Arc::from(""),
+            _ => {}
+        }
         let mut out = String::new();
         let mut push = |scope: &str| {
             for s in scope.split(' ').filter(|s| !s.is_empty()) {
@@ -174,12 +185,14 @@ impl Registered<'_> {
         } else if let Some(list) = &self.scp {
             list.iter().for_each(|s| push(s));
         }
-        out
+        Arc::from(out)
     }
 }
 
 /// Maximum decoded header size held on the stack.
 const HEADER_BUF: usize = 512;
+/// Maximum decoded payload size held on the stack.
+const PAYLOAD_BUF: usize = 1024;
 
 impl Rules {
     /// Checks the token's shape and header, without any crypto.
@@ -187,7 +200,9 @@ impl Rules {
         if token.len() > self.max_len {
             return Err(JwtError::TooLong { max: self.max_len });
         }
-        let dots = token.bytes().filter(|&b| b == b'.').count();
+        // Up to 5 dots counted (memchr-based splitting, not a byte loop):
+        // only 2 (JWS) and 4 (JWE) mean anything.
+        let dots = token.splitn(6, '.').count() - 1;
         match dots {
             2 => {}
             4 => return Err(JwtError::Encrypted),
@@ -267,13 +282,39 @@ impl Rules {
         if !valid {
             return Err(JwtError::InvalidSignature);
         }
-        let payload = URL_SAFE_NO_PAD
-            .decode(parsed.payload)
-            .map_err(|_| JwtError::Malformed("payload is not base64url"))?;
-        let registered = self.registered(&payload)?;
-        self.validate(&registered, now)?;
-        let claims: T =
-            serde_json::from_slice(&payload).map_err(|e| JwtError::ClaimsType(e.to_string()))?;
+        let mut stack = [0u8; PAYLOAD_BUF];
+        let heap;
+        let payload: &[u8] = if parsed.payload.len() / 4 * 3 + 3 <= PAYLOAD_BUF {
+            let n = URL_SAFE_NO_PAD
+                .decode_slice(parsed.payload, &mut stack)
+                .map_err(|_| JwtError::Malformed("payload is not base64url"))?;
+            &stack[..n]
+        } else {
+            heap = URL_SAFE_NO_PAD
+                .decode(parsed.payload)
+                .map_err(|_| JwtError::Malformed("payload is not base64url"))?;
+            &heap
+        };
+        // One pass: `T` and the registered claims together. On any failure,
+        // the slow path below names it exactly (registered claims first,
+        // then their validation, then `T`).
+        let bad = Cell::new(None);
+        let mut state = tap::State::new(&self.required, &bad);
+        let (claims, registered) = match tap::deserialize::<T>(payload, &mut state) {
+            Ok(claims) => {
+                let registered = state.out;
+                self.validate(&registered, now)?;
+                (claims, registered)
+            }
+            Err(_) => {
+                drop(state);
+                let registered = self.registered(payload)?;
+                self.validate(&registered, now)?;
+                let claims: T = serde_json::from_slice(payload)
+                    .map_err(|e| JwtError::ClaimsType(e.to_string()))?;
+                (claims, registered)
+            }
+        };
         Ok(Verified {
             claims,
             exp: registered.exp.unwrap_or(i64::MAX),
@@ -282,18 +323,17 @@ impl Rules {
         })
     }
 
+    /// The registered claims alone, with the exact error.
     fn registered<'p>(&self, payload: &'p [u8]) -> Result<Registered<'p>, JwtError> {
         let bad = Cell::new(None);
-        let seed = RegisteredSeed {
-            required: &self.required,
-            bad: &bad,
-        };
-        let mut de = serde_json::Deserializer::from_slice(payload);
-        let result = seed.deserialize(&mut de).and_then(|r| de.end().map(|()| r));
-        result.map_err(|_| match bad.get() {
-            Some(claim) => JwtError::InvalidClaim(claim),
-            None => JwtError::Malformed("claims are not a JSON object"),
-        })
+        let mut state = tap::State::new(&self.required, &bad);
+        match tap::deserialize::<IgnoredAny>(payload, &mut state) {
+            Ok(IgnoredAny) => Ok(state.out),
+            Err(_) => Err(match bad.get() {
+                Some(claim) => JwtError::InvalidClaim(claim),
+                None => JwtError::Malformed("claims are not a JSON object"),
+            }),
+        }
     }
 
     fn validate(&self, claims: &Registered<'_>, now: i64) -> Result<(), JwtError> {
@@ -344,9 +384,9 @@ pub(crate) struct Verified<T> {
     pub(crate) claims: T,
     /// `exp` as a Unix timestamp.
     pub(crate) exp: i64,
-    pub(crate) sub: Option<std::sync::Arc<str>>,
-    /// Space-separated.
-    pub(crate) scopes: String,
+    pub(crate) sub: Option<Arc<str>>,
+    /// Joined by single spaces.
+    pub(crate) scopes: Arc<str>,
 }
 
 /// `typ` comparison (RFC 7515 §4.1.9, RFC 9068 §4): case-insensitive, with
@@ -386,144 +426,3 @@ fn present<'de, D: de::Deserializer<'de>>(deserializer: D) -> Result<bool, D::Er
 }
 
 use serde::Deserialize as _;
-
-struct RegisteredSeed<'c> {
-    required: &'c [Box<str>],
-    bad: &'c Cell<Option<&'static str>>,
-}
-
-impl<'de> DeserializeSeed<'de> for RegisteredSeed<'_> {
-    type Value = Registered<'de>;
-
-    fn deserialize<D: de::Deserializer<'de>>(
-        self,
-        deserializer: D,
-    ) -> Result<Self::Value, D::Error> {
-        deserializer.deserialize_map(self)
-    }
-}
-
-impl<'de> Visitor<'de> for RegisteredSeed<'_> {
-    type Value = Registered<'de>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON object of claims")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut out = Registered::default();
-        while let Some(Str(key)) = map.next_key::<Str<'de>>()? {
-            macro_rules! set {
-                ($field:ident, $name:literal, $ty:ty, $conv:expr) => {{
-                    self.bad.set(Some($name));
-                    if out.$field.is_some() {
-                        return Err(de::Error::custom(concat!("duplicate claim ", $name)));
-                    }
-                    let value: $ty = map.next_value()?;
-                    out.$field = Some($conv(value));
-                    self.bad.set(None);
-                }};
-            }
-            match &*key {
-                "exp" => set!(exp, "exp", Numeric, |n: Numeric| n.0),
-                "nbf" => set!(nbf, "nbf", Numeric, |n: Numeric| n.0),
-                "iat" => set!(iat, "iat", Numeric, |n: Numeric| n.0),
-                "iss" => set!(iss, "iss", Str<'de>, |s: Str<'de>| s.0),
-                "sub" => set!(sub, "sub", Str<'de>, |s: Str<'de>| s.0),
-                "jti" => set!(jti, "jti", Str<'de>, |s: Str<'de>| s.0),
-                "aud" => set!(aud, "aud", OneOrMany<'de>, |s: OneOrMany<'de>| s.0),
-                "scope" => set!(scope, "scope", Str<'de>, |s: Str<'de>| s.0),
-                "scp" => set!(scp, "scp", OneOrMany<'de>, |s: OneOrMany<'de>| s.0),
-                other => {
-                    if let Some(i) = self.required.iter().position(|r| **r == *other)
-                        && i < 64
-                    {
-                        out.others_present |= 1 << i;
-                    }
-                    map.next_value::<IgnoredAny>()?;
-                }
-            }
-        }
-        Ok(out)
-    }
-}
-
-/// A NumericDate (RFC 7519 §2): a JSON number, integer or not. Anything else
-/// (a string, null, a bool) is an error, never ignored.
-struct Numeric(i64);
-
-impl<'de> de::Deserialize<'de> for Numeric {
-    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct V;
-        impl Visitor<'_> for V {
-            type Value = Numeric;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a NumericDate")
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Numeric, E> {
-                Ok(Numeric(i64::try_from(v).unwrap_or(i64::MAX)))
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Numeric, E> {
-                Ok(Numeric(v))
-            }
-            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Numeric, E> {
-                // `as` saturates; JSON has no NaN or infinity.
-                Ok(Numeric(v.floor() as i64))
-            }
-        }
-        deserializer.deserialize_any(V)
-    }
-}
-
-/// A JSON string, borrowed when it has no escapes.
-struct Str<'a>(Cow<'a, str>);
-
-impl<'de> de::Deserialize<'de> for Str<'de> {
-    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_str(StrVisitor)
-    }
-}
-
-struct StrVisitor;
-
-impl<'de> Visitor<'de> for StrVisitor {
-    type Value = Str<'de>;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a string")
-    }
-    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Str<'de>, E> {
-        Ok(Str(Cow::Borrowed(v)))
-    }
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<Str<'de>, E> {
-        Ok(Str(Cow::Owned(v.to_owned())))
-    }
-}
-
-/// A string or an array of strings (`aud`, `scp`).
-struct OneOrMany<'a>(Vec<Cow<'a, str>>);
-
-impl<'de> de::Deserialize<'de> for OneOrMany<'de> {
-    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = OneOrMany<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a string or an array of strings")
-            }
-            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
-                Ok(OneOrMany(vec![Cow::Borrowed(v)]))
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(OneOrMany(vec![Cow::Owned(v.to_owned())]))
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-                let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(1).min(16));
-                while let Some(Str(s)) = seq.next_element::<Str<'de>>()? {
-                    out.push(s);
-                }
-                Ok(OneOrMany(out))
-            }
-        }
-        deserializer.deserialize_any(V)
-    }
-}

@@ -1,6 +1,5 @@
 //! The in-memory store: GCRA state in a sharded hash map, bounded.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::Mutex;
 
@@ -18,7 +17,9 @@ pub const DEFAULT_SWEEP_INTERVAL: Duration = Duration::from_secs(10);
 
 const MAX_SHARDS: usize = 64;
 
-type Map = HashMap<Key, u64, foldhash::fast::RandomState>;
+/// (key, TAT) entries, found by the hash the store computed once for the
+/// shard (hashbrown's `HashTable`: no second hashing of the key).
+type Map = hashbrown::HashTable<(Key, u64)>;
 
 struct Shard {
     /// Key → TAT in nanoseconds on the store's clock.
@@ -29,8 +30,10 @@ struct Shard {
 /// GCRA state in memory, shared by every clone of the service that holds it
 /// (the layer keeps it behind one `Arc`).
 ///
-/// Keys live in up to 64 shards, each a small `HashMap` (foldhash, seeded
-/// per process) behind a `std` mutex held only for the arithmetic: no lock
+/// Keys live in up to 64 shards, each a small hash table (hashbrown's
+/// `HashTable`; each key hashed once with foldhash, seeded per process, for
+/// both the shard and the table) behind a `std` mutex held only for the
+/// arithmetic: no lock
 /// is ever held across an `.await`, and the hot path is one hash, one
 /// uncontended lock, one lookup and a few integer operations — no
 /// allocation, no boxing.
@@ -139,7 +142,7 @@ impl<C: Clock> MemoryStoreBuilder<C> {
             shards: (0..shards)
                 .map(|_| {
                     Mutex::new(Shard {
-                        map: Map::with_hasher(hasher.clone()),
+                        map: Map::new(),
                         last_sweep: 0,
                     })
                 })
@@ -158,11 +161,15 @@ impl<C: Clock> MemoryStore<C> {
     pub fn check_now(&self, key: &Key, quota: &super::Quota, cost: u32) -> super::Decision {
         use std::hash::BuildHasher;
         let hash = self.hasher.hash_one(key);
-        // The top bits pick the shard; the map uses all of them again.
-        let index = (hash >> 58) as usize & (self.shards.len() - 1);
+        // Middle bits pick the shard. Each shard's map hashes with the same
+        // hasher, and hashbrown takes the bucket from the low bits and its
+        // 7-bit control tag from the top bits: picking the shard from
+        // either would make them nearly constant within a shard (clustered
+        // buckets, or tags that match most slots).
+        let index = (hash >> 32) as usize & (self.shards.len() - 1);
         let now = nanos(self.clock.now());
         let mut shard = lock(&self.shards[index]);
-        if let Some(slot) = shard.map.get_mut(key) {
+        if let Some((_, slot)) = shard.map.find_mut(hash, |(k, _)| k == key) {
             let (decision, new_tat) = gcra_nanos(Some(*slot), now, quota, cost);
             if let Some(new_tat) = new_tat {
                 *slot = new_tat;
@@ -172,7 +179,10 @@ impl<C: Clock> MemoryStore<C> {
         let (decision, new_tat) = gcra_nanos(None, now, quota, cost);
         if let Some(new_tat) = new_tat {
             self.make_room(&mut shard, now);
-            shard.map.insert(*key, new_tat);
+            let hasher = &self.hasher;
+            shard
+                .map
+                .insert_unique(hash, (*key, new_tat), |(k, _)| hasher.hash_one(k));
         }
         decision
     }
@@ -180,19 +190,19 @@ impl<C: Clock> MemoryStore<C> {
     fn make_room(&self, shard: &mut Shard, now: u64) {
         let due = now.saturating_sub(shard.last_sweep) >= self.sweep_interval;
         if due || shard.map.len() >= self.shard_cap {
-            shard.map.retain(|_, tat| *tat > now);
+            shard.map.retain(|(_, tat)| *tat > now);
             shard.last_sweep = now;
         }
         if shard.map.len() >= self.shard_cap {
             // Still full: evict the quarter closest to a full bucket.
             let evict = (self.shard_cap / 4).max(1);
-            let mut tats: Vec<u64> = shard.map.values().copied().collect();
+            let mut tats: Vec<u64> = shard.map.iter().map(|(_, tat)| *tat).collect();
             let (below, threshold, _) = tats.select_nth_unstable(evict - 1);
             let threshold = *threshold;
             // Remove exactly `evict` keys: all below the threshold, then
             // as many at the threshold as needed (ties are common).
             let mut ties = evict - below.iter().filter(|t| **t < threshold).count();
-            shard.map.retain(|_, tat| {
+            shard.map.retain(|(_, tat)| {
                 if *tat < threshold {
                     false
                 } else if *tat == threshold && ties > 0 {
@@ -217,7 +227,7 @@ impl<C: Clock> MemoryStore<C> {
         let now = nanos(self.clock.now());
         for shard in &self.shards {
             let mut shard = lock(shard);
-            shard.map.retain(|_, tat| *tat > now);
+            shard.map.retain(|(_, tat)| *tat > now);
             shard.last_sweep = now;
         }
     }

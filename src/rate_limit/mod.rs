@@ -300,8 +300,9 @@ impl Policy {
 /// A policy ready to use: pre-rendered header pieces, its store.
 pub(crate) struct BuiltPolicy {
     name: Arc<str>,
-    /// `"name"` as an RFC 9651 string.
-    sf_name: String,
+    /// `"name";r=`: the constant start of this policy's `RateLimit` item
+    /// (the name as an RFC 9651 string).
+    ratelimit_prefix: Box<str>,
     quota: Quota,
     key: Arc<dyn KeyExtractor>,
     cost: Option<Arc<CostFn>>,
@@ -311,10 +312,9 @@ pub(crate) struct BuiltPolicy {
 
 pub(crate) struct PolicySet {
     policies: Vec<BuiltPolicy>,
-    /// `RateLimit-Policy`, pre-rendered.
+    /// `RateLimit-Policy`, pre-rendered (constant per set: cloning it is
+    /// a reference count).
     policy_header: Option<HeaderValue>,
-    /// Bytes a `RateLimit` value of all policies needs, at most.
-    render_capacity: usize,
 }
 
 impl fmt::Debug for PolicySet {
@@ -353,7 +353,11 @@ impl fmt::Debug for Config {
 }
 
 impl Config {
-    fn set_for(&self, path: &str) -> Option<usize> {
+    fn set_for(&self, uri: &http::Uri) -> Option<usize> {
+        if self.routes.is_empty() {
+            return None;
+        }
+        let path = uri.path();
         self.routes.iter().position(|(prefix, _)| {
             path.strip_prefix(prefix.as_str()).is_some_and(|rest| {
                 rest.is_empty() || rest.starts_with('/') || prefix.ends_with('/')
@@ -557,7 +561,7 @@ impl RateLimitLayerBuilder {
             };
             built.push(BuiltPolicy {
                 name: Arc::from(policy.name.as_str()),
-                sf_name,
+                ratelimit_prefix: format!("{sf_name};r=").into(),
                 quota: policy.quota,
                 key: policy.key,
                 cost: policy.cost,
@@ -567,11 +571,9 @@ impl RateLimitLayerBuilder {
         }
         let policy_header = HeaderValue::try_from(header)
             .map_err(|_| ConfigError::new("policy", "name is not a valid header value"))?;
-        let render_capacity = built.iter().map(|p| p.sf_name.len() + 2 + 48).sum();
         Ok(PolicySet {
             policies: built,
             policy_header: Some(policy_header),
-            render_capacity,
         })
     }
 

@@ -36,6 +36,10 @@ pub struct Quota {
     count: u32,
     period: Duration,
     burst: u32,
+    /// `T` in nanoseconds, computed once (a division the hot path would
+    /// otherwise make on every check); a function of `count` and `period`,
+    /// so equality and hashing are unchanged by it.
+    interval_nanos: u64,
 }
 
 impl Quota {
@@ -45,10 +49,18 @@ impl Quota {
     /// seconds (the `w` of the `RateLimit-Policy` header is in seconds), is
     /// refused when the layer is built.
     pub const fn new(count: u32, period: Duration) -> Self {
+        let period_nanos = period.as_nanos();
+        let period_nanos = if period_nanos > u64::MAX as u128 {
+            u64::MAX
+        } else {
+            period_nanos as u64
+        };
+        let divisor = if count == 0 { 1 } else { count as u64 };
         Self {
             count,
             period,
             burst: count,
+            interval_nanos: period_nanos / divisor,
         }
     }
 
@@ -104,8 +116,7 @@ impl Quota {
     }
 
     pub(crate) fn interval_nanos(&self) -> u64 {
-        let period = u64::try_from(self.period.as_nanos()).unwrap_or(u64::MAX);
-        period / u64::from(self.count.max(1))
+        self.interval_nanos
     }
 
     pub(crate) fn tolerance_nanos(&self) -> u64 {

@@ -1,7 +1,6 @@
 //! The service, its response future, and how decisions become headers.
 
 use std::fmt;
-use std::fmt::Write as _;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -16,7 +15,7 @@ use tower_service::Service;
 
 use super::key::{Key, RequestInfo};
 use super::store::{Check, Decision, StoreError, StoreFuture};
-use super::{Config, OnStoreError, PolicySet, UnknownKey};
+use super::{Config, HeaderStyle, OnStoreError, PolicySet, UnknownKey};
 use crate::body::ResponseBody;
 use crate::rejection::Problem;
 
@@ -58,10 +57,59 @@ fn ceil_secs(d: Duration) -> u64 {
     d.as_secs() + u64::from(d.subsec_nanos() > 0)
 }
 
+/// Bytes held on the stack by [`Rendered`] before it moves to the heap:
+/// enough for the `RateLimit` value of a few policies with short names.
+const INLINE: usize = 128;
+
+/// A header value rendered on the stack (on the heap past [`INLINE`]
+/// bytes), so the only allocation is the `HeaderValue`'s own copy.
+pub(crate) struct Rendered {
+    inline: [u8; INLINE],
+    len: usize,
+    spill: Vec<u8>,
+}
+
+impl Default for Rendered {
+    fn default() -> Self {
+        Self {
+            inline: [0; INLINE],
+            len: 0,
+            spill: Vec::new(),
+        }
+    }
+}
+
+impl Rendered {
+    fn push(&mut self, bytes: &[u8]) {
+        let end = self.len + bytes.len();
+        if self.spill.is_empty() && end <= INLINE {
+            self.inline[self.len..end].copy_from_slice(bytes);
+            self.len = end;
+        } else {
+            if self.spill.is_empty() {
+                self.spill.extend_from_slice(&self.inline[..self.len]);
+            }
+            self.spill.extend_from_slice(bytes);
+        }
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        if self.spill.is_empty() {
+            &self.inline[..self.len]
+        } else {
+            &self.spill
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len == 0 && self.spill.is_empty()
+    }
+}
+
 /// Decisions gathered for one request, policy by policy.
 #[derive(Default)]
 pub(crate) struct Outcome {
-    ratelimit: String,
+    ratelimit: Rendered,
     /// (policy index, decision) of the decision that speaks for the request:
     /// the denial, else the one with the fewest remaining requests.
     tightest: Option<(usize, Decision)>,
@@ -72,17 +120,18 @@ pub(crate) struct Outcome {
 impl Outcome {
     fn record(&mut self, set: &PolicySet, index: usize, decision: Decision, render: bool) {
         if render {
-            if self.ratelimit.is_empty() {
-                self.ratelimit.reserve(set.render_capacity);
-            } else {
-                self.ratelimit.push_str(", ");
+            let out = &mut self.ratelimit;
+            if !out.is_empty() {
+                out.push(b", ");
             }
-            let _ = write!(
-                self.ratelimit,
-                "{};r={};t={}",
-                set.policies[index].sf_name,
-                decision.remaining(),
-                ceil_secs(decision.reset())
+            // `"name";r=<remaining>;t=<seconds>`
+            out.push(set.policies[index].ratelimit_prefix.as_bytes());
+            out.push(itoa::Buffer::new().format(decision.remaining()).as_bytes());
+            out.push(b";t=");
+            out.push(
+                itoa::Buffer::new()
+                    .format(ceil_secs(decision.reset()))
+                    .as_bytes(),
             );
         }
         let tighter = match &self.tightest {
@@ -100,39 +149,47 @@ impl Outcome {
     }
 
     /// The headers for the response, allowed or limited.
-    fn headers(self, config: &Config, set: &PolicySet) -> AddHeaders {
+    #[inline]
+    fn headers(&self, config: &Config, set: &PolicySet) -> AddHeaders {
         let mut headers = AddHeaders::default();
+        if config.headers == HeaderStyle::Off {
+            return headers;
+        }
         if config.headers.ietf() {
             headers.policy = set.policy_header.clone();
             if !self.ratelimit.is_empty() {
-                headers.ratelimit = HeaderValue::try_from(self.ratelimit).ok();
+                headers.ratelimit = HeaderValue::from_bytes(self.ratelimit.as_bytes()).ok();
             }
         }
         if config.headers.legacy()
             && let Some((index, decision)) = self.tightest
         {
-            headers.legacy = Some([
+            headers.legacy = Some(Box::new([
                 set.policies[index].legacy_limit.clone(),
                 HeaderValue::from(decision.remaining()),
                 HeaderValue::from(ceil_secs(decision.reset())),
-            ]);
+            ]));
         }
         headers
     }
 }
 
 /// Rate-limit headers to put on a response: no `HeaderMap` of their own,
-/// so no allocation beyond the `RateLimit` value.
+/// so no allocation beyond the `RateLimit` value (`RateLimit-Policy` is
+/// rendered once per policy set and shared).
 #[derive(Default)]
 pub(crate) struct AddHeaders {
     policy: Option<HeaderValue>,
     ratelimit: Option<HeaderValue>,
-    legacy: Option<[HeaderValue; 3]>,
+    /// Boxed: the future carries these headers, and a small future is
+    /// cheaper to move (the legacy style is not the default).
+    legacy: Option<Box<[HeaderValue; 3]>>,
 }
 
 impl AddHeaders {
     /// On a response: structured lists of nested limiters add up; the
     /// legacy single values of an inner limiter win.
+    #[inline]
     fn apply(self, target: &mut HeaderMap) {
         if let Some(policy) = self.policy {
             target.append(RATELIMIT_POLICY, policy);
@@ -143,7 +200,7 @@ impl AddHeaders {
         if let Some(legacy) = self.legacy
             && !target.contains_key(X_LIMIT)
         {
-            let [limit, remaining, reset] = legacy;
+            let [limit, remaining, reset] = *legacy;
             target.insert(X_LIMIT, limit);
             target.insert(X_REMAINING, remaining);
             target.insert(X_RESET, reset);
@@ -157,7 +214,8 @@ impl AddHeaders {
         if let Some(ratelimit) = self.ratelimit {
             problem = problem.with_header(RATELIMIT, ratelimit);
         }
-        if let Some([limit, remaining, reset]) = self.legacy {
+        if let Some(legacy) = self.legacy {
+            let [limit, remaining, reset] = *legacy;
             problem = problem
                 .with_header(X_LIMIT, limit)
                 .with_header(X_REMAINING, remaining)
@@ -309,7 +367,7 @@ where
         if config.exempt.as_ref().is_some_and(|exempt| exempt(&info)) {
             return ResponseFuture::inner(self.inner.call(request), AddHeaders::default());
         }
-        let set_index = config.set_for(request.uri().path());
+        let set_index = config.set_for(request.uri());
         let set = config.set(set_index);
         let mut outcome = Outcome::default();
         match drive(

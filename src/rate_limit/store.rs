@@ -357,23 +357,27 @@ where
     }
 }
 
-/// The default clock: [`std::time::Instant`] since the clock was made.
+/// The default clock: monotonic time since the clock was made, read from
+/// the CPU's time-stamp counter where it is reliable (through `quanta`,
+/// calibrated once per process against the OS clock, which it falls back
+/// to otherwise): about a third of the cost of [`std::time::Instant::now`]
+/// on the request path.
 #[derive(Debug, Clone, Copy)]
 pub struct MonotonicClock {
-    origin: std::time::Instant,
+    origin: quanta::Instant,
 }
 
 impl Default for MonotonicClock {
     fn default() -> Self {
         Self {
-            origin: std::time::Instant::now(),
+            origin: quanta::Instant::now(),
         }
     }
 }
 
 impl Clock for MonotonicClock {
     fn now(&self) -> Duration {
-        self.origin.elapsed()
+        quanta::Instant::now().saturating_duration_since(self.origin)
     }
 }
 
