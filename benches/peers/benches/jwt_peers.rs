@@ -160,83 +160,24 @@ fn floor(
     })
 }
 
-/// `PROFILE_CASE=<function>/<parameter>` (e.g. `tower_edge/hot_ip`) and
-/// `PROFILE_ITERS=<n>`: run only that case, `n` requests in a plain loop
-/// (printing the mean time per request) instead of criterion: for
-/// `valgrind --tool=callgrind --collect-atstart=no
-/// --toggle-collect='*common*round_trip*'` (instructions per request = total
-/// / (n + 1), the check request included), or for repeated interleaved
-/// timings on a noisy machine.
-fn profile_case() -> Option<(String, u64)> {
-    let case = std::env::var("PROFILE_CASE").ok()?;
-    let iters = std::env::var("PROFILE_ITERS")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0);
-    Some((case, iters))
-}
-
-/// [`common::bench_service`], or the plain loop of [`profile_case`].
-fn bench<S, B>(
-    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
-    runtime: &tokio::runtime::Runtime,
-    (function, parameter): (&str, &str),
-    mut service: S,
-    make_request: impl Fn() -> Request<common::ReqBody>,
-    check: impl Fn(&http::response::Parts, &Bytes),
-) where
-    S: tower::Service<Request<common::ReqBody>, Response = Response<B>>,
-    S::Error: std::fmt::Debug,
-    B: http_body::Body,
-    B::Error: std::fmt::Debug,
-{
-    match profile_case() {
-        None => common::bench_service(
-            group,
-            runtime,
-            BenchmarkId::new(function, parameter),
-            service,
-            make_request,
-            check,
-        ),
-        Some((case, iters)) if case == format!("{function}/{parameter}") => {
-            let (parts, body) = runtime.block_on(common::round_trip(&mut service, make_request()));
-            check(&parts, &body);
-            let start = std::time::Instant::now();
-            runtime.block_on(async {
-                for _ in 0..iters {
-                    let request = std::hint::black_box(make_request());
-                    std::hint::black_box(common::round_trip(&mut service, request).await);
-                }
-            });
-            let elapsed = start.elapsed();
-            eprintln!(
-                "profiled {case}: {iters} requests, {:.1} ns each",
-                elapsed.as_nanos() as f64 / iters.max(1) as f64
-            );
-        }
-        Some(_) => {}
-    }
-}
-
 fn jwt(c: &mut Criterion) {
     let runtime = common::runtime();
     let mut group = c.benchmark_group("jwt_vs_raw_decode");
     for case in cases() {
         let bearer = case.bearer.clone();
         let request = move || common::get("/hello", &[(AUTHORIZATION, bearer.clone())]);
-        bench(
+        common::bench_service(
             &mut group,
             &runtime,
-            ("bare", case.name),
+            BenchmarkId::new("bare", case.name),
             handler(),
             &request,
             common::ok_with_len(5),
         );
-        bench(
+        common::bench_service(
             &mut group,
             &runtime,
-            ("raw_decode", case.name),
+            BenchmarkId::new("raw_decode", case.name),
             floor(case.floor.0, case.floor.1),
             &request,
             common::ok_with_len(5),
@@ -248,10 +189,10 @@ fn jwt(c: &mut Criterion) {
             .cache(false)
             .build()
             .expect("a valid configuration");
-        bench(
+        common::bench_service(
             &mut group,
             &runtime,
-            ("tower_edge_uncached", case.name),
+            BenchmarkId::new("tower_edge_uncached", case.name),
             ours.layer(handler()),
             &request,
             common::ok_with_len(5),

@@ -137,90 +137,31 @@ fn status(expected: StatusCode) -> impl Fn(&http::response::Parts, &Bytes) {
     move |parts, _| assert_eq!(parts.status, expected)
 }
 
-/// `PROFILE_CASE=<function>/<parameter>` (e.g. `tower_edge/hot_ip`) and
-/// `PROFILE_ITERS=<n>`: run only that case, `n` requests in a plain loop
-/// (printing the mean time per request) instead of criterion: for
-/// `valgrind --tool=callgrind --collect-atstart=no
-/// --toggle-collect='*common*round_trip*'` (instructions per request = total
-/// / (n + 1), the check request included), or for repeated interleaved
-/// timings on a noisy machine.
-fn profile_case() -> Option<(String, u64)> {
-    let case = std::env::var("PROFILE_CASE").ok()?;
-    let iters = std::env::var("PROFILE_ITERS")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0);
-    Some((case, iters))
-}
-
-/// [`common::bench_service`], or the plain loop of [`profile_case`].
-fn bench<S, B>(
-    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
-    runtime: &tokio::runtime::Runtime,
-    (function, parameter): (&str, &str),
-    mut service: S,
-    make_request: impl Fn() -> Request<common::ReqBody>,
-    check: impl Fn(&http::response::Parts, &Bytes),
-) where
-    S: tower::Service<Request<common::ReqBody>, Response = Response<B>>,
-    S::Error: std::fmt::Debug,
-    B: http_body::Body,
-    B::Error: std::fmt::Debug,
-{
-    match profile_case() {
-        None => common::bench_service(
-            group,
-            runtime,
-            BenchmarkId::new(function, parameter),
-            service,
-            make_request,
-            check,
-        ),
-        Some((case, iters)) if case == format!("{function}/{parameter}") => {
-            let (parts, body) = runtime.block_on(common::round_trip(&mut service, make_request()));
-            check(&parts, &body);
-            let start = std::time::Instant::now();
-            runtime.block_on(async {
-                for _ in 0..iters {
-                    let request = std::hint::black_box(make_request());
-                    std::hint::black_box(common::round_trip(&mut service, request).await);
-                }
-            });
-            let elapsed = start.elapsed();
-            eprintln!(
-                "profiled {case}: {iters} requests, {:.1} ns each",
-                elapsed.as_nanos() as f64 / iters.max(1) as f64
-            );
-        }
-        Some(_) => {}
-    }
-}
-
 fn layers(c: &mut Criterion) {
     let runtime = common::runtime();
     let mut group = c.benchmark_group("rate_limit_vs_tower_governor");
 
     // A hot key, allowed.
-    bench(
+    common::bench_service(
         &mut group,
         &runtime,
-        ("bare", "hot_ip"),
+        BenchmarkId::new("bare", "hot_ip"),
         handler(),
         || ours(HOT_PEER),
         common::ok_with_len(5),
     );
-    bench(
+    common::bench_service(
         &mut group,
         &runtime,
-        ("tower_governor", "hot_ip"),
+        BenchmarkId::new("tower_governor", "hot_ip"),
         governor_layer(Duration::from_nanos(1), BURST_ALLOW_ALL).layer(handler()),
         || theirs(HOT_PEER),
         common::ok_with_len(5),
     );
-    bench(
+    common::bench_service(
         &mut group,
         &runtime,
-        ("tower_edge_no_headers", "hot_ip"),
+        BenchmarkId::new("tower_edge_no_headers", "hot_ip"),
         ours_layer(OURS_ALLOW_ALL, HeaderStyle::Off).layer(handler()),
         || ours(HOT_PEER),
         |parts, body| {
@@ -229,10 +170,10 @@ fn layers(c: &mut Criterion) {
             assert!(!parts.headers.contains_key("ratelimit"));
         },
     );
-    bench(
+    common::bench_service(
         &mut group,
         &runtime,
-        ("tower_edge", "hot_ip"),
+        BenchmarkId::new("tower_edge", "hot_ip"),
         ours_layer(OURS_ALLOW_ALL, HeaderStyle::Ietf).layer(handler()),
         || ours(HOT_PEER),
         |parts, _| assert!(parts.headers.contains_key("ratelimit")),
@@ -241,18 +182,18 @@ fn layers(c: &mut Criterion) {
     // With headers on both sides: tower_governor's `use_headers()` (two
     // `x-ratelimit-*` headers) against ours, draft-11 (the default, above)
     // and legacy (`x-ratelimit-limit`, `-remaining`, `-reset`).
-    bench(
+    common::bench_service(
         &mut group,
         &runtime,
-        ("tower_governor_headers", "hot_ip"),
+        BenchmarkId::new("tower_governor_headers", "hot_ip"),
         governor_layer_with_headers(Duration::from_nanos(1), BURST_ALLOW_ALL).layer(handler()),
         || theirs(HOT_PEER),
         |parts, _| assert!(parts.headers.contains_key("x-ratelimit-remaining")),
     );
-    bench(
+    common::bench_service(
         &mut group,
         &runtime,
-        ("tower_edge_legacy_headers", "hot_ip"),
+        BenchmarkId::new("tower_edge_legacy_headers", "hot_ip"),
         ours_layer(OURS_ALLOW_ALL, HeaderStyle::Legacy).layer(handler()),
         || ours(HOT_PEER),
         |parts, _| assert!(parts.headers.contains_key("x-ratelimit-remaining")),
@@ -263,10 +204,10 @@ fn layers(c: &mut Criterion) {
     let mut governor = governor_layer(Duration::from_secs(3600), 1).layer(handler());
     let (parts, _) = runtime.block_on(common::round_trip(&mut governor, theirs(HOT_PEER)));
     assert_eq!(parts.status, StatusCode::OK);
-    bench(
+    common::bench_service(
         &mut group,
         &runtime,
-        ("tower_governor", "limited_ip"),
+        BenchmarkId::new("tower_governor", "limited_ip"),
         governor,
         || theirs(HOT_PEER),
         status(StatusCode::TOO_MANY_REQUESTS),
@@ -274,10 +215,10 @@ fn layers(c: &mut Criterion) {
     let mut edge = ours_layer(OURS_ONE_PER_HOUR, HeaderStyle::Off).layer(handler());
     let (parts, _) = runtime.block_on(common::round_trip(&mut edge, ours(HOT_PEER)));
     assert_eq!(parts.status, StatusCode::OK);
-    bench(
+    common::bench_service(
         &mut group,
         &runtime,
-        ("tower_edge_no_headers", "limited_ip"),
+        BenchmarkId::new("tower_edge_no_headers", "limited_ip"),
         edge,
         || ours(HOT_PEER),
         status(StatusCode::TOO_MANY_REQUESTS),
@@ -290,26 +231,26 @@ fn layers(c: &mut Criterion) {
         counter.set(n);
         SocketAddr::new(nth_ip(n), 50_000)
     };
-    bench(
+    common::bench_service(
         &mut group,
         &runtime,
-        ("bare", "new_ip"),
+        BenchmarkId::new("bare", "new_ip"),
         handler(),
         || ours(next()),
         common::ok_with_len(5),
     );
-    bench(
+    common::bench_service(
         &mut group,
         &runtime,
-        ("tower_governor", "new_ip"),
+        BenchmarkId::new("tower_governor", "new_ip"),
         governor_layer(Duration::from_nanos(1), BURST_ALLOW_ALL).layer(handler()),
         || theirs(next()),
         status(StatusCode::OK),
     );
-    bench(
+    common::bench_service(
         &mut group,
         &runtime,
-        ("tower_edge_no_headers", "new_ip"),
+        BenchmarkId::new("tower_edge_no_headers", "new_ip"),
         ours_layer(OURS_ALLOW_ALL, HeaderStyle::Off).layer(handler()),
         || ours(next()),
         status(StatusCode::OK),
@@ -320,9 +261,6 @@ fn layers(c: &mut Criterion) {
 /// The stores alone: our memory store against governor's keyed limiter
 /// (a `DashMap` of atomics, no cap on keys), the floor.
 fn stores(c: &mut Criterion) {
-    if profile_case().is_some() {
-        return;
-    }
     let mut group = c.benchmark_group("rate_limit_store_vs_governor");
     let hot = HOT_PEER.ip();
 
