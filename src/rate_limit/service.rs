@@ -80,6 +80,7 @@ impl Default for Rendered {
 }
 
 impl Rendered {
+    #[inline]
     fn push(&mut self, bytes: &[u8]) {
         let end = self.len + bytes.len();
         if self.spill.is_empty() && end <= INLINE {
@@ -93,6 +94,7 @@ impl Rendered {
         }
     }
 
+    #[inline]
     fn as_bytes(&self) -> &[u8] {
         if self.spill.is_empty() {
             &self.inline[..self.len]
@@ -101,6 +103,7 @@ impl Rendered {
         }
     }
 
+    #[inline]
     fn is_empty(&self) -> bool {
         self.len == 0 && self.spill.is_empty()
     }
@@ -118,6 +121,7 @@ pub(crate) struct Outcome {
 }
 
 impl Outcome {
+    #[inline]
     fn record(&mut self, set: &PolicySet, index: usize, decision: Decision, render: bool) {
         if render {
             let out = &mut self.ratelimit;
@@ -226,6 +230,7 @@ impl AddHeaders {
 }
 
 /// What the key of policy `index` is, or `None` to skip the policy.
+#[inline]
 fn key_for(
     config: &Config,
     set: &PolicySet,
@@ -291,6 +296,7 @@ fn drive(
 }
 
 /// Records one store answer; true when checking must stop.
+#[inline]
 fn apply(
     config: &Config,
     set: &PolicySet,
