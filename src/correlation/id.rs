@@ -50,8 +50,9 @@ impl CorrelationId {
 
     /// The ID as text.
     pub fn as_str(&self) -> &str {
-        // Constructors admit visible ASCII only, which `to_str` accepts.
-        self.0.to_str().unwrap_or_default()
+        // Constructors admit visible ASCII only: valid UTF-8, and the
+        // standard check has an ASCII fast path (`to_str` goes byte by byte).
+        std::str::from_utf8(self.0.as_bytes()).unwrap_or_default()
     }
 
     /// The ID as a header value, ready to be sent.

@@ -80,18 +80,26 @@ impl Default for Rendered {
 }
 
 impl Rendered {
-    #[inline]
+    #[inline(always)]
     fn push(&mut self, bytes: &[u8]) {
         let end = self.len + bytes.len();
-        if self.spill.is_empty() && end <= INLINE {
+        if end <= INLINE && self.spill.is_empty() {
             self.inline[self.len..end].copy_from_slice(bytes);
             self.len = end;
         } else {
-            if self.spill.is_empty() {
-                self.spill.extend_from_slice(&self.inline[..self.len]);
-            }
-            self.spill.extend_from_slice(bytes);
+            self.push_spilled(bytes);
         }
+    }
+
+    /// [`push`](Self::push) past [`INLINE`] bytes: out of line, so the
+    /// common path inlines to a few stores.
+    #[cold]
+    #[inline(never)]
+    fn push_spilled(&mut self, bytes: &[u8]) {
+        if self.spill.is_empty() {
+            self.spill.extend_from_slice(&self.inline[..self.len]);
+        }
+        self.spill.extend_from_slice(bytes);
     }
 
     #[inline]
