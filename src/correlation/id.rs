@@ -153,9 +153,14 @@ pub struct UuidV4;
 
 fn uuid_id(uuid: uuid::Uuid) -> CorrelationId {
     let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
-    let text = uuid.hyphenated().encode_lower(&mut buf);
+    uuid.hyphenated().encode_lower(&mut buf);
+    // Reference-counted from the start: one allocation shared by every
+    // clone of the ID (request header, extension, response header), where a
+    // copied `Vec` would be promoted, with a second allocation, on its
+    // first clone.
+    let bytes = bytes::Bytes::from_owner(buf);
     // A hyphenated UUID is 36 visible ASCII characters.
-    CorrelationId(HeaderValue::from_str(text).expect("a UUID is a valid header value"))
+    CorrelationId(HeaderValue::from_maybe_shared(bytes).expect("a UUID is a valid header value"))
 }
 
 thread_local! {
