@@ -344,10 +344,14 @@ pub fn is_grpc(request_headers: &HeaderMap) -> bool {
 
 fn grpc_content_type(headers: &HeaderMap) -> Option<&HeaderValue> {
     let value = headers.get(CONTENT_TYPE)?;
+    is_grpc_content_type(value).then_some(value)
+}
+
+/// Whether a `Content-Type` value is gRPC's (`application/grpc...`).
+pub(crate) fn is_grpc_content_type(value: &HeaderValue) -> bool {
     let bytes = value.as_bytes();
     let prefix = b"application/grpc";
-    (bytes.len() >= prefix.len() && bytes[..prefix.len()].eq_ignore_ascii_case(prefix))
-        .then_some(value)
+    bytes.len() >= prefix.len() && bytes[..prefix.len()].eq_ignore_ascii_case(prefix)
 }
 
 /// Characters percent-encoded in `grpc-message`: everything outside

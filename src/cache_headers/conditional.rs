@@ -2,15 +2,15 @@
 //! for handlers.
 
 use http::header::{
-    CACHE_CONTROL, CONTENT_LOCATION, DATE, ETAG, EXPIRES, IF_MATCH, IF_MODIFIED_SINCE,
-    IF_NONE_MATCH, IF_UNMODIFIED_SINCE, LAST_MODIFIED, SET_COOKIE, VARY,
+    AUTHORIZATION, CACHE_CONTROL, CONTENT_LOCATION, CONTENT_TYPE, DATE, ETAG, EXPIRES, IF_MATCH,
+    IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_UNMODIFIED_SINCE, LAST_MODIFIED, SET_COOKIE, VARY,
 };
 use http::{HeaderMap, Method, Response, StatusCode};
 
 use super::date::HttpDate;
 use super::etag::{ETag, TagList, TagRef, match_list};
 use crate::body::ResponseBody;
-use crate::rejection::{Problem, Rejections};
+use crate::rejection::{Problem, Rejections, is_grpc, is_grpc_content_type};
 
 /// What the current representation of the target resource is, as far as
 /// preconditions care: its validators, or that there is none.
@@ -127,19 +127,79 @@ const CONDITIONAL: [http::HeaderName; 4] = [
     IF_UNMODIFIED_SINCE,
 ];
 
+/// Up to this many distinct field names, [`Preconditions::from_request`]
+/// scans the request's fields instead of looking each conditional one up.
+const SCAN_MAX_NAMES: usize = 16;
+
 impl Preconditions {
     /// The preconditions of a request with this method and these headers.
     pub fn from_request(method: &Method, headers: &HeaderMap) -> Self {
         let mut own = HeaderMap::new();
-        for name in CONDITIONAL {
-            for value in headers.get_all(&name) {
-                own.append(name.clone(), value.clone());
+        if headers.keys_len() <= SCAN_MAX_NAMES {
+            // A few fields: one pass comparing names is cheaper than four
+            // hashed lookups (most requests carry no conditional field).
+            for (name, value) in headers {
+                if CONDITIONAL.contains(name) {
+                    own.append(name.clone(), value.clone());
+                }
+            }
+        } else {
+            for name in CONDITIONAL {
+                for value in headers.get_all(&name) {
+                    own.append(name.clone(), value.clone());
+                }
             }
         }
         Self {
             method: method.clone(),
             headers: own,
         }
+    }
+
+    /// What the cache-headers layer reads from a request: its
+    /// preconditions (only when `conditional`, else none) and whether it
+    /// carries `Authorization`; `None` for a gRPC request. One pass over
+    /// the fields when they are few, instead of a lookup per name.
+    pub(crate) fn scan(
+        method: &Method,
+        headers: &HeaderMap,
+        conditional: bool,
+    ) -> Option<(Self, bool)> {
+        if headers.keys_len() > SCAN_MAX_NAMES {
+            if is_grpc(headers) {
+                return None;
+            }
+            let preconditions = if conditional {
+                Self::from_request(method, headers)
+            } else {
+                Self::from_request(method, &HeaderMap::new())
+            };
+            return Some((preconditions, headers.contains_key(AUTHORIZATION)));
+        }
+        let mut own = HeaderMap::new();
+        let mut authorized = false;
+        let mut content_type_seen = false;
+        // The values of one name come together, the first (what `get`
+        // returns) first.
+        for (name, value) in headers {
+            if name == CONTENT_TYPE {
+                if !content_type_seen && is_grpc_content_type(value) {
+                    return None;
+                }
+                content_type_seen = true;
+            } else if name == AUTHORIZATION {
+                authorized = true;
+            } else if conditional && CONDITIONAL.contains(name) {
+                own.append(name.clone(), value.clone());
+            }
+        }
+        Some((
+            Self {
+                method: method.clone(),
+                headers: own,
+            },
+            authorized,
+        ))
     }
 
     /// Whether the request carries any conditional header.
@@ -364,6 +424,81 @@ mod tests {
             headers.append(*name, HeaderValue::from_static(value));
         }
         Preconditions::from_request(&method, &headers)
+    }
+
+    // Few fields are scanned, many looked up by name: both keep every
+    // conditional value, in order, and nothing else.
+    #[test]
+    fn from_request_keeps_the_same_fields_with_few_or_many_names() {
+        for extra in [0, SCAN_MAX_NAMES + 4] {
+            let mut headers = HeaderMap::new();
+            for i in 0..extra {
+                let name = http::HeaderName::try_from(format!("x-extra-{i}")).unwrap();
+                headers.insert(name, HeaderValue::from_static("v"));
+            }
+            headers.append("if-none-match", HeaderValue::from_static("\"a\""));
+            headers.append("accept", HeaderValue::from_static("*/*"));
+            headers.append("if-none-match", HeaderValue::from_static("\"b\""));
+            headers.append("if-modified-since", HeaderValue::from_static("x"));
+            let pre = Preconditions::from_request(&Method::GET, &headers);
+            assert!(pre.is_conditional());
+            assert_eq!(pre.headers().len(), 3, "extra fields: {extra}");
+            let tags: Vec<_> = pre.headers().get_all(IF_NONE_MATCH).iter().collect();
+            assert_eq!(tags, ["\"a\"", "\"b\""]);
+            assert_eq!(pre.headers()[IF_MODIFIED_SINCE], "x");
+            assert!(!pre.headers().contains_key("accept"));
+        }
+    }
+
+    // `scan` (the layer's one pass) agrees with the lookups it replaces,
+    // with few fields and with many.
+    #[test]
+    fn scan_agrees_with_lookups() {
+        let cases: [&[(&'static str, &'static str)]; 5] = [
+            &[
+                ("content-type", "application/grpc+proto"),
+                ("if-none-match", "\"a\""),
+            ],
+            // Only the first Content-Type counts, as with `get`.
+            &[
+                ("content-type", "text/plain"),
+                ("content-type", "application/grpc"),
+            ],
+            &[
+                ("authorization", "Bearer x"),
+                ("if-match", "\"a\""),
+                ("accept", "*/*"),
+            ],
+            &[("if-none-match", "\"a\""), ("if-none-match", "\"b\"")],
+            &[],
+        ];
+        for pairs in cases {
+            for extra in [0, SCAN_MAX_NAMES + 4] {
+                let mut headers = HeaderMap::new();
+                for i in 0..extra {
+                    let name = http::HeaderName::try_from(format!("x-extra-{i}")).unwrap();
+                    headers.insert(name, HeaderValue::from_static("v"));
+                }
+                for (name, value) in pairs {
+                    headers.append(*name, HeaderValue::from_static(value));
+                }
+                for conditional in [false, true] {
+                    let scanned = Preconditions::scan(&Method::GET, &headers, conditional);
+                    if is_grpc(&headers) {
+                        assert!(scanned.is_none(), "{pairs:?}");
+                        continue;
+                    }
+                    let (pre, authorized) = scanned.expect("not gRPC");
+                    assert_eq!(authorized, headers.contains_key(AUTHORIZATION));
+                    let expected = if conditional {
+                        Preconditions::from_request(&Method::GET, &headers)
+                    } else {
+                        Preconditions::from_request(&Method::GET, &HeaderMap::new())
+                    };
+                    assert_eq!(pre.headers(), expected.headers(), "{pairs:?} {extra}");
+                }
+            }
+        }
     }
 
     fn rep(etag: &str) -> Representation {

@@ -181,9 +181,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use bytes::{Bytes, BytesMut};
-use http::header::{
-    ACCEPT_ENCODING, AUTHORIZATION, CACHE_CONTROL, CONTENT_ENCODING, ETAG, LAST_MODIFIED,
-};
+use http::header::{ACCEPT_ENCODING, CACHE_CONTROL, CONTENT_ENCODING, ETAG, LAST_MODIFIED};
 use http::response::Parts;
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body::Body;
@@ -198,7 +196,7 @@ pub use policy::{CacheControl, CacheRule};
 
 use crate::body::ResponseBody;
 use crate::config::ConfigError;
-use crate::rejection::{Problem, Rejections, is_grpc};
+use crate::rejection::{Problem, Rejections};
 use conditional::Current;
 use policy::Rule;
 
@@ -470,32 +468,28 @@ where
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let config = &self.config;
-        let ctx = if is_grpc(request.headers()) {
-            // STANDARDS.md: the cache-headers layer leaves gRPC untouched.
-            None
-        } else {
-            let method = request.method();
-            let path = request.uri().path();
-            let mut rules = 0u64;
-            for (i, rule) in config.rules.iter().enumerate() {
-                if rule.matches_request(method, path) {
-                    rules |= 1 << i;
+        let method = request.method();
+        let safe = matches!(*method, Method::GET | Method::HEAD);
+        // STANDARDS.md: the cache-headers layer leaves gRPC untouched
+        // (`scan` answers `None` for it).
+        let ctx = Preconditions::scan(method, request.headers(), config.conditional && safe).map(
+            |(preconditions, authorized)| {
+                let path = request.uri().path();
+                let mut rules = 0u64;
+                for (i, rule) in config.rules.iter().enumerate() {
+                    if rule.matches_request(method, path) {
+                        rules |= 1 << i;
+                    }
                 }
-            }
-            let safe = matches!(*method, Method::GET | Method::HEAD);
-            let preconditions = if config.conditional && safe {
-                Preconditions::from_request(method, request.headers())
-            } else {
-                Preconditions::from_request(method, &http::HeaderMap::new())
-            };
-            Some(RequestCtx {
-                preconditions,
-                safe,
-                head: *method == Method::HEAD,
-                authorized: request.headers().contains_key(AUTHORIZATION),
-                rules,
-            })
-        };
+                RequestCtx {
+                    preconditions,
+                    safe,
+                    head: *method == Method::HEAD,
+                    authorized,
+                    rules,
+                }
+            },
+        );
         ResponseFuture {
             state: State::Waiting {
                 future: self.inner.call(request),

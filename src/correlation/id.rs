@@ -50,8 +50,9 @@ impl CorrelationId {
 
     /// The ID as text.
     pub fn as_str(&self) -> &str {
-        // Constructors admit visible ASCII only, which `to_str` accepts.
-        self.0.to_str().unwrap_or_default()
+        // Constructors admit visible ASCII only: valid UTF-8, and the
+        // standard check has an ASCII fast path (`to_str` goes byte by byte).
+        std::str::from_utf8(self.0.as_bytes()).unwrap_or_default()
     }
 
     /// The ID as a header value, ready to be sent.
@@ -152,9 +153,14 @@ pub struct UuidV4;
 
 fn uuid_id(uuid: uuid::Uuid) -> CorrelationId {
     let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
-    let text = uuid.hyphenated().encode_lower(&mut buf);
+    uuid.hyphenated().encode_lower(&mut buf);
+    // Reference-counted from the start: one allocation shared by every
+    // clone of the ID (request header, extension, response header), where a
+    // copied `Vec` would be promoted, with a second allocation, on its
+    // first clone.
+    let bytes = bytes::Bytes::from_owner(buf);
     // A hyphenated UUID is 36 visible ASCII characters.
-    CorrelationId(HeaderValue::from_str(text).expect("a UUID is a valid header value"))
+    CorrelationId(HeaderValue::from_maybe_shared(bytes).expect("a UUID is a valid header value"))
 }
 
 thread_local! {

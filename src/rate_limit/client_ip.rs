@@ -176,7 +176,9 @@ impl ClientIpConfig {
     /// The client IP (see [`super::RequestInfo::client_ip`]).
     pub(crate) fn resolve(&self, headers: &HeaderMap, extensions: &Extensions) -> Option<IpAddr> {
         let peer = self.peer(extensions)?.to_canonical();
-        if !self.is_trusted(peer) {
+        // No trusted proxies (the default): the peer is the client, and no
+        // header is read.
+        if self.trusted.is_empty() || !self.is_trusted(peer) {
             // An untrusted peer: its forwarding headers are its own words.
             return Some(peer);
         }

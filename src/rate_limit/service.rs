@@ -80,19 +80,29 @@ impl Default for Rendered {
 }
 
 impl Rendered {
+    #[inline(always)]
     fn push(&mut self, bytes: &[u8]) {
         let end = self.len + bytes.len();
-        if self.spill.is_empty() && end <= INLINE {
+        if end <= INLINE && self.spill.is_empty() {
             self.inline[self.len..end].copy_from_slice(bytes);
             self.len = end;
         } else {
-            if self.spill.is_empty() {
-                self.spill.extend_from_slice(&self.inline[..self.len]);
-            }
-            self.spill.extend_from_slice(bytes);
+            self.push_spilled(bytes);
         }
     }
 
+    /// [`push`](Self::push) past [`INLINE`] bytes: out of line, so the
+    /// common path inlines to a few stores.
+    #[cold]
+    #[inline(never)]
+    fn push_spilled(&mut self, bytes: &[u8]) {
+        if self.spill.is_empty() {
+            self.spill.extend_from_slice(&self.inline[..self.len]);
+        }
+        self.spill.extend_from_slice(bytes);
+    }
+
+    #[inline]
     fn as_bytes(&self) -> &[u8] {
         if self.spill.is_empty() {
             &self.inline[..self.len]
@@ -101,6 +111,7 @@ impl Rendered {
         }
     }
 
+    #[inline]
     fn is_empty(&self) -> bool {
         self.len == 0 && self.spill.is_empty()
     }
@@ -118,6 +129,7 @@ pub(crate) struct Outcome {
 }
 
 impl Outcome {
+    #[inline]
     fn record(&mut self, set: &PolicySet, index: usize, decision: Decision, render: bool) {
         if render {
             let out = &mut self.ratelimit;
@@ -226,6 +238,7 @@ impl AddHeaders {
 }
 
 /// What the key of policy `index` is, or `None` to skip the policy.
+#[inline]
 fn key_for(
     config: &Config,
     set: &PolicySet,
@@ -291,6 +304,7 @@ fn drive(
 }
 
 /// Records one store answer; true when checking must stop.
+#[inline]
 fn apply(
     config: &Config,
     set: &PolicySet,
