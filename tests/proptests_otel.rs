@@ -19,6 +19,14 @@ use tower_layer::Layer;
 
 /// W3C Trace Context §3.2.2, written independently of the crate.
 fn traceparent_ok(value: &[u8]) -> bool {
+    // Header text only (what `HeaderValue::to_str` accepts): a value with
+    // bytes past ASCII or control characters is not a traceparent.
+    if !value
+        .iter()
+        .all(|&b| b == b'\t' || (b' '..=b'~').contains(&b))
+    {
+        return false;
+    }
     let Ok(text) = std::str::from_utf8(value) else {
         return false;
     };
@@ -102,7 +110,11 @@ fn traceparent() -> impl Strategy<Value = Vec<u8>> {
                 Just(String::new()),
                 Just("-".to_owned()),
                 Just("-x".to_owned()),
-                Just("x".to_owned())
+                Just("x".to_owned()),
+                // Found by fuzzing: a later version's extra fields with
+                // bytes past ASCII must not continue the trace.
+                Just("-caf\u{e9}".to_owned()),
+                Just("-a\u{7f}".to_owned())
             ],
             prop::sample::select(vec!["-", "_", "--"]),
         )

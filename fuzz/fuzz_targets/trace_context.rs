@@ -31,6 +31,11 @@ fn layer() -> &'static OtelLayer {
 
 /// W3C Trace Context §3.2.2.
 fn valid_traceparent(value: &[u8]) -> bool {
+    // Header text only (what `HeaderValue::to_str` accepts): a value with
+    // bytes past ASCII or control characters is not a traceparent.
+    if !value.iter().all(|&b| b == b'\t' || (b' '..=b'~').contains(&b)) {
+        return false;
+    }
     let Ok(text) = std::str::from_utf8(value) else {
         return false;
     };

@@ -221,7 +221,9 @@ pub(crate) fn valid_tracestate(value: &str) -> bool {
 
 /// W3C Trace Context §3.2: `version-traceid-parentid-flags`, lowercase hex,
 /// version `ff` invalid, all-zero ids invalid; version `00` has exactly
-/// these four fields, a later version may append `-...`.
+/// these four fields, a later version may append `-...`, which must be
+/// header text like the rest (no control characters, no bytes past ASCII:
+/// the propagator could not read such a value, as for `tracestate`).
 pub(crate) fn valid_traceparent(value: &[u8]) -> bool {
     fn lower_hex(bytes: &[u8]) -> bool {
         bytes.iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
@@ -248,7 +250,11 @@ pub(crate) fn valid_traceparent(value: &[u8]) -> bool {
         && if version == b"00" {
             value.len() == LEN
         } else {
-            value.len() == LEN || value[LEN] == b'-'
+            value.len() == LEN
+                || (value[LEN] == b'-'
+                    && value[LEN..]
+                        .iter()
+                        .all(|&b| b == b'\t' || (b' '..=b'~').contains(&b)))
         }
 }
 
@@ -330,6 +336,8 @@ mod tests {
             "00_4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",  // separator
             "cc-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01x", // no dash after flags
             "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b-01",   // short span id
+            "cc-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-caf\u{e9}", // not ASCII
+            "cc-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-\u{7f}", // DEL
         ] {
             assert!(!valid_traceparent(bad.as_bytes()), "{bad:?} accepted");
         }
