@@ -19,6 +19,10 @@
 #                      the run, at most 60)
 #   RSS_TOLERANCE_PCT  allowed growth after warm-up (default 10)
 #   FEATURES           cargo features for the example (default "full")
+#   RATE_LIMIT         passed to the example: with its default (600/min per
+#                      client) nearly every request of the one loopback
+#                      client is a 429; `RATE_LIMIT="2000/s burst 200"`
+#                      keeps a mix of 2xx, 304, 401 and 429
 #
 # Exit status: 0 when RSS stayed flat and every response was expected
 # (2xx, 304, 401, 429; no 5xx, no other 4xx, no socket error), 1 otherwise,
