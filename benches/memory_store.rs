@@ -18,8 +18,9 @@
 //!   cost with the defaults (bounded by eviction);
 //! * the theoretical size of an entry for comparison.
 
+mod common;
+
 use std::hint::black_box;
-use std::net::{IpAddr, Ipv4Addr};
 
 use tower_edge::rate_limit::{Key, MemoryStore, Quota};
 
@@ -35,31 +36,14 @@ fn keys() -> u32 {
 /// amortised sweep drops nothing.
 const QUOTA: Quota = Quota::per_hour(10);
 
-fn rss_bytes() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status")
-        .expect("this bench reads /proc/self/status (Linux only)");
-    let kb: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS in /proc/self/status");
-    kb * 1024
-}
-
-/// The `n`-th address of 10.0.0.0/8.
-fn nth_ip(n: u32) -> IpAddr {
-    let [_, a, b, c] = n.to_be_bytes();
-    IpAddr::V4(Ipv4Addr::new(10, a, b, c))
-}
-
 fn fill(label: &str, store: MemoryStore) {
     let keys = keys();
-    let before = rss_bytes();
+    let before = common::rss_bytes();
     for n in 0..keys {
-        let d = store.check_now(&Key::ip(nth_ip(n)), &QUOTA, 1);
+        let d = store.check_now(&Key::ip(common::nth_ip(n)), &QUOTA, 1);
         assert!(d.is_allowed());
     }
-    let after = rss_bytes();
+    let after = common::rss_bytes();
     let tracked = store.len();
     let delta = after.saturating_sub(before);
     println!(
@@ -75,7 +59,7 @@ fn fill(label: &str, store: MemoryStore) {
     drop(store);
     println!(
         "{label}: rss_after_drop={:.1}MiB",
-        rss_bytes() as f64 / 1048576.0
+        common::rss_bytes() as f64 / 1048576.0
     );
 }
 
@@ -97,7 +81,10 @@ fn main() {
         per_shard as f64 * 100.0 / buckets as f64,
         theoretical as f64 / f64::from(keys),
     );
-    println!("rss_at_start={:.1}MiB", rss_bytes() as f64 / 1048576.0);
+    println!(
+        "rss_at_start={:.1}MiB",
+        common::rss_bytes() as f64 / 1048576.0
+    );
     fill("cap=2M", MemoryStore::builder().max_keys(2_000_000).build());
     fill("cap=default(100k)", MemoryStore::new());
 }

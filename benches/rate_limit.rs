@@ -28,12 +28,6 @@ const ONE_PER_HOUR: Quota = Quota::per_hour(1);
 
 const HOT_PEER: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)), 50_000);
 
-/// The `n`-th address of 10.0.0.0/8 (2²⁴ distinct addresses, then wraps).
-fn nth_ip(n: u32) -> IpAddr {
-    let [_, a, b, c] = n.to_be_bytes();
-    IpAddr::V4(Ipv4Addr::new(10, a, b, c))
-}
-
 fn with_peer(peer: SocketAddr) -> http::Request<common::ReqBody> {
     let mut request = common::get("/hello", &[]);
     request.extensions_mut().insert(PeerAddr(peer));
@@ -54,7 +48,7 @@ fn rate_limit(c: &mut Criterion) {
     let new_ip = || {
         let n = counter.get().wrapping_add(1);
         counter.set(n);
-        with_peer(SocketAddr::new(nth_ip(n), 50_000))
+        with_peer(SocketAddr::new(common::nth_ip(n), 50_000))
     };
     let allowed = |parts: &http::response::Parts, body: &Bytes| {
         assert_eq!(parts.status, StatusCode::OK);
@@ -155,7 +149,7 @@ fn store(c: &mut Criterion) {
     group.bench_function("memory_new_key", |b| {
         b.iter(|| {
             n = n.wrapping_add(1);
-            store.check_now(&Key::ip(nth_ip(n)), &ALLOW_ALL, 1)
+            store.check_now(&Key::ip(common::nth_ip(n)), &ALLOW_ALL, 1)
         })
     });
     group.finish();

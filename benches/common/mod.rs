@@ -195,6 +195,25 @@ fn icount_loop<S, B>(
     });
 }
 
+/// The `n`-th address of 10.0.0.0/8 (2²⁴ distinct addresses, then wraps):
+/// a new client IP per request.
+pub fn nth_ip(n: u32) -> std::net::IpAddr {
+    let [_, a, b, c] = n.to_be_bytes();
+    std::net::IpAddr::V4(std::net::Ipv4Addr::new(10, a, b, c))
+}
+
+/// This process's resident set size (`VmRSS`), in bytes. Linux only.
+pub fn rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status")
+        .expect("this bench reads /proc/self/status (Linux only)");
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS in /proc/self/status");
+    kb * 1024
+}
+
 /// Criterion settings shared by all benches; command-line flags
 /// (`--warm-up-time`, `--measurement-time`) override them.
 pub fn criterion() -> criterion::Criterion {

@@ -54,12 +54,6 @@ fn governor_allow_all() -> GovernorQuota {
         .allow_burst(NonZeroU32::new(BURST_ALLOW_ALL).expect("non-zero"))
 }
 
-/// The `n`-th address of 10.0.0.0/8 (2²⁴ distinct addresses, then wraps).
-fn nth_ip(n: u32) -> IpAddr {
-    let [_, a, b, c] = n.to_be_bytes();
-    IpAddr::V4(Ipv4Addr::new(10, a, b, c))
-}
-
 fn handler() -> impl tower::Service<
     Request<common::ReqBody>,
     Response = Response<axum::body::Body>,
@@ -229,7 +223,7 @@ fn layers(c: &mut Criterion) {
     let next = || {
         let n = counter.get().wrapping_add(1);
         counter.set(n);
-        SocketAddr::new(nth_ip(n), 50_000)
+        SocketAddr::new(common::nth_ip(n), 50_000)
     };
     common::bench_service(
         &mut group,
@@ -285,7 +279,7 @@ fn stores(c: &mut Criterion) {
     group.bench_function("governor_check_key/new_key", |b| {
         b.iter(|| {
             n = n.wrapping_add(1);
-            limiter.check_key(&nth_ip(n))
+            limiter.check_key(&common::nth_ip(n))
         })
     });
     println!(
@@ -297,7 +291,7 @@ fn stores(c: &mut Criterion) {
     group.bench_function("tower_edge_check_now/new_key", |b| {
         b.iter(|| {
             n = n.wrapping_add(1);
-            store.check_now(&Key::ip(nth_ip(n)), &OURS_ALLOW_ALL, 1)
+            store.check_now(&Key::ip(common::nth_ip(n)), &OURS_ALLOW_ALL, 1)
         })
     });
     println!(
