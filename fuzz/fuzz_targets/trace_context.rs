@@ -33,7 +33,10 @@ fn layer() -> &'static OtelLayer {
 fn valid_traceparent(value: &[u8]) -> bool {
     // Header text only (what `HeaderValue::to_str` accepts): a value with
     // bytes past ASCII or control characters is not a traceparent.
-    if !value.iter().all(|&b| b == b'\t' || (b' '..=b'~').contains(&b)) {
+    if !value
+        .iter()
+        .all(|&b| b == b'\t' || (b' '..=b'~').contains(&b))
+    {
         return false;
     }
     let Ok(text) = std::str::from_utf8(value) else {
