@@ -246,9 +246,65 @@ type Predicate = dyn Fn(&RequestInfo<'_>) -> bool + Send + Sync;
 pub struct Policy {
     name: String,
     quota: Quota,
-    key: Arc<dyn KeyExtractor>,
+    key: KeySource,
     cost: Option<Arc<CostFn>>,
     store: Option<Arc<dyn RateLimitStore>>,
+}
+
+/// A policy's key extractor: the built-in ones called directly (inlined on
+/// the request path), any other through the trait.
+#[derive(Clone)]
+pub(crate) enum KeySource {
+    ClientIp,
+    SubjectOrIp,
+    Custom(Arc<dyn KeyExtractor>),
+}
+
+impl KeySource {
+    fn new<K: KeyExtractor>(extractor: K) -> Self {
+        let any: &dyn std::any::Any = &extractor;
+        if any.is::<ClientIp>() {
+            Self::ClientIp
+        } else if any.is::<SubjectOrIp>() {
+            Self::SubjectOrIp
+        } else {
+            Self::Custom(Arc::new(extractor))
+        }
+    }
+
+    #[inline]
+    pub(crate) fn extract(&self, request: &RequestInfo<'_>) -> Option<key::Key> {
+        match self {
+            Self::ClientIp => ClientIp.extract(request),
+            Self::SubjectOrIp => SubjectOrIp.extract(request),
+            Self::Custom(extractor) => extractor.extract(request),
+        }
+    }
+}
+
+/// A policy's store: the default memory store called directly (no trait
+/// object, no future), any other through [`RateLimitStore`].
+pub(crate) enum PolicyStore {
+    Memory(MemoryStore<LayerClock>),
+    Custom(Arc<dyn RateLimitStore>),
+}
+
+impl PolicyStore {
+    fn len(&self) -> Option<usize> {
+        match self {
+            Self::Memory(store) => Some(store.len()),
+            Self::Custom(store) => store.len(),
+        }
+    }
+}
+
+impl fmt::Debug for PolicyStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Memory(store) => store.fmt(f),
+            Self::Custom(store) => store.fmt(f),
+        }
+    }
 }
 
 impl fmt::Debug for Policy {
@@ -269,7 +325,7 @@ impl Policy {
         Self {
             name: name.into(),
             quota,
-            key: Arc::new(ClientIp),
+            key: KeySource::ClientIp,
             cost: None,
             store: None,
         }
@@ -277,7 +333,7 @@ impl Policy {
 
     /// How the key is found (default [`ClientIp`]).
     pub fn key(mut self, extractor: impl KeyExtractor) -> Self {
-        self.key = Arc::new(extractor);
+        self.key = KeySource::new(extractor);
         self
     }
 
@@ -304,9 +360,9 @@ pub(crate) struct BuiltPolicy {
     /// (the name as an RFC 9651 string).
     ratelimit_prefix: Box<str>,
     quota: Quota,
-    key: Arc<dyn KeyExtractor>,
+    key: KeySource,
     cost: Option<Arc<CostFn>>,
-    store: Arc<dyn RateLimitStore>,
+    store: PolicyStore,
     legacy_limit: HeaderValue,
 }
 
@@ -397,11 +453,20 @@ impl fmt::Debug for RateLimitLayerBuilder {
     }
 }
 
-struct SharedClock(Arc<dyn Clock>);
+/// The clock of a layer's default memory stores: the monotonic default,
+/// or the one given to [`RateLimitLayerBuilder::clock`].
+pub(crate) enum LayerClock {
+    Monotonic(MonotonicClock),
+    Custom(Arc<dyn Clock>),
+}
 
-impl Clock for SharedClock {
+impl Clock for LayerClock {
+    #[inline]
     fn now(&self) -> std::time::Duration {
-        self.0.now()
+        match self {
+            Self::Monotonic(clock) => clock.now(),
+            Self::Custom(clock) => clock.now(),
+        }
     }
 }
 
@@ -547,16 +612,18 @@ impl RateLimitLayerBuilder {
                 policy.quota.period().as_secs()
             ));
             let store = match policy.store {
-                Some(store) => store,
+                Some(store) => PolicyStore::Custom(store),
                 None => {
-                    let builder = MemoryStore::builder().max_keys(self.max_keys);
-                    match &self.clock {
-                        Some(clock) => {
-                            Arc::new(builder.clock(SharedClock(Arc::clone(clock))).build())
-                                as Arc<dyn RateLimitStore>
-                        }
-                        None => Arc::new(builder.build()),
-                    }
+                    let clock = match &self.clock {
+                        Some(clock) => LayerClock::Custom(Arc::clone(clock)),
+                        None => LayerClock::Monotonic(MonotonicClock::default()),
+                    };
+                    PolicyStore::Memory(
+                        MemoryStore::builder()
+                            .max_keys(self.max_keys)
+                            .clock(clock)
+                            .build(),
+                    )
                 }
             };
             built.push(BuiltPolicy {

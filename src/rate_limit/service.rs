@@ -15,7 +15,7 @@ use tower_service::Service;
 
 use super::key::{Key, RequestInfo};
 use super::store::{Check, Decision, StoreError, StoreFuture};
-use super::{Config, HeaderStyle, OnStoreError, PolicySet, UnknownKey};
+use super::{Config, HeaderStyle, OnStoreError, PolicySet, PolicyStore, UnknownKey};
 use crate::body::ResponseBody;
 use crate::rejection::Problem;
 
@@ -288,16 +288,20 @@ fn drive(
             continue;
         };
         let policy = &set.policies[index];
-        let future = policy
-            .store
-            .check(Check::new(&policy.name, &k, &policy.quota, cost));
-        match future.into_ready() {
-            Ok(result) => {
-                if apply(config, set, index, result, outcome) {
-                    return Progress::Finished;
+        let result = match &policy.store {
+            PolicyStore::Memory(store) => Ok(store.check_now(&k, &policy.quota, cost)),
+            PolicyStore::Custom(store) => {
+                match store
+                    .check(Check::new(&policy.name, &k, &policy.quota, cost))
+                    .into_ready()
+                {
+                    Ok(result) => result,
+                    Err(pending) => return Progress::Pending(index, pending),
                 }
             }
-            Err(pending) => return Progress::Pending(index, pending),
+        };
+        if apply(config, set, index, result, outcome) {
+            return Progress::Finished;
         }
     }
     Progress::Finished

@@ -367,17 +367,25 @@ pub struct MonotonicClock {
     origin: quanta::Instant,
 }
 
+/// The process's `quanta` clock, calibrated once. Reading it directly skips
+/// `quanta::Instant::now`'s thread-local check for a mocked clock.
+fn tsc_clock() -> &'static quanta::Clock {
+    static CLOCK: std::sync::OnceLock<quanta::Clock> = std::sync::OnceLock::new();
+    CLOCK.get_or_init(quanta::Clock::new)
+}
+
 impl Default for MonotonicClock {
     fn default() -> Self {
         Self {
-            origin: quanta::Instant::now(),
+            origin: tsc_clock().now(),
         }
     }
 }
 
 impl Clock for MonotonicClock {
+    #[inline]
     fn now(&self) -> Duration {
-        quanta::Instant::now().saturating_duration_since(self.origin)
+        tsc_clock().now().saturating_duration_since(self.origin)
     }
 }
 

@@ -562,7 +562,7 @@ async fn cost_consumes_several_cells() {
 /// A store that answers later, like a network store.
 #[derive(Debug)]
 struct SlowStore {
-    inner: Arc<MemoryStore<SharedClock>>,
+    inner: Arc<MemoryStore<LayerClock>>,
     fail: bool,
 }
 
@@ -584,7 +584,7 @@ fn slow(fail: bool) -> SlowStore {
     SlowStore {
         inner: Arc::new(
             MemoryStore::builder()
-                .clock(SharedClock(Arc::new(tokio_clock())))
+                .clock(LayerClock::Custom(Arc::new(tokio_clock())))
                 .build(),
         ),
         fail,
