@@ -409,10 +409,18 @@ impl fmt::Debug for Config {
 }
 
 impl Config {
+    /// The index of the route policy set for `uri`, `None` for the default
+    /// set (checked inline: most layers have no routes).
+    #[inline]
     fn set_for(&self, uri: &http::Uri) -> Option<usize> {
         if self.routes.is_empty() {
-            return None;
+            None
+        } else {
+            self.route_for(uri)
         }
+    }
+
+    fn route_for(&self, uri: &http::Uri) -> Option<usize> {
         let path = uri.path();
         self.routes.iter().position(|(prefix, _)| {
             path.strip_prefix(prefix.as_str()).is_some_and(|rest| {
@@ -421,6 +429,7 @@ impl Config {
         })
     }
 
+    #[inline]
     fn set(&self, index: Option<usize>) -> &PolicySet {
         index.map_or(&self.default, |i| &self.routes[i].1)
     }

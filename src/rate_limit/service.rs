@@ -161,7 +161,7 @@ impl Outcome {
     }
 
     /// The headers for the response, allowed or limited.
-    #[inline]
+    #[inline(always)]
     fn headers(&self, config: &Config, set: &PolicySet) -> AddHeaders {
         let mut headers = AddHeaders::default();
         if config.headers == HeaderStyle::Off {
@@ -308,7 +308,7 @@ fn drive(
 }
 
 /// Records one store answer; true when checking must stop.
-#[inline]
+#[inline(always)]
 fn apply(
     config: &Config,
     set: &PolicySet,
