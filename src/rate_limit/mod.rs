@@ -393,6 +393,11 @@ pub(crate) struct Config {
     rejections: Rejections,
     unknown_warned: AtomicBool,
     store_errors: AtomicU64,
+    /// When a store failure was last logged at `warn` (milliseconds on
+    /// `clock`, plus one; 0: never), and the failure count then.
+    store_error_warned_at: AtomicU64,
+    store_errors_at_warning: AtomicU64,
+    clock: LayerClock,
 }
 
 impl fmt::Debug for Config {
@@ -408,7 +413,44 @@ impl fmt::Debug for Config {
     }
 }
 
+/// Store failures are logged at `warn` at most once per this interval per
+/// layer (with how many were logged at `debug` in between): a store that is
+/// down fails every request, and a warning per request would flood the logs
+/// exactly when they are needed.
+const STORE_ERROR_WARN_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+
 impl Config {
+    /// Counts a store failure and logs it: at `warn` if none was in the last
+    /// [`STORE_ERROR_WARN_INTERVAL`], else at `debug`.
+    fn store_failed(&self, policy: &str, error: &StoreError) {
+        let total = self.store_errors.fetch_add(1, Ordering::Relaxed) + 1;
+        let interval = u64::try_from(STORE_ERROR_WARN_INTERVAL.as_millis()).unwrap_or(u64::MAX);
+        let now = u64::try_from(self.clock.now().as_millis())
+            .unwrap_or(u64::MAX)
+            .saturating_add(1);
+        let last = self.store_error_warned_at.load(Ordering::Relaxed);
+        let due = last == 0 || now.saturating_sub(last) >= interval;
+        if due
+            && self
+                .store_error_warned_at
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            let before = self.store_errors_at_warning.swap(total, Ordering::Relaxed);
+            let since = total.saturating_sub(before).saturating_sub(1);
+            tracing::warn!(
+                policy,
+                %error,
+                failures_since_last_warning = since,
+                total_failures = total,
+                "rate-limit store failed (further failures within {} s are logged at debug level)",
+                STORE_ERROR_WARN_INTERVAL.as_secs()
+            );
+        } else {
+            tracing::debug!(policy, %error, "rate-limit store failed");
+        }
+    }
+
     /// The index of the route policy set for `uri`, `None` for the default
     /// set (checked inline: most layers have no routes).
     #[inline]
@@ -578,7 +620,8 @@ impl RateLimitLayerBuilder {
         self
     }
 
-    /// The clock of the default memory stores (tests: paused tokio time).
+    /// The clock of the default memory stores and of the layer's log
+    /// throttling (tests: paused tokio time).
     pub fn clock(mut self, clock: impl Clock) -> Self {
         self.clock = Some(Arc::new(clock));
         self
@@ -622,18 +665,12 @@ impl RateLimitLayerBuilder {
             ));
             let store = match policy.store {
                 Some(store) => PolicyStore::Custom(store),
-                None => {
-                    let clock = match &self.clock {
-                        Some(clock) => LayerClock::Custom(Arc::clone(clock)),
-                        None => LayerClock::Monotonic(MonotonicClock::default()),
-                    };
-                    PolicyStore::Memory(
-                        MemoryStore::builder()
-                            .max_keys(self.max_keys)
-                            .clock(clock)
-                            .build(),
-                    )
-                }
+                None => PolicyStore::Memory(
+                    MemoryStore::builder()
+                        .max_keys(self.max_keys)
+                        .clock(self.layer_clock())
+                        .build(),
+                ),
             };
             built.push(BuiltPolicy {
                 name: Arc::from(policy.name.as_str()),
@@ -651,6 +688,13 @@ impl RateLimitLayerBuilder {
             policies: built,
             policy_header: Some(policy_header),
         })
+    }
+
+    fn layer_clock(&self) -> LayerClock {
+        match &self.clock {
+            Some(clock) => LayerClock::Custom(Arc::clone(clock)),
+            None => LayerClock::Monotonic(MonotonicClock::default()),
+        }
     }
 
     /// Checks the configuration and builds the layer.
@@ -687,6 +731,7 @@ impl RateLimitLayerBuilder {
             routes.push((prefix, self.build_set(policies, &mut names)?));
         }
         routes.sort_by_key(|(prefix, _)| std::cmp::Reverse(prefix.len()));
+        let clock = self.layer_clock();
         Ok(RateLimitLayer {
             config: Arc::new(Config {
                 default,
@@ -699,6 +744,9 @@ impl RateLimitLayerBuilder {
                 rejections: self.rejections,
                 unknown_warned: AtomicBool::new(false),
                 store_errors: AtomicU64::new(0),
+                store_error_warned_at: AtomicU64::new(0),
+                store_errors_at_warning: AtomicU64::new(0),
+                clock,
             }),
         })
     }

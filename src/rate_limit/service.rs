@@ -322,8 +322,7 @@ fn apply(
             !decision.is_allowed()
         }
         Err(error) => {
-            config.store_errors.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(policy = &*set.policies[index].name, %error, "rate-limit store failed");
+            config.store_failed(&set.policies[index].name, &error);
             match config.on_store_error {
                 OnStoreError::Allow => false,
                 OnStoreError::Reject => {

@@ -639,6 +639,61 @@ async fn store_errors_fail_open_by_default_or_closed() {
     assert_eq!(calls.load(Ordering::SeqCst), 0);
 }
 
+/// Counts `warn` events (and remembers their fields) on this thread.
+#[derive(Clone, Default)]
+struct Warnings(Arc<std::sync::Mutex<Vec<String>>>);
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Warnings {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        struct Fields(String);
+        impl tracing::field::Visit for Fields {
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                self.0.push_str(&format!("{}={value:?} ", field.name()));
+            }
+        }
+        if *event.metadata().level() == tracing::Level::WARN {
+            let mut fields = Fields(String::new());
+            event.record(&mut fields);
+            self.0.lock().unwrap().push(fields.0);
+        }
+    }
+}
+
+// A store that is down fails every request: one warning per interval, not
+// one per request, and the next warning says how many were not warned of.
+#[tokio::test(start_paused = true)]
+async fn a_failing_store_is_warned_of_once_per_interval() {
+    use tracing_subscriber::layer::SubscriberExt;
+    let warnings = Warnings::default();
+    let _default =
+        tracing::subscriber::set_default(tracing_subscriber::registry().with(warnings.clone()));
+    let l = layer(
+        RateLimitLayer::builder()
+            .policy(Policy::new("remote", Quota::per_minute(1)).store(slow(true))),
+    );
+    let (mut svc, _) = service(&l);
+    for _ in 0..20 {
+        send(&mut svc, from("192.0.2.1:1")).await;
+    }
+    assert_eq!(l.store_errors(), 20);
+    let seen = warnings.0.lock().unwrap().clone();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert!(
+        seen[0].contains("failures_since_last_warning=0"),
+        "{seen:?}"
+    );
+    tokio::time::advance(STORE_ERROR_WARN_INTERVAL).await;
+    send(&mut svc, from("192.0.2.1:1")).await;
+    send(&mut svc, from("192.0.2.1:1")).await;
+    let seen = warnings.0.lock().unwrap().clone();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert!(
+        seen[1].contains("failures_since_last_warning=19"),
+        "{seen:?}"
+    );
+    assert!(seen[1].contains("total_failures=21"), "{seen:?}");
+}
+
 #[test]
 fn bad_configuration_names_the_field() {
     let err = |b: RateLimitLayerBuilder| b.build().unwrap_err().field();
