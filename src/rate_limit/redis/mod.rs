@@ -21,8 +21,14 @@
 //!   `Display` form inside a Cluster hash tag, and the policy's name, so
 //!   policies sharing one store never share a bucket. It is passed in
 //!   `KEYS[1]`, so the script runs on Redis Cluster.
-//! * Every call has a [timeout](RedisStoreBuilder::timeout) (5 ms by
-//!   default): no request waits on a slow Redis longer than that.
+//! * Every call has a [timeout](RedisStoreBuilder::timeout) (20 ms by
+//!   default): no request waits on a slow Redis longer than that. A
+//!   timeout counts as a failure and skips Redis for the
+//!   [`retry_interval`](RedisStoreBuilder::retry_interval), so keep it
+//!   well above Redis's p99 under load (about 6 ms at 64 checks in
+//!   flight on a loaded 2-core machine, see BENCHMARKS.md): a timeout at
+//!   the p99 would keep switching the shared limit off, 250 ms at a time,
+//!   exactly when traffic peaks.
 //!   Concurrent checks share one multiplexed, pipelined connection (a
 //!   `redis` `ConnectionManager`, or the Cluster connection), which
 //!   reconnects by itself.
@@ -120,8 +126,10 @@ mod tests;
 /// The GCRA script (see [`gcra`](super::gcra)).
 const SCRIPT: &str = include_str!("gcra.lua");
 
-/// Default per-call timeout.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(5);
+/// Default per-call timeout: well above a healthy Redis's p99 under load
+/// (a timeout trips the [`retry_interval`](RedisStoreBuilder::retry_interval)),
+/// short enough that a stalled Redis costs a request at most 20 ms.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(20);
 /// Default key prefix; give each application sharing a Redis its own.
 pub const DEFAULT_KEY_PREFIX: &str = "tower-edge:rl";
 /// Default pause after a failure before checks try Redis again.
@@ -361,7 +369,8 @@ impl RedisStoreBuilder {
     }
 
     /// The most a check waits for Redis, connection included (default
-    /// [`DEFAULT_TIMEOUT`], 5 ms; 1 ms to 60 s).
+    /// [`DEFAULT_TIMEOUT`], 20 ms; 1 ms to 60 s). A timed-out check counts as
+    /// a failure, like Redis being down.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
