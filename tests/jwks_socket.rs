@@ -103,6 +103,11 @@ fn now() -> u64 {
 
 /// A token signed with the fixture key of `alg`, with header `kid`.
 fn token(alg: jsonwebtoken::Algorithm, kid: &str) -> String {
+    signed(alg, Some(kid))
+}
+
+/// A token signed with the fixture key of `alg`, with header `kid` if any.
+fn signed(alg: jsonwebtoken::Algorithm, kid: Option<&str>) -> String {
     use jsonwebtoken::Algorithm as J;
     let key = match alg {
         J::RS256 | J::RS384 | J::RS512 | J::PS256 | J::PS384 | J::PS512 => {
@@ -115,7 +120,7 @@ fn token(alg: jsonwebtoken::Algorithm, kid: &str) -> String {
     }
     .unwrap();
     let mut header = Header::new(alg);
-    header.kid = Some(kid.to_owned());
+    header.kid = kid.map(str::to_owned);
     // A distinct `jti` per token: no verified-token cache hit across tests.
     static N: AtomicUsize = AtomicUsize::new(0);
     let claims = json!({ "sub": "ann", "exp": now() + 600, "jti": N.fetch_add(1, Ordering::Relaxed).to_string() });
@@ -354,6 +359,51 @@ async fn rotation_new_kid_appears_and_old_kid_is_removed() {
         clone.find(Some("new"), Algorithm::ES256),
         KeyLookup::Found(_)
     ));
+}
+
+// RFC 7515 §4.1.4: `kid` is optional. A token without one is verified by
+// the set's only key for its algorithm; with two candidates it is refused
+// (no trying keys in turn), and such tokens cost at most one refetch per
+// cooldown, like unknown `kid`s.
+#[tokio::test]
+async fn a_token_without_kid_is_verified_by_the_only_key_for_its_algorithm() {
+    let server = Server::start(Reply::ok(jwk::set(&[jwk::rsa("k1"), jwk::ed("k2")]))).await;
+    let source = JwksKeySource::from_jwks_url(server.url())
+        .build()
+        .await
+        .unwrap();
+    let one_each = layer(&source, ALL);
+    assert_eq!(
+        send(&one_each, &signed(J::RS256, None)).await,
+        (StatusCode::OK, None)
+    );
+    assert_eq!(
+        send(&one_each, &signed(J::EdDSA, None)).await,
+        (StatusCode::OK, None)
+    );
+    let (status, err) = send(&one_each, &signed(J::ES256, None)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(err, Some(JwtError::UnknownKey));
+    server.stop().await;
+
+    let server = Server::start(Reply::ok(jwk::set(&[jwk::rsa("k1"), jwk::rsa("k3")]))).await;
+    let source = JwksKeySource::from_jwks_url(server.url())
+        .build()
+        .await
+        .unwrap();
+    let two_rsa = layer(&source, ALL);
+    for _ in 0..10 {
+        let (status, err) = send(&two_rsa, &signed(J::RS256, None)).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert_eq!(err, Some(JwtError::UnknownKey));
+    }
+    assert!(server.hits() <= 2, "{} fetches", server.hits());
+    // With its `kid`, the same token verifies.
+    assert_eq!(
+        send(&two_rsa, &token(J::RS256, "k3")).await,
+        (StatusCode::OK, None)
+    );
+    server.stop().await;
 }
 
 // STANDARDS: "1000 tokens with random kids cause at most one fetch per

@@ -230,6 +230,55 @@ mod tests {
         assert_eq!(set.len(), 0);
     }
 
+    /// The `kid` of the key `find` answers, or `None` for "no single key".
+    fn found(set: &KeySet, kid: Option<&str>, alg: Algorithm) -> Option<Option<String>> {
+        match set.find(kid, alg) {
+            KeyLookup::Found(key) => {
+                assert_eq!(key.algorithm(), alg);
+                Some(key.kid().map(str::to_owned))
+            }
+            KeyLookup::UnknownKid => None,
+        }
+    }
+
+    // RFC 8037 §A.2's public key, and the same with one bit changed (a
+    // second key: the set does not check that x is on the curve).
+    const X1: &str = "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo";
+    const X2: &str = "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURs";
+
+    fn ed(kid: Option<&str>, x: &str) -> String {
+        match kid {
+            Some(kid) => {
+                format!(r#"{{"kty": "OKP", "crv": "Ed25519", "kid": "{kid}", "x": "{x}"}}"#)
+            }
+            None => format!(r#"{{"kty": "OKP", "crv": "Ed25519", "x": "{x}"}}"#),
+        }
+    }
+
+    fn set(keys: &[String]) -> KeySet {
+        parse_set(format!(r#"{{"keys": [{}]}}"#, keys.join(", ")).as_bytes()).unwrap()
+    }
+
+    // A token without `kid` (RFC 7515 §4.1.4 makes it optional): verified
+    // with the set's only key for its algorithm, with or without a `kid`
+    // of its own; refused when the choice is ambiguous or there is none.
+    #[test]
+    fn a_token_without_kid_uses_the_only_key_for_its_algorithm() {
+        let alg = Algorithm::EdDSA;
+        let one = set(&[ed(Some("k1"), X1)]);
+        assert_eq!(found(&one, None, alg), Some(Some("k1".into())));
+        assert_eq!(found(&one, None, Algorithm::RS256), None);
+        let anonymous = set(&[ed(None, X1)]);
+        assert_eq!(found(&anonymous, None, alg), Some(None));
+        assert_eq!(found(&anonymous, Some("k1"), alg), None);
+        let two = set(&[ed(Some("k1"), X1), ed(Some("k2"), X2)]);
+        assert_eq!(found(&two, None, alg), None);
+        assert_eq!(found(&two, Some("k2"), alg), Some(Some("k2".into())));
+        let mixed = set(&[ed(Some("k1"), X1), ed(None, X2)]);
+        assert_eq!(found(&mixed, None, alg), None);
+        assert_eq!(found(&mixed, Some("k1"), alg), Some(Some("k1".into())));
+    }
+
     // RFC 7518 §3.3: an RSA key below 2048 bits is not used.
     #[test]
     fn short_rsa_keys_are_skipped() {
