@@ -6,6 +6,12 @@
 #
 #   bash benches/e2e.sh                     # -t2 -c64 -d10s
 #   DURATION=30s CONNECTIONS=128 bash benches/e2e.sh
+#   STACKS="bare correlation rate-limit-ip jwt rate-limit-client cache-headers full" \
+#       DURATION=5s bash benches/e2e.sh     # what each layer costs alone
+#
+# STACKS (default "bare full") lists what to serve, in order: bare, full, or
+# a comma-separated list of layers (see e2e_server.rs); each is compared
+# with bare, which must be in the list.
 #
 # Installs wrk from Debian's packages when it is missing (needs root).
 set -euo pipefail
@@ -15,6 +21,11 @@ THREADS="${THREADS:-2}"
 CONNECTIONS="${CONNECTIONS:-64}"
 DURATION="${DURATION:-10s}"
 PORT="${PORT:-3917}"
+read -r -a stacks <<<"${STACKS:-bare full}"
+if [[ " ${stacks[*]} " != *" bare "* ]]; then
+  echo "FATAL: STACKS must include bare (the baseline)" >&2
+  exit 1
+fi
 ADDR="127.0.0.1:${PORT}"
 
 if ! command -v wrk >/dev/null 2>&1; then
@@ -55,7 +66,7 @@ to_us() {
 }
 
 declare -A rps p50 p99
-for stack in bare full; do
+for stack in "${stacks[@]}"; do
   if port_answers; then
     echo "FATAL: something already listens on ${ADDR}; set PORT=..." >&2
     exit 1
@@ -82,12 +93,15 @@ done
 
 echo
 echo "wrk -t${THREADS} -c${CONNECTIONS} -d${DURATION} on ${ADDR}"
-printf '%-6s %14s %12s %12s\n' stack "requests/s" "p50 (us)" "p99 (us)"
-for stack in bare full; do
-  printf '%-6s %14s %12s %12s\n' "$stack" "${rps[$stack]}" "${p50[$stack]}" "${p99[$stack]}"
+printf '%-24s %14s %12s %12s\n' stack "requests/s" "p50 (us)" "p99 (us)"
+for stack in "${stacks[@]}"; do
+  printf '%-24s %14s %12s %12s\n' "$stack" "${rps[$stack]}" "${p50[$stack]}" "${p99[$stack]}"
 done
-awk -v rb="${rps[bare]}" -v rf="${rps[full]}" \
-    -v b50="${p50[bare]}" -v f50="${p50[full]}" \
-    -v b99="${p99[bare]}" -v f99="${p99[full]}" 'BEGIN {
-  printf "full/bare: throughput %.3f, p50 latency %.3f, p99 latency %.3f\n", rf / rb, f50 / b50, f99 / b99
-}'
+for stack in "${stacks[@]}"; do
+  [[ "$stack" == bare ]] && continue
+  awk -v name="$stack" -v rb="${rps[bare]}" -v rf="${rps[$stack]}" \
+      -v b50="${p50[bare]}" -v f50="${p50[$stack]}" \
+      -v b99="${p99[bare]}" -v f99="${p99[$stack]}" 'BEGIN {
+    printf "%s/bare: throughput %.3f, p50 latency %.3f, p99 latency %.3f\n", name, rf / rb, f50 / b50, f99 / b99
+  }'
+done

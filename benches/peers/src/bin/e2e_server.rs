@@ -2,15 +2,21 @@
 //! tower-edge's full stack. Driven by `benches/e2e.sh`.
 //!
 //! ```text
-//! e2e_server --stack bare|full [--addr 127.0.0.1:3000]
+//! e2e_server --stack bare|full|<layer>[,<layer>...] [--addr 127.0.0.1:3000]
 //! ```
 //!
 //! `full` wires every default tower-edge layer, outermost first in the
 //! order the crate docs recommend (correlation -> rate_limit(by IP) ->
-//! jwt_auth -> rate_limit(by user) -> cache_headers -> handler). `otel` is
-//! left out: without an SDK installed it measures a no-op exporter, which
-//! says nothing about a real deployment. A layer added to tower-edge goes
-//! into `full_stack` at its place in that order.
+//! jwt_auth -> rate_limit(by user) -> cache_headers -> handler), as one
+//! `ServiceBuilder` in one `Router::layer`. `otel` is left out: without an
+//! SDK installed it measures a no-op exporter, which says nothing about a
+//! real deployment. A layer added to tower-edge goes into `full_stack` at
+//! its place in that order.
+//!
+//! A list of layer names (`correlation`, `rate-limit-ip`, `jwt`,
+//! `rate-limit-client`, `cache-headers`) serves only those, in the same
+//! order, each in its own `Router::layer` (so each also pays axum's boxing
+//! of the layered route): what one layer costs end to end.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -24,22 +30,33 @@ use tower_edge::correlation::CorrelationIdLayer;
 use tower_edge::jwt_auth::{Algorithm, AuthMode, JwtAuthLayer, VerificationKey};
 use tower_edge::rate_limit::{ClientIp, Policy, Quota, RateLimitLayer, SubjectOrIp};
 
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(Clone, PartialEq, Eq, Debug)]
 enum Stack {
     Bare,
     Full,
+    /// Some of the layers, by name.
+    Only(Vec<String>),
 }
+
+/// The layers `--stack` can name, outermost first.
+const LAYERS: [&str; 5] = [
+    "correlation",
+    "rate-limit-ip",
+    "jwt",
+    "rate-limit-client",
+    "cache-headers",
+];
 
 fn app() -> Router {
     Router::new().route("/", get(|| async { "Hello, World!" }))
 }
 
-/// Every default layer in the recommended order. wrk sends anonymous
-/// requests, so JWT auth (optional mode) takes its "no credentials" path;
-/// the quotas are high enough that nothing is ever limited, so both rate
-/// limiters do their full work (key, store, `RateLimit` headers) on every
-/// request.
-fn full_stack(router: Router) -> Router {
+/// The layers of the full stack: the flood guard by IP, JWT auth, the
+/// per-client limit by subject or IP. wrk sends anonymous requests, so JWT
+/// auth (optional mode) takes its "no credentials" path; the quotas are
+/// high enough that nothing is ever limited, so both rate limiters do their
+/// full work (key, store, `RateLimit` headers) on every request.
+fn layers() -> (RateLimitLayer, JwtAuthLayer, RateLimitLayer) {
     let peer_ip = |ext: &http::Extensions| {
         ext.get::<ConnectInfo<SocketAddr>>()
             .map(|ConnectInfo(addr)| addr.ip())
@@ -63,6 +80,12 @@ fn full_stack(router: Router) -> Router {
         .mode(AuthMode::Optional)
         .build()
         .expect("valid auth");
+    (flood_guard, auth, per_client)
+}
+
+/// Every default layer in the recommended order.
+fn full_stack(router: Router) -> Router {
+    let (flood_guard, auth, per_client) = layers();
     router.layer(
         ServiceBuilder::new()
             .layer(CorrelationIdLayer::new())
@@ -71,6 +94,29 @@ fn full_stack(router: Router) -> Router {
             .layer(per_client)
             .layer(CacheHeadersLayer::new()),
     )
+}
+
+/// The named layers only, in the full stack's order, innermost applied
+/// first.
+fn some_layers(mut router: Router, names: &[String]) -> Router {
+    let (flood_guard, auth, per_client) = layers();
+    let has = |name: &str| names.iter().any(|n| n == name);
+    if has("cache-headers") {
+        router = router.layer(CacheHeadersLayer::new());
+    }
+    if has("rate-limit-client") {
+        router = router.layer(per_client);
+    }
+    if has("jwt") {
+        router = router.layer(auth);
+    }
+    if has("rate-limit-ip") {
+        router = router.layer(flood_guard);
+    }
+    if has("correlation") {
+        router = router.layer(CorrelationIdLayer::new());
+    }
+    router
 }
 
 fn parse_args() -> Result<(Stack, SocketAddr), String> {
@@ -83,7 +129,17 @@ fn parse_args() -> Result<(Stack, SocketAddr), String> {
                 stack = Some(match args.next().as_deref() {
                     Some("bare") => Stack::Bare,
                     Some("full") => Stack::Full,
-                    other => return Err(format!("--stack takes bare or full, not {other:?}")),
+                    Some(list) => {
+                        let names: Vec<String> = list.split(',').map(str::to_owned).collect();
+                        if let Some(bad) = names.iter().find(|n| !LAYERS.contains(&n.as_str())) {
+                            return Err(format!(
+                                "--stack: unknown layer {bad:?} (layers: {})",
+                                LAYERS.join(", ")
+                            ));
+                        }
+                        Stack::Only(names)
+                    }
+                    None => return Err("--stack takes bare, full or a list of layers".into()),
                 })
             }
             "--addr" => {
@@ -108,14 +164,15 @@ async fn main() -> ExitCode {
         Ok(parsed) => parsed,
         Err(message) => {
             eprintln!(
-                "e2e_server: {message}\nusage: e2e_server --stack bare|full [--addr 127.0.0.1:3000]"
+                "e2e_server: {message}\nusage: e2e_server --stack bare|full|<layer>[,<layer>...] [--addr 127.0.0.1:3000]"
             );
             return ExitCode::from(2);
         }
     };
-    let router = match stack {
+    let router = match &stack {
         Stack::Bare => app(),
         Stack::Full => full_stack(app()),
+        Stack::Only(names) => some_layers(app(), names),
     };
     let listener = match tokio::net::TcpListener::bind(addr).await {
         Ok(listener) => listener,
