@@ -246,65 +246,9 @@ type Predicate = dyn Fn(&RequestInfo<'_>) -> bool + Send + Sync;
 pub struct Policy {
     name: String,
     quota: Quota,
-    key: KeySource,
+    key: Arc<dyn KeyExtractor>,
     cost: Option<Arc<CostFn>>,
     store: Option<Arc<dyn RateLimitStore>>,
-}
-
-/// A policy's key extractor: the built-in ones called directly (inlined on
-/// the request path), any other through the trait.
-#[derive(Clone)]
-pub(crate) enum KeySource {
-    ClientIp,
-    SubjectOrIp,
-    Custom(Arc<dyn KeyExtractor>),
-}
-
-impl KeySource {
-    fn new<K: KeyExtractor>(extractor: K) -> Self {
-        let any: &dyn std::any::Any = &extractor;
-        if any.is::<ClientIp>() {
-            Self::ClientIp
-        } else if any.is::<SubjectOrIp>() {
-            Self::SubjectOrIp
-        } else {
-            Self::Custom(Arc::new(extractor))
-        }
-    }
-
-    #[inline]
-    pub(crate) fn extract(&self, request: &RequestInfo<'_>) -> Option<key::Key> {
-        match self {
-            Self::ClientIp => ClientIp.extract(request),
-            Self::SubjectOrIp => SubjectOrIp.extract(request),
-            Self::Custom(extractor) => extractor.extract(request),
-        }
-    }
-}
-
-/// A policy's store: the default memory store called directly (no trait
-/// object, no future), any other through [`RateLimitStore`].
-pub(crate) enum PolicyStore {
-    Memory(MemoryStore<LayerClock>),
-    Custom(Arc<dyn RateLimitStore>),
-}
-
-impl PolicyStore {
-    fn len(&self) -> Option<usize> {
-        match self {
-            Self::Memory(store) => Some(store.len()),
-            Self::Custom(store) => store.len(),
-        }
-    }
-}
-
-impl fmt::Debug for PolicyStore {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Memory(store) => store.fmt(f),
-            Self::Custom(store) => store.fmt(f),
-        }
-    }
 }
 
 impl fmt::Debug for Policy {
@@ -325,7 +269,7 @@ impl Policy {
         Self {
             name: name.into(),
             quota,
-            key: KeySource::ClientIp,
+            key: Arc::new(ClientIp),
             cost: None,
             store: None,
         }
@@ -333,7 +277,7 @@ impl Policy {
 
     /// How the key is found (default [`ClientIp`]).
     pub fn key(mut self, extractor: impl KeyExtractor) -> Self {
-        self.key = KeySource::new(extractor);
+        self.key = Arc::new(extractor);
         self
     }
 
@@ -360,9 +304,9 @@ pub(crate) struct BuiltPolicy {
     /// (the name as an RFC 9651 string).
     ratelimit_prefix: Box<str>,
     quota: Quota,
-    key: KeySource,
+    key: Arc<dyn KeyExtractor>,
     cost: Option<Arc<CostFn>>,
-    store: PolicyStore,
+    store: Arc<dyn RateLimitStore>,
     legacy_limit: HeaderValue,
 }
 
@@ -664,8 +608,8 @@ impl RateLimitLayerBuilder {
                 policy.quota.period().as_secs()
             ));
             let store = match policy.store {
-                Some(store) => PolicyStore::Custom(store),
-                None => PolicyStore::Memory(
+                Some(store) => store,
+                None => Arc::new(
                     MemoryStore::builder()
                         .max_keys(self.max_keys)
                         .clock(self.layer_clock())

@@ -15,7 +15,7 @@ use tower_service::Service;
 
 use super::key::{Key, RequestInfo};
 use super::store::{Check, Decision, StoreError, StoreFuture};
-use super::{Config, HeaderStyle, OnStoreError, PolicySet, PolicyStore, UnknownKey};
+use super::{Config, OnStoreError, PolicySet, UnknownKey};
 use crate::body::ResponseBody;
 use crate::rejection::Problem;
 
@@ -164,9 +164,6 @@ impl Outcome {
     #[inline(always)]
     fn headers(&self, config: &Config, set: &PolicySet) -> AddHeaders {
         let mut headers = AddHeaders::default();
-        if config.headers == HeaderStyle::Off {
-            return headers;
-        }
         if config.headers.ietf() {
             headers.policy = set.policy_header.clone();
             if !self.ratelimit.is_empty() {
@@ -288,20 +285,16 @@ fn drive(
             continue;
         };
         let policy = &set.policies[index];
-        let result = match &policy.store {
-            PolicyStore::Memory(store) => Ok(store.check_now(&k, &policy.quota, cost)),
-            PolicyStore::Custom(store) => {
-                match store
-                    .check(Check::new(&policy.name, &k, &policy.quota, cost))
-                    .into_ready()
-                {
-                    Ok(result) => result,
-                    Err(pending) => return Progress::Pending(index, pending),
+        let future = policy
+            .store
+            .check(Check::new(&policy.name, &k, &policy.quota, cost));
+        match future.into_ready() {
+            Ok(result) => {
+                if apply(config, set, index, result, outcome) {
+                    return Progress::Finished;
                 }
             }
-        };
-        if apply(config, set, index, result, outcome) {
-            return Progress::Finished;
+            Err(pending) => return Progress::Pending(index, pending),
         }
     }
     Progress::Finished
