@@ -108,6 +108,17 @@ fn expected(peer: IpAddr, lines: &[Vec<Node>]) -> IpAddr {
 
 /// Resolves the client IP of one request through the layer.
 fn resolve(header: ForwardedHeader, peer: IpAddr, name: &str, lines: &[String]) -> Option<IpAddr> {
+    let lines: Vec<&[u8]> = lines.iter().map(String::as_bytes).collect();
+    resolve_bytes(header, peer, name, &lines)
+}
+
+/// [`resolve`] with header lines given as bytes (obs-text included).
+fn resolve_bytes(
+    header: ForwardedHeader,
+    peer: IpAddr,
+    name: &str,
+    lines: &[&[u8]],
+) -> Option<IpAddr> {
     let seen = Arc::new(Mutex::new(None));
     let record = Arc::clone(&seen);
     let layer = RateLimitLayer::builder()
@@ -131,7 +142,7 @@ fn resolve(header: ForwardedHeader, peer: IpAddr, name: &str, lines: &[String]) 
     for line in lines {
         request.headers_mut().append(
             http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
-            HeaderValue::from_str(line).unwrap(),
+            HeaderValue::from_bytes(line).unwrap(),
         );
     }
     let response =
@@ -245,5 +256,35 @@ proptest! {
         let peer: IpAddr = "10.0.0.2".parse().unwrap();
         // A peer is known, so a client IP always is; the request went through.
         prop_assert!(resolve(header, peer, name, &lines).is_some());
+    }
+
+    // Regression (review): a trusted proxy appends the client's address to
+    // the client's own line (RFC 7239 §4 allows it for `Forwarded`, and
+    // X-Forwarded-For is written that way). Whatever the client put to its
+    // left (unbalanced quotes, backslashes, separators, bytes that are not
+    // ASCII), the proxy's entry is the one read.
+    #[test]
+    fn the_client_part_of_a_line_cannot_hide_the_proxy_entry(
+        client in prop::collection::vec(
+            prop::sample::select(vec![
+                b'"', b'\\', b',', b';', b'=', b' ', b'\t', b'f', b'o', b'r', b'x',
+                b'1', b'9', b'.', b':', b'[', b']', 0xc3, 0xa9, 0xff,
+            ]),
+            0..40,
+        ),
+        addr in ip().prop_filter("untrusted", |ip| !is_trusted(*ip)),
+        forwarded in any::<bool>(),
+    ) {
+        let (header, name, entry) = if forwarded {
+            (ForwardedHeader::Forwarded, "forwarded", format!("for=\"{}\"", render(&Node::Addr(addr, Style::Brackets))))
+        } else {
+            (ForwardedHeader::XForwardedFor, "x-forwarded-for", render(&Node::Addr(addr, Style::Plain)))
+        };
+        let mut line = client.clone();
+        line.extend_from_slice(b", ");
+        line.extend_from_slice(entry.as_bytes());
+        let peer: IpAddr = "10.0.0.2".parse().unwrap();
+        let got = resolve_bytes(header, peer, name, &[&line]).expect("a peer is known");
+        prop_assert_eq!(got, addr.to_canonical(), "line {:?}", String::from_utf8_lossy(&line));
     }
 }

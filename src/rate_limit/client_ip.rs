@@ -183,37 +183,34 @@ impl ClientIpConfig {
             return Some(peer);
         }
         let mut client = peer;
-        match self.header {
-            ForwardedHeader::XForwardedFor => {
-                // Right to left over all lines: the last line is the nearest
-                // proxy's.
-                for line in headers.get_all(X_FORWARDED_FOR).iter().rev() {
-                    let Ok(line) = line.to_str() else {
-                        return Some(client);
-                    };
-                    for entry in line.rsplit(',') {
-                        match step(self, parse_node(entry.trim())) {
-                            Step::Next(ip) => client = ip,
-                            Step::Done(ip) => return Some(ip),
-                            Step::Stop => return Some(client),
-                        }
-                    }
+        // Each line is split into its entries from the right, on bytes: what
+        // the nearest proxy appended is read first and intact, whatever the
+        // client wrote to its left (bytes that are not ASCII, an unbalanced
+        // quote). The client's part only counts if the walk gets there.
+        let name = match self.header {
+            ForwardedHeader::XForwardedFor => X_FORWARDED_FOR,
+            ForwardedHeader::Forwarded => http::header::FORWARDED,
+        };
+        for line in headers.get_all(name).iter().rev() {
+            let line = line.as_bytes();
+            let mut walk = |node: Option<IpAddr>| match step(self, node) {
+                Step::Next(ip) => {
+                    client = ip;
+                    None
                 }
-            }
-            ForwardedHeader::Forwarded => {
-                for line in headers.get_all(http::header::FORWARDED).iter().rev() {
-                    let Ok(line) = line.to_str() else {
-                        return Some(client);
-                    };
-                    let elements = forwarded_for_values(line);
-                    for node in elements.iter().rev() {
-                        match step(self, node.as_deref().and_then(parse_node)) {
-                            Step::Next(ip) => client = ip,
-                            Step::Done(ip) => return Some(ip),
-                            Step::Stop => return Some(client),
-                        }
-                    }
+                Step::Done(ip) => Some(ip),
+                Step::Stop => Some(client),
+            };
+            let found = match self.header {
+                ForwardedHeader::XForwardedFor => line
+                    .rsplit(|&b| b == b',')
+                    .find_map(|entry| walk(xff_node(entry))),
+                ForwardedHeader::Forwarded => {
+                    forwarded_elements_rev(line).find_map(|element| walk(forwarded_for(element)))
                 }
+            };
+            if let Some(ip) = found {
+                return Some(ip);
             }
         }
         // Every hop was trusted: the request started inside the trusted
@@ -268,47 +265,124 @@ fn is_port(s: &str) -> bool {
     !s.is_empty() && s.len() <= 5 && s.bytes().all(|b| b.is_ascii_digit())
 }
 
-/// The `for=` value of each element of one `Forwarded` line, unquoted
-/// (`None` for an element without `for`). Commas and semicolons inside
-/// quoted strings belong to the value.
-fn forwarded_for_values(line: &str) -> Vec<Option<String>> {
-    let mut elements = Vec::new();
-    let mut current: Option<String> = None;
-    let mut chars = line.chars().peekable();
-    let mut pair = String::new();
-    let mut in_quotes = false;
-    let finish_pair = |pair: &mut String, current: &mut Option<String>| {
-        if let Some((name, value)) = pair.split_once('=')
-            && name.trim().eq_ignore_ascii_case("for")
-        {
-            *current = Some(value.trim().to_owned());
+/// One `X-Forwarded-For` entry as an address; `None` when it is not one
+/// (including bytes that are not ASCII).
+fn xff_node(entry: &[u8]) -> Option<IpAddr> {
+    std::str::from_utf8(entry)
+        .ok()
+        .and_then(|entry| parse_node(entry.trim()))
+}
+
+/// The elements of one `Forwarded` line, right to left: the line split at
+/// commas outside quoted strings. Read from the right, an element a proxy
+/// appended is found whole even when the client's part to its left is
+/// malformed (an unbalanced quote would otherwise swallow it); a malformed
+/// part becomes one element that [`forwarded_for`] rejects.
+fn forwarded_elements_rev(line: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut end = Some(line.len());
+    std::iter::from_fn(move || {
+        let stop = end?;
+        let mut in_quotes = false;
+        for i in (0..stop).rev() {
+            match line[i] {
+                // Inside a quoted string, a quote preceded by an odd number
+                // of backslashes is escaped; otherwise it opens the string.
+                b'"' if in_quotes => {
+                    let backslashes = line[..i].iter().rev().take_while(|&&b| b == b'\\').count();
+                    in_quotes = backslashes % 2 == 1;
+                }
+                b'"' => in_quotes = true,
+                b',' if !in_quotes => {
+                    end = Some(i);
+                    return Some(&line[i + 1..stop]);
+                }
+                _ => {}
+            }
         }
-        pair.clear();
-    };
-    while let Some(c) = chars.next() {
-        match c {
-            '"' => in_quotes = !in_quotes,
-            '\\' if in_quotes => {
-                if let Some(escaped) = chars.next() {
-                    pair.push(escaped);
+        end = None;
+        Some(&line[..stop])
+    })
+}
+
+/// The address in the `for` parameter of one `Forwarded` element, or
+/// `None` when it has none or the element is malformed (RFC 7239 §4:
+/// `name=value` pairs separated by `;`, a value a token or a quoted string,
+/// each parameter at most once). Unquoted values may hold `:` and brackets,
+/// as some proxies write them.
+fn forwarded_for(element: &[u8]) -> Option<IpAddr> {
+    let is_space = |b: u8| b == b' ' || b == b'\t';
+    let mut found: Option<Vec<u8>> = None;
+    let mut i = 0;
+    let n = element.len();
+    loop {
+        while i < n && is_space(element[i]) {
+            i += 1;
+        }
+        if i == n {
+            break;
+        }
+        if element[i] == b';' {
+            // An empty pair.
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < n && element[i] != b'=' && element[i] != b';' && !is_space(element[i]) {
+            i += 1;
+        }
+        let name = &element[start..i];
+        if i == n || element[i] != b'=' || name.contains(&b'"') {
+            return None;
+        }
+        i += 1;
+        let mut value = Vec::new();
+        if element.get(i) == Some(&b'"') {
+            i += 1;
+            loop {
+                match *element.get(i)? {
+                    b'"' => break,
+                    b'\\' => {
+                        value.push(*element.get(i + 1)?);
+                        i += 2;
+                    }
+                    b => {
+                        value.push(b);
+                        i += 1;
+                    }
                 }
             }
-            ';' if !in_quotes => finish_pair(&mut pair, &mut current),
-            ',' if !in_quotes => {
-                finish_pair(&mut pair, &mut current);
-                elements.push(current.take());
+            i += 1;
+        } else {
+            let start = i;
+            while i < n && element[i] != b';' && !is_space(element[i]) {
+                i += 1;
             }
-            c => pair.push(c),
+            value.extend_from_slice(&element[start..i]);
+            if value.contains(&b'"') {
+                return None;
+            }
+        }
+        while i < n && is_space(element[i]) {
+            i += 1;
+        }
+        if i < n && element[i] != b';' {
+            return None;
+        }
+        if name.eq_ignore_ascii_case(b"for") {
+            if found.is_some() {
+                // A parameter given twice: malformed.
+                return None;
+            }
+            found = Some(value);
         }
     }
-    finish_pair(&mut pair, &mut current);
-    elements.push(current.take());
-    elements
+    parse_node(std::str::from_utf8(&found?).ok()?)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::HeaderValue;
 
     fn config(trusted: &[&str], header: ForwardedHeader) -> ClientIpConfig {
         ClientIpConfig {
@@ -427,6 +501,81 @@ mod tests {
         let xff = config(&["10.0.0.0/8"], ForwardedHeader::XForwardedFor);
         let h = headers("forwarded", &["for=6.6.6.6"]);
         assert_eq!(xff.resolve(&h, &peer), ip("10.1.1.1"));
+    }
+
+    fn raw(name: &str, lines: &[&[u8]]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for line in lines {
+            h.append(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_bytes(line).unwrap(),
+            );
+        }
+        h
+    }
+
+    // Regression (review): the nearest proxy appends its entry to the
+    // client's `Forwarded` line (RFC 7239 §4). An unbalanced quote on the
+    // client's side used to swallow that entry, and the client's own
+    // `for=` became its key. STANDARDS.md (client IP): the first untrusted
+    // valid address from the right; never the client's choice.
+    #[test]
+    fn a_client_quote_cannot_swallow_the_proxy_entry() {
+        let c = config(&["10.0.0.0/8"], ForwardedHeader::Forwarded);
+        let peer = ext("10.0.0.1:1");
+        for line in [
+            r#"for=9.9.9.9;x=", for=203.0.113.50"#,
+            r#"for=9.9.9.9;x="\", for=203.0.113.50"#,
+            r#"for="9.9.9.9, for=203.0.113.50"#,
+            r#"for=9.9.9.9;x=a", for=203.0.113.50"#,
+            r#"for=9.9.9.9;x="a\"b, for="203.0.113.50:80""#,
+        ] {
+            let h = headers("forwarded", &[line]);
+            assert_eq!(c.resolve(&h, &peer), ip("203.0.113.50"), "{line}");
+        }
+        let h = headers(
+            "forwarded",
+            &[r#"for=9.9.9.9;x=", for="[2001:db8::5]:4711""#],
+        );
+        assert_eq!(c.resolve(&h, &peer), ip("2001:db8::5"));
+        // When the walk reaches a malformed element, it stops at the last
+        // trusted hop, as for `unknown`.
+        for line in [
+            r#"for=9.9.9.9;x=", for=10.0.0.7"#,
+            r#"for=9.9.9.9;for=8.8.8.8, for=10.0.0.7"#,
+            r#"for=9.9"9.9, for=10.0.0.7"#,
+            r#"for="9.9.9.9"x, for=10.0.0.7"#,
+            r#"f"or=9.9.9.9, for=10.0.0.7"#,
+        ] {
+            let h = headers("forwarded", &[line]);
+            assert_eq!(c.resolve(&h, &peer), ip("10.0.0.7"), "{line}");
+        }
+        // A quoted comma and an escaped quote belong to their value.
+        let h = headers(
+            "forwarded",
+            &[r#"for=6.6.6.6, for=198.51.100.1;x="a\",b", for=10.0.0.3"#],
+        );
+        assert_eq!(c.resolve(&h, &peer), ip("198.51.100.1"));
+        let h = headers("forwarded", &[r#"for=198.51.100.1;x="a\\", for=10.0.0.3"#]);
+        assert_eq!(c.resolve(&h, &peer), ip("198.51.100.1"));
+    }
+
+    // Regression (review): a byte that is not ASCII in the client's part of
+    // a line used to discard the whole line, proxy entry included, and key
+    // the request by the proxy. Only the entries the walk reaches count.
+    #[test]
+    fn bytes_that_are_not_ascii_only_matter_where_the_walk_reaches() {
+        let peer = ext("10.0.0.1:1");
+        let xff = config(&["10.0.0.0/8"], ForwardedHeader::XForwardedFor);
+        let h = raw("x-forwarded-for", &[b"\xc3\xa9, 203.0.113.50"]);
+        assert_eq!(xff.resolve(&h, &peer), ip("203.0.113.50"));
+        let h = raw("x-forwarded-for", &[b"\xc3\xa9, 10.0.0.9"]);
+        assert_eq!(xff.resolve(&h, &peer), ip("10.0.0.9"));
+        let forwarded = config(&["10.0.0.0/8"], ForwardedHeader::Forwarded);
+        let h = raw("forwarded", &[b"for=\"\xff\", for=203.0.113.50"]);
+        assert_eq!(forwarded.resolve(&h, &peer), ip("203.0.113.50"));
+        let h = raw("forwarded", &[b"for=\xff, for=10.0.0.9"]);
+        assert_eq!(forwarded.resolve(&h, &peer), ip("10.0.0.9"));
     }
 
     // Regression (found by tests/proptests_client_ip.rs): an IPv4-mapped

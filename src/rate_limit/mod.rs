@@ -47,8 +47,10 @@
 //! skipped, and the first untrusted valid address is the client — never the
 //! client-written leftmost entry. An untrusted peer is the client and its
 //! forwarding headers are ignored. An entry that is not an address
-//! (`unknown`, an obfuscated `_id`, garbage) ends the walk at the last
-//! trusted hop. IPv6 clients are keyed by their /64 (see
+//! (`unknown`, an obfuscated `_id`, garbage, a malformed `Forwarded`
+//! element) ends the walk at the last trusted hop. Lines are split from the
+//! right, so what the client wrote on a line never changes how the entries a
+//! proxy appended to it are read. IPv6 clients are keyed by their /64 (see
 //! [`ipv6_prefix`](RateLimitLayerBuilder::ipv6_prefix)).
 //!
 //! Other keys: [`SubjectOrIp`] (the authenticated [`Subject`](crate::Subject),
