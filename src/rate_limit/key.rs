@@ -287,7 +287,10 @@ impl KeyExtractor for SubjectOnly {
 }
 
 /// Keys by the value of a header, hashed (an API key). A request without the
-/// header, or with it twice, has no key.
+/// header, or with an empty first value, has no key. When the header comes
+/// several times, the first value is the key: the one `HeaderMap::get`, and
+/// so most authentication code, reads. (Sending the header twice therefore
+/// does not move a client out of its own bucket.)
 #[derive(Debug, Clone)]
 pub struct HeaderKey(HeaderName);
 
@@ -300,11 +303,11 @@ impl HeaderKey {
 
 impl KeyExtractor for HeaderKey {
     fn extract(&self, request: &RequestInfo<'_>) -> Option<Key> {
-        let mut values = request.headers().get_all(&self.0).iter();
-        match (values.next(), values.next()) {
-            (Some(value), None) if !value.is_empty() => Some(Key::from_bytes(value.as_bytes())),
-            _ => None,
-        }
+        request
+            .headers()
+            .get(&self.0)
+            .filter(|value| !value.is_empty())
+            .map(|value| Key::from_bytes(value.as_bytes()))
     }
 }
 

@@ -800,6 +800,25 @@ async fn closure_and_composite_keys() {
         StatusCode::OK
     );
     assert_eq!(l.tracked_keys("tenant-key"), Some(3));
+    // Regression (review): the key sent twice used to count as no key, so a
+    // client left its exhausted bucket for the shared unknown one. The
+    // first value is the key, as for `HeaderMap::get`.
+    let mut twice = req("k1", "/acme/x");
+    twice
+        .headers_mut()
+        .append("x-api-key", "k1".parse().unwrap());
+    assert_eq!(
+        send(&mut svc, twice).await.status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    let mut other_second = req("k1", "/acme/x");
+    other_second
+        .headers_mut()
+        .append("x-api-key", "fresh".parse().unwrap());
+    assert_eq!(
+        send(&mut svc, other_second).await.status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
     // No API key: the shared unknown bucket, not an error.
     let res = send(&mut svc, from("192.0.2.1:1")).await;
     assert_eq!(res.status(), StatusCode::OK);
