@@ -15,8 +15,11 @@
 //!   request extensions as a [`CorrelationId`];
 //! * echoed on every response, including rejections of layers inside this
 //!   one (put it outermost);
-//! * the `correlation_id` field of an INFO `request` span entered for the
-//!   whole request, so every log line emitted inside carries it;
+//! * the `correlation_id` field of a `request` span entered for the whole
+//!   request, so every log line emitted inside carries it. The span is at
+//!   ERROR level so that it passes any filter that lets a log line through
+//!   (a span whose level is filtered out is not entered, and lines under
+//!   it would lose the ID);
 //! * available as [`CorrelationId::current`] while the request is handled,
 //!   which [`PropagateCorrelationIdLayer`] uses to stamp outgoing requests.
 //!
@@ -141,10 +144,12 @@ type Predicate = dyn Fn(&str) -> bool + Send + Sync;
 #[derive(Clone)]
 enum Validation {
     /// `[A-Za-z0-9._:-]{1,max}`.
-    Default {
+    Default { max_len: usize },
+    /// The user's rule, within `max_len` bytes.
+    Custom {
+        predicate: Arc<Predicate>,
         max_len: usize,
     },
-    Custom(Arc<Predicate>),
 }
 
 struct Config {
@@ -187,8 +192,9 @@ impl Config {
             // The default alphabet is visible ASCII: no second check needed.
             Validation::Default { max_len } => id::default_rule(value.as_bytes(), *max_len)
                 .then(|| CorrelationId::from_visible_ascii(value.clone())),
-            Validation::Custom(predicate) => {
-                let accepted = std::str::from_utf8(value.as_bytes()).is_ok_and(|s| predicate(s));
+            Validation::Custom { predicate, max_len } => {
+                let accepted = value.len() <= *max_len
+                    && std::str::from_utf8(value.as_bytes()).is_ok_and(|s| predicate(s));
                 accepted
                     .then(|| CorrelationId::from_header_value(value.clone()).ok())
                     .flatten()
@@ -235,14 +241,17 @@ impl CorrelationIdLayerBuilder {
         self
     }
 
-    /// The longest incoming ID the default rule accepts (default 128).
+    /// The longest incoming ID accepted, in bytes (default 128). It bounds a
+    /// custom rule ([`validate_with`](Self::validate_with)) too, so an ID
+    /// copied into every log line stays small whatever the rule checks.
     pub fn max_length(mut self, max: usize) -> Self {
         self.max_len = max;
         self
     }
 
     /// Replaces the default rule with `predicate`. It only ever sees values
-    /// that are valid header text; values that are not visible ASCII
+    /// that are valid header text and at most
+    /// [`max_length`](Self::max_length) bytes long; values that are not visible ASCII
     /// (spaces, tabs, control characters, non-ASCII) are refused whatever it
     /// says, so they can never be reflected.
     pub fn validate_with(
@@ -285,7 +294,10 @@ impl CorrelationIdLayerBuilder {
             ));
         }
         let validation = match self.custom {
-            Some(predicate) => Validation::Custom(predicate),
+            Some(predicate) => Validation::Custom {
+                predicate,
+                max_len: self.max_len,
+            },
             None => Validation::Default {
                 max_len: self.max_len,
             },
@@ -392,7 +404,11 @@ where
         let config = &self.config;
         let (id, already_set) = config.resolve(&request);
         let span = if config.span {
-            tracing::info_span!(
+            // ERROR level: a span is only entered when its level passes the
+            // subscriber's filter, and the ID must be on every log line
+            // under any filter (`warn`, `info,tower_edge=warn`), not only
+            // under `info`.
+            tracing::error_span!(
                 "request",
                 correlation_id = id.as_str(),
                 method = %request.method(),

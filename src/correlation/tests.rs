@@ -190,6 +190,86 @@ async fn custom_header_predicate_and_generator() {
     assert_fresh_uuid(&res.headers()["x-request-id"]);
 }
 
+// Regression (review): `max_length` bounded only the default rule, so a
+// custom rule admitted a 10 KB ID into every log line. STANDARDS.md
+// (correlation): `{1,128}`, configurable.
+#[tokio::test]
+async fn max_length_bounds_a_custom_rule_too() {
+    let layer = CorrelationIdLayer::builder()
+        .validate_with(|id| id.starts_with("ok-"))
+        .build()
+        .unwrap();
+    let long = format!("ok-{}", "a".repeat(10_000));
+    let (res, _) = call(
+        layer.clone(),
+        request_with(HeaderValue::from_str(&long).unwrap()),
+    )
+    .await;
+    assert_fresh_uuid(&res.headers()["x-request-id"]);
+    let at_limit = format!("ok-{}", "a".repeat(125));
+    let (res, _) = call(
+        layer,
+        request_with(HeaderValue::from_str(&at_limit).unwrap()),
+    )
+    .await;
+    assert_eq!(res.headers()["x-request-id"], at_limit.as_str());
+    let short = CorrelationIdLayer::builder()
+        .validate_with(|id| id.starts_with("ok-"))
+        .max_length(4)
+        .build()
+        .unwrap();
+    let (res, _) = call(
+        short.clone(),
+        request_with(HeaderValue::from_static("ok-1")),
+    )
+    .await;
+    assert_eq!(res.headers()["x-request-id"], "ok-1");
+    let (res, _) = call(short, request_with(HeaderValue::from_static("ok-12"))).await;
+    assert_fresh_uuid(&res.headers()["x-request-id"]);
+}
+
+// Regression (review): the span was at INFO level, so under a `warn` filter
+// it was never entered and warnings inside lost the ID. STANDARDS.md
+// (correlation): every log line inside carries it.
+#[tokio::test]
+async fn log_lines_carry_the_id_under_a_warn_filter() {
+    #[derive(Clone, Default)]
+    struct Lines(Arc<std::sync::Mutex<Vec<u8>>>);
+    impl std::io::Write for Lines {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let lines = Lines::default();
+    let writer = lines.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_max_level(tracing::Level::WARN)
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let service = ServiceBuilder::new()
+        .layer(CorrelationIdLayer::new())
+        .service_fn(|_req: Request<Body>| async {
+            tracing::warn!("inside the handler");
+            Ok::<_, Infallible>(Response::new(Body::default()))
+        });
+    service
+        .oneshot(request_with(HeaderValue::from_static("warn-filter-id")))
+        .await
+        .unwrap();
+    let out = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+    let line = out
+        .lines()
+        .find(|line| line.contains("inside the handler"))
+        .expect("the warning is logged");
+    assert!(line.contains("correlation_id=\"warn-filter-id\""), "{line}");
+}
+
 #[tokio::test]
 async fn max_length_is_configurable() {
     let layer = CorrelationIdLayer::builder().max_length(4).build().unwrap();
