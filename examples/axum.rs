@@ -316,13 +316,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let listener = tokio::net::TcpListener::bind(config.bind).await?;
     let addr = listener.local_addr()?;
-    let token = common::dev_token(&config);
     println!();
     println!("tower-edge axum example listening on http://{addr}");
     println!();
-    println!("Development token (1 h, scopes `{}`):", common::DEV_SCOPES);
-    println!();
-    println!("  export TOKEN={token}");
+    common::print_dev_token(&config);
     println!();
     println!("Try:");
     println!("  curl -i http://{addr}/products");

@@ -151,13 +151,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let config = Config::from_env("127.0.0.1:50051").map_err(|e| e.to_string())?;
     let listener = tokio::net::TcpListener::bind(config.bind).await?;
     let addr = listener.local_addr()?;
-    let token = common::dev_token(&config);
     println!();
     println!("tower-edge tonic example listening on {addr}");
     println!();
-    println!("Development token (1 h, scopes `{}`):", common::DEV_SCOPES);
-    println!();
-    println!("  export TOKEN={token}");
+    common::print_dev_token(&config);
     println!();
     println!("Try (with grpcurl; reflection is on):");
     println!("  grpcurl -plaintext {addr} list");

@@ -381,6 +381,60 @@ async fn the_flood_guard_stops_an_ip_before_token_checks() {
     assert_eq!(res.status(), 429);
     assert!(ratelimit(&res).contains("\"ip\";r=0;"));
     assert!(res.headers().contains_key("retry-after"));
+    // A bad token is not even looked at: 429 from the guard, not 401 from
+    // the JWT layer inside it (the order DESIGN.md asks for).
+    let res = call("GET", "/me").bearer("not.a.token").send(addr).await;
+    assert_eq!(res.status(), 429);
+    assert!(!res.headers().contains_key("www-authenticate"));
+}
+
+// The limits by IP see the real client: behind a trusted proxy (here the
+// test client on loopback), each `X-Forwarded-For` client has its own
+// bucket. Without the peer address both would share the one "unknown"
+// bucket and the second client would be limited too.
+#[tokio::test]
+async fn each_client_behind_a_trusted_proxy_has_its_own_bucket() {
+    let config = Config {
+        rate_limit: Quota::per_minute(1),
+        flood_guard: Quota::per_minute(100),
+        trusted_proxies: vec!["127.0.0.1/32".into()],
+        ..Config::default()
+    };
+    let addr = serve(&config).await;
+    let from = |client: &'static str| call("GET", "/products").header("x-forwarded-for", client);
+    assert_eq!(from("198.51.100.1").send(addr).await.status(), 200);
+    assert_eq!(from("198.51.100.1").send(addr).await.status(), 429);
+    let res = from("198.51.100.2").send(addr).await;
+    assert_eq!(res.status(), 200);
+    assert!(
+        ratelimit(&res).contains("\"client\";r=0;"),
+        "{}",
+        ratelimit(&res)
+    );
+}
+
+// The development secret is public: its token is printed only while it is
+// in use, and the examples refuse to listen beyond loopback with it.
+#[test]
+fn the_dev_secret_stays_on_loopback_and_a_real_secret_is_never_printed() {
+    let dev = Config::default();
+    assert!(dev.uses_dev_secret());
+    assert!(common::printable_dev_token(&dev).is_some());
+    assert!(dev.refuse_public_dev_secret().is_ok());
+    let public = Config {
+        bind: "0.0.0.0:3000".parse().unwrap(),
+        ..Config::default()
+    };
+    let err = public.refuse_public_dev_secret().unwrap_err();
+    assert!(err.contains("JWT_SECRET"), "{err}");
+    let own = Config {
+        bind: "0.0.0.0:3000".parse().unwrap(),
+        jwt_secret: "x".repeat(32),
+        ..Config::default()
+    };
+    assert!(!own.uses_dev_secret());
+    assert!(own.refuse_public_dev_secret().is_ok());
+    assert_eq!(common::printable_dev_token(&own), None);
 }
 
 #[test]

@@ -105,6 +105,34 @@ async fn requests_over_the_quota_get_429() {
     assert!(res.headers().contains_key("x-request-id"));
 }
 
+// `serve` inserts `PeerAddr`, so the limits by IP see the client: behind a
+// trusted proxy (the test client on loopback) each `X-Forwarded-For`
+// client has its own bucket. Without the peer address both would share
+// the one "unknown" bucket.
+#[tokio::test]
+async fn each_client_behind_a_trusted_proxy_has_its_own_bucket() {
+    let config = Config {
+        rate_limit: Quota::per_minute(1),
+        flood_guard: Quota::per_minute(100),
+        trusted_proxies: vec!["127.0.0.1/32".into()],
+        ..Config::default()
+    };
+    let addr = start(config).await;
+    let xff = |client| [("x-forwarded-for", client)];
+    assert_eq!(
+        get(addr, "/products", &xff("198.51.100.1")).await.status(),
+        200
+    );
+    assert_eq!(
+        get(addr, "/products", &xff("198.51.100.1")).await.status(),
+        429
+    );
+    assert_eq!(
+        get(addr, "/products", &xff("198.51.100.2")).await.status(),
+        200
+    );
+}
+
 #[tokio::test]
 async fn graceful_shutdown_stops_accepting() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

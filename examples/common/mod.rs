@@ -155,6 +155,7 @@ impl Config {
         if var("REDIS_URL").is_some() {
             println!("note: REDIS_URL needs `--features redis`; ignoring it");
         }
+        config.refuse_public_dev_secret()?;
         println!(
             "JWT: issuer {:?}, audience {:?}",
             config.jwt_issuer, config.jwt_audience
@@ -165,6 +166,50 @@ impl Config {
         );
         Ok(config)
     }
+}
+
+impl Config {
+    /// Whether tokens are verified with the built-in development secret,
+    /// which anyone who reads this file knows.
+    pub fn uses_dev_secret(&self) -> bool {
+        #[cfg(feature = "jwks")]
+        if self.jwks.is_some() {
+            return false;
+        }
+        self.jwt_secret == DEV_SECRET
+    }
+
+    /// Refuses to listen beyond loopback with the development secret:
+    /// anyone could mint tokens for the server.
+    pub fn refuse_public_dev_secret(&self) -> Result<(), String> {
+        if self.uses_dev_secret() && !self.bind.ip().is_loopback() {
+            return Err(format!(
+                "JWT_SECRET: the built-in development secret is public, so anyone could mint \
+                 tokens; set JWT_SECRET (32+ random bytes) to listen on {}",
+                self.bind
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Prints the development token, but only while the development secret is
+/// in use: a token signed with your own `JWT_SECRET` does not belong in a
+/// terminal or a log.
+pub fn print_dev_token(config: &Config) {
+    if let Some(token) = printable_dev_token(config) {
+        println!("Development token (1 h, scopes `{DEV_SCOPES}`):");
+        println!();
+        println!("  export TOKEN={token}");
+    } else {
+        println!("No development token printed: JWT_SECRET (or a JWKS) is set.");
+        println!("Export a token from your identity provider as TOKEN to try the commands.");
+    }
+}
+
+/// [`dev_token`] when the development secret is in use, else `None`.
+pub fn printable_dev_token(config: &Config) -> Option<String> {
+    config.uses_dev_secret().then(|| dev_token(config))
 }
 
 /// The JWT layer: HS256 with `jwt_secret` (or the JWKS of `JWT_JWKS_URL`),
