@@ -108,6 +108,32 @@ async fn calls_over_the_subjects_quota_are_resource_exhausted() {
     assert_eq!(reply.into_inner().subject, "bob");
 }
 
+// The `peer_ip` hook finds tonic's `TcpConnectInfo`, so the flood guard
+// sees the client: behind a trusted proxy (the test client on loopback)
+// each `x-forwarded-for` client has its own bucket. Without the peer
+// address both would share the one "unknown" bucket.
+#[tokio::test]
+async fn the_flood_guard_sees_each_client_behind_a_trusted_proxy() {
+    let config = Config {
+        flood_guard: Quota::per_minute(1),
+        trusted_proxies: vec!["127.0.0.1/32".into()],
+        ..Config::default()
+    };
+    let token = common::dev_token(&config);
+    let mut client = GreeterClient::new(start(config).await);
+    let from = |ip: &str| {
+        let mut request = hello(Some(&token));
+        request
+            .metadata_mut()
+            .insert("x-forwarded-for", ip.parse().unwrap());
+        request
+    };
+    client.say_hello(from("198.51.100.1")).await.unwrap();
+    let status = client.say_hello(from("198.51.100.1")).await.unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted);
+    client.say_hello(from("198.51.100.2")).await.unwrap();
+}
+
 #[tokio::test]
 async fn health_needs_no_token() {
     let channel = start(Config::default()).await;
