@@ -437,6 +437,17 @@ fn the_dev_secret_stays_on_loopback_and_a_real_secret_is_never_printed() {
     assert_eq!(common::printable_dev_token(&own), None);
 }
 
+// README: the per-IP flood guard is ten times the per-client quota, by
+// default and when `RATE_LIMIT` sets it.
+#[test]
+fn the_flood_guard_is_ten_times_the_client_quota() {
+    let config = Config::default();
+    assert_eq!(config.rate_limit.to_string(), "600/min burst 60");
+    assert_eq!(config.flood_guard.to_string(), "6000/min burst 600");
+    let quota: Quota = "5/min".parse().unwrap();
+    assert_eq!(common::flood_guard_for(quota).to_string(), "50/min");
+}
+
 #[test]
 fn a_bad_trusted_proxy_fails_at_build_time() {
     let config = Config {
