@@ -18,7 +18,10 @@
 //!   coding as a suffix (`"…-gzip"`) and `Vary: Accept-Encoding` is added.
 //! * **answers conditional GET and HEAD requests** with 304 or 412 following
 //!   RFC 9110 §13.2.2, only when the handler's response is 2xx (never turning
-//!   a 401, 404, 429 or 500 into a 304). A 304 has no body and keeps only
+//!   a 401, 404, 429 or 500 into a 304). A 206 is evaluated too, against the
+//!   handler's own `ETag` / `Last-Modified` (the preconditions come before
+//!   the Range step): a stale `If-Match` gets 412, not a piece of a changed
+//!   representation. A 304 has no body and keeps only
 //!   `Cache-Control`, `Content-Location`, `Date`, `ETag`, `Expires`, `Vary`,
 //!   `Set-Cookie` (and `Last-Modified` when there is no `ETag`), per
 //!   RFC 9110 §15.4.5.
@@ -646,7 +649,17 @@ where
     }
 }
 
-fn applies_conditionally(status: StatusCode) -> bool {
+/// Whether the request's preconditions are evaluated against a response
+/// with this status: any 2xx (RFC 9110 §13.2.1), 206 included, since the
+/// preconditions (§13.2.2 steps 1-4) come before the Range step.
+fn evaluates_preconditions(status: StatusCode) -> bool {
+    status.is_success()
+}
+
+/// Whether the layer may generate an `ETag` for a response with this
+/// status: 2xx except 206 (a tag of a part would not be the tag of the
+/// representation).
+fn may_generate_etag(status: StatusCode) -> bool {
     status.is_success() && status != StatusCode::PARTIAL_CONTENT
 }
 
@@ -711,7 +724,7 @@ where
     let min_len = if ctx.head { 1 } else { 0 };
     let hash = config.etag
         && ctx.safe
-        && applies_conditionally(status)
+        && may_generate_etag(status)
         && !parts.headers.contains_key(ETAG)
         && !policy::has_no_store(parts.headers.get_all(CACHE_CONTROL))
         && body
@@ -747,15 +760,15 @@ fn finish_buffered<B>(
     evaluate_response(config, ctx, parts, ResponseBody::full(bytes))
 }
 
-/// Evaluates the request's preconditions against a 2xx response's
-/// validators: proceed with it, or turn it into a 304 or 412.
+/// Evaluates the request's preconditions against a 2xx response's own
+/// validators (206 included): proceed with it, or turn it into a 304 or 412.
 fn evaluate_response<B>(
     config: &Config,
     ctx: &RequestCtx,
     mut parts: Parts,
     body: ResponseBody<B>,
 ) -> Response<ResponseBody<B>> {
-    if !ctx.preconditions.is_conditional() || !applies_conditionally(parts.status) {
+    if !ctx.preconditions.is_conditional() || !evaluates_preconditions(parts.status) {
         return Response::from_parts(parts, body);
     }
     let etag = parts

@@ -12,8 +12,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::header::{
     ACCEPT_ENCODING, AUTHORIZATION, CACHE_CONTROL, CONTENT_ENCODING, CONTENT_LANGUAGE,
-    CONTENT_LENGTH, CONTENT_LOCATION, CONTENT_TYPE, DATE, ETAG, EXPIRES, IF_MATCH,
-    IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED, SET_COOKIE, VARY,
+    CONTENT_LENGTH, CONTENT_LOCATION, CONTENT_RANGE, CONTENT_TYPE, DATE, ETAG, EXPIRES, IF_MATCH,
+    IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_UNMODIFIED_SINCE, LAST_MODIFIED, RANGE, SET_COOKIE, VARY,
 };
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
@@ -384,6 +384,67 @@ async fn no_etag_where_it_does_not_belong() {
     // A plain 200 is hashed once.
     let _ = call(layer, StatusCode::OK, &[], JSON, get("/p")).await;
     assert_eq!(hashed.load(Ordering::SeqCst), 1);
+}
+
+// RFC 9110 §13.2.1, §13.2.2: preconditions are evaluated when the
+// unconditional response would be 2xx, and steps 1-4 come before the Range
+// step, so a 206 is evaluated against the handler's own validators: a stale
+// If-Match gets 412 (not a piece of a changed representation), a current
+// If-None-Match gets 304. STANDARDS.md: a 206 still gets no generated tag.
+#[tokio::test]
+async fn partial_content_is_evaluated_but_never_tagged() {
+    let range = |req| with(req, RANGE, "bytes=0-99");
+    let partial = |headers: &'static [(HeaderName, &'static str)], req| {
+        call(
+            CacheHeadersLayer::new(),
+            StatusCode::PARTIAL_CONTENT,
+            headers,
+            "{\"id\":42",
+            req,
+        )
+    };
+    let tagged: &[(HeaderName, &str)] = &[(ETAG, "\"new\""), (CONTENT_RANGE, "bytes 0-7/26")];
+
+    let (res, body) = partial(tagged, range(with(get("/p"), IF_MATCH, "\"old\""))).await;
+    assert_eq!(res.status(), StatusCode::PRECONDITION_FAILED);
+    assert_ne!(body, "{\"id\":42");
+
+    let (res, body) = partial(tagged, range(with(get("/p"), IF_NONE_MATCH, "\"new\""))).await;
+    assert_eq!(res.status(), StatusCode::NOT_MODIFIED);
+    assert!(body.is_empty());
+    assert_eq!(res.headers()[ETAG], "\"new\"");
+    assert!(res.headers().get(CONTENT_RANGE).is_none());
+
+    // Conditions that hold let the 206 through, body and all.
+    let (res, body) = partial(tagged, range(with(get("/p"), IF_MATCH, "\"new\""))).await;
+    assert_eq!(res.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(body, "{\"id\":42");
+    let (res, _) = partial(tagged, range(with(get("/p"), IF_NONE_MATCH, "\"old\""))).await;
+    assert_eq!(res.status(), StatusCode::PARTIAL_CONTENT);
+
+    // The date validators of the 206 count too.
+    let dated: &[(HeaderName, &str)] = &[(LAST_MODIFIED, "Sun, 06 Nov 1994 08:49:37 GMT")];
+    let req = with(
+        get("/p"),
+        IF_UNMODIFIED_SINCE,
+        "Sun, 06 Nov 1994 08:49:36 GMT",
+    );
+    let (res, _) = partial(dated, range(req)).await;
+    assert_eq!(res.status(), StatusCode::PRECONDITION_FAILED);
+    let req = with(
+        get("/p"),
+        IF_MODIFIED_SINCE,
+        "Sun, 06 Nov 1994 08:49:37 GMT",
+    );
+    let (res, _) = partial(dated, range(req)).await;
+    assert_eq!(res.status(), StatusCode::NOT_MODIFIED);
+
+    // No tag is generated for a 206, conditional or not; without a
+    // validator of its own an If-None-Match cannot match it.
+    for req in [range(get("/p")), range(with(get("/p"), IF_NONE_MATCH, "*"))] {
+        let (res, _) = partial(&[], req).await;
+        assert!(res.headers().get(ETAG).is_none());
+    }
 }
 
 // STANDARDS.md: HEAD must not hash an empty body; a HEAD with the handler's
