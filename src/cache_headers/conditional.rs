@@ -2,10 +2,11 @@
 //! for handlers.
 
 use http::header::{
-    AUTHORIZATION, CACHE_CONTROL, CONTENT_LOCATION, CONTENT_TYPE, DATE, ETAG, EXPIRES, IF_MATCH,
-    IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_UNMODIFIED_SINCE, LAST_MODIFIED, SET_COOKIE, VARY,
+    AUTHORIZATION, CONTENT_ENCODING, CONTENT_LANGUAGE, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE,
+    ETAG, IF_MATCH, IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_UNMODIFIED_SINCE, LAST_MODIFIED, TRAILER,
+    TRANSFER_ENCODING,
 };
-use http::{HeaderMap, Method, Response, StatusCode};
+use http::{HeaderMap, HeaderName, Method, Response, StatusCode};
 
 use super::date::HttpDate;
 use super::etag::{ETag, TagList, TagRef, match_list};
@@ -374,29 +375,57 @@ pub(crate) fn evaluate(method: &Method, headers: &HeaderMap, current: Current<'_
     Evaluation::Proceed
 }
 
-/// Whether a header may stay on a 304 (RFC 9110 §15.4.5): the fields a 200
-/// would have had that the RFC lists, `Set-Cookie`, and `Last-Modified`
-/// only when there is no `ETag` ("might be useful if the response does not
-/// have an ETag field").
+/// The fields a 304 drops whenever present: the representation metadata of
+/// RFC 9110 §8 that describes content the 304 does not have
+/// (`Content-Type`, `Content-Encoding`, `Content-Language`,
+/// `Content-Length`), the framing of that content (`Content-Range`,
+/// `Transfer-Encoding`, `Trailer`) and its digest (`Content-Digest`,
+/// RFC 9530). `Content-Location` and `ETag` are representation metadata
+/// that §15.4.5 lists, so they stay.
+const DROP_ON_304: [HeaderName; 8] = [
+    CONTENT_TYPE,
+    CONTENT_ENCODING,
+    CONTENT_LANGUAGE,
+    CONTENT_LENGTH,
+    CONTENT_RANGE,
+    TRANSFER_ENCODING,
+    TRAILER,
+    HeaderName::from_static("content-digest"),
+];
+
+/// Removes the representation metadata a 304 should not carry
+/// (RFC 9110 §15.4.5): the fields of [`DROP_ON_304`], and `Last-Modified`
+/// when there is an `ETag` (it "might be useful if the response does not
+/// have an ETag field"). Every other field stays: `Cache-Control`, `Vary`,
+/// `Set-Cookie` and the other fields §15.4.5 lists, and fields that are no
+/// representation metadata at all (CORS, `Link`, `Age`, security headers,
+/// custom ones), which a client still needs on a 304.
+///
+/// `Content-Length` always goes: a 304 may only carry the 200's, and
+/// dropping it is always allowed.
 pub(crate) fn keep_on_304(headers: &mut HeaderMap) {
-    let has_etag = headers.contains_key(ETAG);
-    let keep = |name: &http::HeaderName| {
-        [
-            &CACHE_CONTROL,
-            &CONTENT_LOCATION,
-            &DATE,
-            &ETAG,
-            &EXPIRES,
-            &VARY,
-            &SET_COOKIE,
-        ]
-        .contains(&name)
-            || (!has_etag && *name == LAST_MODIFIED)
-    };
-    // Remove in place (a response carries a handful of fields, of which one
-    // or two go): cheaper than draining into a new map.
-    while let Some(name) = headers.keys().find(|name| !keep(name)).cloned() {
-        headers.remove(&name);
+    // One pass over the map notes which of the fields to drop are present
+    // (a response carries a handful of fields, and usually one or two of
+    // these); then only those are removed.
+    let mut present = 0u16;
+    let mut has_etag = false;
+    let mut has_last_modified = false;
+    for name in headers.keys() {
+        if let Some(i) = DROP_ON_304.iter().position(|drop| drop == name) {
+            present |= 1 << i;
+        } else if name == ETAG {
+            has_etag = true;
+        } else if name == LAST_MODIFIED {
+            has_last_modified = true;
+        }
+    }
+    for (i, name) in DROP_ON_304.iter().enumerate() {
+        if present & (1 << i) != 0 {
+            headers.remove(name);
+        }
+    }
+    if has_etag && has_last_modified {
+        headers.remove(LAST_MODIFIED);
     }
 }
 

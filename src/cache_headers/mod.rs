@@ -21,10 +21,10 @@
 //!   a 401, 404, 429 or 500 into a 304). A 206 is evaluated too, against the
 //!   handler's own `ETag` / `Last-Modified` (the preconditions come before
 //!   the Range step): a stale `If-Match` gets 412, not a piece of a changed
-//!   representation. A 304 has no body and keeps only
-//!   `Cache-Control`, `Content-Location`, `Date`, `ETag`, `Expires`, `Vary`,
-//!   `Set-Cookie` (and `Last-Modified` when there is no `ETag`), per
-//!   RFC 9110 §15.4.5.
+//!   representation. A 304 has no body and keeps `Cache-Control`,
+//!   `Content-Location`, `Date`, `ETag`, `Expires`, `Vary` and `Set-Cookie`
+//!   (RFC 9110 §15.4.5), and every field that is no representation
+//!   metadata; see [below](#which-fields-a-304-drops).
 //!
 //! gRPC requests (`content-type: application/grpc…`) pass through untouched.
 //!
@@ -33,6 +33,27 @@
 //! (an axum extractor with feature `axum`) to check `If-Match` and friends
 //! *before* writing, and to skip expensive work on a GET whose client copy
 //! is current. The same evaluation function serves both.
+//!
+//! # Which fields a 304 drops
+//!
+//! RFC 9110 §15.4.5: a 304's sender SHOULD NOT generate representation
+//! metadata other than the fields it lists. The layer drops exactly these,
+//! from the handler's 2xx turned into a 304 and from a handler's own 304:
+//!
+//! * `Content-Type`, `Content-Encoding`, `Content-Language`,
+//!   `Content-Length` (RFC 9110 §8.3-§8.6; the 304 has no content for them
+//!   to describe; a `Content-Length` could only repeat the 200's, and
+//!   dropping it is always allowed);
+//! * `Content-Range`, `Transfer-Encoding`, `Trailer` (framing of content the
+//!   304 does not have) and `Content-Digest` (RFC 9530);
+//! * `Last-Modified` when there is an `ETag` (§15.4.5: it "might be useful
+//!   if the response does not have an ETag field").
+//!
+//! Every other field stays, in particular those that are no representation
+//! metadata: CORS (`Access-Control-Allow-Origin`, …), `Link`, `Age`,
+//! `Server-Timing`, security headers (`Strict-Transport-Security`,
+//! `X-Content-Type-Options`) and custom fields. A browser's CORS check, for
+//! one, fails on a 304 without `Access-Control-Allow-Origin`.
 //!
 //! # Default setup
 //!
