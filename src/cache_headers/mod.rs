@@ -12,10 +12,14 @@
 //!   duplicated.
 //! * **adds a strong `ETag`** to 2xx GET responses whose body has an exact
 //!   length up to a cap (1 MiB by default), hashed with xxh3. Streaming
-//!   bodies (no exact `size_hint`), over-cap bodies, empty HEAD bodies, 206, `no-store`
-//!   responses and responses that already have an `ETag` pass through
-//!   unbuffered and untouched. With `Content-Encoding` the tag gets the
-//!   coding as a suffix (`"…-gzip"`) and `Vary: Accept-Encoding` is added.
+//!   bodies (no exact `size_hint`), over-cap bodies, empty HEAD bodies, 206,
+//!   `no-store` responses and responses that already have an `ETag` pass
+//!   through unbuffered and untouched. A body that turns out longer than the
+//!   cap while it is buffered (it sends more than its size hint promised, or
+//!   its hint grows) is not tagged either: what was read is sent, then the
+//!   rest streams; the buffer never grows past the cap. With
+//!   `Content-Encoding` the tag gets the coding as a suffix (`"…-gzip"`) and
+//!   `Vary: Accept-Encoding` is added.
 //! * **answers conditional GET and HEAD requests** with 304 or 412 following
 //!   RFC 9110 §13.2.2, only when the handler's response is 2xx (never turning
 //!   a 401, 404, 429 or 500 into a 304). A 206 is evaluated too, against the
@@ -536,12 +540,13 @@ pin_project! {
 
 pin_project! {
     #[project = StateProj]
+    #[project_replace = StateOwn]
     enum State<F, B> {
         Waiting { #[pin] future: F },
         Buffering {
-            #[pin]
-            body: B,
-            parts: Option<Parts>,
+            // Boxed so that a body that turns out too long can be handed on.
+            body: Pin<Box<B>>,
+            parts: Parts,
             first: Option<Bytes>,
             rest: Option<BytesMut>,
             len: u64,
@@ -561,6 +566,16 @@ impl<F, B> fmt::Debug for ResponseFuture<F, B> {
             .field("state", &state)
             .finish_non_exhaustive()
     }
+}
+
+/// How buffering a body for its ETag ended.
+enum Buffered {
+    /// The whole body, within the cap.
+    Complete(Bytes),
+    /// This frame took the body (read or promised) over the cap.
+    TooLong(Bytes),
+    /// The body failed.
+    Failed,
 }
 
 enum Step<B> {
@@ -592,8 +607,8 @@ where
                         }
                         Step::Buffer(parts, body) => {
                             this.state.set(State::Buffering {
-                                body,
-                                parts: Some(parts),
+                                body: Box::pin(body),
+                                parts,
                                 first: None,
                                 rest: None,
                                 len: 0,
@@ -602,12 +617,13 @@ where
                     }
                 }
                 StateProj::Buffering {
-                    mut body,
-                    parts,
+                    body,
+                    parts: _,
                     first,
                     rest,
                     len,
                 } => {
+                    let max = this.config.max_etag_body;
                     let outcome = loop {
                         match ready!(body.as_mut().poll_frame(cx)) {
                             Some(Ok(frame)) => {
@@ -617,21 +633,19 @@ where
                                     );
                                     continue;
                                 };
-                                *len += data.len() as u64;
-                                if *len > this.config.max_etag_body {
-                                    // The body lied about its exact length.
-                                    break Err(
-                                        "the response body is longer than its exact size hint",
-                                    );
+                                *len = len.saturating_add(data.len() as u64);
+                                // What the body still promises, whatever it
+                                // said before (a size hint may change, or lie).
+                                let promised = len.saturating_add(body.size_hint().lower());
+                                if promised > max {
+                                    break Buffered::TooLong(data);
                                 }
                                 if let Some(rest) = rest {
                                     rest.extend_from_slice(&data);
                                 } else if let Some(head) = first.take() {
-                                    let mut joined = BytesMut::with_capacity(
-                                        body.size_hint().exact().map_or(0, |n| n as usize)
-                                            + head.len()
-                                            + data.len(),
-                                    );
+                                    // At most the cap: `promised <= max`.
+                                    let capacity = usize::try_from(promised).unwrap_or(0);
+                                    let mut joined = BytesMut::with_capacity(capacity);
                                     joined.extend_from_slice(&head);
                                     joined.extend_from_slice(&data);
                                     *rest = Some(joined);
@@ -639,23 +653,40 @@ where
                                     *first = Some(data);
                                 }
                             }
-                            Some(Err(_)) => break Err("the response body failed"),
+                            Some(Err(_)) => break Buffered::Failed,
                             None => {
                                 let bytes = match rest.take() {
                                     Some(rest) => rest.freeze(),
                                     None => first.take().unwrap_or_default(),
                                 };
-                                break Ok(bytes);
+                                break Buffered::Complete(bytes);
                             }
                         }
                     };
-                    let parts = parts.take().expect("parts are taken once");
-                    this.state.set(State::Done);
+                    let StateOwn::Buffering {
+                        body,
+                        parts,
+                        first,
+                        rest,
+                        ..
+                    } = this.state.as_mut().project_replace(State::Done)
+                    else {
+                        unreachable!("the state is buffering");
+                    };
                     let ctx = this.ctx.as_ref().expect("buffering only with a context");
                     let response = match outcome {
-                        Ok(bytes) => finish_buffered(this.config, ctx, parts, bytes),
-                        Err(reason) => {
-                            tracing::error!(reason, "cannot send the response");
+                        Buffered::Complete(bytes) => {
+                            finish_buffered(this.config, ctx, parts, bytes)
+                        }
+                        Buffered::TooLong(data) => {
+                            // Over the cap after all: no tag; what was read
+                            // goes first, the rest streams.
+                            let read = rest.map(BytesMut::freeze).or(first);
+                            let body = ResponseBody::prefixed([read, Some(data)], body);
+                            evaluate_response(this.config, ctx, parts, body)
+                        }
+                        Buffered::Failed => {
+                            tracing::error!("cannot send the response: the response body failed");
                             this.config.rejections.http_response(
                                 Problem::new(StatusCode::INTERNAL_SERVER_ERROR)
                                     .with_detail("the response could not be produced"),

@@ -558,6 +558,117 @@ async fn over_cap_body_passes_through_untagged() {
     assert!(res.headers().get(ETAG).is_some());
 }
 
+/// A body whose size hint changes once it has been polled: `before` until
+/// the first frame, then `after` (exact, or unknown).
+struct ShiftingHint {
+    frames: VecDeque<Bytes>,
+    polled: bool,
+    before: u64,
+    after: Option<u64>,
+}
+
+impl ShiftingHint {
+    fn new(frames: &[&'static str], before: u64, after: Option<u64>) -> Self {
+        Self {
+            frames: frames
+                .iter()
+                .map(|f| Bytes::from_static(f.as_bytes()))
+                .collect(),
+            polled: false,
+            before,
+            after,
+        }
+    }
+}
+
+impl Body for ShiftingHint {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        self.polled = true;
+        Poll::Ready(self.frames.pop_front().map(|d| Ok(Frame::data(d))))
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match (self.polled, self.after) {
+            (false, _) => SizeHint::with_exact(self.before),
+            (true, Some(n)) => SizeHint::with_exact(n),
+            (true, None) => SizeHint::default(),
+        }
+    }
+}
+
+// DESIGN.md (buffered bodies have a byte cap), STANDARDS.md (over-cap bodies
+// pass through untagged): a body whose exact size hint grows past the cap
+// after the layer started buffering it is neither reserved for (no huge
+// allocation, no overflow) nor tagged; it reaches the client intact. The
+// same for a body that sends more than its hint promised.
+#[tokio::test]
+async fn body_that_grows_past_the_cap_while_buffered_passes_through_untagged() {
+    let cases = [
+        // Small at first, then an exact hint of u64::MAX / 2, or u64::MAX.
+        ShiftingHint::new(&["{\"id\":", "42", "}"], 9, Some(u64::MAX / 2)),
+        ShiftingHint::new(&["{\"id\":", "42", "}"], 9, Some(u64::MAX)),
+        // Promised 9 bytes, sends 12 (the cap is 10).
+        ShiftingHint::new(&["{\"id\":", "42", "}", "   "], 9, None),
+    ];
+    for body in cases {
+        let body = std::sync::Mutex::new(Some(body));
+        let layer = CacheHeadersLayer::builder()
+            .max_etag_body(10)
+            .build()
+            .unwrap();
+        let service =
+            ServiceBuilder::new()
+                .layer(layer)
+                .service_fn(move |_req: Request<Full<Bytes>>| {
+                    let body = body.lock().unwrap().take().unwrap();
+                    async move {
+                        let mut res = Response::new(body);
+                        res.headers_mut().insert(
+                            LAST_MODIFIED,
+                            HeaderValue::from_static("Sun, 06 Nov 1994 08:49:37 GMT"),
+                        );
+                        Ok::<_, Infallible>(res)
+                    }
+                });
+        // Still evaluated against the handler's own validators.
+        let req = with(
+            get("/p"),
+            IF_MODIFIED_SINCE,
+            "Sun, 06 Nov 1994 08:49:36 GMT",
+        );
+        let res = service.oneshot(req).await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        assert!(res.headers().get(ETAG).is_none());
+        assert_eq!(res.body().size_hint().exact(), None);
+        let bytes = res.into_body().collect().await.unwrap().to_bytes();
+        assert!(bytes.starts_with(b"{\"id\":42}"), "{bytes:?}");
+    }
+    // A hint that is no longer exact, on a body within the cap: tagged.
+    let body = std::sync::Mutex::new(Some(ShiftingHint::new(&["{\"id\":", "42}"], 9, None)));
+    let service = ServiceBuilder::new()
+        .layer(
+            CacheHeadersLayer::builder()
+                .max_etag_body(10)
+                .build()
+                .unwrap(),
+        )
+        .service_fn(move |_req: Request<Full<Bytes>>| {
+            let body = body.lock().unwrap().take().unwrap();
+            async move { Ok::<_, Infallible>(Response::new(body)) }
+        });
+    let res = service.oneshot(get("/p")).await.unwrap();
+    assert_eq!(
+        res.headers()[ETAG],
+        ETag::from_content(b"{\"id\":42}").to_string().as_str()
+    );
+}
+
 // Performance: frames are collected into one buffer; a single frame is
 // reused without copying.
 #[tokio::test]
