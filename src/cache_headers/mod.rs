@@ -9,7 +9,9 @@
 //!   own `Cache-Control` wins unless the rule says otherwise. Without a rule:
 //!   4xx/5xx get `no-store`, and responses to requests that carried
 //!   `Authorization` get `private` (RFC 9111 §3.5). `Vary` is merged, never
-//!   duplicated.
+//!   duplicated. 401, 403, 407 and 429 always get `no-store`, replacing a
+//!   rule's, the error default's or the handler's own `Cache-Control`: they
+//!   depend on who asks and when.
 //! * **adds a strong `ETag`** to 2xx GET responses whose body has an exact
 //!   length up to a cap (1 MiB by default), hashed with xxh3. Streaming
 //!   bodies (no exact `size_hint`), over-cap bodies, empty HEAD bodies, 206,
@@ -308,7 +310,8 @@ impl CacheHeadersLayerBuilder {
     }
 
     /// `Cache-Control` for 4xx and 5xx responses that match no rule and
-    /// have none of their own (default `no-store`).
+    /// have none of their own (default `no-store`). 401, 403, 407 and 429
+    /// get `no-store` whatever this says.
     pub fn error_cache_control(mut self, cache_control: CacheControl) -> Self {
         self.error_cache_control = cache_control;
         self
@@ -715,6 +718,19 @@ fn may_generate_etag(status: StatusCode) -> bool {
     status.is_success() && status != StatusCode::PARTIAL_CONTENT
 }
 
+/// Statuses that always get `no-store`: the auth errors (401, 403, 407)
+/// and 429. They depend on who asks and when; a stored one would be served
+/// to other clients or after the client may proceed.
+fn is_never_stored(status: StatusCode) -> bool {
+    matches!(
+        status,
+        StatusCode::UNAUTHORIZED
+            | StatusCode::FORBIDDEN
+            | StatusCode::PROXY_AUTHENTICATION_REQUIRED
+            | StatusCode::TOO_MANY_REQUESTS
+    )
+}
+
 /// Sets `Cache-Control` and `Vary` from the rules and defaults.
 fn apply_policy(config: &Config, ctx: &RequestCtx, parts: &mut Parts) {
     let status = parts.status;
@@ -725,6 +741,14 @@ fn apply_policy(config: &Config, ctx: &RequestCtx, parts: &mut Parts) {
         status
     };
     let headers = &mut parts.headers;
+    if is_never_stored(status) {
+        // STANDARDS.md: 429 and auth errors are `no-store`, whatever a rule,
+        // the error default or the handler says.
+        if !policy::has_no_store(headers.get_all(CACHE_CONTROL)) {
+            headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        }
+        return;
+    }
     let has_own = headers.contains_key(CACHE_CONTROL);
     let rule = config
         .rules

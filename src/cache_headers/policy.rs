@@ -283,7 +283,8 @@ impl PathMatch {
 /// 2xx responses (and to 304s, which carry what the 200 would have). Rules
 /// are tried in the order given to the layer; the first that matches wins.
 /// A handler's own `Cache-Control` is kept unless the rule says
-/// [`replace_handler_header`](Self::replace_handler_header).
+/// [`replace_handler_header`](Self::replace_handler_header). No rule applies
+/// to 401, 403, 407 or 429: they always get `no-store`.
 ///
 /// ```
 /// use std::time::Duration;

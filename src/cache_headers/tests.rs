@@ -350,6 +350,76 @@ async fn error_statuses_never_become_304_and_get_no_etag() {
     }
 }
 
+// STANDARDS.md: 429 and auth errors are `no-store`, with no policy
+// exception: not the handler's own `max-age`, not a public rule over
+// 400..=499, not a custom error default. Other errors keep them.
+#[tokio::test]
+async fn auth_errors_and_429_are_always_no_store() {
+    let public = CacheControl::new()
+        .public()
+        .max_age(Duration::from_secs(60));
+    let by_rule = CacheHeadersLayer::builder()
+        .rule(CacheRule::new(public.clone()).status_range(400..=499))
+        .build()
+        .unwrap();
+    let replacing = CacheHeadersLayer::builder()
+        .rule(
+            CacheRule::new(public)
+                .status_range(400..=499)
+                .replace_handler_header(),
+        )
+        .build()
+        .unwrap();
+    let error_default = CacheHeadersLayer::builder()
+        .error_cache_control(CacheControl::new().no_cache())
+        .build()
+        .unwrap();
+    for status in [
+        StatusCode::UNAUTHORIZED,
+        StatusCode::FORBIDDEN,
+        StatusCode::PROXY_AUTHENTICATION_REQUIRED,
+        StatusCode::TOO_MANY_REQUESTS,
+    ] {
+        let own: &[(HeaderName, &str)] = &[(CACHE_CONTROL, "max-age=60")];
+        let cases = [
+            (CacheHeadersLayer::new(), own),
+            (by_rule.clone(), &[]),
+            (by_rule.clone(), own),
+            (replacing.clone(), own),
+            (error_default.clone(), &[]),
+        ];
+        for (layer, headers) in cases {
+            let req = with(get("/p"), AUTHORIZATION, "Bearer x");
+            let (res, _) = call(layer, status, headers, "problem", req).await;
+            assert_eq!(res.status(), status);
+            let values: Vec<_> = res.headers().get_all(CACHE_CONTROL).iter().collect();
+            assert_eq!(values, ["no-store"], "{status} {headers:?}");
+        }
+        // A handler's own no-store (with more) is left as it is.
+        let (res, _) = call(
+            by_rule.clone(),
+            status,
+            &[(CACHE_CONTROL, "private, no-store")],
+            "problem",
+            get("/p"),
+        )
+        .await;
+        assert_eq!(res.headers()[CACHE_CONTROL], "private, no-store");
+    }
+    // Other 4xx follow the rule and the handler as before.
+    let (res, _) = call(by_rule, StatusCode::NOT_FOUND, &[], "", get("/p")).await;
+    assert_eq!(res.headers()[CACHE_CONTROL], "public, max-age=60");
+    let (res, _) = call(
+        CacheHeadersLayer::new(),
+        StatusCode::NOT_FOUND,
+        &[(CACHE_CONTROL, "max-age=60")],
+        "",
+        get("/p"),
+    )
+    .await;
+    assert_eq!(res.headers()[CACHE_CONTROL], "max-age=60");
+}
+
 // STANDARDS.md: no ETag for 206, an existing ETag, `no-store`, non-GET
 // methods; an existing ETag is kept and used for the 304 without hashing.
 #[tokio::test]
