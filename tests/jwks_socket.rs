@@ -746,10 +746,78 @@ async fn the_alg_of_a_key_is_honoured() {
     assert_eq!(server.hits(), 1);
 }
 
-// Cache-Control max-age drives the background refresh, clamped to the
-// bounds; the background task stops when the source is dropped.
+/// How many times the server was fetched within `window` of building a
+/// source with cache lifetime bounds `min`..`max`, the server answering
+/// with `cache_control`. No request: only the background refresh fetches.
+async fn fetches_within(
+    cache_control: &'static str,
+    min: Duration,
+    max: Duration,
+    window: Duration,
+) -> usize {
+    let server = Server::start(Reply {
+        cache_control: Some(cache_control),
+        ..Reply::ok(jwk::set(&[jwk::ed("k")]))
+    })
+    .await;
+    let source = JwksKeySource::from_jwks_url(server.url())
+        .cache_lifetime(min, max)
+        .build()
+        .await
+        .unwrap();
+    tokio::time::sleep(window).await;
+    let hits = server.hits();
+    drop(source);
+    hits
+}
+
+// max-age within the bounds sets the refresh interval (less a tenth): with
+// `max-age=1` and bounds 50 ms – 30 s, one refetch about every 900 ms; the
+// lower bound would give ~40 in the window, the upper bound none.
 #[tokio::test]
-async fn background_refresh_follows_max_age_and_stops_when_dropped() {
+async fn background_refresh_follows_max_age() {
+    let hits = fetches_within(
+        "public, max-age=1",
+        Duration::from_millis(50),
+        Duration::from_secs(30),
+        Duration::from_millis(2100),
+    )
+    .await;
+    assert!((2..=4).contains(&hits), "{hits} fetches, expected 3");
+}
+
+// max-age=0 is raised to the lower bound: one refetch about every 360 ms,
+// not a fetch loop.
+#[tokio::test]
+async fn background_refresh_clamps_max_age_to_the_lower_bound() {
+    let hits = fetches_within(
+        "max-age=0",
+        Duration::from_millis(400),
+        Duration::from_secs(30),
+        Duration::from_millis(1000),
+    )
+    .await;
+    assert!((2..=5).contains(&hits), "{hits} fetches, expected 3");
+}
+
+// A day of max-age is cut to the upper bound: one refetch about every
+// 270 ms (the lower bound would give ~20 in the window).
+#[tokio::test]
+async fn background_refresh_clamps_max_age_to_the_upper_bound() {
+    let hits = fetches_within(
+        "max-age=86400",
+        Duration::from_millis(50),
+        Duration::from_millis(300),
+        Duration::from_millis(1000),
+    )
+    .await;
+    assert!((3..=6).contains(&hits), "{hits} fetches, expected 4");
+}
+
+// The background refresh picks up a new set without any request, and stops
+// when the source (and every layer holding it) is dropped.
+#[tokio::test]
+async fn background_refresh_picks_up_new_keys_and_stops_when_dropped() {
     let server = Server::start(Reply {
         cache_control: Some("public, max-age=86400"),
         ..Reply::ok(jwk::set(&[jwk::ed("first")]))
