@@ -59,6 +59,12 @@
 //! no C toolchain or cmake, builds on every target. `aws_lc_rs` is faster
 //! (mostly for RSA) but needs cmake and a C compiler; it is not enabled.
 //!
+//! The layer names that backend itself rather than going through
+//! jsonwebtoken's process-wide `CryptoProvider`: an application that also
+//! enables jsonwebtoken's `aws_lc_rs` feature (Cargo unifies the features,
+//! and jsonwebtoken then has no default provider), or installs a provider of
+//! its own, changes nothing here.
+//!
 //! # Default setup
 //!
 //! ```

@@ -1,6 +1,6 @@
 //! Token parsing and verification: the raw header checks jsonwebtoken does
-//! not do, the signature check through jsonwebtoken's crypto, and the claim
-//! validation, each part of the token decoded once.
+//! not do, the signature check through jsonwebtoken's RustCrypto backend,
+//! and the claim validation, each part of the token decoded once.
 
 use std::borrow::Cow;
 use std::cell::Cell;
@@ -12,6 +12,29 @@ use serde::de::{self, IgnoredAny};
 
 use super::key::{Algorithm, VerificationKey};
 use super::tap;
+
+/// Checks the signature of `parsed` with jsonwebtoken's RustCrypto backend,
+/// named rather than taken from jsonwebtoken's process-wide default
+/// provider: that default does not exist (and `jsonwebtoken::crypto::verify`
+/// panics) when Cargo unified jsonwebtoken's `aws_lc_rs` feature, enabled
+/// elsewhere in the application, with our `rust_crypto`. An installed
+/// process default is not used either: the layer always verifies the same
+/// way.
+fn signature_is_valid(parsed: &Parsed<'_>, key: &VerificationKey) -> bool {
+    use jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER;
+
+    let Ok(verifier) =
+        (DEFAULT_PROVIDER.verifier_factory)(&parsed.alg.to_jsonwebtoken(), key.decoding_key())
+    else {
+        return false;
+    };
+    let Ok(signature) = URL_SAFE_NO_PAD.decode(parsed.signature) else {
+        return false;
+    };
+    verifier
+        .verify(parsed.message.as_bytes(), &signature)
+        .is_ok()
+}
 
 /// Why a token was refused. For logs and metrics: the client only sees the
 /// RFC 6750 error code and a generic description.
@@ -272,14 +295,7 @@ impl Rules {
         if key.algorithm() != parsed.alg {
             return Err(JwtError::KeyAlgorithmMismatch(parsed.alg));
         }
-        let valid = jsonwebtoken::crypto::verify(
-            parsed.signature,
-            parsed.message.as_bytes(),
-            key.decoding_key(),
-            parsed.alg.to_jsonwebtoken(),
-        )
-        .unwrap_or(false);
-        if !valid {
+        if !signature_is_valid(parsed, key) {
             return Err(JwtError::InvalidSignature);
         }
         let mut stack = [0u8; PAYLOAD_BUF];
