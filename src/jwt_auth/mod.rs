@@ -999,22 +999,91 @@ where
 fn finish_response<B>(response: Response<B>, private: bool) -> Response<ResponseBody<B>> {
     let mut response = response.map(ResponseBody::new);
     if private && response.status().is_success() {
-        let headers = response.headers_mut();
-        let keep = headers.get(CACHE_CONTROL).is_some_and(|v| {
-            let v = v.as_bytes();
-            contains_ignore_case(v, b"private") || contains_ignore_case(v, b"no-store")
-        });
-        if !keep {
-            headers.insert(CACHE_CONTROL, HeaderValue::from_static("private"));
-        }
+        make_private(response.headers_mut());
     }
     response
 }
 
-fn contains_ignore_case(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack
-        .windows(needle.len())
-        .any(|w| w.eq_ignore_ascii_case(needle))
+/// Makes the response unstorable by shared caches without weakening what
+/// the handler set (RFC 9111 §5.2.2): with `private` or `no-store` on any
+/// line, nothing to do; otherwise every directive is kept and `private`
+/// added, in place of `public` and of a field-qualified `private="..."`
+/// (which lets shared caches store the rest).
+fn make_private(headers: &mut http::HeaderMap) {
+    let mut rewrite = false;
+    for value in headers.get_all(CACHE_CONTROL) {
+        for directive in directives(value.as_bytes()) {
+            let (name, has_argument) = match directive.iter().position(|&b| b == b'=') {
+                Some(at) => (directive[..at].trim_ascii_end(), true),
+                None => (directive, false),
+            };
+            if name.eq_ignore_ascii_case(b"no-store")
+                || (name.eq_ignore_ascii_case(b"private") && !has_argument)
+            {
+                return;
+            }
+            rewrite |=
+                name.eq_ignore_ascii_case(b"public") || name.eq_ignore_ascii_case(b"private");
+        }
+    }
+    if !rewrite {
+        // Another line: the existing ones stay as they are.
+        headers.append(CACHE_CONTROL, HeaderValue::from_static("private"));
+        return;
+    }
+    let mut merged = b"private".to_vec();
+    for value in headers.get_all(CACHE_CONTROL) {
+        for directive in directives(value.as_bytes()) {
+            let name = directive
+                .split(|&b| b == b'=')
+                .next()
+                .unwrap_or_default()
+                .trim_ascii_end();
+            if name.eq_ignore_ascii_case(b"public") || name.eq_ignore_ascii_case(b"private") {
+                continue;
+            }
+            merged.extend_from_slice(b", ");
+            merged.extend_from_slice(directive);
+        }
+    }
+    // The parts come from valid header values: this cannot fail, but
+    // should it, the strictest answer is the safe one.
+    let merged = HeaderValue::from_bytes(&merged)
+        .unwrap_or_else(|_| HeaderValue::from_static("private, no-store"));
+    headers.insert(CACHE_CONTROL, merged);
+}
+
+/// The comma-separated members of a Cache-Control line, trimmed, empty ones
+/// skipped; a comma inside a quoted string belongs to its directive.
+fn directives(line: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut rest = line;
+    std::iter::from_fn(move || {
+        loop {
+            if rest.is_empty() {
+                return None;
+            }
+            let mut quoted = false;
+            let mut escaped = false;
+            let mut end = rest.len();
+            for (i, &b) in rest.iter().enumerate() {
+                match b {
+                    _ if escaped => escaped = false,
+                    b'\\' if quoted => escaped = true,
+                    b'"' => quoted = !quoted,
+                    b',' if !quoted => {
+                        end = i;
+                        break;
+                    }
+                    _ => {}
+                }
+            }
+            let member = rest[..end].trim_ascii();
+            rest = rest.get(end + 1..).unwrap_or_default();
+            if !member.is_empty() {
+                return Some(member);
+            }
+        }
+    })
 }
 
 type BoxedResponse<B, E> =

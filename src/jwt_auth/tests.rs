@@ -272,6 +272,102 @@ async fn query_parameter_is_off_by_default_and_marks_responses_private() {
     assert!(response.headers().get(CACHE_CONTROL).is_none());
 }
 
+/// The Cache-Control directives of a 2xx answer to a query-token request
+/// whose handler set `lines`, lowercased, across every line.
+async fn cache_control_after(lines: &[&'static str]) -> Vec<String> {
+    let layer = builder().query_parameter(true).build().unwrap();
+    let lines = lines.to_vec();
+    let service = layer.layer(service_fn(move |_req: Request<String>| {
+        let lines = lines.clone();
+        async move {
+            let mut response = Response::new(String::new());
+            for line in lines {
+                response
+                    .headers_mut()
+                    .append(CACHE_CONTROL, HeaderValue::from_static(line));
+            }
+            Ok::<_, Infallible>(response)
+        }
+    }));
+    let request = Request::builder()
+        .uri(format!("/?access_token={}", hs(claims())))
+        .body(String::new())
+        .unwrap();
+    let response = service.oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let mut directives: Vec<String> = response
+        .headers()
+        .get_all(CACHE_CONTROL)
+        .iter()
+        .flat_map(|v| v.to_str().unwrap().split(','))
+        .map(|d| d.trim().to_ascii_lowercase())
+        .filter(|d| !d.is_empty())
+        .collect();
+    directives.sort();
+    directives
+}
+
+// RFC 6750 §2.3 + RFC 9111 §5.2.2: `private` is added to what the handler
+// set, never in place of a stricter directive, on any line; `public` (and a
+// field-qualified `private`) becomes `private`.
+#[tokio::test]
+async fn query_token_responses_become_private_without_losing_directives() {
+    let cases: &[(&[&'static str], &[&str])] = &[
+        (&[], &["private"]),
+        (&["no-cache"], &["no-cache", "private"]),
+        (&["no-store"], &["no-store"]),
+        (&["NO-STORE, max-age=0"], &["max-age=0", "no-store"]),
+        (
+            &["max-age=0, must-revalidate"],
+            &["max-age=0", "must-revalidate", "private"],
+        ),
+        (
+            &["max-age=60", "no-cache"],
+            &["max-age=60", "no-cache", "private"],
+        ),
+        (&["max-age=60", "no-store"], &["max-age=60", "no-store"]),
+        (&["max-age=60", "Private"], &["max-age=60", "private"]),
+        (&["public, max-age=300"], &["max-age=300", "private"]),
+        (
+            &["max-age=300", "PUBLIC", "no-cache=\"set-cookie\""],
+            &["max-age=300", "no-cache=\"set-cookie\"", "private"],
+        ),
+        (
+            &["private=\"x-user\", max-age=30"],
+            &["max-age=30", "private"],
+        ),
+        (
+            &["x-not-private-ext, max-age=30"],
+            &["max-age=30", "private", "x-not-private-ext"],
+        ),
+    ];
+    for (before, after) in cases {
+        assert_eq!(cache_control_after(before).await, *after, "{before:?}");
+    }
+}
+
+// A comma inside a quoted argument belongs to its directive (RFC 9110
+// §5.6.1, §5.6.4), also when the line is rewritten.
+#[test]
+fn cache_control_members_respect_quoted_strings() {
+    let members: Vec<&[u8]> =
+        directives(br#" public ,no-cache="a, b\", c",, max-age=1 ,"#).collect();
+    assert_eq!(
+        members,
+        [&b"public"[..], br#"no-cache="a, b\", c""#, b"max-age=1"]
+    );
+    let mut headers = http::HeaderMap::new();
+    headers.insert(
+        CACHE_CONTROL,
+        HeaderValue::from_static(r#"public, no-cache="a, private""#),
+    );
+    make_private(&mut headers);
+    assert_eq!(
+        headers.get_all(CACHE_CONTROL).iter().collect::<Vec<_>>(),
+        [r#"private, no-cache="a, private""#]
+    );
+}
+
 const DUPLICATE: &str = r#"Bearer realm="api", error="invalid_request", error_description="more than one access token""#;
 
 // RFC 6750 §3.1 / §2: a token presented twice (two methods or two
