@@ -202,21 +202,15 @@ impl VerificationKey {
     ///
     /// # Errors
     ///
-    /// A non-RSA algorithm or bytes that are not a DER SEQUENCE.
+    /// A non-RSA algorithm, or bytes that are neither a PKCS#1
+    /// `RSAPublicKey` nor a `SubjectPublicKeyInfo` whose algorithm is
+    /// `rsaEncryption`, each with a modulus and exponent the RSA
+    /// verification accepts (so that a wrong key fails here, not as a 401
+    /// on every token).
     pub fn rsa_der(alg: Algorithm, der: impl AsRef<[u8]>) -> Result<Self, ConfigError> {
         expect(alg, alg.is_rsa(), "an RSA")?;
-        let der = der.as_ref();
-        if der.first() != Some(&0x30) {
-            return Err(ConfigError::new(
-                "key",
-                "an RSA DER key starts with a SEQUENCE (0x30)",
-            ));
-        }
-        // SubjectPublicKeyInfo first; anything else is taken as PKCS#1.
-        if let Ok(key) = DecodingKey::from_rsa_pem(spki_pem(der).as_bytes()) {
-            return Ok(Self::from_parts(alg, key));
-        }
-        Ok(Self::from_parts(alg, DecodingKey::from_rsa_der(der)))
+        let pkcs1 = rsa_public_key_der(der.as_ref())?;
+        Ok(Self::from_parts(alg, DecodingKey::from_rsa_der(pkcs1)))
     }
 
     /// An EC public key in PEM (`PUBLIC KEY`) for `ES256` (P-256) or
@@ -355,6 +349,42 @@ impl VerificationKey {
 
 /// Wraps DER `SubjectPublicKeyInfo` bytes into a PEM `PUBLIC KEY`
 /// document, so one parser handles both encodings.
+/// The PKCS#1 `RSAPublicKey` of `der` (itself, or the key of an
+/// `rsaEncryption` `SubjectPublicKeyInfo`), once the `rsa` crate, which
+/// verifies the signatures, has parsed it: modulus and exponent included.
+fn rsa_public_key_der(der: &[u8]) -> Result<&[u8], ConfigError> {
+    use rsa::pkcs1::DecodeRsaPublicKey;
+    use rsa::pkcs8::der::Decode;
+    use rsa::pkcs8::spki::SubjectPublicKeyInfoRef;
+
+    const WHAT: &str = "RSA DER";
+    let pkcs1 = match SubjectPublicKeyInfoRef::from_der(der) {
+        Ok(spki) => {
+            if spki.algorithm.oid != rsa::pkcs1::ALGORITHM_OID {
+                return Err(key_error(
+                    WHAT,
+                    format_args!(
+                        "a SubjectPublicKeyInfo of algorithm {}, not rsaEncryption",
+                        spki.algorithm.oid
+                    ),
+                ));
+            }
+            spki.subject_public_key
+                .as_bytes()
+                .ok_or_else(|| key_error(WHAT, "the public key is not a whole number of bytes"))?
+        }
+        // Not a SubjectPublicKeyInfo: PKCS#1 or nothing.
+        Err(_) => der,
+    };
+    rsa::PublicKey::from_pkcs1_der(pkcs1).map_err(|e| {
+        key_error(
+            WHAT,
+            format_args!("neither a PKCS#1 RSAPublicKey nor an RSA SubjectPublicKeyInfo ({e})"),
+        )
+    })?;
+    Ok(pkcs1)
+}
+
 fn spki_pem(der: &[u8]) -> String {
     use base64::Engine;
     let encoded = base64::engine::general_purpose::STANDARD.encode(der);

@@ -1738,6 +1738,51 @@ fn bad_configuration_fails_at_build_naming_the_field() {
 }
 
 // The error says what failed, for logs; the client text stays generic.
+// An RSA DER key is validated when it is built: PKCS#1 `RSAPublicKey` or an
+// `rsaEncryption` SubjectPublicKeyInfo with a usable modulus and exponent.
+#[tokio::test]
+async fn rsa_der_keys_are_validated_when_built() {
+    let garbage: &[&[u8]] = &[
+        EC256_PUBLIC_DER,
+        ED_PUBLIC_DER,
+        // A SEQUENCE of one INTEGER, a SEQUENCE with a bad length, a bare tag.
+        &[0x30, 0x03, 0x02, 0x01, 0x01],
+        &[0x30, 0x82, 0xff, 0xff, 0x02, 0x01, 0x01],
+        &[0x30],
+        // The PKCS#1 key with a trailing byte, and truncated.
+        &[RSA_PUBLIC_PKCS1_DER, &[0]].concat(),
+        &RSA_PUBLIC_PKCS1_DER[..RSA_PUBLIC_PKCS1_DER.len() - 1],
+        &RSA_PUBLIC_DER[..RSA_PUBLIC_DER.len() - 1],
+    ];
+    for der in garbage {
+        let err = VerificationKey::rsa_der(Algorithm::RS256, der).unwrap_err();
+        assert_eq!(err.field(), "key", "{der:02x?}");
+        assert!(err.message().contains("RSA DER"), "{err}");
+    }
+    // The SPKI of an RSA key whose algorithm is not rsaEncryption (the OID
+    // of id-ecPublicKey in its place).
+    let mut wrong_oid = RSA_PUBLIC_DER.to_vec();
+    let rsa_encryption = [0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01];
+    let at = wrong_oid
+        .windows(rsa_encryption.len())
+        .position(|w| w == rsa_encryption)
+        .unwrap();
+    wrong_oid[at + 8] = 0x02;
+    assert!(VerificationKey::rsa_der(Algorithm::RS256, &wrong_oid).is_err());
+
+    let private = EncodingKey::from_rsa_pem(RSA_PRIVATE).unwrap();
+    for der in [RSA_PUBLIC_PKCS1_DER, RSA_PUBLIC_DER] {
+        let key = VerificationKey::rsa_der(Algorithm::PS256, der).unwrap();
+        let layer = JwtAuthLayer::builder()
+            .key(key)
+            .clock(|| NOW)
+            .build()
+            .unwrap();
+        let token = sign(J::PS256, json!({ "alg": "PS256" }), claims(), &private);
+        assert_ok(&layer, &token).await;
+    }
+}
+
 #[test]
 fn errors_say_what_failed() {
     assert_eq!(JwtError::Expired.to_string(), "token expired");
