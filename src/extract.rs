@@ -5,13 +5,21 @@
 //! required (the request is answered with a 500 problem when the layer that
 //! provides it is not installed: a server misconfiguration, not a client
 //! error) or as an `Option`.
+//!
+//! What authentication provides ([`Claims`](crate::jwt_auth::Claims),
+//! [`Scopes`](crate::jwt_auth::Scopes), [`Subject`](crate::Subject)) is
+//! rejected with [`AuthRejection`]: 401 with the authentication layer's
+//! challenge when that layer let the request through without it (optional
+//! mode and no token; for `Subject`, also a token without `sub`), 500 only
+//! when no layer provided it.
 
 use std::fmt;
 
 use axum_core::response::{IntoResponse, Response};
-use http::StatusCode;
+use http::request::Parts;
+use http::{HeaderValue, StatusCode};
 
-use crate::rejection::{Problem, Rejections};
+use crate::rejection::{Problem, Rejections, token_required};
 
 /// Rejection of an extractor whose value no layer provided: the layer that
 /// inserts it is missing from the stack (or sits inside the route).
@@ -50,8 +58,73 @@ impl IntoResponse for MissingExtension {
     }
 }
 
+/// Rejection of the extractors of what authentication provides:
+/// [`Claims`](crate::jwt_auth::Claims), [`Scopes`](crate::jwt_auth::Scopes)
+/// and [`Subject`](crate::Subject).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum AuthRejection {
+    /// The authentication layer let the request through without the value:
+    /// anonymous (optional mode), or, for `Subject`, a token without `sub`.
+    /// 401 with the layer's `WWW-Authenticate` challenge.
+    Unauthenticated(HeaderValue),
+    /// No layer provided the value: a server misconfiguration, answered
+    /// with 500.
+    Missing(MissingExtension),
+}
+
+impl fmt::Display for AuthRejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Unauthenticated(_) => f.write_str("the request is not authenticated"),
+            Self::Missing(missing) => missing.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for AuthRejection {}
+
+impl IntoResponse for AuthRejection {
+    fn into_response(self) -> Response {
+        match self {
+            Self::Unauthenticated(challenge) => Rejections::default()
+                .http_response::<axum_core::body::Body>(token_required(challenge))
+                .map(axum_core::body::Body::new),
+            Self::Missing(missing) => missing.into_response(),
+        }
+    }
+}
+
+/// `X` from the request extensions; else 401 when the authentication layer
+/// let the request through without it (for a subject: also when the token
+/// has no `sub`), else `missing` (500).
+pub(crate) fn authenticated<X: Clone + Send + Sync + 'static>(
+    parts: &Parts,
+    subject: bool,
+    missing: MissingExtension,
+) -> Result<X, AuthRejection> {
+    if let Some(value) = parts.extensions.get::<X>() {
+        return Ok(value.clone());
+    }
+    match challenge(&parts.extensions, subject) {
+        Some(challenge) => Err(AuthRejection::Unauthenticated(challenge)),
+        None => Err(AuthRejection::Missing(missing)),
+    }
+}
+
+#[cfg(feature = "jwt-auth")]
+use crate::jwt_auth::missing_principal as challenge;
+
+/// Without the JWT layer, nothing lets a request through unauthenticated.
+#[cfg(not(feature = "jwt-auth"))]
+fn challenge(_: &http::Extensions, _subject: bool) -> Option<HeaderValue> {
+    None
+}
+
 /// Implements `FromRequestParts` and `OptionalFromRequestParts` for a
-/// `Clone` type that a layer puts in the request extensions.
+/// `Clone` type that a layer puts in the request extensions. With
+/// `authenticated` (and `subject` for the subject), the required form
+/// rejects with [`AuthRejection`], else with [`MissingExtension`].
 macro_rules! extension_extractor {
     ($ty:ty, $layer:literal) => {
         impl<S: Send + Sync> axum_core::extract::FromRequestParts<S> for $ty {
@@ -67,6 +140,33 @@ macro_rules! extension_extractor {
             }
         }
 
+        $crate::extract::extension_extractor!(@optional $ty);
+    };
+    ($ty:ty, $layer:literal, authenticated) => {
+        $crate::extract::extension_extractor!(@authenticated $ty, $layer, false);
+    };
+    ($ty:ty, $layer:literal, authenticated subject) => {
+        $crate::extract::extension_extractor!(@authenticated $ty, $layer, true);
+    };
+    (@authenticated $ty:ty, $layer:literal, $subject:literal) => {
+        impl<S: Send + Sync> axum_core::extract::FromRequestParts<S> for $ty {
+            type Rejection = $crate::extract::AuthRejection;
+
+            async fn from_request_parts(
+                parts: &mut http::request::Parts,
+                _state: &S,
+            ) -> Result<Self, Self::Rejection> {
+                $crate::extract::authenticated(
+                    parts,
+                    $subject,
+                    $crate::extract::MissingExtension::new(stringify!($ty), $layer),
+                )
+            }
+        }
+
+        $crate::extract::extension_extractor!(@optional $ty);
+    };
+    (@optional $ty:ty) => {
         impl<S: Send + Sync> axum_core::extract::OptionalFromRequestParts<S> for $ty {
             type Rejection = std::convert::Infallible;
 

@@ -51,6 +51,16 @@ use percent_encoding::{AsciiSet, CONTROLS};
 
 use crate::body::ResponseBody;
 
+/// The 401 for a request that reached something needing a token (a route,
+/// an extractor) without one: the authentication layer let it through in
+/// optional mode, or its token names no subject.
+#[cfg(any(feature = "jwt-auth", feature = "axum"))]
+pub(crate) fn token_required(challenge: HeaderValue) -> Problem {
+    Problem::new(StatusCode::UNAUTHORIZED)
+        .with_detail("a bearer token is required")
+        .with_header(http::header::WWW_AUTHENTICATE, challenge)
+}
+
 /// The gRPC status codes our layers answer with.
 ///
 /// Codes follow `google.rpc.Code`; the numeric value is what goes into the

@@ -11,6 +11,11 @@ use std::sync::Arc;
 /// without knowing how the request was authenticated. Your own middleware can
 /// insert one too, and everything downstream works the same.
 ///
+/// As a handler argument (feature `axum`), `Subject` answers 401 with the
+/// JWT layer's challenge when that layer let the request through without a
+/// subject (optional mode and no token, or a token without `sub`), and 500
+/// when nothing provided one; `Option<Subject>` never rejects.
+///
 /// ```
 /// use tower_edge::Subject;
 ///
@@ -46,4 +51,8 @@ impl fmt::Display for Subject {
 }
 
 #[cfg(feature = "axum")]
-crate::extract::extension_extractor!(Subject, "JwtAuthLayer (or your own authentication)");
+crate::extract::extension_extractor!(
+    Subject,
+    "JwtAuthLayer (or your own authentication)",
+    authenticated subject
+);

@@ -104,6 +104,10 @@ fn numeric<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
 /// The scopes the token grants, from `scope` (space-separated) or `scp`
 /// (array or space-separated string). Inserted next to [`Claims`] whatever
 /// the claims type, for [`RequireScopeLayer`](super::RequireScopeLayer).
+///
+/// As a handler argument (feature `axum`), like [`Claims`]: `Scopes`
+/// answers 401 when the request is anonymous (optional mode) and
+/// `Option<Scopes>` never rejects.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Scopes(Arc<str>);
 
@@ -171,77 +175,55 @@ pub(crate) struct Anonymous {
     pub(crate) challenge: http::HeaderValue,
 }
 
+/// Marks a request whose verified token has no `sub`, with the challenge to
+/// send should the [`Subject`](crate::Subject) extractor be used.
+#[cfg(feature = "axum")]
+#[derive(Clone, Debug)]
+pub(crate) struct NoSubject {
+    pub(crate) challenge: http::HeaderValue,
+}
+
+/// The challenge for a request the layer let through without what an
+/// extractor needs: anonymously, or (when `subject` is needed) with a token
+/// that has no `sub`. `None`: the layer did not run.
+#[cfg(feature = "axum")]
+pub(crate) fn missing_principal(
+    extensions: &http::Extensions,
+    subject: bool,
+) -> Option<http::HeaderValue> {
+    if let Some(anonymous) = extensions.get::<Anonymous>() {
+        return Some(anonymous.challenge.clone());
+    }
+    if subject {
+        return extensions.get::<NoSubject>().map(|n| n.challenge.clone());
+    }
+    None
+}
+
 #[cfg(feature = "axum")]
 mod axum_impl {
     use axum_core::extract::{FromRequestParts, OptionalFromRequestParts};
-    use axum_core::response::{IntoResponse, Response};
-    use http::HeaderValue;
     use http::request::Parts;
 
-    use super::{Anonymous, Claims};
-    use crate::extract::MissingExtension;
-    use crate::rejection::Rejections;
-
-    /// Rejection of the [`Claims`] extractor.
-    #[derive(Debug, Clone)]
-    #[non_exhaustive]
-    pub enum ClaimsRejection {
-        /// The request is anonymous (the layer runs in optional mode): 401
-        /// with the layer's `WWW-Authenticate` challenge.
-        Unauthenticated(HeaderValue),
-        /// No `JwtAuthLayer` (with this claims type) ran for the request: a
-        /// server misconfiguration, answered with 500.
-        Missing(MissingExtension),
-    }
-
-    impl std::fmt::Display for ClaimsRejection {
-        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            match self {
-                Self::Unauthenticated(_) => f.write_str("the request carries no bearer token"),
-                Self::Missing(missing) => missing.fmt(f),
-            }
-        }
-    }
-
-    impl std::error::Error for ClaimsRejection {}
-
-    impl IntoResponse for ClaimsRejection {
-        fn into_response(self) -> Response {
-            match self {
-                Self::Unauthenticated(challenge) => {
-                    let problem = crate::jwt_auth::scope::token_required(challenge);
-                    Rejections::default()
-                        .http_response::<axum_core::body::Body>(problem)
-                        .map(axum_core::body::Body::new)
-                }
-                Self::Missing(missing) => missing.into_response(),
-            }
-        }
-    }
+    use super::Claims;
+    use crate::extract::{AuthRejection, MissingExtension, authenticated};
 
     impl<T, S> FromRequestParts<S> for Claims<T>
     where
         T: Send + Sync + 'static,
         S: Send + Sync,
     {
-        type Rejection = ClaimsRejection;
+        type Rejection = AuthRejection;
 
         async fn from_request_parts(
             parts: &mut Parts,
             _state: &S,
         ) -> Result<Self, Self::Rejection> {
-            if let Some(claims) = parts.extensions.get::<Claims<T>>() {
-                return Ok(claims.clone());
-            }
-            match parts.extensions.get::<Anonymous>() {
-                Some(anonymous) => Err(ClaimsRejection::Unauthenticated(
-                    anonymous.challenge.clone(),
-                )),
-                None => Err(ClaimsRejection::Missing(MissingExtension::new(
-                    std::any::type_name::<Claims<T>>(),
-                    "JwtAuthLayer",
-                ))),
-            }
+            authenticated(
+                parts,
+                false,
+                MissingExtension::new(std::any::type_name::<Claims<T>>(), "JwtAuthLayer"),
+            )
         }
     }
 
@@ -261,8 +243,10 @@ mod axum_impl {
     }
 }
 
+/// Rejection of the [`Claims`] extractor: the one of every extractor of
+/// what authentication provides.
 #[cfg(feature = "axum")]
-pub use axum_impl::ClaimsRejection;
+pub type ClaimsRejection = crate::extract::AuthRejection;
 
 #[cfg(feature = "axum")]
-crate::extract::extension_extractor!(Scopes, "JwtAuthLayer");
+crate::extract::extension_extractor!(Scopes, "JwtAuthLayer", authenticated);

@@ -199,6 +199,8 @@ use tower_service::Service;
 
 #[cfg(feature = "axum")]
 pub use claims::ClaimsRejection;
+#[cfg(feature = "axum")]
+pub(crate) use claims::missing_principal;
 pub use claims::{Claims, Scopes, StandardClaims};
 pub use key::{Algorithm, KeyLookup, KeyRefresh, KeySource, StaticKeys, VerificationKey};
 pub use scope::{RequireScope, RequireScopeLayer, RequireScopeLayerBuilder};
@@ -210,6 +212,8 @@ use crate::config::ConfigError;
 use crate::rejection::{GrpcCode, Problem, Rejections};
 use cache::{Cached, TokenCache};
 use claims::Anonymous;
+#[cfg(feature = "axum")]
+use claims::NoSubject;
 use scope::{ScopeRule, valid_realm};
 use token::TokenSources;
 use verify::{Parsed, Rules};
@@ -418,6 +422,12 @@ impl<T: DeserializeOwned + Send + Sync + 'static> Shared<T> {
         extensions.insert(authenticated.scopes.clone());
         if let Some(subject) = &authenticated.subject {
             extensions.insert(subject.clone());
+        } else {
+            // For the `Subject` extractor: 401, not "no layer" (500).
+            #[cfg(feature = "axum")]
+            extensions.insert(NoSubject {
+                challenge: self.challenges.missing.clone(),
+            });
         }
         true
     }

@@ -14,7 +14,7 @@ use super::ResponseFuture;
 use super::claims::{Anonymous, Scopes};
 use crate::body::ResponseBody;
 use crate::config::ConfigError;
-use crate::rejection::{Problem, Rejections};
+use crate::rejection::{Problem, Rejections, token_required};
 
 /// RFC 6749 §3.3 `scope-token`: `%x21 / %x23-5B / %x5D-7E`, so never a
 /// space, `"` or `\`.
@@ -76,14 +76,6 @@ impl ScopeRule {
             .with_detail("the access token lacks a required scope")
             .with_header(WWW_AUTHENTICATE, self.challenge.clone())
     }
-}
-
-/// The 401 for a request that reached a route needing a token without one
-/// (optional mode let it through the authentication layer).
-pub(crate) fn token_required(challenge: HeaderValue) -> Problem {
-    Problem::new(StatusCode::UNAUTHORIZED)
-        .with_detail("a bearer token is required")
-        .with_header(WWW_AUTHENTICATE, challenge)
 }
 
 struct ScopeConfig {

@@ -1901,4 +1901,84 @@ mod axum_extractors {
             .unwrap();
         assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
     }
+
+    async fn scopes(scopes: Scopes) -> String {
+        scopes.as_str().to_owned()
+    }
+
+    async fn subject(subject: Subject) -> String {
+        subject.to_string()
+    }
+
+    fn principal_app(layer: Option<JwtAuthLayer>) -> Router {
+        let router = Router::new()
+            .route("/scopes", get(scopes))
+            .route("/subject", get(subject));
+        match layer {
+            Some(layer) => router.layer(layer),
+            None => router,
+        }
+    }
+
+    async fn status_and_challenge(
+        layer: Option<JwtAuthLayer>,
+        path: &str,
+        token: Option<&str>,
+    ) -> (StatusCode, Option<HeaderValue>) {
+        let response = principal_app(layer)
+            .oneshot(get_req(path, token))
+            .await
+            .unwrap();
+        let challenge = response.headers().get(WWW_AUTHENTICATE).cloned();
+        (response.status(), challenge)
+    }
+
+    // `Scopes` and `Subject` answer like `Claims`: 401 with the layer's
+    // challenge when the layer let the request through without them
+    // (anonymous, or a token without `sub`), 500 only without the layer.
+    #[tokio::test]
+    async fn scopes_and_subject_extractors_answer_401_when_unauthenticated() {
+        let layer = builder().optional().realm("shop").build().unwrap();
+        let challenge = HeaderValue::from_static(r#"Bearer realm="shop""#);
+        let token = hs(claims());
+        let no_sub = hs(json!({ "exp": NOW + 600, "scope": "read" }));
+
+        for path in ["/scopes", "/subject"] {
+            let (status, _) = status_and_challenge(Some(layer.clone()), path, Some(&token)).await;
+            assert_eq!(status, StatusCode::OK, "{path}");
+
+            let anonymous = status_and_challenge(Some(layer.clone()), path, None).await;
+            assert_eq!(
+                anonymous,
+                (StatusCode::UNAUTHORIZED, Some(challenge.clone())),
+                "{path}"
+            );
+
+            let (status, challenge) = status_and_challenge(None, path, Some(&token)).await;
+            assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{path}");
+            assert_eq!(challenge, None, "{path}");
+        }
+
+        // A valid token without `sub`: scopes yes, subject no (401).
+        let (status, _) = status_and_challenge(Some(layer.clone()), "/scopes", Some(&no_sub)).await;
+        assert_eq!(status, StatusCode::OK);
+        let no_subject = status_and_challenge(Some(layer), "/subject", Some(&no_sub)).await;
+        assert_eq!(no_subject, (StatusCode::UNAUTHORIZED, Some(challenge)));
+    }
+
+    // The `Claims` extractor of another claims type than the layer's is a
+    // misconfiguration (500), even for a token without `sub`.
+    #[tokio::test]
+    async fn claims_of_another_type_stay_a_misconfiguration() {
+        #[derive(serde::Deserialize)]
+        struct Other {}
+        async fn other(_claims: Claims<Other>) -> &'static str {
+            "unreachable"
+        }
+        let layer = builder().optional().build().unwrap();
+        let app = Router::new().route("/other", get(other)).layer(layer);
+        let no_sub = hs(json!({ "exp": NOW + 600 }));
+        let response = app.oneshot(get_req("/other", Some(&no_sub))).await.unwrap();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    }
 }
