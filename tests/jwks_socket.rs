@@ -794,10 +794,12 @@ async fn background_refresh_clamps_max_age_to_the_lower_bound() {
         "max-age=0",
         Duration::from_millis(400),
         Duration::from_secs(30),
-        Duration::from_millis(1000),
+        Duration::from_millis(1500),
     )
     .await;
-    assert!((2..=5).contains(&hits), "{hits} fetches, expected 3");
+    // Wide on purpose (a loaded CI machine delays timers); a fetch loop
+    // makes hundreds.
+    assert!((2..=6).contains(&hits), "{hits} fetches, expected 4 or 5");
 }
 
 // A day of max-age is cut to the upper bound: one refetch about every
@@ -811,7 +813,9 @@ async fn background_refresh_clamps_max_age_to_the_upper_bound() {
         Duration::from_millis(1000),
     )
     .await;
-    assert!((3..=6).contains(&hits), "{hits} fetches, expected 4");
+    // At least one refetch (without the clamp there is none in the window);
+    // wide on purpose for a loaded machine.
+    assert!((2..=6).contains(&hits), "{hits} fetches, expected 4");
 }
 
 // The background refresh picks up a new set without any request, and stops
