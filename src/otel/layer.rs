@@ -61,10 +61,13 @@ struct Shared {
 impl Shared {
     fn parent_context(&self, headers: &http::HeaderMap) -> (OtelContext, Option<Vec<Link>>) {
         match self.incoming {
-            IncomingTrace::Continue => (self.propagation.extract(headers), None),
+            IncomingTrace::Continue => (self.propagation.extract(headers, true), None),
+            // Nothing is extracted: the propagator never sees the headers.
             IncomingTrace::Restart => (OtelContext::new(), None),
             IncomingTrace::RestartWithLink => {
-                let incoming = self.propagation.extract(headers);
+                // Only the span context is wanted: baggage is hidden, so the
+                // propagator neither parses nor logs it.
+                let incoming = self.propagation.extract(headers, false);
                 let remote = incoming.span().span_context().clone();
                 let links = remote.is_valid().then(|| vec![Link::with_context(remote)]);
                 (OtelContext::new(), links)

@@ -16,11 +16,20 @@
 //!   all-zero ids, or appears on several lines is ignored, and the request
 //!   starts a new trace. A bad `tracestate` (more than 32 members, invalid
 //!   keys or values) is dropped without affecting the `traceparent`. Several
-//!   `tracestate` or `baggage` lines are joined. Baggage is available to the
-//!   handler in the OpenTelemetry context; it is never recorded in spans or
-//!   logs. At a trust boundary, [`IncomingTrace::Restart`] ignores the
-//!   incoming context, and [`IncomingTrace::RestartWithLink`] keeps it as a
-//!   span link.
+//!   `tracestate` or `baggage` lines are joined. `baggage` is checked
+//!   against the W3C Baggage grammar (`key OWS "=" OWS value *( OWS ";" OWS
+//!   property )`, keys RFC 9110 tokens, values baggage octets whose
+//!   percent-encoding decodes to UTF-8): each invalid list member is dropped
+//!   and the valid ones are passed on, without optional whitespace, up to 64
+//!   members and 8192 bytes (whole members only). Members are separated by
+//!   `,`, which nothing inside a member may contain, so dropping one cannot
+//!   change another. Propagators log what they cannot parse (the SDK's
+//!   `BaggagePropagator` logs the whole header), so only what they can parse
+//!   reaches them. Baggage is available to the handler in the OpenTelemetry
+//!   context; it is never recorded in spans or logs. At a trust boundary,
+//!   [`IncomingTrace::Restart`] ignores the incoming context (the propagator
+//!   is not called), and [`IncomingTrace::RestartWithLink`] keeps it as a
+//!   span link (the propagator is not shown `baggage`).
 //! * **A server span** (kind `SERVER`) named `{method} {route}` when the
 //!   route template is known (see [`Route`]: our extension, axum's
 //!   `MatchedPath` with feature `axum`, a hook, or a late `Route` on the

@@ -1,5 +1,6 @@
 //! W3C trace context and baggage in HTTP headers, through an OpenTelemetry
-//! propagator, with strict `traceparent` validation in front of it.
+//! propagator, with strict `traceparent`, `tracestate` and `baggage`
+//! validation in front of it.
 
 use std::fmt;
 use std::sync::Arc;
@@ -15,6 +16,10 @@ const BAGGAGE: &str = "baggage";
 
 /// The most list members a `tracestate` may have (W3C Trace Context §3.3.1.1).
 const MAX_TRACESTATE_MEMBERS: usize = 32;
+/// The most list members of `baggage` passed on (W3C Baggage §3.3.3 Limits).
+const MAX_BAGGAGE_MEMBERS: usize = 64;
+/// The most bytes of `baggage` passed on (W3C Baggage §3.3.3 Limits).
+const MAX_BAGGAGE_BYTES: usize = 8192;
 
 /// Which propagator reads and writes the headers.
 #[derive(Clone, Default)]
@@ -42,9 +47,10 @@ impl Propagation {
 
     /// The context the request's headers carry, on top of an empty context:
     /// the server span of a request is parented by what came over the wire
-    /// and nothing else.
-    pub(crate) fn extract(&self, headers: &HeaderMap) -> Context {
-        let extractor = StrictHeaders::new(headers);
+    /// and nothing else. With `baggage` false the propagator never sees the
+    /// `baggage` header (the incoming context is not continued).
+    pub(crate) fn extract(&self, headers: &HeaderMap, baggage: bool) -> Context {
+        let extractor = StrictHeaders::new(headers, baggage);
         let base = Context::new();
         match self {
             Self::Global => {
@@ -68,13 +74,16 @@ impl Propagation {
 
 /// Request headers as an [`Extractor`], hiding a `traceparent` that is not
 /// strictly valid (and its `tracestate` with it), and a `tracestate` that
-/// is not (more than 32 members, bad keys or values, duplicate keys). Several `tracestate` or `baggage` lines are combined, as
-/// both specifications allow.
+/// is not (more than 32 members, bad keys or values, duplicate keys).
+/// Several `tracestate` or `baggage` lines are combined, as both
+/// specifications allow. `baggage` is shown only as its valid list members
+/// (see [`valid_baggage`]), so that a propagator never sees, and never logs,
+/// a member it could not parse.
 struct StrictHeaders<'a> {
     headers: &'a HeaderMap,
     trace_context: bool,
     tracestate: Combined<'a>,
-    baggage: Combined<'a>,
+    baggage: Option<String>,
 }
 
 enum Combined<'a> {
@@ -112,7 +121,7 @@ impl<'a> Combined<'a> {
 }
 
 impl<'a> StrictHeaders<'a> {
-    fn new(headers: &'a HeaderMap) -> Self {
+    fn new(headers: &'a HeaderMap, baggage: bool) -> Self {
         let mut lines = headers.get_all(TRACEPARENT).iter();
         let trace_context = match (lines.next(), lines.next()) {
             (Some(only), None) => valid_traceparent(only.as_bytes()),
@@ -134,11 +143,18 @@ impl<'a> StrictHeaders<'a> {
         } else {
             Combined::None
         };
+        // A line that is not ASCII text is dropped (`Combined::of`); its
+        // members cannot be valid anyway.
+        let baggage = if baggage {
+            Combined::of(headers, BAGGAGE).get().and_then(valid_baggage)
+        } else {
+            None
+        };
         Self {
             headers,
             trace_context,
             tracestate,
-            baggage: Combined::of(headers, BAGGAGE),
+            baggage,
         }
     }
 }
@@ -152,7 +168,7 @@ impl Extractor for StrictHeaders<'_> {
         } else if key.eq_ignore_ascii_case(TRACESTATE) {
             return self.tracestate.get();
         } else if key.eq_ignore_ascii_case(BAGGAGE) {
-            return self.baggage.get();
+            return self.baggage.as_deref();
         }
         self.headers.get(key)?.to_str().ok()
     }
@@ -219,6 +235,124 @@ pub(crate) fn valid_tracestate(value: &str) -> bool {
     true
 }
 
+/// The valid list members of a `baggage` header (W3C Baggage §3.3.1), in
+/// order and without optional whitespace, joined by `,`; `None` if there
+/// are none.
+///
+/// A list member is `key OWS "=" OWS value *( OWS ";" OWS property )`, a
+/// property `key OWS "=" OWS value` or `key`; `key` is an RFC 9110 token
+/// and `value` zero or more baggage octets (printable ASCII without space,
+/// `"`, `,`, `;` and `\`). Percent-encoding in keys and values must be
+/// `%` and two hex digits, and must decode to UTF-8. An invalid member is
+/// dropped and the others are kept: members are separated by `,`, which no
+/// key, value or property may contain, so each is judged on its own. The
+/// first 64 valid members that fit, together, in 8192 bytes are kept
+/// (W3C Baggage §3.3.3); the rest are dropped whole.
+pub(crate) fn valid_baggage(value: &str) -> Option<String> {
+    let mut out = String::new();
+    let mut members = 0;
+    for member in value.split(',') {
+        if members == MAX_BAGGAGE_MEMBERS {
+            break;
+        }
+        let start = out.len();
+        if members > 0 {
+            out.push(',');
+        }
+        if baggage_member(member, &mut out) && out.len() <= MAX_BAGGAGE_BYTES {
+            members += 1;
+        } else {
+            out.truncate(start);
+        }
+    }
+    (members > 0).then_some(out)
+}
+
+/// Appends `member` without its optional whitespace to `out` if it is a
+/// valid baggage list member; returns whether it is (`out` may then hold
+/// part of it).
+fn baggage_member(member: &str, out: &mut String) -> bool {
+    let mut parts = member.split(';');
+    let Some((key, value)) = parts.next().and_then(|kv| kv.split_once('=')) else {
+        return false;
+    };
+    let (key, value) = (trim_ows(key), trim_ows(value));
+    if !baggage_key(key) || !baggage_value(value) {
+        return false;
+    }
+    out.push_str(key);
+    out.push('=');
+    out.push_str(value);
+    for property in parts {
+        let (key, value) = match property.split_once('=') {
+            Some((key, value)) => (trim_ows(key), Some(trim_ows(value))),
+            None => (trim_ows(property), None),
+        };
+        if !baggage_key(key) || !value.is_none_or(baggage_value) {
+            return false;
+        }
+        out.push(';');
+        out.push_str(key);
+        if let Some(value) = value {
+            out.push('=');
+            out.push_str(value);
+        }
+    }
+    true
+}
+
+fn trim_ows(s: &str) -> &str {
+    s.trim_matches([' ', '\t'])
+}
+
+/// An RFC 9110 §5.6.2 token whose percent-encoding decodes to UTF-8.
+fn baggage_key(key: &str) -> bool {
+    !key.is_empty()
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+        && percent_decodes(key.as_bytes())
+}
+
+/// `*baggage-octet` whose percent-encoding decodes to UTF-8.
+fn baggage_value(value: &str) -> bool {
+    value
+        .bytes()
+        .all(|b| matches!(b, 0x21 | 0x23..=0x2b | 0x2d..=0x3a | 0x3c..=0x5b | 0x5d..=0x7e))
+        && percent_decodes(value.as_bytes())
+}
+
+/// Whether every `%` starts a `%XX` escape and the decoded bytes are UTF-8.
+fn percent_decodes(bytes: &[u8]) -> bool {
+    if !bytes.contains(&b'%') {
+        return true;
+    }
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut rest = bytes;
+    while let Some((&b, tail)) = rest.split_first() {
+        if b == b'%' {
+            let [hi, lo, tail @ ..] = tail else {
+                return false;
+            };
+            let (Some(hi), Some(lo)) = (hex_digit(*hi), hex_digit(*lo)) else {
+                return false;
+            };
+            decoded.push(hi << 4 | lo);
+            rest = tail;
+        } else {
+            decoded.push(b);
+            rest = tail;
+        }
+    }
+    std::str::from_utf8(&decoded).is_ok()
+}
+
+fn hex_digit(b: u8) -> Option<u8> {
+    char::from(b)
+        .to_digit(16)
+        .and_then(|d| u8::try_from(d).ok())
+}
+
 /// W3C Trace Context §3.2: `version-traceid-parentid-flags`, lowercase hex,
 /// version `ff` invalid, all-zero ids invalid; version `00` has exactly
 /// these four fields, a later version may append `-...`, which must be
@@ -279,7 +413,46 @@ impl Injector for KeepingInjector<'_> {
 
 #[cfg(test)]
 mod tests {
-    use super::{valid_traceparent, valid_tracestate};
+    use super::{valid_baggage, valid_traceparent, valid_tracestate};
+
+    #[test]
+    fn baggage_grammar() {
+        // W3C Baggage §3.3.1: list-member = key OWS "=" OWS value
+        // *( OWS ";" OWS property ); valid members are kept, without OWS.
+        for (header, kept) in [
+            ("k=v", Some("k=v")),
+            ("k=", Some("k=")),
+            (" k \t= v ; p ;q = 1 ", Some("k=v;p;q=1")),
+            ("k=a=b", Some("k=a=b")),
+            ("k=caf%C3%A9,k2=%41", Some("k=caf%C3%A9,k2=%41")),
+            ("bad,k=v,=v,k2=a b,k3=\"q\",k4=a\\b", Some("k=v")),
+            ("k=%ff", None),
+            ("k=%4", None),
+            ("k%ff=v", None),
+            ("k=v;", None),
+            ("k=v;=x", None),
+            ("k=v;p=a b", None),
+            ("k v=1", None),
+            ("", None),
+            (",,", None),
+        ] {
+            assert_eq!(valid_baggage(header).as_deref(), kept, "{header:?}");
+        }
+        let key_chars = "!#$&'*+-.^_`|~09Az";
+        let value_chars = "!#$&'()*+-./:<=>?@[]^_`{|}~";
+        let member = format!("{key_chars}={value_chars}");
+        assert_eq!(valid_baggage(&member), Some(member.clone()));
+        // W3C Baggage §3.3.3: 64 members and 8192 bytes; whole members only.
+        let many: Vec<String> = (0..70).map(|i| format!("k{i}=v")).collect();
+        let kept = valid_baggage(&many.join(",")).unwrap();
+        assert_eq!(kept, many[..64].join(","));
+        let big = format!("a={},b={},c=1", "x".repeat(5000), "y".repeat(5000));
+        let kept = valid_baggage(&big).unwrap();
+        assert_eq!(kept, format!("a={},c=1", "x".repeat(5000)));
+        let exact = format!("a={}", "x".repeat(8190));
+        assert_eq!(valid_baggage(&exact).as_deref(), Some(exact.as_str()));
+        assert_eq!(valid_baggage(&format!("{exact}x")), None);
+    }
 
     #[test]
     fn tracestate_grammar() {

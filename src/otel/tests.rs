@@ -1020,3 +1020,159 @@ async fn axum_matched_path_names_the_span() {
     assert_eq!(span.name, "GET /users/{id}");
     assert_eq!(attr(&span, "http.route"), Some(&Value::from("/users/{id}")));
 }
+
+/// Every field of every `tracing` event and span, at every level, as text.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<String>>>);
+
+struct Fields<'a>(&'a mut Vec<String>);
+
+impl tracing::field::Visit for Fields<'_> {
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        self.0.push(format!("{}={value}", field.name()));
+    }
+
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        self.0.push(format!("{}={value:?}", field.name()));
+    }
+}
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Captured {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        event.record(&mut Fields(&mut self.0.lock().unwrap()));
+    }
+
+    fn on_new_span(
+        &self,
+        attrs: &tracing::span::Attributes<'_>,
+        _: &tracing::span::Id,
+        _: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        attrs.record(&mut Fields(&mut self.0.lock().unwrap()));
+    }
+
+    fn on_record(
+        &self,
+        _: &tracing::span::Id,
+        values: &tracing::span::Record<'_>,
+        _: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        values.record(&mut Fields(&mut self.0.lock().unwrap()));
+    }
+}
+
+#[tokio::test]
+async fn client_baggage_never_reaches_the_logs() {
+    // STANDARDS: baggage is propagated, never copied into logs. The SDK's
+    // BaggagePropagator logs the whole header when a member is invalid, so
+    // only valid members (W3C Baggage §3.3.1) may reach it, and none when
+    // the incoming context is not continued.
+    use tracing_subscriber::layer::SubscriberExt;
+    const SECRET: &str = "s3cr3t";
+    let captured = Captured::default();
+    let _guard =
+        tracing::subscriber::set_default(tracing_subscriber::registry().with(captured.clone()));
+    // (header, the `tenant` the handler sees when the context is continued)
+    let cases: [(&[u8], Option<&str>); 9] = [
+        (b"tenant=s3cr3t", Some(SECRET)),
+        (b"tenant = s3cr3t ;p ; q=1", Some(SECRET)),
+        (b"tenant=s3cr3t,junk", Some(SECRET)),
+        (b"tenant=s3cr3t,k=%ff", Some(SECRET)),
+        (b"junk,tenant=s3cr3t,k=a b", Some(SECRET)),
+        (b"s3cr3t", None),
+        (b"k=s3cr3t%", None),
+        (b"k=s3cr3t;", None),
+        (b"k=s3cr3t\xe9", None),
+    ];
+    for incoming in [
+        IncomingTrace::Continue,
+        IncomingTrace::Restart,
+        IncomingTrace::RestartWithLink,
+    ] {
+        for (header, expected) in cases {
+            let t = Telemetry::new();
+            let layer = t.builder().incoming_trace(incoming).build().unwrap();
+            let seen = Arc::new(Mutex::new(None));
+            let seen_in = Arc::clone(&seen);
+            let service = layer.layer(service_fn(move |_req: Request<()>| {
+                let cx = OtelContext::current();
+                *seen_in.lock().unwrap() = Some(cx.baggage().get("tenant").map(|v| v.to_string()));
+                tracing::trace!(probe = "handler ran");
+                async { Ok::<_, Infallible>(Response::new(())) }
+            }));
+            let request = get("/")
+                .header("traceparent", PARENT)
+                .header("baggage", HeaderValue::from_bytes(header).unwrap())
+                .body(())
+                .unwrap();
+            service.oneshot(request).await.unwrap();
+            let expected = match incoming {
+                IncomingTrace::Continue => expected.map(str::to_owned),
+                _ => None,
+            };
+            let case = format!("{incoming:?} {:?}", String::from_utf8_lossy(header));
+            assert_eq!(seen.lock().unwrap().take(), Some(expected), "{case}");
+            let logged = std::mem::take(&mut *captured.0.lock().unwrap());
+            assert!(logged.iter().any(|f| f == "probe=handler ran"), "{case}");
+            assert!(
+                !logged.iter().any(|f| f.contains(SECRET)),
+                "{case}: {logged:?}"
+            );
+        }
+    }
+}
+
+/// The W3C propagators, remembering the `baggage` they were shown.
+#[derive(Debug, Default)]
+struct BaggageSpy(Arc<Mutex<Vec<Option<String>>>>);
+
+impl opentelemetry::propagation::TextMapPropagator for BaggageSpy {
+    fn inject_context(&self, _: &OtelContext, _: &mut dyn opentelemetry::propagation::Injector) {}
+
+    fn extract_with_context(
+        &self,
+        cx: &OtelContext,
+        extractor: &dyn opentelemetry::propagation::Extractor,
+    ) -> OtelContext {
+        let shown = extractor.get("baggage").map(str::to_owned);
+        self.0.lock().unwrap().push(shown);
+        w3c().extract_with_context(cx, extractor)
+    }
+
+    fn fields(&self) -> opentelemetry::propagation::text_map_propagator::FieldIter<'_> {
+        opentelemetry::propagation::text_map_propagator::FieldIter::new(&[])
+    }
+}
+
+#[tokio::test]
+async fn the_propagator_sees_only_valid_baggage_of_a_continued_context() {
+    // W3C Baggage §3.3.1 grammar; and baggage is dropped at a trust boundary,
+    // so the propagator is not shown it at all (it could log it).
+    let header = "a = 1 ; p ;q= 2 , junk ,b=%41\t, c=%ff,";
+    for (incoming, expected) in [
+        (IncomingTrace::Continue, Some("a=1;p;q=2,b=%41")),
+        (IncomingTrace::RestartWithLink, None),
+    ] {
+        let t = Telemetry::new();
+        let spy = BaggageSpy::default();
+        let shown = Arc::clone(&spy.0);
+        let layer = t
+            .builder()
+            .propagator(spy)
+            .incoming_trace(incoming)
+            .build()
+            .unwrap();
+        let request = get("/")
+            .header("traceparent", PARENT)
+            .header("baggage", header)
+            .body(())
+            .unwrap();
+        send(&layer, request).await;
+        let shown = shown.lock().unwrap().clone();
+        assert_eq!(shown, [expected.map(str::to_owned)], "{incoming:?}");
+        if incoming == IncomingTrace::RestartWithLink {
+            // The link still comes from the propagator.
+            assert_eq!(t.one_span().links.links.len(), 1);
+        }
+    }
+}
