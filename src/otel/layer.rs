@@ -304,7 +304,10 @@ where
         let (parent, links) = shared.parent_context(request.headers());
 
         let path = request.uri().path();
-        let grpc_method = if grpc {
+        // A route template (not the literal path) comes from the server's
+        // own routing: it names the span even when the client says gRPC.
+        let template = route.as_ref().is_some_and(|route| route.as_str() != path);
+        let grpc_method = if grpc && !template {
             semconv::grpc_method(path)
         } else {
             None
@@ -329,9 +332,12 @@ where
             builder = builder.with_links(links);
         }
         let mut span = shared.tracer.build_with_context(builder, &parent);
-        if span.is_recording() {
-            span.set_attributes(recorded_attributes(&request, shared, method, grpc_method));
+        let recording = span.is_recording();
+        if recording {
+            let service = grpc_method.map(|(service, _)| service);
+            span.set_attributes(recorded_attributes(&request, shared, method, service));
         }
+        let rpc_method = grpc_method.map(|(_, method)| recording.then(|| method.to_owned()));
         let otel_cx = parent.with_span(span);
 
         shared.http.active.add(
@@ -360,6 +366,7 @@ where
                 route,
                 span_method,
                 grpc,
+                rpc_method,
                 protocol,
                 active,
             }),
@@ -372,7 +379,7 @@ fn recorded_attributes<B>(
     request: &Request<B>,
     shared: &Shared,
     method: &'static str,
-    grpc_method: Option<(&str, &str)>,
+    rpc_service: Option<&str>,
 ) -> Vec<KeyValue> {
     let mut attributes = Vec::with_capacity(8);
     if method == "_OTHER" {
@@ -397,10 +404,10 @@ fn recorded_attributes<B>(
     if let Some(version) = semconv::protocol_version(request.version()) {
         attributes.push(KeyValue::new(NETWORK_PROTOCOL_VERSION, version));
     }
-    if let Some((service, method)) = grpc_method {
+    if let Some(service) = rpc_service {
         attributes.push(KeyValue::new(RPC_SYSTEM, "grpc"));
         attributes.push(KeyValue::new(RPC_SERVICE, service.to_owned()));
-        attributes.push(KeyValue::new(RPC_METHOD, method.to_owned()));
+        // `rpc.method` waits for the answer: `_OTHER` if the method is unknown.
     } else if is_grpc(request.headers()) {
         attributes.push(KeyValue::new(RPC_SYSTEM, "grpc"));
     }
@@ -437,6 +444,9 @@ struct State {
     route: Option<Route>,
     span_method: &'static str,
     grpc: bool,
+    /// `Some` when the span is named `{service}/{method}`; the inner value
+    /// is the method, kept for `rpc.method` when the span records.
+    rpc_method: Option<Option<String>>,
     protocol: Option<&'static str>,
     active: ActiveRequest,
 }
@@ -451,7 +461,7 @@ impl State {
             && let Some(late) = parts.extensions.get::<Route>()
         {
             let span = self.otel_cx.span();
-            if !self.grpc {
+            if self.rpc_method.is_none() {
                 span.update_name(format!("{} {late}", self.span_method));
             }
             span.set_attribute(KeyValue::new(HTTP_ROUTE, late.to_value()));
@@ -567,6 +577,19 @@ impl Drop for Completion {
         if let Some(code) = self.grpc_code {
             span.set_attribute(KeyValue::new(RPC_GRPC_STATUS_CODE, i64::from(code)));
             failed |= semconv::grpc_server_error(code);
+        }
+        if let Some(rpc_method) = self.state.rpc_method.take() {
+            // The client chose the method: unless the server knew it, it is
+            // `_OTHER`, so unknown methods cannot multiply span names.
+            if semconv::grpc_unknown_method(self.status, self.grpc_code) {
+                span.update_name("_OTHER");
+                if let Some(original) = rpc_method {
+                    span.set_attribute(KeyValue::new(RPC_METHOD, "_OTHER"));
+                    span.set_attribute(KeyValue::new(RPC_METHOD_ORIGINAL, original));
+                }
+            } else if let Some(method) = rpc_method {
+                span.set_attribute(KeyValue::new(RPC_METHOD, method));
+            }
         }
         if failed {
             // The description is left empty: the status code says it all.

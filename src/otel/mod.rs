@@ -43,11 +43,23 @@
 //!   [`CORRELATION_ID`]) when a [`CorrelationIdLayer`](crate::correlation::CorrelationIdLayer)
 //!   runs outside. `url.query` is not recorded: queries may carry
 //!   credentials (RFC 6750 §2.3).
-//! * **gRPC** requests (`content-type: application/grpc...`) are named
-//!   `{package.Service}/{Method}` and get `rpc.system` = `grpc`,
-//!   `rpc.service`, `rpc.method` and `rpc.grpc.status_code`. Only codes 2,
-//!   4, 12, 13, 14 and 15 make the server span an error (7, 8 and 16 never
-//!   do).
+//! * **gRPC** requests (`content-type: application/grpc...`) get
+//!   `rpc.system` = `grpc` and `rpc.grpc.status_code`. The path and the
+//!   content type are the client's choice, so the span is named
+//!   `{package.Service}/{Method}` (with `rpc.service` and `rpc.method`) only
+//!   when: no route template is known (a [`Route`], `MatchedPath` or hook
+//!   value that differs from the literal path; it names the span
+//!   `{method} {route}` instead), and the path is exactly
+//!   `/{service}/{method}`, the service one or more protobuf identifiers
+//!   (`[A-Za-z_][A-Za-z0-9_]*`) joined by `.` and the method one identifier
+//!   (else the span is named after the HTTP method, as without a route).
+//!   When the server answers that it does not know the method (`grpc-status`
+//!   12, UNIMPLEMENTED, or HTTP 404), the span is renamed `_OTHER` as it
+//!   ends, `rpc.method` is `_OTHER` and `rpc.method_original` holds the
+//!   client's method (RPC semconv), so unknown methods cannot multiply span
+//!   names. A call rejected before routing (by authentication or rate
+//!   limiting) keeps the name it asked for. Only codes 2, 4, 12, 13, 14 and
+//!   15 make the server span an error (7, 8 and 16 never do).
 //! * **The span is current** (the OpenTelemetry `Context` is attached during
 //!   every poll of the inner service), so the trace id is available to code
 //!   and log formatters inside, and

@@ -21,6 +21,7 @@ pub(crate) const NETWORK_PROTOCOL_VERSION: Key = Key::from_static_str("network.p
 pub(crate) const RPC_SYSTEM: Key = Key::from_static_str("rpc.system");
 pub(crate) const RPC_SERVICE: Key = Key::from_static_str("rpc.service");
 pub(crate) const RPC_METHOD: Key = Key::from_static_str("rpc.method");
+pub(crate) const RPC_METHOD_ORIGINAL: Key = Key::from_static_str("rpc.method_original");
 pub(crate) const RPC_GRPC_STATUS_CODE: Key = Key::from_static_str("rpc.grpc.status_code");
 /// Attribute carrying the request's correlation ID on the server span.
 pub const CORRELATION_ID: &str = "correlation_id";
@@ -92,11 +93,25 @@ pub(crate) fn status_error_type(status: StatusCode) -> Cow<'static, str> {
     })
 }
 
-/// `rpc.service` and `rpc.method` of a gRPC path `/package.Service/Method`.
+/// `rpc.service` and `rpc.method` of a gRPC path `/package.Service/Method`:
+/// exactly two segments, the service one or more protobuf identifiers
+/// (`[A-Za-z_][A-Za-z0-9_]*`) joined by `.`, the method one identifier.
 pub(crate) fn grpc_method(path: &str) -> Option<(&str, &str)> {
+    fn identifier(s: &str) -> bool {
+        s.bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+            && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    }
     let (service, method) = path.strip_prefix('/')?.split_once('/')?;
-    (!service.is_empty() && !method.is_empty() && !method.contains('/'))
-        .then_some((service, method))
+    (service.split('.').all(identifier) && identifier(method)).then_some((service, method))
+}
+
+/// Whether the answer to a gRPC call says that its method (or service) is
+/// not known to the server: `grpc-status` 12 (UNIMPLEMENTED), or an HTTP
+/// 404 from a router that has no such path.
+pub(crate) fn grpc_unknown_method(status: Option<StatusCode>, grpc_code: Option<u16>) -> bool {
+    grpc_code == Some(12) || status == Some(StatusCode::NOT_FOUND)
 }
 
 /// The `grpc-status` of a response (in its headers for trailers-only
@@ -314,8 +329,25 @@ mod tests {
             grpc_method("/pkg.Greeter/SayHello"),
             Some(("pkg.Greeter", "SayHello"))
         );
-        assert_eq!(grpc_method("/a/b/c"), None);
-        assert_eq!(grpc_method("/"), None);
+        assert_eq!(grpc_method("/Svc/_m2"), Some(("Svc", "_m2")));
+        // Exactly two segments of protobuf identifiers, nothing else.
+        for bad in [
+            "/a/b/c",
+            "/",
+            "//M",
+            "/Svc/",
+            "/users/42",
+            "/pkg.Svc/1m",
+            "/pkg..Svc/M",
+            "/.Svc/M",
+            "/pkg.Svc./M",
+            "/pkg.Svc/Say-Hello",
+            "/pkg.Svc/Say%48ello",
+            "/pkg.Svc/M/",
+            "pkg.Svc/M",
+        ] {
+            assert_eq!(grpc_method(bad), None, "{bad:?}");
+        }
         assert_eq!(grpc_status(&headers(&[("grpc-status", "8")])), Some(8));
         assert_eq!(grpc_status(&headers(&[("grpc-status", "99")])), None);
         // RPC semconv: server span error only for 2, 4, 12, 13, 14, 15.

@@ -1176,3 +1176,136 @@ async fn the_propagator_sees_only_valid_baggage_of_a_continued_context() {
         }
     }
 }
+
+fn grpc_call(path: &str) -> Request<()> {
+    Request::builder()
+        .method("POST")
+        .uri(path)
+        .version(http::Version::HTTP_2)
+        .header("content-type", "application/grpc")
+        .body(())
+        .unwrap()
+}
+
+#[tokio::test]
+async fn an_unknown_grpc_method_is_named_other() {
+    // RPC semconv: a method the server does not know is `_OTHER`, the
+    // client's name goes to rpc.method_original; the span name follows, so
+    // random methods cannot multiply span names. Trailers-only, streamed
+    // and HTTP 404 answers.
+    let t = Telemetry::new();
+    let layer = t.layer();
+    layer
+        .layer(respond(200, &[("grpc-status", "12")]))
+        .oneshot(grpc_call("/pkg.Greeter/Random1"))
+        .await
+        .unwrap();
+    let response = layer
+        .layer(streamed_grpc("12"))
+        .oneshot(grpc_call("/pkg.Greeter/Random2"))
+        .await
+        .unwrap();
+    http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .unwrap();
+    layer
+        .layer(respond(404, &[]))
+        .oneshot(grpc_call("/pkg.Unknown/Random3"))
+        .await
+        .unwrap();
+    let spans = t.spans();
+    assert_eq!(spans.len(), 3);
+    for (span, original) in spans.iter().zip(["Random1", "Random2", "Random3"]) {
+        assert_eq!(span.name, "_OTHER");
+        assert_eq!(attr(span, "rpc.method"), Some(&Value::from("_OTHER")));
+        assert_eq!(
+            attr(span, "rpc.method_original"),
+            Some(&Value::from(original))
+        );
+        let methods = span
+            .attributes
+            .iter()
+            .filter(|kv| kv.key.as_str() == "rpc.method");
+        assert_eq!(methods.count(), 1);
+    }
+    // A known method keeps its name, whatever its status.
+    let t = Telemetry::new();
+    t.layer()
+        .layer(respond(200, &[("grpc-status", "5")]))
+        .oneshot(grpc_call("/pkg.Greeter/SayHello"))
+        .await
+        .unwrap();
+    let span = t.one_span();
+    assert_eq!(span.name, "pkg.Greeter/SayHello");
+    assert_eq!(attr(&span, "rpc.method"), Some(&Value::from("SayHello")));
+    assert_eq!(attr(&span, "rpc.method_original"), None);
+}
+
+#[tokio::test]
+async fn grpc_names_need_a_grpc_path_and_no_route_template() {
+    // STANDARDS: the span name is never the raw path. A route template
+    // wins over a client's `content-type: application/grpc`, and a path
+    // that is not `/{service}/{method}` (protobuf identifiers) is no gRPC
+    // name.
+    let t = Telemetry::new();
+    let layer = t
+        .builder()
+        .route_with(|head: &RequestHead<'_>| {
+            let path = head.uri().path();
+            if path.starts_with("/users/") {
+                Some(Route::from_static("/users/{id}"))
+            } else if path == "/pkg.Greeter/SayHello" {
+                // A route that is the literal path confirms the method.
+                Some(Route::from_static("/pkg.Greeter/SayHello"))
+            } else {
+                None
+            }
+        })
+        .build()
+        .unwrap();
+    let cases = [
+        ("/users/42", "POST /users/{id}"),
+        ("/users/abc", "POST /users/{id}"),
+        ("/pkg.Greeter/SayHello", "pkg.Greeter/SayHello"),
+        ("/pkg.Greeter/Say-Hello", "POST"),
+        ("/a/b/c", "POST"),
+        ("/pkg..Svc/M", "POST"),
+    ];
+    for (path, _) in cases {
+        send(&layer, grpc_call(path)).await;
+    }
+    let spans = t.spans();
+    for (span, (path, name)) in spans.iter().zip(cases) {
+        assert_eq!(span.name, name, "{path}");
+        assert_eq!(attr(span, "rpc.system"), Some(&Value::from("grpc")));
+        let grpc_named = !name.starts_with("POST");
+        assert_eq!(attr(span, "rpc.service").is_some(), grpc_named, "{path}");
+        assert_eq!(attr(span, "rpc.method").is_some(), grpc_named, "{path}");
+    }
+}
+
+#[cfg(feature = "axum")]
+#[tokio::test]
+async fn axum_matched_path_wins_over_a_grpc_content_type() {
+    // Scenario: a known axum route, a client claiming gRPC.
+    let t = Telemetry::new();
+    let app = axum::Router::new()
+        .route("/users/{id}", axum::routing::get(|| async { "ok" }))
+        .layer(t.layer());
+    let response = app
+        .oneshot(
+            Request::builder()
+                .uri("/users/42")
+                .header("content-type", "application/grpc")
+                .body(axum::body::Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    drop(response);
+    let span = t.one_span();
+    assert_eq!(span.name, "GET /users/{id}");
+    assert_eq!(attr(&span, "http.route"), Some(&Value::from("/users/{id}")));
+    assert_eq!(attr(&span, "rpc.service"), None);
+    assert_eq!(attr(&span, "rpc.method"), None);
+}
