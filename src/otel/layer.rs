@@ -306,7 +306,12 @@ where
         let path = request.uri().path();
         // A route template (not the literal path) comes from the server's
         // own routing: it names the span even when the client says gRPC.
-        let template = route.as_ref().is_some_and(|route| route.as_str() != path);
+        // Except a catch-all (`/pkg.Greeter/{*rest}`, how a gRPC service is
+        // mounted in axum): it says nothing about the method, so the strict
+        // gRPC name (with `_OTHER` for unknown methods) stays.
+        let template = route
+            .as_ref()
+            .is_some_and(|route| route.as_str() != path && !semconv::is_catch_all(route.as_str()));
         let grpc_method = if grpc && !template {
             semconv::grpc_method(path)
         } else {

@@ -48,8 +48,9 @@
 //!   content type are the client's choice, so the span is named
 //!   `{package.Service}/{Method}` (with `rpc.service` and `rpc.method`) only
 //!   when: no route template is known (a [`Route`], `MatchedPath` or hook
-//!   value that differs from the literal path; it names the span
-//!   `{method} {route}` instead), and the path is exactly
+//!   value that differs from the literal path and is not a catch-all like
+//!   `/pkg.Greeter/{*rest}`, which is how a gRPC service is mounted in axum;
+//!   it names the span `{method} {route}` instead), and the path is exactly
 //!   `/{service}/{method}`, the service one or more protobuf identifiers
 //!   (`[A-Za-z_][A-Za-z0-9_]*`) joined by `.` and the method one identifier
 //!   (else the span is named after the HTTP method, as without a route).

@@ -93,6 +93,15 @@ pub(crate) fn status_error_type(status: StatusCode) -> Cow<'static, str> {
     })
 }
 
+/// Whether a route template ends in a catch-all segment (`{*rest}` in
+/// axum 0.8, `*rest` before).
+pub(crate) fn is_catch_all(template: &str) -> bool {
+    template
+        .rsplit('/')
+        .next()
+        .is_some_and(|last| last.starts_with("{*") && last.ends_with('}') || last.starts_with('*'))
+}
+
 /// `rpc.service` and `rpc.method` of a gRPC path `/package.Service/Method`:
 /// exactly two segments, the service one or more protobuf identifiers
 /// (`[A-Za-z_][A-Za-z0-9_]*`) joined by `.`, the method one identifier.

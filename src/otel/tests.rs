@@ -1308,4 +1308,42 @@ async fn axum_matched_path_wins_over_a_grpc_content_type() {
     assert_eq!(attr(&span, "http.route"), Some(&Value::from("/users/{id}")));
     assert_eq!(attr(&span, "rpc.service"), None);
     assert_eq!(attr(&span, "rpc.method"), None);
+
+    // A gRPC service mounted under a catch-all keeps its gRPC name: the
+    // template says nothing about the method.
+    let t = Telemetry::new();
+    let app = axum::Router::new()
+        .route_service(
+            "/pkg.Greeter/{*rest}",
+            tower::service_fn(|_req: Request<axum::body::Body>| async {
+                let mut response = Response::new(axum::body::Body::empty());
+                response
+                    .headers_mut()
+                    .insert("content-type", HeaderValue::from_static("application/grpc"));
+                response
+                    .headers_mut()
+                    .insert("grpc-status", HeaderValue::from_static("0"));
+                Ok::<_, Infallible>(response)
+            }),
+        )
+        .layer(t.layer());
+    let response = app
+        .oneshot(
+            Request::builder()
+                .method("POST")
+                .uri("/pkg.Greeter/SayHello")
+                .header("content-type", "application/grpc")
+                .body(axum::body::Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    drop(response);
+    let span = t.one_span();
+    assert_eq!(span.name, "pkg.Greeter/SayHello");
+    assert_eq!(
+        attr(&span, "rpc.service"),
+        Some(&Value::from("pkg.Greeter"))
+    );
+    assert_eq!(attr(&span, "rpc.method"), Some(&Value::from("SayHello")));
 }
