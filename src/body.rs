@@ -12,9 +12,7 @@ pin_project! {
     ///
     /// It is either the inner service's body, passed through untouched, or a
     /// complete body built by the layer itself (a rejection, a buffered body
-    /// that was hashed for its ETag, or an empty 304), or the inner body
-    /// after the frames a layer already read from it (a body that turned
-    /// out too long to hash).
+    /// that was hashed for its ETag, or an empty 304).
     ///
     /// It implements [`http_body::Body`] with the inner body's `Data` (which
     /// must be [`Bytes`]) and `Error`, so it plugs into axum, hyper and tonic
@@ -30,11 +28,6 @@ pin_project! {
     enum Kind<B> {
         Inner { #[pin] body: B },
         Full { data: Option<Bytes> },
-        Prefixed {
-            // Frames already read, sent first.
-            prefix: [Option<Bytes>; 2],
-            body: Pin<Box<B>>,
-        },
     }
 }
 
@@ -53,15 +46,6 @@ impl<B> ResponseBody<B> {
             kind: Kind::Full {
                 data: (!data.is_empty()).then_some(data),
             },
-        }
-    }
-
-    /// The frames in `prefix` (already read from `body`), then the rest of
-    /// `body`. Its size hint is not exact: `body`'s own can no longer be
-    /// trusted.
-    pub(crate) fn prefixed(prefix: [Option<Bytes>; 2], body: Pin<Box<B>>) -> Self {
-        Self {
-            kind: Kind::Prefixed { prefix, body },
         }
     }
 
@@ -87,7 +71,6 @@ impl<B> std::fmt::Debug for ResponseBody<B> {
                 .debug_struct("ResponseBody::Full")
                 .field("len", &data.as_ref().map_or(0, Bytes::len))
                 .finish(),
-            Kind::Prefixed { .. } => f.write_str("ResponseBody::Prefixed"),
         }
     }
 }
@@ -106,15 +89,6 @@ where
         match self.project().kind.project() {
             KindProj::Inner { body } => body.poll_frame(cx),
             KindProj::Full { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
-            KindProj::Prefixed { prefix, body } => {
-                match prefix
-                    .iter_mut()
-                    .find_map(|d| d.take().filter(|d| !d.is_empty()))
-                {
-                    Some(data) => Poll::Ready(Some(Ok(Frame::data(data)))),
-                    None => body.as_mut().poll_frame(cx),
-                }
-            }
         }
     }
 
@@ -122,9 +96,6 @@ where
         match &self.kind {
             Kind::Inner { body } => body.is_end_stream(),
             Kind::Full { data } => data.is_none(),
-            Kind::Prefixed { prefix, body } => {
-                prefix.iter().flatten().all(Bytes::is_empty) && body.is_end_stream()
-            }
         }
     }
 
@@ -133,11 +104,6 @@ where
             Kind::Inner { body } => body.size_hint(),
             Kind::Full { data } => {
                 SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
-            }
-            Kind::Prefixed { prefix, .. } => {
-                let mut hint = SizeHint::new();
-                hint.set_lower(prefix.iter().flatten().map(|d| d.len() as u64).sum());
-                hint
             }
         }
     }
@@ -162,18 +128,6 @@ mod tests {
         assert!(body.is_end_stream());
         assert_eq!(body.size_hint().exact(), Some(0));
         assert!(body.collect().await.unwrap().to_bytes().is_empty());
-    }
-
-    #[tokio::test]
-    async fn prefixed_body_sends_the_prefix_then_the_rest_without_an_exact_hint() {
-        let body = ResponseBody::prefixed(
-            [Some(Bytes::from_static(b"ab")), Some(Bytes::new())],
-            Box::pin(Full::new(Bytes::from_static(b"cd"))),
-        );
-        assert_eq!(body.size_hint().exact(), None);
-        assert_eq!(body.size_hint().lower(), 2);
-        assert!(!body.is_end_stream());
-        assert_eq!(body.collect().await.unwrap().to_bytes(), "abcd");
     }
 
     #[tokio::test]

@@ -16,10 +16,10 @@
 //!   length up to a cap (1 MiB by default), hashed with xxh3. Streaming
 //!   bodies (no exact `size_hint`), over-cap bodies, empty HEAD bodies, 206,
 //!   `no-store` responses and responses that already have an `ETag` pass
-//!   through unbuffered and untouched. A body that turns out longer than the
-//!   cap while it is buffered (it sends more than its size hint promised, or
-//!   its hint grows) is not tagged either: what was read is sent, then the
-//!   rest streams; the buffer never grows past the cap. With
+//!   through unbuffered and untouched. A body that breaks its exact size
+//!   hint while it is buffered (it sends more than it promised, or its hint
+//!   grows) past the cap is a bug of the inner service: it is answered with
+//!   a 500 problem, and the buffer never grows past the cap. With
 //!   `Content-Encoding` the tag gets the coding as a suffix (`"…-gzip"`) and
 //!   `Vary: Accept-Encoding` is added.
 //! * **answers conditional GET and HEAD requests** with 304 or 412 following
@@ -547,8 +547,8 @@ pin_project! {
     enum State<F, B> {
         Waiting { #[pin] future: F },
         Buffering {
-            // Boxed so that a body that turns out too long can be handed on.
-            body: Pin<Box<B>>,
+            #[pin]
+            body: B,
             parts: Parts,
             first: Option<Bytes>,
             rest: Option<BytesMut>,
@@ -575,8 +575,9 @@ impl<F, B> fmt::Debug for ResponseFuture<F, B> {
 enum Buffered {
     /// The whole body, within the cap.
     Complete(Bytes),
-    /// This frame took the body (read or promised) over the cap.
-    TooLong(Bytes),
+    /// The body sent, or now promises, more than its exact size hint said:
+    /// past the cap, it breaks the `http_body::Body` contract.
+    TooLong,
     /// The body failed.
     Failed,
 }
@@ -610,7 +611,7 @@ where
                         }
                         Step::Buffer(parts, body) => {
                             this.state.set(State::Buffering {
-                                body: Box::pin(body),
+                                body,
                                 parts,
                                 first: None,
                                 rest: None,
@@ -620,7 +621,7 @@ where
                     }
                 }
                 StateProj::Buffering {
-                    body,
+                    mut body,
                     parts: _,
                     first,
                     rest,
@@ -641,7 +642,7 @@ where
                                 // said before (a size hint may change, or lie).
                                 let promised = len.saturating_add(body.size_hint().lower());
                                 if promised > max {
-                                    break Buffered::TooLong(data);
+                                    break Buffered::TooLong;
                                 }
                                 if let Some(rest) = rest {
                                     rest.extend_from_slice(&data);
@@ -666,13 +667,8 @@ where
                             }
                         }
                     };
-                    let StateOwn::Buffering {
-                        body,
-                        parts,
-                        first,
-                        rest,
-                        ..
-                    } = this.state.as_mut().project_replace(State::Done)
+                    let StateOwn::Buffering { parts, .. } =
+                        this.state.as_mut().project_replace(State::Done)
                     else {
                         unreachable!("the state is buffering");
                     };
@@ -681,12 +677,20 @@ where
                         Buffered::Complete(bytes) => {
                             finish_buffered(this.config, ctx, parts, bytes)
                         }
-                        Buffered::TooLong(data) => {
-                            // Over the cap after all: no tag; what was read
-                            // goes first, the rest streams.
-                            let read = rest.map(BytesMut::freeze).or(first);
-                            let body = ResponseBody::prefixed([read, Some(data)], body);
-                            evaluate_response(this.config, ctx, parts, body)
+                        Buffered::TooLong => {
+                            // What was read cannot be handed on without
+                            // boxing every buffered body (an allocation on
+                            // every tagged response) for a body that breaks
+                            // its own size hint: a server bug, answered as
+                            // one, within the cap and without a panic.
+                            tracing::error!(
+                                "cannot send the response: the response body is longer than \
+                                 its exact size hint"
+                            );
+                            this.config.rejections.http_response(
+                                Problem::new(StatusCode::INTERNAL_SERVER_ERROR)
+                                    .with_detail("the response could not be produced"),
+                            )
                         }
                         Buffered::Failed => {
                             tracing::error!("cannot send the response: the response body failed");
