@@ -64,10 +64,14 @@ impl IntoResponse for MissingExtension {
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum AuthRejection {
-    /// The authentication layer let the request through without the value:
-    /// anonymous (optional mode), or, for `Subject`, a token without `sub`.
-    /// 401 with the layer's `WWW-Authenticate` challenge.
+    /// The authentication layer let the request through anonymously
+    /// (optional mode). 401 with the layer's `WWW-Authenticate` challenge
+    /// (RFC 6750 §3: no `error` attribute).
     Unauthenticated(HeaderValue),
+    /// For `Subject`: the request carries a valid token without `sub`. 401
+    /// with the layer's challenge, `error="invalid_token"` (RFC 6750 §3: the
+    /// token is invalid for this use; sending no token would not help).
+    NoSubject(HeaderValue),
     /// No layer provided the value: a server misconfiguration, answered
     /// with 500.
     Missing(MissingExtension),
@@ -77,6 +81,7 @@ impl fmt::Display for AuthRejection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Unauthenticated(_) => f.write_str("the request is not authenticated"),
+            Self::NoSubject(_) => f.write_str("the access token has no subject"),
             Self::Missing(missing) => missing.fmt(f),
         }
     }
@@ -89,6 +94,13 @@ impl IntoResponse for AuthRejection {
         match self {
             Self::Unauthenticated(challenge) => Rejections::default()
                 .http_response::<axum_core::body::Body>(token_required(challenge))
+                .map(axum_core::body::Body::new),
+            Self::NoSubject(challenge) => Rejections::default()
+                .http_response::<axum_core::body::Body>(
+                    Problem::new(StatusCode::UNAUTHORIZED)
+                        .with_detail("the access token has no subject")
+                        .with_header(http::header::WWW_AUTHENTICATE, challenge),
+                )
                 .map(axum_core::body::Body::new),
             Self::Missing(missing) => missing.into_response(),
         }
@@ -106,10 +118,7 @@ pub(crate) fn authenticated<X: Clone + Send + Sync + 'static>(
     if let Some(value) = parts.extensions.get::<X>() {
         return Ok(value.clone());
     }
-    match challenge(&parts.extensions, subject) {
-        Some(challenge) => Err(AuthRejection::Unauthenticated(challenge)),
-        None => Err(AuthRejection::Missing(missing)),
-    }
+    Err(challenge(&parts.extensions, subject).unwrap_or(AuthRejection::Missing(missing)))
 }
 
 #[cfg(feature = "jwt-auth")]
@@ -117,7 +126,7 @@ use crate::jwt_auth::missing_principal as challenge;
 
 /// Without the JWT layer, nothing lets a request through unauthenticated.
 #[cfg(not(feature = "jwt-auth"))]
-fn challenge(_: &http::Extensions, _subject: bool) -> Option<HeaderValue> {
+fn challenge(_: &http::Extensions, _subject: bool) -> Option<AuthRejection> {
     None
 }
 

@@ -131,7 +131,7 @@ impl Config {
             let keys = tower_edge::jwt_auth::jwks::JwksKeySource::from_jwks_url(url.as_str())
                 .build_lazy()?;
             println!(
-                "JWT: keys from the JWKS at {url} (the development token below will not be accepted)"
+                "JWT: keys from the JWKS at {url} (bring a token from that identity provider)"
             );
             config.jwks = Some(keys);
         }

@@ -17,9 +17,12 @@
 //!   one (put it outermost);
 //! * the `correlation_id` field of a `request` span entered for the whole
 //!   request, so every log line emitted inside carries it. The span is at
-//!   ERROR level so that it passes any filter that lets a log line through
-//!   (a span whose level is filtered out is not entered, and lines under
-//!   it would lose the ID);
+//!   ERROR level, so no *level* filters it out (a span that is filtered out
+//!   is not entered, and lines under it would lose the ID). Its target is
+//!   `tower_edge::correlation`: a filter that names only your own targets
+//!   (`RUST_LOG=my_app=info`) or turns `tower_edge` off disables it too;
+//!   add `tower_edge=error` to keep it. With `FmtSpan::NEW`/`CLOSE` span
+//!   events, it shows as an ERROR-level span;
 //! * available as [`CorrelationId::current`] while the request is handled,
 //!   which [`PropagateCorrelationIdLayer`] uses to stamp outgoing requests.
 //!
@@ -406,7 +409,7 @@ where
         let span = if config.span {
             // ERROR level: a span is only entered when its level passes the
             // subscriber's filter, and the ID must be on every log line
-            // under any filter (`warn`, `info,tower_edge=warn`), not only
+            // under any level (`warn`, `info,tower_edge=warn`), not only
             // under `info`.
             tracing::error_span!(
                 "request",

@@ -183,19 +183,22 @@ pub(crate) struct NoSubject {
     pub(crate) challenge: http::HeaderValue,
 }
 
-/// The challenge for a request the layer let through without what an
+/// The rejection for a request the layer let through without what an
 /// extractor needs: anonymously, or (when `subject` is needed) with a token
 /// that has no `sub`. `None`: the layer did not run.
 #[cfg(feature = "axum")]
 pub(crate) fn missing_principal(
     extensions: &http::Extensions,
     subject: bool,
-) -> Option<http::HeaderValue> {
+) -> Option<crate::extract::AuthRejection> {
+    use crate::extract::AuthRejection;
     if let Some(anonymous) = extensions.get::<Anonymous>() {
-        return Some(anonymous.challenge.clone());
+        return Some(AuthRejection::Unauthenticated(anonymous.challenge.clone()));
     }
     if subject {
-        return extensions.get::<NoSubject>().map(|n| n.challenge.clone());
+        return extensions
+            .get::<NoSubject>()
+            .map(|n| AuthRejection::NoSubject(n.challenge.clone()));
     }
     None
 }

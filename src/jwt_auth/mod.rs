@@ -251,6 +251,9 @@ struct Challenges {
     expired: HeaderValue,
     duplicate: HeaderValue,
     malformed_authorization: HeaderValue,
+    /// For the `Subject` extractor on a valid token without `sub`.
+    #[cfg(feature = "axum")]
+    no_subject: HeaderValue,
 }
 
 impl Challenges {
@@ -272,6 +275,10 @@ impl Challenges {
             )?,
             malformed_authorization: render(
                 ", error=\"invalid_request\", error_description=\"malformed Authorization header\"",
+            )?,
+            #[cfg(feature = "axum")]
+            no_subject: render(
+                ", error=\"invalid_token\", error_description=\"the access token has no subject\"",
             )?,
         })
     }
@@ -423,10 +430,11 @@ impl<T: DeserializeOwned + Send + Sync + 'static> Shared<T> {
         if let Some(subject) = &authenticated.subject {
             extensions.insert(subject.clone());
         } else {
-            // For the `Subject` extractor: 401, not "no layer" (500).
+            // For the `Subject` extractor: 401 `invalid_token` (the token
+            // does not name who it is for), not "no layer" (500).
             #[cfg(feature = "axum")]
             extensions.insert(NoSubject {
-                challenge: self.challenges.missing.clone(),
+                challenge: self.challenges.no_subject.clone(),
             });
         }
         true

@@ -1959,11 +1959,21 @@ mod axum_extractors {
             assert_eq!(challenge, None, "{path}");
         }
 
-        // A valid token without `sub`: scopes yes, subject no (401).
+        // A valid token without `sub`: scopes yes, subject no. RFC 6750 §3:
+        // 401 `invalid_token` (the token is unfit for this use), not the
+        // bare "send a token" challenge the client already answered.
         let (status, _) = status_and_challenge(Some(layer.clone()), "/scopes", Some(&no_sub)).await;
         assert_eq!(status, StatusCode::OK);
         let no_subject = status_and_challenge(Some(layer), "/subject", Some(&no_sub)).await;
-        assert_eq!(no_subject, (StatusCode::UNAUTHORIZED, Some(challenge)));
+        assert_eq!(
+            no_subject,
+            (
+                StatusCode::UNAUTHORIZED,
+                Some(HeaderValue::from_static(
+                    r#"Bearer realm="shop", error="invalid_token", error_description="the access token has no subject""#
+                ))
+            )
+        );
     }
 
     // The `Claims` extractor of another claims type than the layer's is a
