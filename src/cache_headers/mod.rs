@@ -16,10 +16,10 @@
 //!   length up to a cap (1 MiB by default), hashed with xxh3. Streaming
 //!   bodies (no exact `size_hint`), over-cap bodies, empty HEAD bodies, 206,
 //!   `no-store` responses and responses that already have an `ETag` pass
-//!   through unbuffered and untouched. A body that breaks its exact size
-//!   hint while it is buffered (it sends more than it promised, or its hint
-//!   grows) past the cap is a bug of the inner service: it is answered with
-//!   a 500 problem, and the buffer never grows past the cap. With
+//!   through unbuffered and untouched. A body that sends more than its
+//!   exact size hint promised, past the cap, is a bug of the inner service:
+//!   it is answered with a 500 problem. A hint never sizes the buffer past
+//!   the cap. With
 //!   `Content-Encoding` the tag gets the coding as a suffix (`"…-gzip"`) and
 //!   `Vary: Accept-Encoding` is added.
 //! * **answers conditional GET and HEAD requests** with 304 or 412 following
@@ -638,16 +638,19 @@ where
                                     continue;
                                 };
                                 *len = len.saturating_add(data.len() as u64);
-                                // What the body still promises, whatever it
-                                // said before (a size hint may change, or lie).
-                                let promised = len.saturating_add(body.size_hint().lower());
-                                if promised > max {
+                                // Only the bytes actually sent decide: a body
+                                // whose hint is stale (its total rather than
+                                // what remains) still gets its tag.
+                                if *len > max {
                                     break Buffered::TooLong;
                                 }
                                 if let Some(rest) = rest {
                                     rest.extend_from_slice(&data);
                                 } else if let Some(head) = first.take() {
-                                    // At most the cap: `promised <= max`.
+                                    // The hint only sizes the buffer, and
+                                    // never past the cap (it may lie).
+                                    let promised =
+                                        len.saturating_add(body.size_hint().lower()).min(max);
                                     let capacity = usize::try_from(promised).unwrap_or(0);
                                     let mut joined = BytesMut::with_capacity(capacity);
                                     joined.extend_from_slice(&head);
