@@ -309,9 +309,9 @@ where
         // Except a catch-all (`/pkg.Greeter/{*rest}`, how a gRPC service is
         // mounted in axum): it says nothing about the method, so the strict
         // gRPC name (with `_OTHER` for unknown methods) stays.
-        let template = route
-            .as_ref()
-            .is_some_and(|route| route.as_str() != path && !semconv::is_catch_all(route.as_str()));
+        let template = route.as_ref().is_some_and(|route| {
+            route.as_str() != path && !semconv::is_service_catch_all(route.as_str(), path)
+        });
         let grpc_method = if grpc && !template {
             semconv::grpc_method(path)
         } else {
@@ -486,7 +486,9 @@ impl State {
             None
         };
         let rate_limited = status == StatusCode::TOO_MANY_REQUESTS || grpc_code == Some(8);
+        let method_known = self.rpc_method.is_some() && semconv::answered_by_grpc_server(parts);
         Completion {
+            method_known,
             auth: semconv::auth_failure(status, headers),
             policy: rate_limited.then(|| semconv::rate_limit_policy(headers)),
             state: self,
@@ -499,6 +501,7 @@ impl State {
     fn finish_error<E>(self) {
         let error_type = std::any::type_name::<E>();
         drop(Completion {
+            method_known: false,
             state: self,
             status: None,
             error_type: Some(Cow::Borrowed(error_type)),
@@ -514,6 +517,9 @@ impl State {
 /// records the metrics.
 struct Completion {
     state: State,
+    /// A gRPC server answered the call itself (not a router, an error or a
+    /// tower-edge rejection): the method may be known, unless it says 12.
+    method_known: bool,
     status: Option<StatusCode>,
     error_type: Option<Cow<'static, str>>,
     grpc_code: Option<u16>,
@@ -584,9 +590,10 @@ impl Drop for Completion {
             failed |= semconv::grpc_server_error(code);
         }
         if let Some(rpc_method) = self.state.rpc_method.take() {
-            // The client chose the method: unless the server knew it, it is
-            // `_OTHER`, so unknown methods cannot multiply span names.
-            if semconv::grpc_unknown_method(self.status, self.grpc_code) {
+            // The client chose the method: unless the server answered the
+            // call and knew it, it is `_OTHER`, so made-up methods cannot
+            // multiply span names (not even ones rejected before routing).
+            if !self.method_known || self.grpc_code == Some(12) {
                 span.update_name("_OTHER");
                 if let Some(original) = rpc_method {
                     span.set_attribute(KeyValue::new(RPC_METHOD, "_OTHER"));

@@ -49,18 +49,20 @@
 //!   `{package.Service}/{Method}` (with `rpc.service` and `rpc.method`) only
 //!   when: no route template is known (a [`Route`], `MatchedPath` or hook
 //!   value that differs from the literal path and is not a catch-all like
-//!   `/pkg.Greeter/{*rest}`, which is how a gRPC service is mounted in axum;
-//!   it names the span `{method} {route}` instead), and the path is exactly
-//!   `/{service}/{method}`, the service one or more protobuf identifiers
-//!   (`[A-Za-z_][A-Za-z0-9_]*`) joined by `.` and the method one identifier
-//!   (else the span is named after the HTTP method, as without a route).
-//!   When the server answers that it does not know the method (`grpc-status`
-//!   12, UNIMPLEMENTED, or HTTP 404), the span is renamed `_OTHER` as it
+//!   `/pkg.Greeter/{*rest}` at the call's own service, which is how a gRPC
+//!   service is mounted in axum; it names the span `{method} {route}`
+//!   instead), and the path is exactly `/{service}/{method}`, the service
+//!   one or more protobuf identifiers (`[A-Za-z_][A-Za-z0-9_]*`) joined by
+//!   `.` and the method one identifier (else the span is named after the
+//!   HTTP method, as without a route). The name stands only if a gRPC
+//!   server answered the call (HTTP 200 with a gRPC content type or
+//!   `grpc-status`) and did not say UNIMPLEMENTED (12). Otherwise (a
+//!   router's 404 or 405, a service error, a rejection by a tower-edge layer
+//!   before any method was looked up) the span is renamed `_OTHER` as it
 //!   ends, `rpc.method` is `_OTHER` and `rpc.method_original` holds the
-//!   client's method (RPC semconv), so unknown methods cannot multiply span
-//!   names. A call rejected before routing (by authentication or rate
-//!   limiting) keeps the name it asked for. Only codes 2, 4, 12, 13, 14 and
-//!   15 make the server span an error (7, 8 and 16 never do).
+//!   client's method (RPC semconv): made-up methods cannot multiply span
+//!   names. Only codes 2, 4, 12, 13, 14 and 15 make the server span an
+//!   error (7, 8 and 16 never do).
 //! * **The span is current** (the OpenTelemetry `Context` is attached during
 //!   every poll of the inner service), so the trace id is available to code
 //!   and log formatters inside, and

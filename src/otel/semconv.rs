@@ -93,13 +93,20 @@ pub(crate) fn status_error_type(status: StatusCode) -> Cow<'static, str> {
     })
 }
 
-/// Whether a route template ends in a catch-all segment (`{*rest}` in
-/// axum 0.8, `*rest` before).
-pub(crate) fn is_catch_all(template: &str) -> bool {
-    template
-        .rsplit('/')
-        .next()
-        .is_some_and(|last| last.starts_with("{*") && last.ends_with('}') || last.starts_with('*'))
+/// Whether `template` is a catch-all mounted at the gRPC service of `path`
+/// (`/pkg.Greeter/{*rest}` for `/pkg.Greeter/SayHello`; `*rest` before axum
+/// 0.8): how a gRPC service is mounted in axum. It says nothing about the
+/// method. A catch-all elsewhere (`/{*path}`) is an ordinary template.
+pub(crate) fn is_service_catch_all(template: &str, path: &str) -> bool {
+    let Some((prefix, last)) = template.rsplit_once('/') else {
+        return false;
+    };
+    let catch_all = (last.starts_with("{*") && last.ends_with('}')) || last.starts_with('*');
+    catch_all
+        && !prefix.is_empty()
+        && path
+            .rsplit_once('/')
+            .is_some_and(|(service, _)| service == prefix)
 }
 
 /// `rpc.service` and `rpc.method` of a gRPC path `/package.Service/Method`:
@@ -116,11 +123,21 @@ pub(crate) fn grpc_method(path: &str) -> Option<(&str, &str)> {
     (service.split('.').all(identifier) && identifier(method)).then_some((service, method))
 }
 
-/// Whether the answer to a gRPC call says that its method (or service) is
-/// not known to the server: `grpc-status` 12 (UNIMPLEMENTED), or an HTTP
-/// 404 from a router that has no such path.
-pub(crate) fn grpc_unknown_method(status: Option<StatusCode>, grpc_code: Option<u16>) -> bool {
-    grpc_code == Some(12) || status == Some(StatusCode::NOT_FOUND)
+/// Whether a response head is a gRPC server's answer to the call (HTTP 200
+/// with a gRPC content type or a `grpc-status`), as opposed to a router's
+/// 404/405, a service error, or a rejection by a tower-edge layer (which
+/// answers before any method is looked up).
+pub(crate) fn answered_by_grpc_server(parts: &http::response::Parts) -> bool {
+    parts.status == StatusCode::OK
+        && (parts
+            .headers
+            .get(http::header::CONTENT_TYPE)
+            .is_some_and(crate::rejection::is_grpc_content_type)
+            || parts.headers.contains_key("grpc-status"))
+        && parts
+            .extensions
+            .get::<crate::rejection::EdgeRejection>()
+            .is_none()
 }
 
 /// The `grpc-status` of a response (in its headers for trailers-only

@@ -1213,9 +1213,30 @@ async fn an_unknown_grpc_method_is_named_other() {
         .oneshot(grpc_call("/pkg.Unknown/Random3"))
         .await
         .unwrap();
+    // Not the gRPC server's answer: a router's 405, and a tower-edge
+    // rejection before routing (here 16, as the JWT layer answers).
+    layer
+        .layer(respond(405, &[]))
+        .oneshot(grpc_call("/pkg.Greeter/Random4"))
+        .await
+        .unwrap();
+    layer
+        .layer(service_fn(|req: Request<()>| async move {
+            let problem = crate::rejection::Problem::new(StatusCode::UNAUTHORIZED)
+                .with_grpc_code(crate::rejection::GrpcCode::Unauthenticated);
+            Ok::<_, Infallible>(
+                crate::rejection::Rejections::default().respond::<()>(problem, req.headers()),
+            )
+        }))
+        .oneshot(grpc_call("/pkg.Greeter/Random5"))
+        .await
+        .unwrap();
     let spans = t.spans();
-    assert_eq!(spans.len(), 3);
-    for (span, original) in spans.iter().zip(["Random1", "Random2", "Random3"]) {
+    assert_eq!(spans.len(), 5);
+    for (span, original) in spans
+        .iter()
+        .zip(["Random1", "Random2", "Random3", "Random4", "Random5"])
+    {
         assert_eq!(span.name, "_OTHER");
         assert_eq!(attr(span, "rpc.method"), Some(&Value::from("_OTHER")));
         assert_eq!(
@@ -1272,7 +1293,15 @@ async fn grpc_names_need_a_grpc_path_and_no_route_template() {
         ("/pkg..Svc/M", "POST"),
     ];
     for (path, _) in cases {
-        send(&layer, grpc_call(path)).await;
+        // As a gRPC server answers a call it knows.
+        layer
+            .layer(respond(
+                200,
+                &[("content-type", "application/grpc"), ("grpc-status", "0")],
+            ))
+            .oneshot(grpc_call(path))
+            .await
+            .unwrap();
     }
     let spans = t.spans();
     for (span, (path, name)) in spans.iter().zip(cases) {
@@ -1308,6 +1337,26 @@ async fn axum_matched_path_wins_over_a_grpc_content_type() {
     assert_eq!(attr(&span, "http.route"), Some(&Value::from("/users/{id}")));
     assert_eq!(attr(&span, "rpc.service"), None);
     assert_eq!(attr(&span, "rpc.method"), None);
+
+    // A catch-all that is not the service's mount point is an ordinary
+    // template.
+    let t = Telemetry::new();
+    let app = axum::Router::new()
+        .route("/{*path}", axum::routing::post(|| async { "spa" }))
+        .layer(t.layer());
+    let response = app
+        .oneshot(
+            Request::builder()
+                .method("POST")
+                .uri("/pkg.Greeter/SayHello")
+                .header("content-type", "application/grpc")
+                .body(axum::body::Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    drop(response);
+    assert_eq!(t.one_span().name, "POST /{*path}");
 
     // A gRPC service mounted under a catch-all keeps its gRPC name: the
     // template says nothing about the method.
