@@ -83,7 +83,11 @@ struct StrictHeaders<'a> {
     headers: &'a HeaderMap,
     trace_context: bool,
     tracestate: Combined<'a>,
-    baggage: Option<String>,
+    /// Whether the propagator may see `baggage` at all.
+    baggage_allowed: bool,
+    /// The valid members of `baggage`, checked the first time a propagator
+    /// asks (one that never reads baggage costs nothing).
+    baggage: std::cell::OnceCell<Option<String>>,
 }
 
 enum Combined<'a> {
@@ -143,18 +147,12 @@ impl<'a> StrictHeaders<'a> {
         } else {
             Combined::None
         };
-        // A line that is not ASCII text is dropped (`Combined::of`); its
-        // members cannot be valid anyway.
-        let baggage = if baggage {
-            Combined::of(headers, BAGGAGE).get().and_then(valid_baggage)
-        } else {
-            None
-        };
         Self {
             headers,
             trace_context,
             tracestate,
-            baggage,
+            baggage_allowed: baggage,
+            baggage: std::cell::OnceCell::new(),
         }
     }
 }
@@ -168,7 +166,19 @@ impl Extractor for StrictHeaders<'_> {
         } else if key.eq_ignore_ascii_case(TRACESTATE) {
             return self.tracestate.get();
         } else if key.eq_ignore_ascii_case(BAGGAGE) {
-            return self.baggage.as_deref();
+            if !self.baggage_allowed {
+                return None;
+            }
+            // A line that is not ASCII text is dropped (`Combined::of`); its
+            // members cannot be valid anyway.
+            return self
+                .baggage
+                .get_or_init(|| {
+                    Combined::of(self.headers, BAGGAGE)
+                        .get()
+                        .and_then(valid_baggage)
+                })
+                .as_deref();
         }
         self.headers.get(key)?.to_str().ok()
     }
