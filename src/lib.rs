@@ -132,6 +132,8 @@ pub mod otel;
 pub mod rate_limit;
 
 mod builder;
+#[cfg(any(feature = "jwt-auth", feature = "cache-headers", feature = "jwks"))]
+mod cache_control;
 #[cfg(any(feature = "jwt-auth", feature = "rate-limit"))]
 mod sync;
 

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use http::{HeaderName, HeaderValue, Method, StatusCode};
 
+use crate::cache_control::directives;
 use crate::config::ConfigError;
 
 /// A typed `Cache-Control` response value (RFC 9111 §5.2.2, RFC 8246
@@ -464,15 +465,10 @@ impl Rule {
     }
 }
 
-/// Whether a `Cache-Control` value holds the `no-store` directive.
+/// Whether `Cache-Control` lines hold the `no-store` directive (not merely
+/// the text, e.g. inside a quoted argument).
 pub(crate) fn has_no_store<'a>(values: impl IntoIterator<Item = &'a HeaderValue>) -> bool {
-    values.into_iter().any(|v| {
-        v.as_bytes().split(|&b| b == b',').any(|d| {
-            let d = d.trim_ascii();
-            let name = d.split(|&b| b == b'=').next().unwrap_or_default();
-            name.trim_ascii().eq_ignore_ascii_case(b"no-store")
-        })
-    })
+    directives(values.into_iter().map(HeaderValue::as_bytes)).any(|d| d.is("no-store"))
 }
 
 /// Adds `names` to the response's `Vary` unless already listed (any case)
@@ -642,5 +638,43 @@ mod tests {
         assert!(has_no_store([&v("max-age=0"), &v("no-store")]));
         assert!(!has_no_store([&v("no-cache, max-age=0")]));
         assert!(!has_no_store([&v("x-no-store-ish")]));
+        // RFC 9110 §5.6.4: a quoted argument is not a directive.
+        assert!(!has_no_store([&v(r#"private="a,no-store,b""#)]));
+        assert!(has_no_store([&v(r#"private="a,no-store,b", no-store"#)]));
+    }
+
+    // STANDARDS.md: a 401 is always `no-store`. The handler's field-qualified
+    // `private` names `no-store` only inside its quoted argument (RFC 9110
+    // §5.6.4), so the response is not `no-store` yet and the layer makes it so.
+    #[tokio::test]
+    async fn a_quoted_no_store_does_not_keep_a_401_storable() {
+        use bytes::Bytes;
+        use http::{Request, Response};
+        use http_body_util::Full;
+        use tower::{Layer, ServiceExt, service_fn};
+
+        use crate::cache_headers::CacheHeadersLayer;
+
+        let handler = service_fn(|_: Request<Full<Bytes>>| async {
+            let mut res = Response::new(Full::new(Bytes::from_static(b"problem")));
+            *res.status_mut() = StatusCode::UNAUTHORIZED;
+            res.headers_mut().insert(
+                http::header::CACHE_CONTROL,
+                HeaderValue::from_static(r#"private="a,no-store,b""#),
+            );
+            Ok::<_, std::convert::Infallible>(res)
+        });
+        let res = CacheHeadersLayer::new()
+            .layer(handler)
+            .oneshot(Request::new(Full::new(Bytes::new())))
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+        let values: Vec<_> = res
+            .headers()
+            .get_all(http::header::CACHE_CONTROL)
+            .iter()
+            .collect();
+        assert_eq!(values, ["no-store"]);
     }
 }

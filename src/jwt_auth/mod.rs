@@ -208,6 +208,7 @@ pub use verify::JwtError;
 
 use crate::Subject;
 use crate::body::ResponseBody;
+use crate::cache_control::{Directive, directives};
 use crate::config::ConfigError;
 use crate::rejection::{GrpcCode, Problem, Rejections};
 use cache::{Cached, TokenCache};
@@ -1028,21 +1029,20 @@ fn finish_response<B>(response: Response<B>, private: bool) -> Response<Response
 /// added, in place of `public` and of a field-qualified `private="..."`
 /// (which lets shared caches store the rest).
 fn make_private(headers: &mut http::HeaderMap) {
+    fn lines(headers: &http::HeaderMap) -> impl Iterator<Item = Directive<'_>> {
+        directives(
+            headers
+                .get_all(CACHE_CONTROL)
+                .iter()
+                .map(HeaderValue::as_bytes),
+        )
+    }
     let mut rewrite = false;
-    for value in headers.get_all(CACHE_CONTROL) {
-        for directive in directives(value.as_bytes()) {
-            let (name, has_argument) = match directive.iter().position(|&b| b == b'=') {
-                Some(at) => (directive[..at].trim_ascii_end(), true),
-                None => (directive, false),
-            };
-            if name.eq_ignore_ascii_case(b"no-store")
-                || (name.eq_ignore_ascii_case(b"private") && !has_argument)
-            {
-                return;
-            }
-            rewrite |=
-                name.eq_ignore_ascii_case(b"public") || name.eq_ignore_ascii_case(b"private");
+    for directive in lines(headers) {
+        if directive.is("no-store") || (directive.is("private") && directive.value().is_none()) {
+            return;
         }
+        rewrite |= directive.is("public") || directive.is("private");
     }
     if !rewrite {
         // Another line: the existing ones stay as they are.
@@ -1050,58 +1050,18 @@ fn make_private(headers: &mut http::HeaderMap) {
         return;
     }
     let mut merged = b"private".to_vec();
-    for value in headers.get_all(CACHE_CONTROL) {
-        for directive in directives(value.as_bytes()) {
-            let name = directive
-                .split(|&b| b == b'=')
-                .next()
-                .unwrap_or_default()
-                .trim_ascii_end();
-            if name.eq_ignore_ascii_case(b"public") || name.eq_ignore_ascii_case(b"private") {
-                continue;
-            }
-            merged.extend_from_slice(b", ");
-            merged.extend_from_slice(directive);
+    for directive in lines(headers) {
+        if directive.is("public") || directive.is("private") {
+            continue;
         }
+        merged.extend_from_slice(b", ");
+        merged.extend_from_slice(directive.as_bytes());
     }
     // The parts come from valid header values: this cannot fail, but
     // should it, the strictest answer is the safe one.
     let merged = HeaderValue::from_bytes(&merged)
         .unwrap_or_else(|_| HeaderValue::from_static("private, no-store"));
     headers.insert(CACHE_CONTROL, merged);
-}
-
-/// The comma-separated members of a Cache-Control line, trimmed, empty ones
-/// skipped; a comma inside a quoted string belongs to its directive.
-fn directives(line: &[u8]) -> impl Iterator<Item = &[u8]> {
-    let mut rest = line;
-    std::iter::from_fn(move || {
-        loop {
-            if rest.is_empty() {
-                return None;
-            }
-            let mut quoted = false;
-            let mut escaped = false;
-            let mut end = rest.len();
-            for (i, &b) in rest.iter().enumerate() {
-                match b {
-                    _ if escaped => escaped = false,
-                    b'\\' if quoted => escaped = true,
-                    b'"' => quoted = !quoted,
-                    b',' if !quoted => {
-                        end = i;
-                        break;
-                    }
-                    _ => {}
-                }
-            }
-            let member = rest[..end].trim_ascii();
-            rest = rest.get(end + 1..).unwrap_or_default();
-            if !member.is_empty() {
-                return Some(member);
-            }
-        }
-    })
 }
 
 type BoxedResponse<B, E> =

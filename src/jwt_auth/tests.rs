@@ -347,15 +347,10 @@ async fn query_token_responses_become_private_without_losing_directives() {
 }
 
 // A comma inside a quoted argument belongs to its directive (RFC 9110
-// §5.6.1, §5.6.4), also when the line is rewritten.
+// §5.6.1, §5.6.4), also when the line is rewritten (the parsing itself is
+// tested in `crate::cache_control`).
 #[test]
 fn cache_control_members_respect_quoted_strings() {
-    let members: Vec<&[u8]> =
-        directives(br#" public ,no-cache="a, b\", c",, max-age=1 ,"#).collect();
-    assert_eq!(
-        members,
-        [&b"public"[..], br#"no-cache="a, b\", c""#, b"max-age=1"]
-    );
     let mut headers = http::HeaderMap::new();
     headers.insert(
         CACHE_CONTROL,

@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::super::key::{Algorithm, KeyLookup, VerificationKey};
+use crate::cache_control::directives;
 
 /// The keys of one fetched set.
 #[derive(Debug, Default)]
@@ -186,15 +187,14 @@ fn keys_of(jwk: &RawJwk) -> Result<Vec<VerificationKey>, &'static str> {
 /// `no-store` count as 0.
 pub(super) fn max_age(cache_control: &str) -> Option<Duration> {
     let mut found = None;
-    for directive in cache_control.split(',') {
-        let directive = directive.trim();
-        let (name, value) = directive.split_once('=').unwrap_or((directive, ""));
-        let name = name.trim();
-        if name.eq_ignore_ascii_case("no-cache") || name.eq_ignore_ascii_case("no-store") {
+    for directive in directives([cache_control.as_bytes()]) {
+        if directive.is("no-cache") || directive.is("no-store") {
             return Some(Duration::ZERO);
         }
-        if name.eq_ignore_ascii_case("max-age") {
-            let value = value.trim().trim_matches('"');
+        if directive.is("max-age") {
+            let value = std::str::from_utf8(directive.value().unwrap_or_default())
+                .unwrap_or_default()
+                .trim_matches('"');
             found = value.parse::<u64>().ok().map(Duration::from_secs).or(found);
         }
     }
@@ -218,6 +218,12 @@ mod tests {
         assert_eq!(max_age("public"), None);
         assert_eq!(max_age("max-age=abc"), None);
         assert_eq!(max_age(""), None);
+        // A directive named inside a quoted argument is not one (RFC 9110
+        // §5.6.4).
+        assert_eq!(
+            max_age(r#"private="a, no-cache , b", max-age=60"#),
+            Some(Duration::from_secs(60))
+        );
     }
 
     #[test]

@@ -1,0 +1,203 @@
+//! The directives of `Cache-Control` field values (RFC 9111 §5.2), read
+//! the same way by every layer that looks at them.
+//!
+//! The field is a comma-separated list (RFC 9110 §5.6.1) over all its
+//! lines; each member is `token [ "=" ( token / quoted-string ) ]`. A comma
+//! inside a quoted string (RFC 9110 §5.6.4) belongs to the value; empty
+//! members and optional whitespace around members are tolerated. Nothing
+//! is allocated: directives are slices of the field values.
+
+/// One directive: a member of the list, trimmed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Directive<'a> {
+    member: &'a [u8],
+    name: &'a [u8],
+    value: Option<&'a [u8]>,
+}
+
+impl<'a> Directive<'a> {
+    fn parse(member: &'a [u8]) -> Self {
+        // A name is a token: it never holds `=`, so the first one ends it.
+        match member.iter().position(|&b| b == b'=') {
+            Some(at) => Self {
+                member,
+                name: member[..at].trim_ascii_end(),
+                value: Some(member[at + 1..].trim_ascii_start()),
+            },
+            None => Self {
+                member,
+                name: member,
+                value: None,
+            },
+        }
+    }
+
+    /// Whether the directive is called `name` (compared case-insensitively,
+    /// RFC 9111 §5.2).
+    pub(crate) fn is(&self, name: &str) -> bool {
+        self.name.eq_ignore_ascii_case(name.as_bytes())
+    }
+
+    /// The argument after `=`, as written (a quoted string keeps its quotes
+    /// and escapes); `None` without `=`.
+    #[cfg_attr(not(feature = "jwt-auth"), allow(dead_code))]
+    pub(crate) fn value(&self) -> Option<&'a [u8]> {
+        self.value
+    }
+
+    /// The whole member as written, name and argument.
+    #[cfg_attr(not(feature = "jwt-auth"), allow(dead_code))]
+    pub(crate) fn as_bytes(&self) -> &'a [u8] {
+        self.member
+    }
+}
+
+/// The directives of `Cache-Control` field lines, in order: see
+/// [`directives`].
+#[derive(Debug, Clone)]
+pub(crate) struct Directives<'a, I> {
+    lines: I,
+    rest: &'a [u8],
+}
+
+/// The directives of every line in `lines` (the raw field values), as one
+/// list.
+pub(crate) fn directives<'a, I>(lines: I) -> Directives<'a, I::IntoIter>
+where
+    I: IntoIterator<Item = &'a [u8]>,
+{
+    Directives {
+        lines: lines.into_iter(),
+        rest: &[],
+    }
+}
+
+impl<'a, I> Iterator for Directives<'a, I>
+where
+    I: Iterator<Item = &'a [u8]>,
+{
+    type Item = Directive<'a>;
+
+    fn next(&mut self) -> Option<Directive<'a>> {
+        loop {
+            if self.rest.is_empty() {
+                // Each line is a list of its own: a quote left open ends
+                // with its line.
+                self.rest = self.lines.next()?;
+                continue;
+            }
+            let end = member_end(self.rest);
+            let member = self.rest[..end].trim_ascii();
+            self.rest = self.rest.get(end + 1..).unwrap_or_default();
+            if !member.is_empty() {
+                return Some(Directive::parse(member));
+            }
+        }
+    }
+}
+
+/// The index of the comma that ends the first member of `list` (outside
+/// quoted strings, where `\` escapes the next byte), or its length.
+fn member_end(list: &[u8]) -> usize {
+    let mut quoted = false;
+    let mut escaped = false;
+    for (i, &b) in list.iter().enumerate() {
+        match b {
+            _ if escaped => escaped = false,
+            b'\\' if quoted => escaped = true,
+            b'"' => quoted = !quoted,
+            b',' if !quoted => return i,
+            _ => {}
+        }
+    }
+    list.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// (name, value, member) of each directive of `lines`.
+    fn parsed<'a>(lines: &[&'a str]) -> Vec<(&'a str, Option<&'a str>, &'a str)> {
+        let text = |b: &'a [u8]| std::str::from_utf8(b).unwrap();
+        directives(lines.iter().map(|l| l.as_bytes()))
+            .map(|d| (text(d.name), d.value().map(text), text(d.as_bytes())))
+            .collect()
+    }
+
+    // RFC 9110 §5.6.4: a comma (or an escaped quote) inside a quoted string
+    // belongs to the value.
+    #[test]
+    fn commas_in_quoted_strings_belong_to_the_value() {
+        assert_eq!(
+            parsed(&[r#"private="a,no-store,b", no-cache="x\", y", max-age=1"#]),
+            [
+                (
+                    "private",
+                    Some(r#""a,no-store,b""#),
+                    r#"private="a,no-store,b""#
+                ),
+                ("no-cache", Some(r#""x\", y""#), r#"no-cache="x\", y""#),
+                ("max-age", Some("1"), "max-age=1"),
+            ]
+        );
+        assert!(!directives([&br#"private="a,no-store,b""#[..]]).any(|d| d.is("no-store")));
+    }
+
+    // RFC 9110 §5.3: several lines are one list; a quote left open does not
+    // swallow the next line.
+    #[test]
+    fn every_line_is_read() {
+        assert_eq!(
+            parsed(&[
+                "max-age=60",
+                "",
+                "no-store, public",
+                r#"private="open"#,
+                "must-revalidate"
+            ]),
+            [
+                ("max-age", Some("60"), "max-age=60"),
+                ("no-store", None, "no-store"),
+                ("public", None, "public"),
+                ("private", Some(r#""open"#), r#"private="open"#),
+                ("must-revalidate", None, "must-revalidate"),
+            ]
+        );
+        assert!(parsed(&[]).is_empty());
+    }
+
+    // RFC 9111 §5.2: directive names are case-insensitive.
+    #[test]
+    fn names_compare_case_insensitively() {
+        let all: Vec<_> = directives([&b"No-Store, MAX-AGE=5, x-no-store-ish"[..]]).collect();
+        assert!(all[0].is("no-store") && all[0].is("NO-STORE"));
+        assert!(all[1].is("max-age") && !all[1].is("max"));
+        assert!(!all[2].is("no-store"));
+    }
+
+    // RFC 9110 §5.6.1: empty members and OWS around members are tolerated.
+    #[test]
+    fn empty_members_and_whitespace_are_skipped() {
+        assert_eq!(
+            parsed(&[" ,\t public ,, max-age = 30 ,no-cache,\t", " , ", ","]),
+            [
+                ("public", None, "public"),
+                ("max-age", Some("30"), "max-age = 30"),
+                ("no-cache", None, "no-cache"),
+            ]
+        );
+    }
+
+    // A `=` inside a quoted value is part of it; the name ends at the first.
+    #[test]
+    fn an_equals_sign_in_a_quoted_value_stays_in_the_value() {
+        assert_eq!(
+            parsed(&[r#"x-ext="a=b,c=d", max-age="60""#]),
+            [
+                ("x-ext", Some(r#""a=b,c=d""#), r#"x-ext="a=b,c=d""#),
+                ("max-age", Some(r#""60""#), r#"max-age="60""#),
+            ]
+        );
+    }
+}
