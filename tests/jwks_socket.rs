@@ -695,6 +695,36 @@ async fn keys_not_for_signature_verification_are_skipped() {
     }
 }
 
+// An RSA key the RSA verification refuses (even modulus, exponent 1) is
+// skipped like any unusable key; the good key of the same set still serves.
+#[tokio::test]
+async fn unusable_rsa_keys_are_skipped_and_the_good_one_serves() {
+    let good = jwk::rsa("good");
+    let mut n = URL_SAFE_NO_PAD.decode(good["n"].as_str().unwrap()).unwrap();
+    *n.last_mut().unwrap() &= 0xfe;
+    let server = Server::start(Reply::ok(jwk::set(&[
+        jwk::with(jwk::rsa("even-n"), "n", json!(URL_SAFE_NO_PAD.encode(&n))),
+        jwk::with(jwk::rsa("e-1"), "e", json!("AQ")),
+        good,
+    ])))
+    .await;
+    let source = JwksKeySource::from_jwks_url(server.url())
+        .build()
+        .await
+        .unwrap();
+    assert_eq!(source.len(), 1);
+    let layer = layer(&source, [Algorithm::RS256]);
+    assert_eq!(
+        send(&layer, &token(J::RS256, "good")).await.0,
+        StatusCode::OK
+    );
+    for kid in ["even-n", "e-1"] {
+        let (status, err) = send(&layer, &token(J::RS256, kid)).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{kid}");
+        assert_eq!(err, Some(JwtError::UnknownKey), "{kid}");
+    }
+}
+
 // RFC 7517 §4.4 / RFC 8725 §3.1: a key's `alg` is honoured; a key without
 // `alg` serves the algorithms of its type that the allow-list admits.
 #[tokio::test]

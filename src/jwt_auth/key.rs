@@ -189,11 +189,19 @@ impl VerificationKey {
     ///
     /// # Errors
     ///
-    /// A non-RSA algorithm or a PEM that is not an RSA public key.
+    /// A non-RSA algorithm, a PEM that is not an RSA public key, or a key
+    /// whose modulus and exponent the RSA verification refuses (checked
+    /// here, as for [`rsa_der`](Self::rsa_der), so that a wrong key fails
+    /// here, not as a 401 on every token).
     pub fn rsa_pem(alg: Algorithm, pem: impl AsRef<[u8]>) -> Result<Self, ConfigError> {
+        const WHAT: &str = "RSA PEM";
         expect(alg, alg.is_rsa(), "an RSA")?;
-        let key = DecodingKey::from_rsa_pem(pem.as_ref()).map_err(|e| key_error("RSA PEM", e))?;
-        Ok(Self::from_parts(alg, key))
+        // The PEM decoder of jsonwebtoken hands over the DER it would
+        // verify with; the same checks as for `rsa_der` then apply.
+        let key = DecodingKey::from_rsa_pem(pem.as_ref()).map_err(|e| key_error(WHAT, e))?;
+        let der = key.try_get_as_bytes().map_err(|e| key_error(WHAT, e))?;
+        let pkcs1 = rsa_public_key_der(WHAT, der)?;
+        Ok(Self::from_parts(alg, DecodingKey::from_rsa_der(pkcs1)))
     }
 
     /// An RSA public key in DER: `SubjectPublicKeyInfo` (as
@@ -209,7 +217,7 @@ impl VerificationKey {
     /// on every token).
     pub fn rsa_der(alg: Algorithm, der: impl AsRef<[u8]>) -> Result<Self, ConfigError> {
         expect(alg, alg.is_rsa(), "an RSA")?;
-        let pkcs1 = rsa_public_key_der(der.as_ref())?;
+        let pkcs1 = rsa_public_key_der("RSA DER", der.as_ref())?;
         Ok(Self::from_parts(alg, DecodingKey::from_rsa_der(pkcs1)))
     }
 
@@ -276,11 +284,19 @@ impl VerificationKey {
     ///
     /// # Errors
     ///
-    /// A non-RSA algorithm or members that are not base64url.
+    /// A non-RSA algorithm, members that are not base64url, or a modulus
+    /// and exponent the RSA verification refuses (an even or too small
+    /// modulus, an even exponent or one below 3...), so that a wrong key
+    /// fails here, not as a 401 on every token.
     pub fn rsa_components(alg: Algorithm, n: &str, e: &str) -> Result<Self, ConfigError> {
         expect(alg, alg.is_rsa(), "an RSA")?;
-        let key = DecodingKey::from_rsa_components(n, e).map_err(|e| key_error("RSA n/e", e))?;
-        Ok(Self::from_parts(alg, key))
+        let n = rsa_component("n", n)?;
+        let e = rsa_component("e", e)?;
+        check_rsa_components(&n, &e)?;
+        Ok(Self::from_parts(
+            alg,
+            DecodingKey::from_rsa_raw_components(&n, &e),
+        ))
     }
 
     /// An EC public key from its JWK members `x` and `y` (base64url, RFC
@@ -352,17 +368,17 @@ impl VerificationKey {
 /// The PKCS#1 `RSAPublicKey` of `der` (itself, or the key of an
 /// `rsaEncryption` `SubjectPublicKeyInfo`), once the `rsa` crate, which
 /// verifies the signatures, has parsed it: modulus and exponent included.
-fn rsa_public_key_der(der: &[u8]) -> Result<&[u8], ConfigError> {
+/// Errors start with `what`, the encoding the key came in.
+fn rsa_public_key_der<'a>(what: &str, der: &'a [u8]) -> Result<&'a [u8], ConfigError> {
     use rsa::pkcs1::DecodeRsaPublicKey;
     use rsa::pkcs8::der::Decode;
     use rsa::pkcs8::spki::SubjectPublicKeyInfoRef;
 
-    const WHAT: &str = "RSA DER";
     let pkcs1 = match SubjectPublicKeyInfoRef::from_der(der) {
         Ok(spki) => {
             if spki.algorithm.oid != rsa::pkcs1::ALGORITHM_OID {
                 return Err(key_error(
-                    WHAT,
+                    what,
                     format_args!(
                         "a SubjectPublicKeyInfo of algorithm {}, not rsaEncryption",
                         spki.algorithm.oid
@@ -371,18 +387,48 @@ fn rsa_public_key_der(der: &[u8]) -> Result<&[u8], ConfigError> {
             }
             spki.subject_public_key
                 .as_bytes()
-                .ok_or_else(|| key_error(WHAT, "the public key is not a whole number of bytes"))?
+                .ok_or_else(|| key_error(what, "the public key is not a whole number of bytes"))?
         }
         // Not a SubjectPublicKeyInfo: PKCS#1 or nothing.
         Err(_) => der,
     };
     rsa::PublicKey::from_pkcs1_der(pkcs1).map_err(|e| {
         key_error(
-            WHAT,
+            what,
             format_args!("neither a PKCS#1 RSAPublicKey nor an RSA SubjectPublicKeyInfo ({e})"),
         )
     })?;
     Ok(pkcs1)
+}
+
+/// The bytes of the JWK member `name` (base64url without padding, RFC
+/// 7518 §6.3.1), not empty.
+fn rsa_component(name: &str, value: &str) -> Result<Vec<u8>, ConfigError> {
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(value)
+        .map_err(|e| key_error("RSA n/e", format_args!("`{name}` is not base64url ({e})")))?;
+    if bytes.is_empty() {
+        return Err(key_error("RSA n/e", format_args!("`{name}` is empty")));
+    }
+    Ok(bytes)
+}
+
+/// Builds the key from `n` and `e` (big-endian) as the RSA verification
+/// will, and refuses what it would refuse.
+fn check_rsa_components(n: &[u8], e: &[u8]) -> Result<(), ConfigError> {
+    use rsa::BoxedUint;
+    rsa::PublicKey::new(
+        BoxedUint::from_be_slice_vartime(n),
+        BoxedUint::from_be_slice_vartime(e),
+    )
+    .map_err(|err| {
+        key_error(
+            "RSA n/e",
+            format_args!("not a key the RSA verification accepts ({err})"),
+        )
+    })?;
+    Ok(())
 }
 
 fn spki_pem(der: &[u8]) -> String {

@@ -1778,6 +1778,100 @@ async fn rsa_der_keys_are_validated_when_built() {
     }
 }
 
+/// A PEM document of `der` under `label`.
+fn pem(label: &str, der: &[u8]) -> Vec<u8> {
+    let body = base64::engine::general_purpose::STANDARD.encode(der);
+    let lines: Vec<&str> = body
+        .as_bytes()
+        .chunks(64)
+        .map(|l| std::str::from_utf8(l).unwrap())
+        .collect();
+    format!(
+        "-----BEGIN {label}-----\n{}\n-----END {label}-----\n",
+        lines.join("\n")
+    )
+    .into_bytes()
+}
+
+/// The fixture key's PKCS#1 DER with the last byte of its modulus `n`
+/// (just before `e` = 65537, `02 03 01 00 01`) made even.
+fn even_modulus_pkcs1() -> Vec<u8> {
+    let mut der = RSA_PUBLIC_PKCS1_DER.to_vec();
+    assert!(der.ends_with(&[0x02, 0x03, 0x01, 0x00, 0x01]));
+    let at = der.len() - 6;
+    der[at] &= 0xfe;
+    der
+}
+
+// An RSA PEM key goes through the checks of `rsa_der` once the PEM is
+// decoded: a key the RSA verification refuses fails when it is built.
+#[tokio::test]
+async fn rsa_pem_keys_are_validated_when_built() {
+    let garbage: &[&[u8]] = &[
+        // What the PEM decoder already refused.
+        EC256_PUBLIC,
+        b"not a pem",
+        // A private key, a SEQUENCE of one INTEGER and a key with an even
+        // modulus, all labelled as RSA keys.
+        RSA_PRIVATE,
+        &pem("RSA PUBLIC KEY", &[0x30, 0x03, 0x02, 0x01, 0x01]),
+        &pem("RSA PUBLIC KEY", &even_modulus_pkcs1()),
+    ];
+    for bad in garbage {
+        let err = VerificationKey::rsa_pem(Algorithm::RS256, bad).unwrap_err();
+        assert_eq!(err.field(), "key", "{}", String::from_utf8_lossy(bad));
+        assert!(err.message().contains("RSA PEM"), "{err}");
+    }
+
+    let private = EncodingKey::from_rsa_pem(RSA_PRIVATE).unwrap();
+    for good in [RSA_PUBLIC, &pem("RSA PUBLIC KEY", RSA_PUBLIC_PKCS1_DER)] {
+        let key = VerificationKey::rsa_pem(Algorithm::RS256, good).unwrap();
+        let layer = JwtAuthLayer::builder()
+            .key(key)
+            .clock(|| NOW)
+            .build()
+            .unwrap();
+        let token = sign(J::RS256, json!({ "alg": "RS256" }), claims(), &private);
+        assert_ok(&layer, &token).await;
+    }
+}
+
+// RFC 7518 §6.3.1 members `n` and `e` are checked as the RSA verification
+// will use them; a key it refuses fails when it is built, saying which.
+#[test]
+fn rsa_components_are_validated_when_built() {
+    let b64 = |bytes: &[u8]| URL_SAFE_NO_PAD.encode(bytes);
+    let even_n = even_modulus_pkcs1();
+    // PKCS#1: 30 82 01 0a 02 82 01 01 00 <256 bytes of n> 02 03 <e>.
+    let (n, e) = (&RSA_PUBLIC_PKCS1_DER[9..265], &RSA_PUBLIC_PKCS1_DER[267..]);
+    assert_eq!(e, [1, 0, 1]);
+    VerificationKey::rsa_components(Algorithm::RS256, &b64(n), &b64(e)).unwrap();
+    let cases = [
+        (String::new(), b64(e), "`n` is empty"),
+        (b64(n), String::new(), "`e` is empty"),
+        ("n!".into(), b64(e), "`n` is not base64url"),
+        (b64(n), "AQAB=".into(), "`e` is not base64url"),
+        (b64(&even_n[9..265]), b64(e), "modulus"),
+        (b64(n), b64(&[1]), "exponent"),
+        (b64(n), b64(&[2]), "exponent"),
+        (b64(n), b64(&[1, 0, 0]), "exponent"),
+        // 1023 bits, odd: below the 1024 bits the verification accepts.
+        (
+            b64(&[&[0x7f][..], &[0xff; 127]].concat()),
+            b64(e),
+            "modulus",
+        ),
+        // An exponent longer than the modulus.
+        (b64(n), b64(&[0xff; 300]), "modulus"),
+    ];
+    for (n, e, what) in cases {
+        let err = VerificationKey::rsa_components(Algorithm::RS256, &n, &e).unwrap_err();
+        assert_eq!(err.field(), "key", "n={n} e={e}");
+        assert!(err.message().starts_with("RSA n/e: "), "{err}");
+        assert!(err.message().to_lowercase().contains(what), "{what}: {err}");
+    }
+}
+
 #[test]
 fn errors_say_what_failed() {
     assert_eq!(JwtError::Expired.to_string(), "token expired");

@@ -40,7 +40,8 @@
 //! `OKP` on `Ed25519` are used. A key is skipped (and logged at DEBUG) when
 //! its `kty` or curve is unknown, its `use` is not `sig`, its `key_ops` do
 //! not include `verify`, its `alg` is not one this crate verifies or does
-//! not fit its type, or its members are invalid. The header parameters
+//! not fit its type, or its members are invalid (for RSA: a modulus and
+//! exponent the RSA verification would refuse). The header parameters
 //! `jku`, `jwk`, `x5u`, `x5c` of a token are never used (RFC 8725 §3.10).
 //!
 //! A key with `alg` verifies only tokens whose header `alg` is the same: a
