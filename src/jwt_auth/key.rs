@@ -363,8 +363,6 @@ impl VerificationKey {
     }
 }
 
-/// Wraps DER `SubjectPublicKeyInfo` bytes into a PEM `PUBLIC KEY`
-/// document, so one parser handles both encodings.
 /// The PKCS#1 `RSAPublicKey` of `der` (itself, or the key of an
 /// `rsaEncryption` `SubjectPublicKeyInfo`), once the `rsa` crate, which
 /// verifies the signatures, has parsed it: modulus and exponent included.
@@ -431,6 +429,8 @@ fn check_rsa_components(n: &[u8], e: &[u8]) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// Wraps DER `SubjectPublicKeyInfo` bytes into a PEM `PUBLIC KEY`
+/// document, so one parser handles both encodings.
 fn spki_pem(der: &[u8]) -> String {
     use base64::Engine;
     let encoded = base64::engine::general_purpose::STANDARD.encode(der);

@@ -1732,7 +1732,6 @@ fn bad_configuration_fails_at_build_naming_the_field() {
     );
 }
 
-// The error says what failed, for logs; the client text stays generic.
 // An RSA DER key is validated when it is built: PKCS#1 `RSAPublicKey` or an
 // `rsaEncryption` SubjectPublicKeyInfo with a usable modulus and exponent.
 #[tokio::test]
@@ -1754,8 +1753,9 @@ async fn rsa_der_keys_are_validated_when_built() {
         assert_eq!(err.field(), "key", "{der:02x?}");
         assert!(err.message().contains("RSA DER"), "{err}");
     }
-    // The SPKI of an RSA key whose algorithm is not rsaEncryption (the OID
-    // of id-ecPublicKey in its place).
+    // The SPKI of an RSA key whose algorithm is not rsaEncryption
+    // (1.2.840.113549.1.1.1): its last arc changed to 2, which gives
+    // 1.2.840.113549.1.1.2 (md2WithRSAEncryption).
     let mut wrong_oid = RSA_PUBLIC_DER.to_vec();
     let rsa_encryption = [0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01];
     let at = wrong_oid
@@ -1872,6 +1872,7 @@ fn rsa_components_are_validated_when_built() {
     }
 }
 
+// The error says what failed, for logs; the client text stays generic.
 #[test]
 fn errors_say_what_failed() {
     assert_eq!(JwtError::Expired.to_string(), "token expired");
