@@ -1313,18 +1313,17 @@ async fn grpc_names_need_a_grpc_path_and_no_route_template() {
     }
 }
 
+/// The one span of a call claiming gRPC (`method` on `path`) through
+/// `router` behind the layer.
 #[cfg(feature = "axum")]
-#[tokio::test]
-async fn axum_matched_path_wins_over_a_grpc_content_type() {
-    // Scenario: a known axum route, a client claiming gRPC.
+async fn span_of_axum_grpc_call(router: axum::Router, method: &str, path: &str) -> SpanData {
     let t = Telemetry::new();
-    let app = axum::Router::new()
-        .route("/users/{id}", axum::routing::get(|| async { "ok" }))
-        .layer(t.layer());
-    let response = app
+    let response = router
+        .layer(t.layer())
         .oneshot(
             Request::builder()
-                .uri("/users/42")
+                .method(method)
+                .uri(path)
                 .header("content-type", "application/grpc")
                 .body(axum::body::Body::empty())
                 .unwrap(),
@@ -1332,7 +1331,15 @@ async fn axum_matched_path_wins_over_a_grpc_content_type() {
         .await
         .unwrap();
     drop(response);
-    let span = t.one_span();
+    t.one_span()
+}
+
+#[cfg(feature = "axum")]
+#[tokio::test]
+async fn axum_matched_path_wins_over_a_grpc_content_type() {
+    // Scenario: a known axum route, a client claiming gRPC.
+    let router = axum::Router::new().route("/users/{id}", axum::routing::get(|| async { "ok" }));
+    let span = span_of_axum_grpc_call(router, "GET", "/users/42").await;
     assert_eq!(span.name, "GET /users/{id}");
     assert_eq!(attr(&span, "http.route"), Some(&Value::from("/users/{id}")));
     assert_eq!(attr(&span, "rpc.service"), None);
@@ -1340,55 +1347,23 @@ async fn axum_matched_path_wins_over_a_grpc_content_type() {
 
     // A catch-all that is not the service's mount point is an ordinary
     // template.
-    let t = Telemetry::new();
-    let app = axum::Router::new()
-        .route("/{*path}", axum::routing::post(|| async { "spa" }))
-        .layer(t.layer());
-    let response = app
-        .oneshot(
-            Request::builder()
-                .method("POST")
-                .uri("/pkg.Greeter/SayHello")
-                .header("content-type", "application/grpc")
-                .body(axum::body::Body::empty())
-                .unwrap(),
-        )
-        .await
-        .unwrap();
-    drop(response);
-    assert_eq!(t.one_span().name, "POST /{*path}");
+    let router = axum::Router::new().route("/{*path}", axum::routing::post(|| async { "spa" }));
+    let span = span_of_axum_grpc_call(router, "POST", "/pkg.Greeter/SayHello").await;
+    assert_eq!(span.name, "POST /{*path}");
 
     // A gRPC service mounted under a catch-all keeps its gRPC name: the
     // template says nothing about the method.
-    let t = Telemetry::new();
-    let app = axum::Router::new()
-        .route_service(
-            "/pkg.Greeter/{*rest}",
-            tower::service_fn(|_req: Request<axum::body::Body>| async {
-                let mut response = Response::new(axum::body::Body::empty());
-                response
-                    .headers_mut()
-                    .insert("content-type", HeaderValue::from_static("application/grpc"));
-                response
-                    .headers_mut()
-                    .insert("grpc-status", HeaderValue::from_static("0"));
-                Ok::<_, Infallible>(response)
-            }),
-        )
-        .layer(t.layer());
-    let response = app
-        .oneshot(
-            Request::builder()
-                .method("POST")
-                .uri("/pkg.Greeter/SayHello")
-                .header("content-type", "application/grpc")
-                .body(axum::body::Body::empty())
-                .unwrap(),
-        )
-        .await
-        .unwrap();
-    drop(response);
-    let span = t.one_span();
+    let router = axum::Router::new().route_service(
+        "/pkg.Greeter/{*rest}",
+        tower::service_fn(|_req: Request<axum::body::Body>| async {
+            let mut response = Response::new(axum::body::Body::empty());
+            let headers = response.headers_mut();
+            headers.insert("content-type", HeaderValue::from_static("application/grpc"));
+            headers.insert("grpc-status", HeaderValue::from_static("0"));
+            Ok::<_, Infallible>(response)
+        }),
+    );
+    let span = span_of_axum_grpc_call(router, "POST", "/pkg.Greeter/SayHello").await;
     assert_eq!(span.name, "pkg.Greeter/SayHello");
     assert_eq!(
         attr(&span, "rpc.service"),
