@@ -271,6 +271,10 @@ impl DenyCache {
 struct Shared {
     target: Target,
     conn: OnceLock<Conn>,
+    /// Serialises starting the connection. Held only around synchronous
+    /// code (no `.await`, no I/O): concurrent first callers wait
+    /// microseconds for the connection instead of failing.
+    starting: Mutex<()>,
     connecting: AtomicBool,
     script: redis::Script,
     prefix: Box<str>,
@@ -452,6 +456,7 @@ impl RedisStoreBuilder {
             shared: Arc::new(Shared {
                 target,
                 conn: OnceLock::new(),
+                starting: Mutex::new(()),
                 connecting: AtomicBool::new(false),
                 script: redis::Script::new(SCRIPT),
                 prefix: self.prefix.into_boxed_str(),
@@ -604,6 +609,15 @@ impl Shared {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return Err(Failure::NoRuntime);
         };
+        let _starting = self
+            .starting
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(conn) = self.conn.get() {
+            // Another caller started it while this one waited.
+            return Ok(conn.clone());
+        }
+        // Only a Cluster connection is still being made (asynchronously).
         if self.connecting.swap(true, Ordering::AcqRel) {
             return self
                 .conn
