@@ -67,11 +67,11 @@ pub enum AuthRejection {
     /// The authentication layer let the request through anonymously
     /// (optional mode). 401 with the layer's `WWW-Authenticate` challenge
     /// (RFC 6750 §3: no `error` attribute).
-    Unauthenticated(HeaderValue),
+    Unauthenticated(AuthChallenge),
     /// For `Subject`: the request carries a valid token without `sub`. 401
     /// with the layer's challenge, `error="invalid_token"` (RFC 6750 §3: the
     /// token is invalid for this use; sending no token would not help).
-    NoSubject(HeaderValue),
+    NoSubject(AuthChallenge),
     /// No layer provided the value: a server misconfiguration, answered
     /// with 500.
     Missing(MissingExtension),
@@ -92,18 +92,54 @@ impl std::error::Error for AuthRejection {}
 impl IntoResponse for AuthRejection {
     fn into_response(self) -> Response {
         match self {
-            Self::Unauthenticated(challenge) => Rejections::default()
-                .http_response::<axum_core::body::Body>(token_required(challenge))
-                .map(axum_core::body::Body::new),
-            Self::NoSubject(challenge) => Rejections::default()
-                .http_response::<axum_core::body::Body>(
-                    Problem::new(StatusCode::UNAUTHORIZED)
-                        .with_detail("the access token has no subject")
-                        .with_header(http::header::WWW_AUTHENTICATE, challenge),
-                )
-                .map(axum_core::body::Body::new),
+            Self::Unauthenticated(answer) => {
+                let problem = token_required(answer.challenge.clone());
+                answer.respond(problem)
+            }
+            Self::NoSubject(answer) => {
+                let problem = Problem::new(StatusCode::UNAUTHORIZED)
+                    .with_detail("the access token has no subject")
+                    .with_header(http::header::WWW_AUTHENTICATE, answer.challenge.clone());
+                answer.respond(problem)
+            }
             Self::Missing(missing) => missing.into_response(),
         }
+    }
+}
+
+/// How the authentication layer answers a request it let through without
+/// what an extractor needs: its `WWW-Authenticate` challenge, rendered
+/// with that layer's [`Rejections`] (a custom body keeps the challenge), as
+/// a trailers-only gRPC status 16 when the request is gRPC.
+#[derive(Debug, Clone)]
+pub struct AuthChallenge {
+    challenge: HeaderValue,
+    rejections: Rejections,
+    grpc_content_type: Option<HeaderValue>,
+}
+
+impl AuthChallenge {
+    pub(crate) fn new(
+        challenge: HeaderValue,
+        rejections: Rejections,
+        request_headers: &http::HeaderMap,
+    ) -> Self {
+        Self {
+            challenge,
+            rejections,
+            grpc_content_type: Rejections::grpc_content_type_of(request_headers),
+        }
+    }
+
+    /// The `WWW-Authenticate` value the response carries.
+    pub fn www_authenticate(&self) -> &HeaderValue {
+        &self.challenge
+    }
+
+    fn respond(&self, problem: Problem) -> Response {
+        self.rejections
+            .respond_as::<axum_core::body::Body>(problem, self.grpc_content_type.clone())
+            .map(axum_core::body::Body::new)
     }
 }
 
@@ -118,7 +154,7 @@ pub(crate) fn authenticated<X: Clone + Send + Sync + 'static>(
     if let Some(value) = parts.extensions.get::<X>() {
         return Ok(value.clone());
     }
-    Err(challenge(&parts.extensions, subject).unwrap_or(AuthRejection::Missing(missing)))
+    Err(challenge(parts, subject).unwrap_or(AuthRejection::Missing(missing)))
 }
 
 #[cfg(feature = "jwt-auth")]
@@ -126,7 +162,7 @@ use crate::jwt_auth::missing_principal as challenge;
 
 /// Without the JWT layer, nothing lets a request through unauthenticated.
 #[cfg(not(feature = "jwt-auth"))]
-fn challenge(_: &http::Extensions, _subject: bool) -> Option<AuthRejection> {
+fn challenge(_: &Parts, _subject: bool) -> Option<AuthRejection> {
     None
 }
 

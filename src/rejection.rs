@@ -326,10 +326,25 @@ impl Rejections {
         problem: Problem,
         request_headers: &HeaderMap,
     ) -> Response<ResponseBody<B>> {
-        match grpc_content_type(request_headers) {
-            Some(content_type) => grpc_response(problem, content_type.clone()),
+        self.respond_as(problem, grpc_content_type(request_headers).cloned())
+    }
+
+    /// [`respond`](Self::respond) with the request's gRPC content type
+    /// taken beforehand (`None`: not gRPC).
+    pub(crate) fn respond_as<B>(
+        &self,
+        problem: Problem,
+        grpc_content_type: Option<HeaderValue>,
+    ) -> Response<ResponseBody<B>> {
+        match grpc_content_type {
+            Some(content_type) => grpc_response(problem, content_type),
             None => self.http_response(problem),
         }
+    }
+
+    /// The request's gRPC content type, if it is a gRPC request.
+    pub(crate) fn grpc_content_type_of(request_headers: &HeaderMap) -> Option<HeaderValue> {
+        grpc_content_type(request_headers).cloned()
     }
 
     /// The HTTP problem response for `problem`, whatever the request.

@@ -168,37 +168,66 @@ impl fmt::Debug for Scopes {
     }
 }
 
-/// Marks a request the layer let through anonymously (optional mode), with
-/// the challenge to send should something further in require a token.
-#[derive(Clone, Debug)]
-pub(crate) struct Anonymous {
-    pub(crate) challenge: http::HeaderValue,
+/// How the JWT layer answers a request it let through without a principal,
+/// for whatever answers later (extractors, `RequireScopeLayer`): its bare
+/// challenge, the challenge for a token without `sub`, and its
+/// `Rejections`. One per layer, shared by every request's marker.
+#[derive(Debug)]
+pub(crate) struct LayerAnswers {
+    pub(crate) missing: http::HeaderValue,
+    #[cfg(feature = "axum")]
+    pub(crate) no_subject: http::HeaderValue,
+    #[cfg_attr(not(feature = "axum"), allow(dead_code))]
+    pub(crate) rejections: crate::rejection::Rejections,
 }
 
-/// Marks a request whose verified token has no `sub`, with the challenge to
-/// send should the [`Subject`](crate::Subject) extractor be used.
+/// Marks a request the layer let through anonymously (optional mode), with
+/// how to answer should something further in require a token.
+#[derive(Clone, Debug)]
+pub(crate) struct Anonymous(pub(crate) std::sync::Arc<LayerAnswers>);
+
+impl Anonymous {
+    /// The layer's bare `WWW-Authenticate` challenge.
+    pub(crate) fn challenge(&self) -> &http::HeaderValue {
+        &self.0.missing
+    }
+}
+
+/// Marks a request whose verified token has no `sub`, with how to answer
+/// should the [`Subject`](crate::Subject) extractor be used.
 #[cfg(feature = "axum")]
 #[derive(Clone, Debug)]
-pub(crate) struct NoSubject {
-    pub(crate) challenge: http::HeaderValue,
-}
+pub(crate) struct NoSubject(pub(crate) std::sync::Arc<LayerAnswers>);
 
 /// The rejection for a request the layer let through without what an
 /// extractor needs: anonymously, or (when `subject` is needed) with a token
 /// that has no `sub`. `None`: the layer did not run.
 #[cfg(feature = "axum")]
 pub(crate) fn missing_principal(
-    extensions: &http::Extensions,
+    parts: &http::request::Parts,
     subject: bool,
 ) -> Option<crate::extract::AuthRejection> {
-    use crate::extract::AuthRejection;
-    if let Some(anonymous) = extensions.get::<Anonymous>() {
-        return Some(AuthRejection::Unauthenticated(anonymous.challenge.clone()));
+    use crate::extract::{AuthChallenge, AuthRejection};
+    let answer = |answers: &LayerAnswers, challenge: &http::HeaderValue| {
+        AuthChallenge::new(
+            challenge.clone(),
+            answers.rejections.clone(),
+            &parts.headers,
+        )
+    };
+    if let Some(Anonymous(answers)) = parts.extensions.get::<Anonymous>() {
+        return Some(AuthRejection::Unauthenticated(answer(
+            answers,
+            &answers.missing,
+        )));
     }
     if subject {
-        return extensions
+        return parts
+            .extensions
             .get::<NoSubject>()
-            .map(|n| AuthRejection::NoSubject(n.challenge.clone()));
+            .map(|NoSubject(answers)| {
+                AuthRejection::NoSubject(answer(answers, &answers.no_subject))
+            });
     }
     None
 }

@@ -212,9 +212,9 @@ use crate::cache_control::{Directive, directives};
 use crate::config::ConfigError;
 use crate::rejection::{GrpcCode, Problem, Rejections};
 use cache::{Cached, TokenCache};
-use claims::Anonymous;
 #[cfg(feature = "axum")]
 use claims::NoSubject;
+use claims::{Anonymous, LayerAnswers};
 use scope::{ScopeRule, valid_realm};
 use token::TokenSources;
 use verify::{Parsed, Rules};
@@ -247,24 +247,31 @@ pub(crate) struct Authenticated<T> {
 /// Pre-rendered `WWW-Authenticate` values.
 #[derive(Debug)]
 struct Challenges {
-    missing: HeaderValue,
+    /// The bare challenge and the layer's `Rejections`, shared with the
+    /// markers the layer leaves on requests it lets through without a
+    /// principal, so that what answers later answers as this layer does.
+    answers: Arc<LayerAnswers>,
     invalid: HeaderValue,
     expired: HeaderValue,
     duplicate: HeaderValue,
     malformed_authorization: HeaderValue,
-    /// For the `Subject` extractor on a valid token without `sub`.
-    #[cfg(feature = "axum")]
-    no_subject: HeaderValue,
 }
 
 impl Challenges {
-    fn new(realm: &str) -> Result<Self, ConfigError> {
+    fn new(realm: &str, rejections: &Rejections) -> Result<Self, ConfigError> {
         let render = |rest: &str| {
             HeaderValue::try_from(format!("Bearer realm=\"{realm}\"{rest}"))
                 .map_err(|_| ConfigError::new("realm", "not a valid header value"))
         };
         Ok(Self {
-            missing: render("")?,
+            answers: Arc::new(LayerAnswers {
+                missing: render("")?,
+                #[cfg(feature = "axum")]
+                no_subject: render(
+                    ", error=\"invalid_token\", error_description=\"the access token has no subject\"",
+                )?,
+                rejections: rejections.clone(),
+            }),
             invalid: render(
                 ", error=\"invalid_token\", error_description=\"the access token is invalid\"",
             )?,
@@ -276,10 +283,6 @@ impl Challenges {
             )?,
             malformed_authorization: render(
                 ", error=\"invalid_request\", error_description=\"malformed Authorization header\"",
-            )?,
-            #[cfg(feature = "axum")]
-            no_subject: render(
-                ", error=\"invalid_token\", error_description=\"the access token has no subject\"",
             )?,
         })
     }
@@ -375,7 +378,7 @@ impl<T: DeserializeOwned + Send + Sync + 'static> Shared<T> {
         let (status, challenge, detail) = match err {
             JwtError::Missing => (
                 StatusCode::UNAUTHORIZED,
-                &c.missing,
+                &c.answers.missing,
                 "a bearer token is required",
             ),
             JwtError::Duplicate => (
@@ -434,9 +437,7 @@ impl<T: DeserializeOwned + Send + Sync + 'static> Shared<T> {
             // For the `Subject` extractor: 401 `invalid_token` (the token
             // does not name who it is for), not "no layer" (500).
             #[cfg(feature = "axum")]
-            extensions.insert(NoSubject {
-                challenge: self.challenges.no_subject.clone(),
-            });
+            extensions.insert(NoSubject(Arc::clone(&self.challenges.answers)));
         }
         true
     }
@@ -790,7 +791,7 @@ impl<T> JwtAuthLayerBuilder<T> {
         } else {
             Some(ScopeRule::new(&self.realm, self.scopes, "require_scope")?)
         };
-        let challenges = Challenges::new(&self.realm)?;
+        let challenges = Challenges::new(&self.realm, &self.rejections)?;
         let leeway = i64::try_from(self.leeway.as_secs()).unwrap_or(i64::MAX);
         let cache = self.cache.then(|| {
             TokenCache::new(
@@ -956,9 +957,9 @@ where
         let (outcome, from_query) = match shared.sources.find(request.headers(), request.uri()) {
             Err(err) => return ResponseFuture::reject(shared.reject(err, request.headers())),
             Ok(None) if shared.optional => {
-                request.extensions_mut().insert(Anonymous {
-                    challenge: shared.challenges.missing.clone(),
-                });
+                request
+                    .extensions_mut()
+                    .insert(Anonymous(Arc::clone(&shared.challenges.answers)));
                 return ResponseFuture::inner(self.inner.call(request), false);
             }
             Ok(None) => {

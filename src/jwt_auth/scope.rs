@@ -233,7 +233,7 @@ where
                 let challenge = request
                     .extensions()
                     .get::<Anonymous>()
-                    .map_or_else(|| config.anonymous.clone(), |a| a.challenge.clone());
+                    .map_or_else(|| config.anonymous.clone(), |a| a.challenge().clone());
                 token_required(challenge)
             }
         };

@@ -2023,6 +2023,86 @@ mod axum_extractors {
         (response.status(), challenge)
     }
 
+    // DESIGN.md (rejections, one place): the layer's own 401 with a custom
+    // body keeps `WWW-Authenticate` (RFC 6750 §3: every 401 carries it).
+    #[tokio::test]
+    async fn a_custom_rejection_body_keeps_the_challenge() {
+        use crate::rejection::{Problem, Rejections, RenderedBody};
+        let rejections = Rejections::new(|p: &Problem| RenderedBody {
+            content_type: HeaderValue::from_static("text/plain"),
+            body: bytes::Bytes::from(p.title().to_owned()),
+        });
+        let layer = builder()
+            .realm("shop")
+            .rejections(rejections)
+            .build()
+            .unwrap();
+        let response = principal_app(Some(layer))
+            .oneshot(get_req("/scopes", Some("not.a.token")))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(response.headers()["content-type"], "text/plain");
+        assert!(
+            response.headers()[WWW_AUTHENTICATE]
+                .to_str()
+                .unwrap()
+                .contains(r#"error="invalid_token""#)
+        );
+        assert_eq!(response.headers()["cache-control"], "no-store");
+    }
+
+    // DESIGN.md (rejections, one place): the extractors answer as the layer
+    // does: with its custom `Rejections` (the challenge kept), and as a
+    // trailers-only gRPC status 16 to a gRPC request, never an HTTP 401.
+    #[tokio::test]
+    async fn extractors_answer_with_the_layers_rejections_and_grpc() {
+        use crate::rejection::{Problem, Rejections, RenderedBody};
+        let rejections = Rejections::new(|p: &Problem| RenderedBody {
+            content_type: HeaderValue::from_static("text/plain"),
+            body: bytes::Bytes::from(p.title().to_owned()),
+        });
+        let layer = builder()
+            .optional()
+            .realm("shop")
+            .rejections(rejections)
+            .build()
+            .unwrap();
+        let no_sub = hs(json!({ "exp": NOW + 600, "scope": "read" }));
+        for (path, token) in [("/scopes", None), ("/subject", Some(no_sub.as_str()))] {
+            let response = principal_app(Some(layer.clone()))
+                .oneshot(get_req(path, token))
+                .await
+                .unwrap();
+            assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{path}");
+            assert_eq!(response.headers()["content-type"], "text/plain", "{path}");
+            assert!(
+                response.headers()[WWW_AUTHENTICATE]
+                    .to_str()
+                    .unwrap()
+                    .starts_with(r#"Bearer realm="shop""#),
+                "{path}"
+            );
+
+            let mut grpc = get_req(path, token);
+            grpc.headers_mut().insert(
+                "content-type",
+                HeaderValue::from_static("application/grpc+proto"),
+            );
+            let response = principal_app(Some(layer.clone()))
+                .oneshot(grpc)
+                .await
+                .unwrap();
+            assert_eq!(response.status(), StatusCode::OK, "{path}");
+            assert_eq!(response.headers()["grpc-status"], "16", "{path}");
+            assert_eq!(
+                response.headers()["content-type"],
+                "application/grpc+proto",
+                "{path}"
+            );
+        }
+    }
+
     // `Scopes` and `Subject` answer like `Claims`: 401 with the layer's
     // challenge when the layer let the request through without them
     // (anonymous, or a token without `sub`), 500 only without the layer.

@@ -167,6 +167,34 @@ async fn retry_after_is_rounded_up_and_429_is_no_store() {
     assert_eq!(ratelimit(&res), [("default".into(), 0, 30)]);
 }
 
+// DESIGN.md (rejections, one place): a custom rejection body keeps what the
+// 429 requires: `Retry-After`, `Cache-Control: no-store` and the
+// `RateLimit` fields.
+#[tokio::test(start_paused = true)]
+async fn a_custom_rejection_body_keeps_the_429_headers() {
+    use crate::rejection::{Problem, Rejections, RenderedBody};
+    let rejections = Rejections::new(|p: &Problem| RenderedBody {
+        content_type: HeaderValue::from_static("text/plain"),
+        body: bytes::Bytes::from(p.title().to_owned()),
+    });
+    let l = layer(
+        RateLimitLayer::builder()
+            .policy(Policy::new("default", Quota::per_minute(1)))
+            .rejections(rejections),
+    );
+    let (mut svc, _) = service(&l);
+    send(&mut svc, from("192.0.2.1:1")).await;
+    let res = send(&mut svc, from("192.0.2.1:1")).await;
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(header(&res, "content-type"), "text/plain");
+    assert_eq!(header(&res, "retry-after"), "60");
+    assert_eq!(header(&res, "cache-control"), "no-store");
+    assert_eq!(header(&res, "ratelimit-policy"), r#""default";q=1;w=60"#);
+    assert_eq!(ratelimit(&res), [("default".into(), 0, 60)]);
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(body, "Too Many Requests");
+}
+
 // STANDARDS.md: `RateLimit-Policy` and `RateLimit` are RFC 9651 Structured
 // Fields, on allowed and limited responses, never in trailers.
 #[tokio::test(start_paused = true)]
