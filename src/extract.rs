@@ -119,6 +119,7 @@ pub struct AuthChallenge {
 }
 
 impl AuthChallenge {
+    #[cfg(feature = "jwt-auth")]
     pub(crate) fn new(
         challenge: HeaderValue,
         rejections: Rejections,

@@ -343,6 +343,7 @@ impl Rejections {
     }
 
     /// The request's gRPC content type, if it is a gRPC request.
+    #[cfg(all(feature = "axum", feature = "jwt-auth"))]
     pub(crate) fn grpc_content_type_of(request_headers: &HeaderMap) -> Option<HeaderValue> {
         grpc_content_type(request_headers).cloned()
     }
