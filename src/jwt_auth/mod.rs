@@ -666,6 +666,11 @@ impl<T> JwtAuthLayerBuilder<T> {
 
     /// The longest a token is served from the cache (default: until its
     /// `exp`).
+    ///
+    /// The cache counts whole seconds: a fraction of a second is dropped,
+    /// and a TTL below one second (which would cache nothing) makes
+    /// [`build`](Self::build) fail. Turn the cache off with
+    /// [`cache(false)`](Self::cache) instead.
     pub fn cache_ttl(mut self, ttl: Duration) -> Self {
         self.cache_ttl = Some(ttl);
         self
@@ -692,7 +697,7 @@ impl<T> JwtAuthLayerBuilder<T> {
     /// (`key_source`), an empty allow-list or none with a key source
     /// (`algorithms`), a realm with `"` or `\` (`realm`), a leeway above
     /// 5 minutes (`leeway`), a zero `max_token_length` or `cache_capacity`,
-    /// a bad scope token (`require_scope`), an empty `typ`, issuer or
+    /// a `cache_ttl` below one second, a bad scope token (`require_scope`), an empty `typ`, issuer or
     /// audience.
     pub fn build(self) -> Result<JwtAuthLayer<T>, ConfigError> {
         if let Some(err) = self.key_errors.into_iter().next() {
@@ -762,6 +767,17 @@ impl<T> JwtAuthLayerBuilder<T> {
             return Err(ConfigError::new(
                 "cache_capacity",
                 "must be at least 1 (or turn the cache off with `cache(false)`)",
+            ));
+        }
+        if self.cache
+            && self
+                .cache_ttl
+                .is_some_and(|ttl| ttl < Duration::from_secs(1))
+        {
+            return Err(ConfigError::new(
+                "cache_ttl",
+                "must be at least 1 second: the cache counts whole seconds, so a shorter \
+                 TTL would cache nothing (turn the cache off with `cache(false)`)",
             ));
         }
         if self.typ.as_deref().is_some_and(str::is_empty) {

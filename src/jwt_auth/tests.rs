@@ -1503,6 +1503,39 @@ async fn cache_ttl_and_off_switch() {
     assert_eq!(off.cached_tokens(), 0);
 }
 
+// A TTL below one second would cache nothing (the cache counts whole
+// seconds): `build` refuses it instead of silently turning the cache off.
+#[tokio::test]
+async fn sub_second_cache_ttl_is_refused() {
+    for ttl in [
+        Duration::ZERO,
+        Duration::from_millis(500),
+        Duration::from_millis(999),
+    ] {
+        let err = builder().cache_ttl(ttl).build().unwrap_err();
+        assert_eq!(err.field(), "cache_ttl", "{ttl:?}");
+    }
+    // Irrelevant with the cache off.
+    builder()
+        .cache(false)
+        .cache_ttl(Duration::from_millis(500))
+        .build()
+        .unwrap();
+    // One second is the shortest TTL, and it does cache.
+    let source = Counting::new();
+    let clock = Arc::new(AtomicI64::new(NOW));
+    let layer = counting_layer(&source, &clock)
+        .cache_ttl(Duration::from_secs(1))
+        .build()
+        .unwrap();
+    let token = hs(claims());
+    for _ in 0..2 {
+        assert_eq!(send(&layer, bearer(&token)).await.status(), StatusCode::OK);
+    }
+    assert_eq!(source.finds(), 1);
+    assert_eq!(layer.cached_tokens(), 1);
+}
+
 // A token cached under one key set is not served once the set changed
 // (generation), nor by another layer with other keys.
 #[tokio::test]
