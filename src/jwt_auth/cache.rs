@@ -7,8 +7,9 @@ use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
 use std::sync::{Arc, Mutex, MutexGuard};
 use xxhash_rust::xxh3::xxh3_64_with_seed;
 
-/// Shards reduce lock contention; each holds `capacity / SHARDS` entries.
-const SHARDS: usize = 16;
+/// Shards reduce lock contention: at most this many (a power of two), and
+/// never more than the capacity, so each shard holds at least one entry.
+const MAX_SHARDS: usize = 16;
 
 /// The key is already a seeded hash: the map uses it as is.
 #[derive(Default)]
@@ -41,6 +42,9 @@ struct Entry<V> {
 
 struct Shard<V> {
     map: Map<V>,
+    /// The most entries this shard holds; the limits add up to the
+    /// cache's capacity.
+    limit: usize,
     /// When expired entries were last swept (Unix seconds).
     swept: i64,
 }
@@ -50,19 +54,27 @@ pub(crate) struct TokenCache<V> {
     /// A random seed per cache, so a client cannot aim tokens at one slot.
     seed: u64,
     shards: Box<[Mutex<Shard<V>>]>,
-    per_shard: usize,
+    /// `shards.len() - 1` (the count is a power of two).
+    shard_mask: usize,
+    capacity: usize,
     ttl: Option<i64>,
 }
 
 impl<V: Clone> TokenCache<V> {
-    /// A cache of at most `capacity` entries (rounded up to a multiple of
-    /// the shard count), each served at most `ttl` seconds when given.
+    /// A cache of at most `capacity` entries (at least one), each served at
+    /// most `ttl` seconds when given.
     pub(crate) fn new(capacity: usize, ttl: Option<i64>) -> Self {
-        let per_shard = capacity.div_ceil(SHARDS).max(1);
-        let shards = (0..SHARDS)
-            .map(|_| {
+        let capacity = capacity.max(1);
+        // The largest power of two up to both the capacity and MAX_SHARDS;
+        // the capacity is split exactly: the first `capacity % count`
+        // shards hold one entry more than the others.
+        let count = MAX_SHARDS.min(1 << capacity.ilog2());
+        let (base, extra) = (capacity / count, capacity % count);
+        let shards = (0..count)
+            .map(|i| {
                 Mutex::new(Shard {
                     map: Map::default(),
+                    limit: base + usize::from(i < extra),
                     swept: i64::MIN,
                 })
             })
@@ -70,7 +82,8 @@ impl<V: Clone> TokenCache<V> {
         Self {
             seed: RandomState::new().hash_one(0x6a77_745f_6361_6368_u64),
             shards,
-            per_shard,
+            shard_mask: count - 1,
+            capacity,
             ttl,
         }
     }
@@ -85,7 +98,7 @@ impl<V: Clone> TokenCache<V> {
         // Middle bits pick the shard: the map's bucket index uses the low
         // bits and its control bytes the top seven, so both keep their
         // full entropy inside a shard.
-        let index = (hash >> 32) as usize % SHARDS;
+        let index = (hash >> 32) as usize & self.shard_mask;
         // A poisoned shard only means a panic elsewhere mid-insert; the map
         // itself is still consistent.
         crate::sync::lock(&self.shards[index])
@@ -118,14 +131,14 @@ impl<V: Clone> TokenCache<V> {
         }
         let hash = self.hash(token);
         let mut shard = self.shard(hash);
-        if shard.map.len() >= self.per_shard && !shard.map.contains_key(&hash) {
+        if shard.map.len() >= shard.limit && !shard.map.contains_key(&hash) {
             // Sweep expired entries at most once a second, then, if still
             // full, evict an arbitrary entry (the hash order is random).
             if shard.swept < now {
                 shard.swept = now;
                 shard.map.retain(|_, e| now < e.until);
             }
-            if shard.map.len() >= self.per_shard
+            if shard.map.len() >= shard.limit
                 && let Some(&victim) = shard.map.keys().next()
             {
                 shard.map.remove(&victim);
@@ -153,7 +166,7 @@ impl<V: Clone> TokenCache<V> {
     /// The most entries the cache holds.
     #[cfg(test)]
     pub(crate) fn capacity(&self) -> usize {
-        self.per_shard * SHARDS
+        self.shards.iter().map(|s| crate::sync::lock(s).limit).sum()
     }
 
     #[cfg(test)]
@@ -176,7 +189,7 @@ impl<V: Clone> TokenCache<V> {
 impl<V> std::fmt::Debug for TokenCache<V> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TokenCache")
-            .field("capacity", &(self.per_shard * SHARDS))
+            .field("capacity", &self.capacity)
             .field("ttl", &self.ttl)
             .finish_non_exhaustive()
     }
@@ -200,6 +213,22 @@ mod tests {
         assert_eq!(cache.capacity(), 64);
         // The newest is there.
         assert_eq!(cache.get("token-9999", 0, 0), Some(9999));
+    }
+
+    // Small capacities and capacities that are not a multiple of the shard
+    // count are exact bounds too.
+    #[test]
+    fn any_capacity_is_an_exact_bound() {
+        for capacity in (1..=40).chain([63, 100, 1000, 4095, 4096, 4097]) {
+            let cache = TokenCache::new(capacity, None);
+            assert_eq!(cache.capacity(), capacity);
+            for i in 0..capacity * 4 + 64 {
+                cache.insert(&format!("token-{i}"), 1_000, 0, 0, i);
+                assert!(cache.len() <= capacity, "capacity {capacity}");
+            }
+            let last = capacity * 4 + 63;
+            assert_eq!(cache.get(&format!("token-{last}"), 0, 0), Some(last));
+        }
     }
 
     #[test]

@@ -658,7 +658,9 @@ impl<T> JwtAuthLayerBuilder<T> {
         self
     }
 
-    /// The most tokens the cache holds (default 4096).
+    /// The most tokens the cache holds (default 4096): an exact bound, for
+    /// any capacity. Zero makes [`build`](Self::build) fail; turn the cache
+    /// off with [`cache(false)`](Self::cache) instead.
     pub fn cache_capacity(mut self, capacity: usize) -> Self {
         self.cache_capacity = capacity;
         self

@@ -1572,6 +1572,16 @@ async fn cache_memory_is_bounded() {
     }
     assert!(layer.cached_tokens() <= 32, "{}", layer.cached_tokens());
     assert!(layer.cached_tokens() > 0);
+    // Small capacities too (not rounded up to the shard count).
+    for capacity in [1, 3, 20] {
+        let layer = builder().cache_capacity(capacity).build().unwrap();
+        for i in 0..100 {
+            let token = hs(json!({ "sub": format!("user-{i}"), "exp": NOW + 600 }));
+            assert_eq!(send(&layer, bearer(&token)).await.status(), StatusCode::OK);
+            assert!(layer.cached_tokens() <= capacity, "{capacity}");
+        }
+        assert!(layer.cached_tokens() > 0);
+    }
     assert_eq!(
         builder().cache_capacity(0).build().unwrap_err().field(),
         "cache_capacity"
