@@ -486,10 +486,12 @@ pub type KeyRefresh = Pin<Box<dyn Future<Output = KeyLookup> + Send + 'static>>;
 ///
 /// [`generation`](Self::generation) changes whenever the key set changes, so
 /// the verified-token cache never serves a token verified with a key that
-/// has since been removed.
+/// has since been removed. A source whose keys can change **must** implement
+/// it: the default (always 0) says the set never changes.
 ///
 /// The default is [`StaticKeys`], built from the keys given to the builder.
-/// Closures `Fn(Option<&str>, Algorithm) -> KeyLookup` implement it too.
+/// Closures `Fn(Option<&str>, Algorithm) -> KeyLookup` implement it too, but
+/// only for key sets that never change (see the implementation's notes).
 pub trait KeySource: Send + Sync + 'static {
     /// The key for a token with header `kid` and `alg`.
     fn find(&self, kid: Option<&str>, alg: Algorithm) -> KeyLookup;
@@ -505,11 +507,68 @@ pub trait KeySource: Send + Sync + 'static {
     /// A number that changes whenever the key set changes (default: always
     /// 0, for sets that never change). Cached verifications made under
     /// another generation are not served.
+    ///
+    /// Keep the default only if `find` always gives the same answer: with a
+    /// constant generation, a token verified with a key that is later
+    /// removed is still served from the cache until its `exp` (or the
+    /// [`cache_ttl`](super::JwtAuthLayerBuilder::cache_ttl)). A source that
+    /// swaps its keys must publish the new set first and then change the
+    /// generation (e.g. `fetch_add(1, Release)` after the swap, read with
+    /// `Acquire`): the layer reads the generation before it looks a key up,
+    /// so a token is never cached under a generation newer than the key set
+    /// it was verified with.
+    ///
+    /// ```
+    /// use std::collections::HashMap;
+    /// use std::sync::atomic::{AtomicU64, Ordering};
+    /// use std::sync::{Arc, RwLock};
+    /// use tower_edge::jwt_auth::{Algorithm, KeyLookup, KeySource, VerificationKey};
+    ///
+    /// #[derive(Default)]
+    /// struct RotatingKeys {
+    ///     by_kid: RwLock<HashMap<String, Arc<VerificationKey>>>,
+    ///     generation: AtomicU64,
+    /// }
+    ///
+    /// impl RotatingKeys {
+    ///     fn replace(&self, keys: HashMap<String, Arc<VerificationKey>>) {
+    ///         *self.by_kid.write().unwrap() = keys;
+    ///         // After the swap: cached tokens of the old set are dropped.
+    ///         self.generation.fetch_add(1, Ordering::Release);
+    ///     }
+    /// }
+    ///
+    /// impl KeySource for RotatingKeys {
+    ///     fn find(&self, kid: Option<&str>, alg: Algorithm) -> KeyLookup {
+    ///         match kid.and_then(|kid| self.by_kid.read().unwrap().get(kid).cloned()) {
+    ///             Some(key) if key.algorithm() == alg => KeyLookup::Found(key),
+    ///             _ => KeyLookup::UnknownKid,
+    ///         }
+    ///     }
+    ///     fn generation(&self) -> u64 {
+    ///         self.generation.load(Ordering::Acquire)
+    ///     }
+    /// }
+    /// # let keys = RotatingKeys::default();
+    /// # keys.replace(HashMap::new());
+    /// # assert_eq!(keys.generation(), 1);
+    /// ```
     fn generation(&self) -> u64 {
         0
     }
 }
 
+/// A closure is a [`KeySource`] for a key set that never changes: its
+/// [`generation`](KeySource::generation) is always 0.
+///
+/// If the closure reads keys that can change (a shared map, a reloaded
+/// file), a token verified with a key the closure later drops is still
+/// served from the verified-token cache until the token's `exp` (by default
+/// there is no TTL). For such keys implement [`KeySource`] on a type with a
+/// [`generation`](KeySource::generation) that changes with the set (see its
+/// example), or at least bound the damage with
+/// [`cache_ttl`](super::JwtAuthLayerBuilder::cache_ttl) or turn the cache off
+/// with [`cache(false)`](super::JwtAuthLayerBuilder::cache).
 impl<F> KeySource for F
 where
     F: Fn(Option<&str>, Algorithm) -> KeyLookup + Send + Sync + 'static,
