@@ -303,7 +303,28 @@ struct Shared<T> {
 enum Outcome<T> {
     Authenticated(Cached<T>),
     Rejected(JwtError),
-    Refresh(KeyRefresh),
+    Refresh(PendingRefresh),
+}
+
+/// A key refresh, with the key-set generation read before it started: the
+/// lookup runs inside the refresh, so reading the generation after it could
+/// see a set swapped in after the lookup (and cache the token under it).
+struct PendingRefresh {
+    refresh: KeyRefresh,
+    generation: u64,
+}
+
+impl Future for PendingRefresh {
+    /// The lookup and the generation read before it.
+    type Output = (KeyLookup, u64);
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let generation = self.generation;
+        self.refresh
+            .as_mut()
+            .poll(cx)
+            .map(|lookup| (lookup, generation))
+    }
 }
 
 impl<T: DeserializeOwned + Send + Sync + 'static> Shared<T> {
@@ -323,16 +344,25 @@ impl<T: DeserializeOwned + Send + Sync + 'static> Shared<T> {
         match self.keys.find(parsed.kid.as_deref(), parsed.alg) {
             KeyLookup::Found(key) => self.finish(token, &parsed, &key, now, generation),
             KeyLookup::UnknownKid => match self.keys.refresh(parsed.kid.as_deref(), parsed.alg) {
-                Some(refresh) => Outcome::Refresh(refresh),
+                Some(refresh) => Outcome::Refresh(PendingRefresh {
+                    refresh,
+                    generation,
+                }),
                 None => Outcome::Rejected(JwtError::UnknownKey),
             },
         }
     }
 
-    /// After a key refresh: look the key up in the answer and verify.
-    fn authenticate_after_refresh(&self, token: &str, lookup: KeyLookup) -> Outcome<T> {
+    /// After a key refresh: look the key up in the answer and verify. A
+    /// verified token is cached under the generation read before the
+    /// refresh: when the refresh changed the set, the entry is not served,
+    /// and the token's next request finds its key and caches it then.
+    fn authenticate_after_refresh(
+        &self,
+        token: &str,
+        (lookup, generation): (KeyLookup, u64),
+    ) -> Outcome<T> {
         let now = (self.clock)();
-        let generation = self.keys.generation();
         let parsed = match self.rules.parse(token) {
             Ok(parsed) => parsed,
             Err(err) => return Outcome::Rejected(err),

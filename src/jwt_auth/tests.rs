@@ -22,7 +22,7 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -1606,6 +1606,60 @@ async fn cache_hits_still_check_scopes() {
     let bad = hs(json!({ "exp": NOW - 3600 }));
     send(&layer, bearer(&bad)).await;
     assert_eq!(layer.cached_tokens(), 1);
+}
+
+/// A remote-like source that knows its key only through a refresh, and
+/// loses it to a second fetch right after the refresh looked it up: between
+/// the lookup and the layer's next look at the generation.
+#[derive(Clone, Default)]
+struct SwappedAfterRefresh {
+    generation: Arc<AtomicU64>,
+    removed: Arc<AtomicBool>,
+}
+
+impl KeySource for SwappedAfterRefresh {
+    fn find(&self, _kid: Option<&str>, _alg: Algorithm) -> KeyLookup {
+        KeyLookup::UnknownKid
+    }
+    fn refresh(&self, _kid: Option<&str>, _alg: Algorithm) -> Option<KeyRefresh> {
+        if self.removed.load(Ordering::SeqCst) {
+            return None;
+        }
+        let (generation, removed) = (Arc::clone(&self.generation), Arc::clone(&self.removed));
+        Some(Box::pin(async move {
+            // The refresh's fetch publishes a set with the key...
+            generation.fetch_add(1, Ordering::SeqCst);
+            let lookup = KeyLookup::Found(Arc::new(
+                VerificationKey::hmac(Algorithm::HS256, SECRET).unwrap(),
+            ));
+            // ...and another fetch replaces it with a set without it.
+            removed.store(true, Ordering::SeqCst);
+            generation.fetch_add(1, Ordering::SeqCst);
+            lookup
+        }))
+    }
+    fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
+    }
+}
+
+// A token verified after a refresh is cached under the generation read
+// before the lookup, so a key set swapped in between invalidates it.
+#[tokio::test]
+async fn token_verified_after_a_refresh_is_not_cached_past_a_later_swap() {
+    let source = SwappedAfterRefresh::default();
+    let layer = JwtAuthLayer::builder()
+        .key_source(source.clone())
+        .algorithms([Algorithm::HS256])
+        .clock(|| NOW)
+        .build()
+        .unwrap();
+    let token = hs(claims());
+    assert_eq!(send(&layer, bearer(&token)).await.status(), StatusCode::OK);
+    assert_eq!(source.generation(), 2);
+    // The key is gone: the token is not served from the cache.
+    let response = send(&layer, bearer(&token)).await;
+    assert_eq!(error_of(&response), Some(&JwtError::UnknownKey));
 }
 
 // ----------------------------------------------------------- key sources
