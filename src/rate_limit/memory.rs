@@ -17,6 +17,13 @@ pub const DEFAULT_SWEEP_INTERVAL: Duration = Duration::from_secs(10);
 
 const MAX_SHARDS: usize = 64;
 
+/// The fewest keys a shard holds when the store has more than one shard.
+/// Each shard evicts on its own, so a shard needs room for its share of
+/// the active clients plus the unevenness of hashing; 256 keeps that
+/// unevenness small (a few per cent) and gives the default cap its 64
+/// shards.
+const MIN_KEYS_PER_SHARD: usize = 256;
+
 /// (key, TAT) entries, found by the hash the store computed once for the
 /// shard (hashbrown's `HashTable`: no second hashing of the key).
 type Map = hashbrown::HashTable<(Key, u64)>;
@@ -36,7 +43,8 @@ struct PaddedShard(Mutex<Shard>);
 /// GCRA state in memory, shared by every clone of the service that holds it
 /// (the layer keeps it behind one `Arc`).
 ///
-/// Keys live in up to 64 shards, each a small hash table (hashbrown's
+/// Keys live in up to 64 shards (fewer for a small cap: see
+/// [Bounded memory](#bounded-memory)), each a small hash table (hashbrown's
 /// `HashTable`; each key hashed once with foldhash, seeded per process, for
 /// both the shard and the table) behind a `std` mutex held only for the
 /// arithmetic: no lock
@@ -54,7 +62,9 @@ struct PaddedShard(Mutex<Shard>);
 ///   same for all shards on demand.
 /// * **Hard cap.** At most [`max_keys`](MemoryStoreBuilder::max_keys)
 ///   (default [`DEFAULT_MAX_KEYS`]) keys are tracked, split evenly across
-///   the shards. A shard that is full when a new key arrives first drops
+///   the shards. The store has as many shards as it can, up to 64 and a
+///   power of two, while giving each at least 256 keys: 64 shards for the
+///   default cap, 1 shard for a cap below 512. A shard that is full when a new key arrives first drops
 ///   its expired keys; if that frees nothing it evicts the quarter of its keys
 ///   closest to a full bucket (smallest TAT). An evicted key gets a fresh
 ///   bucket when it comes back — the least information to lose. A key costs
@@ -111,9 +121,10 @@ pub struct MemoryStoreBuilder<C = MonotonicClock> {
 
 impl<C: Clock> MemoryStoreBuilder<C> {
     /// The most keys tracked at once (default [`DEFAULT_MAX_KEYS`]; at
-    /// least 1).
+    /// least 1: 0 fails when the store is built). The cap also sets the
+    /// number of shards (see [`MemoryStore`]).
     pub fn max_keys(mut self, max_keys: usize) -> Self {
-        self.max_keys = max_keys.max(1);
+        self.max_keys = max_keys;
         self
     }
 
@@ -134,17 +145,28 @@ impl<C: Clock> MemoryStoreBuilder<C> {
     }
 
     /// The store.
+    ///
+    /// # Panics
+    ///
+    /// When `max_keys` is 0; use [`try_build`](Self::try_build) to get a
+    /// [`ConfigError`](crate::ConfigError) instead.
     pub fn build(self) -> MemoryStore<C> {
-        let shards = self.max_keys.min(MAX_SHARDS).next_power_of_two();
-        let shards = if shards > self.max_keys {
-            shards / 2
-        } else {
-            shards
+        self.try_build().unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// The store, or an error naming the field that is wrong.
+    ///
+    /// # Errors
+    ///
+    /// `max_keys` of 0.
+    pub fn try_build(self) -> Result<MemoryStore<C>, crate::ConfigError> {
+        if self.max_keys == 0 {
+            return Err(crate::ConfigError::new("max_keys", "must be at least 1"));
         }
-        .max(1);
-        let shard_cap = (self.max_keys / shards).max(1);
+        let shards = shard_count(self.max_keys);
+        let shard_cap = self.max_keys / shards;
         let hasher = foldhash::fast::RandomState::default();
-        MemoryStore {
+        Ok(MemoryStore {
             shards: (0..shards)
                 .map(|_| {
                     PaddedShard(Mutex::new(Shard {
@@ -157,8 +179,17 @@ impl<C: Clock> MemoryStoreBuilder<C> {
             shard_cap,
             sweep_interval: u64::try_from(self.sweep_interval.as_nanos()).unwrap_or(u64::MAX),
             clock: self.clock,
-        }
+        })
     }
+}
+
+/// The most shards, up to [`MAX_SHARDS`] and a power of two (the shard
+/// index is a mask), that each get at least [`MIN_KEYS_PER_SHARD`] keys of
+/// `max_keys`; 1 for a smaller cap.
+fn shard_count(max_keys: usize) -> usize {
+    let fit = (max_keys / MIN_KEYS_PER_SHARD).clamp(1, MAX_SHARDS);
+    // The largest power of two not above `fit`.
+    1 << fit.ilog2()
 }
 
 impl<C: Clock> MemoryStore<C> {
@@ -304,6 +335,78 @@ mod tests {
                 .check_now(&Key::from_u64(999_999), &Quota::per_hour(1), 1)
                 .is_allowed()
         );
+    }
+
+    // A cap above the number of active clients limits every one of them,
+    // however small: 50 clients under a cap of 100 each get exactly their
+    // burst. (Split over 64 shards of 1 key, clients sharing a shard
+    // evicted each other on every request and were never limited.)
+    #[test]
+    fn a_small_cap_still_limits_every_active_client() {
+        let (now, clock) = manual_clock();
+        let store = MemoryStore::builder().max_keys(100).clock(clock).build();
+        assert_eq!(store.max_keys(), 100);
+        let quota = Quota::per_hour(5);
+        let mut allowed = [0u32; 50];
+        for _ in 0..20 {
+            now.fetch_add(1_000_000, Ordering::SeqCst);
+            for (client, allowed) in (0u64..).zip(&mut allowed) {
+                if store
+                    .check_now(&Key::from_u64(client), &quota, 1)
+                    .is_allowed()
+                {
+                    *allowed += 1;
+                }
+            }
+        }
+        assert_eq!(allowed, [5; 50]);
+    }
+
+    // Each shard evicts on its own, so it holds at least 256 keys; the
+    // default cap keeps 64 shards.
+    #[test]
+    fn shards_hold_at_least_256_keys() {
+        let shards = |max_keys| {
+            MemoryStore::builder()
+                .max_keys(max_keys)
+                .build()
+                .shards
+                .len()
+        };
+        assert_eq!(MemoryStore::new().shards.len(), 64);
+        assert_eq!(MemoryStore::new().max_keys(), 99_968);
+        for (max_keys, expected) in [
+            (1, 1),
+            (100, 1),
+            (511, 1),
+            (512, 2),
+            (1000, 2),
+            (10_000, 32),
+            (16_383, 32),
+            (16_384, 64),
+            (usize::MAX, 64),
+        ] {
+            assert_eq!(shards(max_keys), expected, "max_keys({max_keys})");
+        }
+        for max_keys in [1, 100, 511, 512, 1000, 10_000, 100_000] {
+            let store = MemoryStore::builder().max_keys(max_keys).build();
+            assert!(store.shard_cap >= max_keys.min(256), "max_keys({max_keys})");
+            assert!(store.max_keys() > max_keys - store.shards.len());
+        }
+    }
+
+    // STANDARDS.md: bad configuration fails when built, naming the field.
+    #[test]
+    fn max_keys_zero_fails_naming_the_field() {
+        let err = MemoryStore::builder().max_keys(0).try_build().unwrap_err();
+        assert_eq!(err.field(), "max_keys");
+        assert!(MemoryStore::builder().max_keys(1).try_build().is_ok());
+    }
+
+    #[test]
+    #[should_panic(expected = "`max_keys`")]
+    fn build_panics_on_max_keys_zero() {
+        let _ = MemoryStore::builder().max_keys(0).build();
     }
 
     // STANDARDS.md: periodic retain drops keys whose bucket is full again.
