@@ -159,6 +159,32 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    // Every quota that parses keeps its burst, however high its rate: a new
+    // key gets exactly `burst` requests at one instant. (A rate above one
+    // per nanosecond used to parse, with T rounded to 0 and a burst of 1.)
+    #[test]
+    fn every_quota_that_parses_allows_its_burst(
+        count in prop_oneof![1u32..1000, any::<u32>()],
+        secs in 1u64..5,
+        burst in 1u32..64,
+    ) {
+        let Ok(quota) = format!("{count}/{secs}s burst {burst}").parse::<Quota>() else {
+            prop_assert!(u64::from(count) > secs * 1_000_000_000, "{}/{}s refused", count, secs);
+            return Ok(());
+        };
+        let (_, clock) = manual_clock();
+        let store = MemoryStore::builder().clock(clock).build();
+        let key = Key::from_bytes(b"client");
+        let allowed = (0..=burst)
+            .filter(|_| store.check_now(&key, &quota, 1).is_allowed())
+            .count();
+        prop_assert_eq!(allowed, burst as usize, "{}", quota);
+    }
+}
+
 /// `r` and `t` of `RateLimit: "p";r=R;t=S`.
 fn parse_ratelimit(response: &Response<impl Sized>) -> (u64, u64) {
     let value = response.headers()["ratelimit"].to_str().unwrap();

@@ -45,9 +45,10 @@ pub struct Quota {
 impl Quota {
     /// `count` requests per `period`, bursts of `count`.
     ///
-    /// A zero `count` or `period`, or a period that is not a whole number of
-    /// seconds (the `w` of the `RateLimit-Policy` header is in seconds), is
-    /// refused when the layer is built.
+    /// A zero `count` or `period`, a period that is not a whole number of
+    /// seconds (the `w` of the `RateLimit-Policy` header is in seconds) or
+    /// longer than a year, or a rate above one request per nanosecond
+    /// (`T = period / count` under 1 ns) is refused when the layer is built.
     pub const fn new(count: u32, period: Duration) -> Self {
         let period_nanos = period.as_nanos();
         let period_nanos = if period_nanos > u64::MAX as u128 {
@@ -138,6 +139,13 @@ impl Quota {
         }
         if self.period.as_secs() > 366 * 86_400 {
             return err("the period must be at most a year");
+        }
+        if self.interval_nanos == 0 {
+            // T = period / count rounds to 0 ns: the store would raise T to
+            // 1 ns with a τ computed from 0, a burst of 1.
+            return err(
+                "the rate is too high: at most one request per nanosecond (period / count)",
+            );
         }
         Ok(())
     }
@@ -334,11 +342,30 @@ mod tests {
             ("10/s burst 0", "burst must be at least 1"),
             ("10/s bust 3", "expected"),
             ("10/0s", "whole, non-zero number of seconds"),
+            ("1500000000/s burst 1000", "rate is too high"),
+            ("4294967295/4s", "rate is too high"),
         ];
         for (input, needle) in cases {
             let err = input.parse::<Quota>().unwrap_err().to_string();
             assert!(err.contains(needle), "{input:?}: {err}");
         }
+    }
+
+    // T = period / count must be at least 1 ns: below it, T rounded to 0
+    // and the store's T of 1 ns with τ = 0 collapsed any burst to 1.
+    #[test]
+    fn a_rate_above_one_per_nanosecond_is_refused() {
+        let err = Quota::per_second(1_500_000_000)
+            .with_burst(1000)
+            .validate("quota")
+            .unwrap_err();
+        assert_eq!(err.field(), "quota");
+        assert!(err.message().contains("rate is too high"), "{err}");
+        // One per nanosecond exactly is fine, and keeps its burst.
+        let quota: Quota = "1000000000/s burst 1000".parse().unwrap();
+        assert_eq!(quota.emission_interval(), Duration::from_nanos(1));
+        assert_eq!(quota.tolerance(), Duration::from_nanos(999));
+        assert!("4294967295/5s".parse::<Quota>().is_ok());
     }
 
     #[test]

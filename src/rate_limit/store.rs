@@ -132,6 +132,8 @@ pub(crate) fn gcra_nanos(
     quota: &Quota,
     cost: u32,
 ) -> (Decision, Option<u64>) {
+    // A validated quota has T ≥ 1 ns; `max` only keeps an unvalidated one
+    // (given to `gcra` or `check_now` directly) from dividing by zero.
     let t = quota.interval_nanos().max(1);
     let tau = quota.tolerance_nanos();
     let base = tat.map_or(now, |tat| tat.max(now));

@@ -737,6 +737,13 @@ fn bad_configuration_names_the_field() {
         "quota"
     );
     assert_eq!(
+        err(RateLimitLayer::builder().policy(Policy::new(
+            "a",
+            Quota::per_second(1_500_000_000).with_burst(1000)
+        ))),
+        "quota"
+    );
+    assert_eq!(
         err(RateLimitLayer::builder().policy(p()).policy(p())),
         "policy"
     );
