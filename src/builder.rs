@@ -38,6 +38,15 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed<L> + Sized {
     /// [`RateLimitLayer::new`](crate::rate_limit::RateLimitLayer::new)).
     /// (Not `rate_limit`: tower's own `ServiceBuilder::rate_limit` would
     /// shadow it.)
+    ///
+    /// # Panics
+    ///
+    /// When `quota` is invalid: a zero count, burst or period, a period that
+    /// is not whole seconds or is longer than a year, or a rate above one
+    /// request per nanosecond. To get a [`ConfigError`](crate::ConfigError)
+    /// instead, build the layer with
+    /// [`RateLimitLayer::builder`](crate::rate_limit::RateLimitLayer::builder)
+    /// and add it with [`ServiceBuilder::layer`].
     #[cfg(feature = "rate-limit")]
     #[cfg_attr(docsrs, doc(cfg(feature = "rate-limit")))]
     fn rate_limit_per_ip(
