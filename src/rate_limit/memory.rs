@@ -329,12 +329,42 @@ mod tests {
             len >= 10_000 * 3 / 4 - 64,
             "evicts only what it must: {len}"
         );
-        // A key seen just now survives eviction.
-        assert!(
-            !store
-                .check_now(&Key::from_u64(999_999), &Quota::per_hour(1), 1)
-                .is_allowed()
-        );
+    }
+
+    fn tracked<C: Clock>(store: &MemoryStore<C>, key: u64) -> bool {
+        let key = Key::from_u64(key);
+        store
+            .shards
+            .iter()
+            .any(|shard| lock(&shard.0).map.iter().any(|(k, _)| *k == key))
+    }
+
+    // STANDARDS.md: eviction drops the keys closest to a full bucket (the
+    // smallest TAT), so recently active clients keep their state and stale
+    // ones go. Keys arrive a second apart (distinct TATs); an old key is
+    // used again; then one more key overflows the store.
+    #[test]
+    fn eviction_keeps_recently_active_keys_and_drops_stale_ones() {
+        let (now, clock) = manual_clock();
+        let store = MemoryStore::builder().max_keys(100).clock(clock).build();
+        assert_eq!((store.shards.len(), store.max_keys()), (1, 100));
+        // T = 360 s: no key expires during the test, and a key used again
+        // gets the largest TAT.
+        let quota = Quota::per_hour(10);
+        let second = || now.fetch_add(1_000_000_000, Ordering::SeqCst);
+        for key in 0..100 {
+            second();
+            assert!(store.check_now(&Key::from_u64(key), &quota, 1).is_allowed());
+        }
+        second();
+        assert!(store.check_now(&Key::from_u64(0), &quota, 1).is_allowed());
+        assert_eq!(store.len(), 100);
+        second();
+        assert!(store.check_now(&Key::from_u64(100), &quota, 1).is_allowed());
+        // A quarter evicted: keys 1 to 25, the least recently used.
+        let kept: Vec<u64> = (0..=100).filter(|&key| tracked(&store, key)).collect();
+        let expected: Vec<u64> = std::iter::once(0).chain(26..=100).collect();
+        assert_eq!(kept, expected);
     }
 
     // A cap above the number of active clients limits every one of them,
