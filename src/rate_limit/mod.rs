@@ -648,8 +648,8 @@ impl RateLimitLayerBuilder {
     /// # Errors
     ///
     /// No policy; a policy name that is empty, repeated or not printable
-    /// ASCII; a zero count, burst or period, or a period that is not whole
-    /// seconds (`quota`); a bad CIDR (`trusted_proxies`); an IPv6 prefix
+    /// ASCII; a zero count, burst or period, a period that is not whole
+    /// seconds, or a rate above one request per nanosecond (`quota`); a bad CIDR (`trusted_proxies`); an IPv6 prefix
     /// above 128; a route prefix not starting with `/`; `max_keys` of 0.
     pub fn build(mut self) -> Result<RateLimitLayer, ConfigError> {
         if self.policies.is_empty() {
@@ -714,9 +714,9 @@ impl RateLimitLayer {
     ///
     /// # Panics
     ///
-    /// When `quota` is invalid (zero count, burst or period, or a period
-    /// that is not whole seconds); use [`builder`](Self::builder) to get an
-    /// error instead.
+    /// When `quota` is invalid (zero count, burst or period, a period that
+    /// is not whole seconds, or a rate above one request per nanosecond);
+    /// use [`builder`](Self::builder) to get an error instead.
     pub fn new(quota: Quota) -> Self {
         Self::builder()
             .policy(Policy::new("default", quota))
