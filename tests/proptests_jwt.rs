@@ -30,10 +30,17 @@ const VALID_HEADERS: [&str; 3] = [
 ];
 
 fn send(authorization: HeaderValue) -> StatusCode {
-    let layer = JwtAuthLayer::builder()
-        .key(VerificationKey::hmac(Algorithm::HS256, SECRET).unwrap())
-        .build()
-        .unwrap();
+    send_to(None, authorization)
+}
+
+/// [`send`] through a layer that requires `typ` when one is given.
+fn send_to(typ: Option<&str>, authorization: HeaderValue) -> StatusCode {
+    let mut builder =
+        JwtAuthLayer::builder().key(VerificationKey::hmac(Algorithm::HS256, SECRET).unwrap());
+    if let Some(typ) = typ {
+        builder = builder.typ(typ);
+    }
+    let layer = builder.build().unwrap();
     let mut service = layer.layer(tower::service_fn(|_req: Request<()>| async {
         Ok::<_, Infallible>(Response::new(()))
     }));
@@ -164,5 +171,26 @@ proptest! {
         } else {
             prop_assert_eq!(status, StatusCode::UNAUTHORIZED, "{} {}", header, payload);
         }
+    }
+
+    // Regression (review): a `typ` whose 12th byte fell inside a character
+    // panicked in the `application/` prefix comparison. Any `typ` a
+    // correctly signed token carries gets 200 or 401, never a panic.
+    #[test]
+    fn any_typ_is_answered_without_a_panic(
+        typ in prop_oneof!["\\PC{0,16}", "application\\PC{0,4}", "(at\\+jwt|AT\\+JWT)"],
+    ) {
+        let header = serde_json::json!({ "alg": "HS256", "typ": typ }).to_string();
+        let token = sign(SECRET, &header, VALID_PAYLOAD);
+        let status = send_to(
+            Some("at+jwt"),
+            HeaderValue::from_str(&format!("Bearer {token}")).unwrap(),
+        );
+        let expected = if typ.eq_ignore_ascii_case("at+jwt") {
+            StatusCode::OK
+        } else {
+            StatusCode::UNAUTHORIZED
+        };
+        prop_assert_eq!(status, expected, "typ {:?}", typ);
     }
 }

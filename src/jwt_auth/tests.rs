@@ -918,11 +918,38 @@ async fn typ_is_checked_when_configured() {
         let token = hs_with_header(json!({ "alg": "HS256", "typ": typ }), claims());
         assert_invalid(&layer, &token, JwtError::WrongType).await;
     }
+    // Regression (review): a `typ` whose 12th byte falls inside a character
+    // panicked while the `application/` prefix was compared.
+    for typ in ["applicationé", "aaaaaaaaaaaé", "ééééééé", "application/é"] {
+        let token = hs_with_header(json!({ "alg": "HS256", "typ": typ }), claims());
+        assert_invalid(&layer, &token, JwtError::WrongType).await;
+    }
     let untyped = hs_with_header(json!({ "alg": "HS256" }), claims());
     assert_invalid(&layer, &untyped, JwtError::WrongType).await;
     // Not configured: any typ passes.
     let relaxed = builder().build().unwrap();
     assert_ok(&relaxed, &untyped).await;
+}
+
+// RFC 7515 §4: the JOSE header is a JSON object. Regression (review): an
+// array was read by position (`["HS256"]` as `alg`), and a trusted key's
+// signature over it was accepted.
+#[tokio::test]
+async fn a_header_that_is_not_an_object_is_malformed() {
+    let layer = builder().build().unwrap();
+    for header in [
+        json!(["HS256"]),
+        json!(["HS256", null, "JWT"]),
+        json!("HS256"),
+    ] {
+        let token = hs_with_header(header, claims());
+        assert_invalid(
+            &layer,
+            &token,
+            JwtError::Malformed("header is not a JSON object"),
+        )
+        .await;
+    }
 }
 
 // RFC 7515 §7.1 / RFC 7516: exactly three segments; JWE (five segments,

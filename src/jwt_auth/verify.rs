@@ -250,6 +250,11 @@ impl Rules {
                 .map_err(|_| JwtError::Malformed("header is not base64url"))?;
             &heap
         };
+        // RFC 7515 §4: the header is a JSON object. serde's derived
+        // `Deserialize` would also read an array (`["RS256"]`) by position.
+        if decoded.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return Err(JwtError::Malformed("header is not a JSON object"));
+        }
         let raw: RawHeader<'_> = serde_json::from_slice(decoded)
             .map_err(|_| JwtError::Malformed("header is not a JSON object"))?;
         if raw.crit {
@@ -410,7 +415,12 @@ pub(crate) struct Verified<T> {
 pub(crate) fn typ_matches(expected: &str, actual: &str) -> bool {
     fn strip(s: &str) -> &str {
         const PREFIX: &str = "application/";
-        if s.len() > PREFIX.len() && s[..PREFIX.len()].eq_ignore_ascii_case(PREFIX) {
+        // Compared as bytes: `s` comes from the token, and its byte 12 may
+        // fall inside a character (slicing the `str` there would panic).
+        // When the ASCII prefix matches, byte 12 is a character boundary.
+        if s.len() > PREFIX.len()
+            && s.as_bytes()[..PREFIX.len()].eq_ignore_ascii_case(PREFIX.as_bytes())
+        {
             &s[PREFIX.len()..]
         } else {
             s
