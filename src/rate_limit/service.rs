@@ -54,7 +54,7 @@ impl<S: fmt::Debug> fmt::Debug for RateLimit<S> {
 
 /// Seconds rounded up.
 fn ceil_secs(d: Duration) -> u64 {
-    d.as_secs() + u64::from(d.subsec_nanos() > 0)
+    d.as_secs().saturating_add(u64::from(d.subsec_nanos() > 0))
 }
 
 /// Bytes held on the stack by [`Rendered`] before it moves to the heap:

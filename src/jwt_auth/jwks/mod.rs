@@ -191,6 +191,10 @@ use crate::sync::{lock, read, write};
 use fetch::HttpClient;
 use jwk::KeySet;
 
+/// The longest cache lifetime, cooldown or timeout accepted: these are added
+/// to `Instant`s while requests are served, which must not overflow.
+const MAX_INTERVAL: Duration = Duration::from_secs(366 * 24 * 3600);
+
 /// The default timeout of one fetch: 5 seconds.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 /// The default size cap of a JWKS or discovery response: 256 KiB.
@@ -295,7 +299,8 @@ impl JwksKeySourceBuilder {
         }
     }
 
-    /// The timeout of one fetch, connect to last body byte (default 5 s).
+    /// The timeout of one fetch, connect to last body byte (default 5 s; at
+    /// most 366 days).
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
@@ -308,7 +313,8 @@ impl JwksKeySourceBuilder {
     }
 
     /// Bounds of the cache lifetime taken from `Cache-Control: max-age`
-    /// (default 5 minutes – 24 hours). Without `max-age`, `min` is used.
+    /// (default 5 minutes – 24 hours; `max` at most 366 days). Without
+    /// `max-age`, `min` is used.
     pub fn cache_lifetime(mut self, min: Duration, max: Duration) -> Self {
         self.min_ttl = min;
         self.max_ttl = max;
@@ -316,7 +322,8 @@ impl JwksKeySourceBuilder {
     }
 
     /// The least time between two refetches caused by unknown `kid`s
-    /// (default 30 s), and the retry interval after a failed fetch.
+    /// (default 30 s; at most 366 days), and the retry interval after a
+    /// failed fetch.
     pub fn cooldown(mut self, cooldown: Duration) -> Self {
         self.cooldown = cooldown;
         self
@@ -407,8 +414,22 @@ impl JwksKeySourceBuilder {
                 "the lower bound must be above zero and at most the upper bound",
             ));
         }
-        if self.cooldown.is_zero() {
-            return Err(ConfigError::new("cooldown", "must be above zero"));
+        // Added to `Instant`s on the request path: a bound keeps that from
+        // overflowing (which panics), whatever the configuration.
+        if self.max_ttl > MAX_INTERVAL {
+            return Err(ConfigError::new(
+                "cache_lifetime",
+                "the upper bound must be at most 366 days",
+            ));
+        }
+        if self.timeout > MAX_INTERVAL {
+            return Err(ConfigError::new("timeout", "must be at most 366 days"));
+        }
+        if self.cooldown.is_zero() || self.cooldown > MAX_INTERVAL {
+            return Err(ConfigError::new(
+                "cooldown",
+                "must be above zero and at most 366 days",
+            ));
         }
         let client = HttpClient::new(self.timeout, self.max_size)
             .map_err(|e| ConfigError::new("tls", e.to_string()))?;

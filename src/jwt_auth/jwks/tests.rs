@@ -48,6 +48,22 @@ async fn bad_configuration_names_the_field() {
         field(JwksKeySource::from_jwks_url(url).cooldown(Duration::ZERO)),
         "cooldown"
     );
+    // Regression (review): these are added to `Instant`s while requests are
+    // served; `Duration::MAX` made an unknown `kid` panic the request.
+    assert_eq!(
+        field(JwksKeySource::from_jwks_url(url).cooldown(Duration::MAX)),
+        "cooldown"
+    );
+    assert_eq!(
+        field(
+            JwksKeySource::from_jwks_url(url).cache_lifetime(Duration::from_secs(1), Duration::MAX)
+        ),
+        "cache_lifetime"
+    );
+    assert_eq!(
+        field(JwksKeySource::from_jwks_url(url).timeout(Duration::MAX)),
+        "timeout"
+    );
     // `build` reports the same error without fetching.
     let err = JwksKeySource::from_jwks_url(url)
         .cooldown(Duration::ZERO)

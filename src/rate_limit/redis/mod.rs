@@ -781,7 +781,11 @@ impl RedisStore {
     ///
     /// When Redis does not answer in time, or no tokio runtime runs.
     pub async fn ping(&self, timeout: Duration) -> Result<(), StoreError> {
-        let deadline = tokio::time::Instant::now() + timeout;
+        // A huge timeout waits "forever" rather than overflowing.
+        let now = tokio::time::Instant::now();
+        let deadline = now
+            .checked_add(timeout)
+            .unwrap_or_else(|| now + Duration::from_secs(366 * 24 * 3600));
         loop {
             match self.shared.connection() {
                 Ok(mut conn) => {
