@@ -212,14 +212,35 @@ struct Denied {
     cost: u32,
 }
 
+/// The least time between two sweeps of a full deny cache for expired
+/// entries: a sweep reads every entry under the lock, and clients choosing
+/// many limited keys must not make every denial pay for one.
+const DENY_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+
 struct DenyCache {
     capacity: usize,
-    entries: Mutex<HashMap<Key, Denied>>,
+    entries: Mutex<DenyEntries>,
+}
+
+#[derive(Default)]
+struct DenyEntries {
+    map: HashMap<Key, Denied>,
+    last_sweep: Option<Instant>,
+    /// Sweeps so far (for tests).
+    sweeps: u64,
 }
 
 impl DenyCache {
+    fn new(capacity: usize) -> Self {
+        Self {
+            capacity,
+            entries: Mutex::new(DenyEntries::default()),
+        }
+    }
+
     fn get(&self, key: &Key, cost: u32, now: Instant) -> Option<Decision> {
-        let mut entries = crate::sync::lock(&self.entries);
+        let mut guard = crate::sync::lock(&self.entries);
+        let entries = &mut guard.map;
         let entry = *entries.get(key)?;
         if now >= entry.retry_at {
             entries.remove(key);
@@ -238,14 +259,27 @@ impl DenyCache {
         if decision.retry_after().is_zero() {
             return;
         }
-        let mut entries = crate::sync::lock(&self.entries);
-        if entries.len() >= self.capacity && !entries.contains_key(&key) {
-            entries.retain(|_, e| e.retry_at > now);
-            if entries.len() >= self.capacity {
-                return;
+        let mut guard = crate::sync::lock(&self.entries);
+        let state = &mut *guard;
+        if state.map.len() >= self.capacity && !state.map.contains_key(&key) {
+            // Full: drop the expired entries, at most once per interval...
+            if state
+                .last_sweep
+                .is_none_or(|last| now.saturating_duration_since(last) >= DENY_SWEEP_INTERVAL)
+            {
+                state.map.retain(|_, e| e.retry_at > now);
+                state.last_sweep = Some(now);
+                state.sweeps += 1;
+            }
+            // ...and else any one entry: the newest denial is the likeliest
+            // to be asked about again, and the work stays constant.
+            if state.map.len() >= self.capacity
+                && let Some(victim) = state.map.keys().next().copied()
+            {
+                state.map.remove(&victim);
             }
         }
-        entries.insert(
+        state.map.insert(
             key,
             Denied {
                 retry_at: now + decision.retry_after(),
@@ -258,13 +292,13 @@ impl DenyCache {
 
     fn remove(&self, key: &Key) {
         let mut entries = crate::sync::lock(&self.entries);
-        if !entries.is_empty() {
-            entries.remove(key);
+        if !entries.map.is_empty() {
+            entries.map.remove(key);
         }
     }
 
     fn len(&self) -> usize {
-        crate::sync::lock(&self.entries).len()
+        crate::sync::lock(&self.entries).map.len()
     }
 }
 
@@ -403,6 +437,8 @@ impl RedisStoreBuilder {
     /// How many limited keys are remembered locally so their requests are
     /// denied without a round trip until their `Retry-After` passes
     /// (default [`DEFAULT_DENY_CACHE_CAPACITY`]; 0 turns the cache off).
+    /// When full, expired denials are swept at most once a second, and a
+    /// new denial otherwise takes the place of an arbitrary one.
     pub fn deny_cache_capacity(mut self, capacity: usize) -> Self {
         self.deny_cache_capacity = capacity;
         self
@@ -467,10 +503,8 @@ impl RedisStoreBuilder {
                         .max_keys(self.fallback_max_keys)
                         .build()
                 }),
-                deny: (self.deny_cache_capacity > 0).then(|| DenyCache {
-                    capacity: self.deny_cache_capacity,
-                    entries: Mutex::new(HashMap::new()),
-                }),
+                deny: (self.deny_cache_capacity > 0)
+                    .then(|| DenyCache::new(self.deny_cache_capacity)),
                 failures: AtomicU64::new(0),
                 down_until: AtomicU64::new(0),
                 down: AtomicBool::new(false),

@@ -169,10 +169,7 @@ fn fallback_memory_limits_locally_per_policy() {
 
 #[test]
 fn deny_cache_answers_until_retry_after_and_is_bounded() {
-    let cache = DenyCache {
-        capacity: 2,
-        entries: Mutex::new(HashMap::new()),
-    };
+    let cache = DenyCache::new(2);
     let now = Instant::now();
     let denied = Decision::denied(0, Duration::from_secs(3), Duration::from_secs(1));
     cache.insert(Key::from_u64(1), 1, &denied, now);
@@ -186,20 +183,37 @@ fn deny_cache_answers_until_retry_after_and_is_bounded() {
     cache.insert(Key::from_u64(2), 3, &denied, now);
     assert!(cache.get(&Key::from_u64(2), 1, now).is_none());
     assert!(cache.get(&Key::from_u64(2), 3, now).is_some());
-    // Full: a third key is not remembered.
+    // Full: a third key takes the place of another, the cache stays at
+    // its capacity.
     cache.insert(Key::from_u64(3), 1, &denied, now);
     assert_eq!(cache.len(), 2);
-    assert!(cache.get(&Key::from_u64(3), 1, now).is_none());
+    assert!(cache.get(&Key::from_u64(3), 1, now).is_some());
     // Once Retry-After passed, the entry is gone and room is made.
-    assert!(
-        cache
-            .get(&Key::from_u64(1), 1, now + Duration::from_secs(1))
-            .is_none()
-    );
-    cache.insert(Key::from_u64(3), 1, &denied, now + Duration::from_secs(1));
-    assert!(
-        cache
-            .get(&Key::from_u64(3), 1, now + Duration::from_secs(1))
-            .is_some()
-    );
+    let later = now + Duration::from_secs(1);
+    cache.insert(Key::from_u64(4), 1, &denied, later);
+    assert!(cache.get(&Key::from_u64(4), 1, later).is_some());
+    assert!(cache.len() <= 2);
+}
+
+// Regression (review): a full cache swept every entry, under its lock, on
+// every denial it could not store, and then did not store it. A client
+// with many limited keys made each denial cost a scan and a Redis call.
+// Now a full cache sweeps at most once per interval and otherwise makes
+// room by dropping one entry.
+#[test]
+fn a_full_deny_cache_sweeps_at_most_once_per_interval() {
+    let cache = DenyCache::new(100);
+    let now = Instant::now();
+    let denied = Decision::denied(0, Duration::from_secs(60), Duration::from_secs(60));
+    for i in 0..100 {
+        cache.insert(Key::from_u64(i), 1, &denied, now);
+    }
+    for i in 100..1_100 {
+        let at = now + Duration::from_millis(i - 100);
+        cache.insert(Key::from_u64(i), 1, &denied, at);
+        assert!(cache.get(&Key::from_u64(i), 1, at).is_some(), "key {i}");
+        assert_eq!(cache.len(), 100);
+    }
+    // 1 000 inserts into a full cache over one second: one sweep.
+    assert_eq!(crate::sync::lock(&cache.entries).sweeps, 1);
 }
