@@ -174,7 +174,7 @@
 mod fetch;
 mod jwk;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -453,10 +453,7 @@ impl JwksKeySourceBuilder {
             flight: Mutex::new(Flight::default()),
             done,
             refresh_at: Mutex::new(Instant::now() + self.max_ttl),
-            negative: Mutex::new(NegativeCache {
-                kids: HashMap::new(),
-                capacity: self.negative_capacity,
-            }),
+            negative: Mutex::new(NegativeCache::new(self.negative_capacity)),
             fetches: AtomicU64::new(0),
             failures: AtomicU64::new(0),
             last_error: Mutex::new(None),
@@ -618,32 +615,66 @@ struct Flight {
 /// Unknown `kid`s, each until its instant plus the lifetime; bounded.
 #[derive(Debug)]
 struct NegativeCache {
-    kids: HashMap<Box<str>, Instant>,
+    kids: HashMap<Arc<str>, Instant>,
+    /// The kids in the order they were remembered, with that time: expiry
+    /// and eviction of the oldest without scanning the map (a burst of
+    /// random kids after a fetch must not cost a scan each). An element
+    /// whose time no longer matches `kids` is stale (the kid was remembered
+    /// again, or evicted) and is skipped.
+    order: VecDeque<(Arc<str>, Instant)>,
     capacity: usize,
 }
 
 impl NegativeCache {
+    fn new(capacity: usize) -> Self {
+        Self {
+            kids: HashMap::new(),
+            order: VecDeque::new(),
+            capacity,
+        }
+    }
+
     fn contains(&self, kid: &str, now: Instant, ttl: Duration) -> bool {
         self.kids.get(kid).is_some_and(|at| now < *at + ttl)
+    }
+
+    fn is_live(&self, kid: &str, at: Instant) -> bool {
+        self.kids.get(kid) == Some(&at)
     }
 
     fn insert(&mut self, kid: Box<str>, now: Instant, ttl: Duration) {
         if self.capacity == 0 {
             return;
         }
-        if self.kids.len() >= self.capacity && !self.kids.contains_key(&kid) {
-            self.kids.retain(|_, at| now < *at + ttl);
-            if self.kids.len() >= self.capacity
-                && let Some(oldest) = self
-                    .kids
-                    .iter()
-                    .min_by_key(|(_, at)| **at)
-                    .map(|(k, _)| k.clone())
-            {
-                self.kids.remove(&oldest);
+        // Expired (or stale) from the front.
+        while let Some((front, at)) = self.order.front() {
+            if !self.is_live(front, *at) {
+                self.order.pop_front();
+            } else if now >= *at + ttl {
+                self.kids.remove(front);
+                self.order.pop_front();
+            } else {
+                break;
             }
         }
-        self.kids.insert(kid, now);
+        let kid: Arc<str> = kid.into();
+        if self.kids.len() >= self.capacity && !self.kids.contains_key(&kid) {
+            // The oldest live one makes room.
+            while let Some((oldest, at)) = self.order.pop_front() {
+                if self.is_live(&oldest, at) {
+                    self.kids.remove(&oldest);
+                    break;
+                }
+            }
+        }
+        self.kids.insert(Arc::clone(&kid), now);
+        self.order.push_back((kid, now));
+        // Kids remembered again leave stale elements: keep the queue within
+        // twice the map (amortised over at least `capacity` inserts).
+        if self.order.len() > 2 * self.capacity {
+            let kids = &self.kids;
+            self.order.retain(|(kid, at)| kids.get(kid) == Some(at));
+        }
     }
 }
 

@@ -104,10 +104,7 @@ fn from_issuer_appends_the_discovery_path() {
 fn the_negative_cache_is_bounded_and_expires() {
     let ttl = Duration::from_secs(60);
     let start = Instant::now();
-    let mut cache = NegativeCache {
-        kids: HashMap::new(),
-        capacity: 3,
-    };
+    let mut cache = NegativeCache::new(3);
     for (i, kid) in ["a", "b", "c", "d"].into_iter().enumerate() {
         cache.insert(kid.into(), start + Duration::from_secs(i as u64), ttl);
     }
@@ -117,12 +114,41 @@ fn the_negative_cache_is_bounded_and_expires() {
     assert!(cache.contains("d", start + Duration::from_secs(4), ttl));
     // Entries expire after the lifetime.
     assert!(!cache.contains("d", start + Duration::from_secs(64), ttl));
-    let mut off = NegativeCache {
-        kids: HashMap::new(),
-        capacity: 0,
-    };
+    let mut off = NegativeCache::new(0);
     off.insert("a".into(), start, ttl);
     assert!(off.kids.is_empty());
+}
+
+// Regression (review): once full, each insert scanned the whole map twice
+// (expiry, then the oldest), under the lock every unknown-`kid` check
+// takes. Now expiry and eviction take the oldest from an insertion-order
+// queue; a kid remembered again keeps its place only once.
+#[test]
+fn the_negative_cache_evicts_the_oldest_without_scanning() {
+    let ttl = Duration::from_secs(60);
+    let start = Instant::now();
+    let at = |s: u64| start + Duration::from_millis(s);
+    let mut cache = NegativeCache::new(3);
+    cache.insert("a".into(), at(0), ttl);
+    cache.insert("b".into(), at(1), ttl);
+    cache.insert("c".into(), at(2), ttl);
+    // `a` remembered again: `b` is now the oldest.
+    cache.insert("a".into(), at(3), ttl);
+    cache.insert("d".into(), at(4), ttl);
+    assert!(!cache.contains("b", at(5), ttl));
+    for kid in ["a", "c", "d"] {
+        assert!(cache.contains(kid, at(5), ttl), "{kid}");
+    }
+    // Many re-inserts keep the queue bounded.
+    for i in 0..1_000 {
+        cache.insert("a".into(), at(10 + i), ttl);
+    }
+    assert!(cache.order.len() <= 6, "{}", cache.order.len());
+    assert_eq!(cache.kids.len(), 3);
+    // Expired ones go from the front as new kids arrive.
+    cache.insert("e".into(), start + Duration::from_secs(70), ttl);
+    assert_eq!(cache.kids.len(), 1);
+    assert!(cache.contains("e", start + Duration::from_secs(70), ttl));
 }
 
 #[test]
