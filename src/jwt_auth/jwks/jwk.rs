@@ -19,11 +19,19 @@ pub(super) struct KeySet {
     without_kid: Vec<Arc<VerificationKey>>,
     /// The number of usable JWKs (not of derived keys).
     jwks: usize,
+    /// What the set holds, whatever the order of its keys and the layout
+    /// of the document: a refetch that returns the same keys reordered or
+    /// reformatted is no change (which would empty the token caches).
+    fingerprint: u64,
 }
 
 impl KeySet {
     pub(super) fn len(&self) -> usize {
         self.jwks
+    }
+
+    pub(super) fn fingerprint(&self) -> u64 {
+        self.fingerprint
     }
 
     pub(super) fn find(&self, kid: Option<&str>, alg: Algorithm) -> KeyLookup {
@@ -86,6 +94,20 @@ fn skip(index: usize, kid: Option<&str>, why: &str) {
 pub(super) fn parse_set(body: &[u8]) -> Result<KeySet, serde_json::Error> {
     let raw: RawSet = serde_json::from_slice(body)?;
     let mut set = KeySet::default();
+    // Each member re-serialised (no layout), the hashes sorted (no order).
+    let mut members: Vec<u64> = raw
+        .keys
+        .iter()
+        .map(|value| xxhash_rust::xxh3::xxh3_64(&serde_json::to_vec(value).unwrap_or_default()))
+        .collect();
+    members.sort_unstable();
+    set.fingerprint = members
+        .iter()
+        .fold(xxhash_rust::xxh3::Xxh3Default::new(), |mut h, m| {
+            h.update(&m.to_le_bytes());
+            h
+        })
+        .digest();
     for (index, value) in raw.keys.into_iter().enumerate() {
         let jwk: RawJwk = match serde_json::from_value(value) {
             Ok(jwk) => jwk,
@@ -283,6 +305,22 @@ mod tests {
         let mixed = set(&[ed(Some("k1"), X1), ed(None, X2)]);
         assert_eq!(found(&mixed, None, alg), None);
         assert_eq!(found(&mixed, Some("k1"), alg), Some(Some("k1".into())));
+    }
+
+    // Regression (review): a refetch that returned the same keys in another
+    // order or layout counted as new keys, so one unknown-`kid` token per
+    // cooldown emptied the verified-token cache. The fingerprint is of the
+    // keys, not of the bytes.
+    #[test]
+    fn the_fingerprint_ignores_key_order_and_layout() {
+        let a = ed(Some("k1"), X1);
+        let b = ed(Some("k2"), X2);
+        let base = set(&[a.clone(), b.clone()]).fingerprint();
+        assert_eq!(set(&[b.clone(), a.clone()]).fingerprint(), base);
+        let spaced = parse_set(format!("{{ \"keys\" :\n [ {a} ,\n {b} ] }}").as_bytes()).unwrap();
+        assert_eq!(spaced.fingerprint(), base);
+        assert_ne!(set(std::slice::from_ref(&a)).fingerprint(), base);
+        assert_ne!(set(&[a, ed(Some("k2"), X1)]).fingerprint(), base);
     }
 
     // RFC 7518 §3.3: an RSA key below 2048 bits is not used.

@@ -449,7 +449,7 @@ impl JwksKeySourceBuilder {
             allow_http: self.allow_http,
             keys: RwLock::new(Arc::new(KeySet::default())),
             generation: AtomicU64::new(0),
-            body_hash: AtomicU64::new(0),
+            set_fingerprint: AtomicU64::new(0),
             flight: Mutex::new(Flight::default()),
             done,
             refresh_at: Mutex::new(Instant::now() + self.max_ttl),
@@ -638,6 +638,11 @@ impl NegativeCache {
         self.kids.get(kid).is_some_and(|at| now < *at + ttl)
     }
 
+    fn clear(&mut self) {
+        self.kids.clear();
+        self.order.clear();
+    }
+
     fn is_live(&self, kid: &str, at: Instant) -> bool {
         self.kids.get(kid) == Some(&at)
     }
@@ -691,7 +696,7 @@ struct Inner {
     /// replaced after a fetch completes.
     keys: RwLock<Arc<KeySet>>,
     generation: AtomicU64,
-    body_hash: AtomicU64,
+    set_fingerprint: AtomicU64,
     flight: Mutex<Flight>,
     /// Bumped when a fetch ends; waiters of the single flight watch it.
     done: watch::Sender<u64>,
@@ -748,12 +753,12 @@ impl Inner {
     async fn fetch_and_store(&self) {
         let next = match self.fetch().await {
             Ok((set, ttl, hash)) => {
-                let changed = self.body_hash.swap(hash, Ordering::AcqRel) != hash;
+                let changed = self.set_fingerprint.swap(hash, Ordering::AcqRel) != hash;
                 let count = set.len();
                 *write(&self.keys) = Arc::new(set);
                 if changed {
                     self.generation.fetch_add(1, Ordering::AcqRel);
-                    lock(&self.negative).kids.clear();
+                    lock(&self.negative).clear();
                 }
                 self.fetches.fetch_add(1, Ordering::Relaxed);
                 *lock(&self.last_error) = None;
@@ -806,7 +811,7 @@ impl Inner {
             .and_then(jwk::max_age)
             .unwrap_or(self.min_ttl)
             .clamp(self.min_ttl, self.max_ttl);
-        let hash = xxhash_rust::xxh3::xxh3_64(&fetched.body);
+        let hash = set.fingerprint();
         Ok((set, ttl, hash))
     }
 
