@@ -781,8 +781,13 @@ impl Inner {
             }
         };
         *lock(&self.refresh_at) = Instant::now() + next;
-        lock(&self.flight).running = false;
+        // Under the flight lock: a request that starts the next fetch in
+        // between would otherwise subscribe before this signal and take it
+        // for the end of its own fetch (and look its kid up too early).
+        let mut flight = lock(&self.flight);
+        flight.running = false;
         self.done.send_modify(|n| *n = n.wrapping_add(1));
+        drop(flight);
     }
 
     /// One fetch: discovery first when needed, then the set.
