@@ -365,7 +365,7 @@ where
         };
         ResponseFuture {
             inner: future,
-            state: Some(State {
+            state: Pending(Some(State {
                 otel_cx,
                 start,
                 route,
@@ -374,7 +374,7 @@ where
                 rpc_method,
                 protocol,
                 active,
-            }),
+            })),
         }
     }
 }
@@ -496,6 +496,21 @@ impl State {
             error_type,
             grpc_code,
         }
+    }
+
+    /// The response future was dropped before the response head: no status,
+    /// not an error of the server (the client went away, or a timeout
+    /// outside fired).
+    fn finish_cancelled(self) {
+        drop(Completion {
+            method_known: false,
+            state: self,
+            status: None,
+            error_type: None,
+            grpc_code: None,
+            auth: None,
+            policy: None,
+        });
     }
 
     fn finish_error<E>(self) {
@@ -704,14 +719,27 @@ pin_project! {
     pub struct ResponseFuture<F> {
         #[pin]
         inner: F,
-        state: Option<State>,
+        state: Pending,
+    }
+}
+
+/// The request's state until its response head: dropped before that (the
+/// client went away, a timeout fired), it still ends the span and records
+/// the duration, with no status code.
+struct Pending(Option<State>);
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if let Some(state) = self.0.take() {
+            state.finish_cancelled();
+        }
     }
 }
 
 impl<F> fmt::Debug for ResponseFuture<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ResponseFuture")
-            .field("finished", &self.state.is_none())
+            .field("finished", &self.state.0.is_none())
             .finish_non_exhaustive()
     }
 }
@@ -724,7 +752,7 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let Some(state) = this.state.as_ref() else {
+        let Some(state) = this.state.0.as_ref() else {
             // Polled after completion: nothing left to record.
             return this.inner.poll(cx).map_ok(|response| {
                 response.map(|inner| OtelBody {
@@ -740,7 +768,7 @@ where
             let _attached = state.otel_cx.clone().attach();
             ready!(this.inner.poll(cx))
         };
-        let state = this.state.take();
+        let state = this.state.0.take();
         Poll::Ready(match result {
             Ok(response) => {
                 let (parts, inner) = response.into_parts();

@@ -111,7 +111,10 @@
 //! (trailers-only responses, such as every rejection of tower-edge) or else
 //! from the trailers at the end of the body; a body dropped before its
 //! trailers leaves the attribute unset rather than guessing. While the body
-//! is polled the span is current too, for streaming handlers.
+//! is polled the span is current too, for streaming handlers. A request
+//! whose response future is dropped before the response head (the client
+//! went away, a timeout outside fired) ends its span and records its
+//! duration too, with no status code and no error.
 //!
 //! # Default setup
 //!

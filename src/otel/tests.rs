@@ -717,6 +717,38 @@ async fn active_requests_up_then_back_to_zero() {
     );
 }
 
+// Regression (review): a request dropped before its response head (the
+// client went away) ended neither through the layer nor in the duration
+// histogram. Now its span ends, without a status code or an error, and
+// its duration is recorded.
+#[tokio::test]
+async fn a_request_cancelled_before_its_response_is_still_measured() {
+    let t = Telemetry::new();
+    let mut service = t.layer().layer(service_fn(|_req: Request<()>| {
+        std::future::pending::<Result<Response<()>, Infallible>>()
+    }));
+    let future = service
+        .ready()
+        .await
+        .unwrap()
+        .call(get("/").body(()).unwrap());
+    assert!(t.spans().is_empty());
+    drop(future);
+    let span = t.one_span();
+    assert_eq!(attr(&span, "http.response.status_code"), None);
+    assert_eq!(span.status, Status::Unset);
+    let exported = t.collect();
+    let metric = find(&exported, "http.server.request.duration").expect("exported");
+    let AggregatedMetrics::F64(MetricData::Histogram(histogram)) = metric.data() else {
+        panic!("not an f64 histogram: {:?}", metric.data());
+    };
+    let points: Vec<_> = histogram.data_points().collect();
+    assert_eq!(points.len(), 1);
+    assert_eq!(points[0].count(), 1);
+    let attributes: Vec<KeyValue> = points[0].attributes().cloned().collect();
+    assert!(!attributes.iter().any(|kv| kv.key.as_str() == "error.type"));
+}
+
 #[tokio::test]
 async fn counters_for_auth_failures_rate_limits_and_not_modified() {
     let t = Telemetry::new();
