@@ -384,6 +384,13 @@ pub(crate) fn is_grpc_content_type(value: &HeaderValue) -> bool {
 /// printable ASCII, and `%` itself (gRPC over HTTP/2 protocol spec).
 const GRPC_MESSAGE: &AsciiSet = &CONTROLS.add(b'%');
 
+/// On a response the rate limiter denied: the policy that denied it (the
+/// OpenTelemetry layer counts rate-limited requests by it; the response
+/// headers list every policy, not which one decided).
+#[derive(Clone, Debug)]
+#[cfg_attr(not(feature = "otel"), allow(dead_code))]
+pub(crate) struct RateLimitedBy(pub(crate) std::sync::Arc<str>);
+
 /// Marks a gRPC answer made by a tower-edge layer (before any handler or
 /// router saw the call), so the OpenTelemetry layer does not take the
 /// client's method name as one the server knows.

@@ -490,7 +490,17 @@ impl State {
         Completion {
             method_known,
             auth: semconv::auth_failure(status, headers),
-            policy: rate_limited.then(|| semconv::rate_limit_policy(headers)),
+            policy: rate_limited.then(|| {
+                // Ours name the policy that denied; another limiter's are
+                // read from its headers.
+                parts
+                    .extensions
+                    .get::<crate::rejection::RateLimitedBy>()
+                    .map_or_else(
+                        || semconv::rate_limit_policy(headers),
+                        |by| Cow::Owned(by.0.to_string()),
+                    )
+            }),
             state: self,
             status: Some(status),
             error_type,

@@ -53,8 +53,8 @@ impl HttpInstruments {
 ///
 /// | instrument | unit | attributes | moved by |
 /// |---|---|---|---|
-/// | `tower_edge.auth.failures` | `{request}` | `error.type`: the `error` of `WWW-Authenticate` (`invalid_token`, `insufficient_scope`, `invalid_request`), `missing_credentials` when there is none, `unknown` for a 401 without `WWW-Authenticate`, `unauthenticated` / `permission_denied` for gRPC 16 / 7 | the [`OtelLayer`](super::OtelLayer), from 401 responses and 403 responses carrying `WWW-Authenticate` |
-/// | `tower_edge.rate_limit.limited` | `{request}` | `tower_edge.rate_limit.policy`: first item of `RateLimit-Policy` (else `RateLimit`), `unknown` without one | the `OtelLayer`, from 429 responses and gRPC status 8 |
+/// | `tower_edge.auth.failures` | `{request}` | `error.type`: the `error` of `WWW-Authenticate` (`invalid_token`, `insufficient_scope`, `invalid_request`), `other` for another value, `missing_credentials` when there is none, `unknown` for a 401 without `WWW-Authenticate`, `unauthenticated` / `permission_denied` for gRPC 16 / 7 | the [`OtelLayer`](super::OtelLayer), from 401 responses, 403 responses carrying `WWW-Authenticate` and 400 responses whose challenge says `invalid_request` |
+/// | `tower_edge.rate_limit.limited` | `{request}` | `tower_edge.rate_limit.policy`: the policy that denied (a tower-edge limiter says which); for another limiter the first item of `RateLimit-Policy` (else `RateLimit`), `unknown` without one | the `OtelLayer`, from 429 responses and gRPC status 8 |
 /// | `tower_edge.cache.not_modified` | `{response}` | `http.route` when known | the `OtelLayer`, from 304 responses |
 /// | `tower_edge.rate_limit.store.errors` | `{error}` | `error.type` | [`store_error`](Self::store_error), for the Redis store |
 /// | `tower_edge.jwks.fetches` | `{fetch}` | `error.type` on failure | [`jwks_fetch_succeeded`](Self::jwks_fetch_succeeded) / [`jwks_fetch_failed`](Self::jwks_fetch_failed) |

@@ -37,7 +37,8 @@
 //!   methods outside the standard set (`http.request.method` is then
 //!   `_OTHER`). Attributes: `http.request.method`, `url.path`, `url.scheme`,
 //!   `http.route` (when known), `http.response.status_code`, `error.type`
-//!   and status Error on 5xx only, `server.address`, `server.port`,
+//!   and status Error on 5xx only (and when the inner service or the
+//!   response body fails), `server.address`, `server.port`,
 //!   `user_agent.original`, `network.protocol.version`,
 //!   `http.request.method_original`, `rpc.*` for gRPC, and `correlation_id` (see
 //!   [`CORRELATION_ID`]) when a [`CorrelationIdLayer`](crate::correlation::CorrelationIdLayer)

@@ -155,7 +155,8 @@ pub(crate) fn grpc_server_error(code: u16) -> bool {
 }
 
 /// The reason an auth failure is counted under, if the response is one:
-/// a 401, or a 403 with `WWW-Authenticate` (RFC 6750 §3.1).
+/// a 401, a 403 with `WWW-Authenticate`, or a 400 whose challenge says
+/// `error="invalid_request"` (RFC 6750 §3.1).
 pub(crate) fn auth_failure(status: StatusCode, headers: &HeaderMap) -> Option<&'static str> {
     let challenges = headers.get_all(http::header::WWW_AUTHENTICATE);
     let mut any = false;
@@ -172,6 +173,7 @@ pub(crate) fn auth_failure(status: StatusCode, headers: &HeaderMap) -> Option<&'
         StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN if any => {
             Some(reason.unwrap_or("missing_credentials"))
         }
+        StatusCode::BAD_REQUEST if reason == Some("invalid_request") => reason,
         _ => None,
     }
 }
@@ -321,6 +323,21 @@ mod tests {
             (401, vec![], Some("unknown")),
             (403, vec![], None),
             (200, vec![], None),
+            // The JWT layer's 400s (two tokens, `Bearer` without one).
+            (
+                400,
+                vec![(
+                    "www-authenticate",
+                    r#"Bearer realm="api", error="invalid_request""#,
+                )],
+                Some("invalid_request"),
+            ),
+            (400, vec![], None),
+            (
+                400,
+                vec![("www-authenticate", r#"Bearer error="invalid_token""#)],
+                None,
+            ),
         ];
         for (status, pairs, expected) in cases {
             let got = auth_failure(StatusCode::from_u16(status).unwrap(), &headers(&pairs));

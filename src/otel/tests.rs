@@ -749,6 +749,36 @@ async fn a_request_cancelled_before_its_response_is_still_measured() {
     assert!(!attributes.iter().any(|kv| kv.key.as_str() == "error.type"));
 }
 
+// Regression (review): the rate-limited counter named the first policy of
+// `RateLimit-Policy`, which lists every policy of the layer, so a denial by
+// the second policy was counted for the first. Our limiter now names the
+// policy that denied.
+#[tokio::test]
+async fn rate_limited_requests_are_counted_for_the_policy_that_denied() {
+    use crate::rate_limit::{Global, Policy, Quota, RateLimitLayer};
+    let t = Telemetry::new();
+    let limiter = RateLimitLayer::builder()
+        .policy(Policy::new("burst", Quota::per_minute(100)).key(Global))
+        .policy(Policy::new("per hour", Quota::per_hour(1)).key(Global))
+        .build()
+        .unwrap();
+    let service = ServiceBuilder::new()
+        .layer(t.layer())
+        .layer(limiter)
+        .service(respond(200, &[]));
+    for _ in 0..2 {
+        service
+            .clone()
+            .oneshot(get("/").body(()).unwrap())
+            .await
+            .unwrap();
+    }
+    let limited = sum_points(&t.collect(), "tower_edge.rate_limit.limited");
+    assert_eq!(limited.len(), 1);
+    assert_eq!(limited[0].1, 1);
+    assert!(has(&limited[0].0, RATE_LIMIT_POLICY, "per hour"));
+}
+
 #[tokio::test]
 async fn counters_for_auth_failures_rate_limits_and_not_modified() {
     let t = Telemetry::new();

@@ -350,7 +350,13 @@ fn reject<B>(
         ))
         .with_header(RETRY_AFTER, HeaderValue::from(retry_after));
     let problem = outcome.headers(config, set).into_problem(problem);
-    config.rejections.respond(problem, request_headers)
+    let mut response = config.rejections.respond(problem, request_headers);
+    response
+        .extensions_mut()
+        .insert(crate::rejection::RateLimitedBy(Arc::clone(
+            &set.policies[index].name,
+        )));
+    response
 }
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for RateLimit<S>
