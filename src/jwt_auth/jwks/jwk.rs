@@ -140,6 +140,22 @@ pub(super) fn parse_set(body: &[u8]) -> Result<KeySet, serde_json::Error> {
     Ok(set)
 }
 
+/// The significant bits of a base64url modulus (`None`: not base64url).
+fn rsa_modulus_bits(n: &str) -> Option<usize> {
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(n)
+        .ok()?;
+    let significant = bytes
+        .iter()
+        .position(|&b| b != 0)
+        .map_or(&[][..], |i| &bytes[i..]);
+    Some(match significant.first() {
+        Some(first) => (significant.len() - 1) * 8 + (8 - first.leading_zeros() as usize),
+        None => 0,
+    })
+}
+
 const RSA_ALGS: [Algorithm; 6] = [
     Algorithm::RS256,
     Algorithm::RS384,
@@ -192,7 +208,7 @@ fn keys_of(jwk: &RawJwk) -> Result<Vec<VerificationKey>, &'static str> {
                 "RSA" => {
                     let n = member(&jwk.n)?;
                     // RFC 7518 §3.3: RSA keys of at least 2048 bits.
-                    if n.trim_start_matches('A').len() * 6 < 2048 - 8 {
+                    if rsa_modulus_bits(n).is_none_or(|bits| bits < 2048) {
                         return Err("RSA modulus shorter than 2048 bits");
                     }
                     VerificationKey::rsa_components(alg, n, member(&jwk.e)?)
@@ -323,11 +339,34 @@ mod tests {
         assert_ne!(set(&[a, ed(Some("k2"), X1)]).fingerprint(), base);
     }
 
-    // RFC 7518 §3.3: an RSA key below 2048 bits is not used.
+    // RFC 7518 §3.3: an RSA key below 2048 bits is not used, counted to
+    // the bit. Regression (review): the count by base64 characters let
+    // moduli of 2035 to 2047 bits through.
     #[test]
     fn short_rsa_keys_are_skipped() {
+        use base64::Engine;
         let set = parse_set(br#"{"keys": [{"kty": "RSA", "kid": "k", "n": "AQAB", "e": "AQAB"}]}"#)
             .unwrap();
         assert_eq!(set.len(), 0);
+        let modulus = |lead: &[u8], len: usize| {
+            let mut n = lead.to_vec();
+            n.resize(len - 1, 0);
+            n.push(1); // odd
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(n)
+        };
+        for (n, bits) in [
+            (modulus(&[0x80], 256), 2048),
+            (modulus(&[0x00, 0x80], 257), 2048),
+            (modulus(&[0x40], 256), 2047),
+            (modulus(&[0x80], 255), 2040),
+        ] {
+            assert_eq!(rsa_modulus_bits(&n), Some(bits));
+            let set = parse_set(
+                format!(r#"{{"keys": [{{"kty": "RSA", "kid": "k", "alg": "RS256", "n": "{n}", "e": "AQAB"}}]}}"#)
+                    .as_bytes(),
+            )
+            .unwrap();
+            assert_eq!(set.len(), usize::from(bits >= 2048), "{bits} bits");
+        }
     }
 }
