@@ -677,9 +677,16 @@ async fn works_on_a_redis_cluster() {
             .unwrap()
     };
     let (a, b) = (make(), make());
+    // Regression (review): the first check while the Cluster connection
+    // is being made was counted (and logged) as a Redis failure, and
+    // skipped Redis for the retry interval. It falls back, uncounted.
+    let quota = Quota::per_hour(4);
+    let _ = a
+        .check(Check::new("api", &Key::from_u64(999), &quota, 1))
+        .await;
+    assert_eq!(a.failures(), 0);
     a.ping(Duration::from_secs(10)).await.unwrap();
     b.ping(Duration::from_secs(10)).await.unwrap();
-    let quota = Quota::per_hour(4);
     // Many keys: they land on all three nodes' slots.
     for id in 0..20u64 {
         let key = Key::from_u64(id);

@@ -724,13 +724,15 @@ impl<T> JwtAuthLayerBuilder<T> {
     ///
     /// # Errors
     ///
-    /// Names the field: no key (`key`), two keys with one `kid` or a key
-    /// whose algorithm is not allowed (`key`), both keys and a key source
-    /// (`key_source`), an empty allow-list or none with a key source
-    /// (`algorithms`), a realm with `"` or `\` (`realm`), a leeway above
-    /// 5 minutes (`leeway`), a zero `max_token_length` or `cache_capacity`,
-    /// a `cache_ttl` below one second, a bad scope token (`require_scope`), an empty `typ`, issuer or
-    /// audience.
+    /// Names the field: no key (`key`), two keys with one `kid`, two keys
+    /// without a `kid` for one algorithm, or a key whose algorithm is not
+    /// allowed (`key`), both keys and a key source (`key_source`), an empty
+    /// allow-list or none with a key source (`algorithms`), a realm with
+    /// `"` or `\` (`realm`), a leeway above 5 minutes (`leeway`), a zero
+    /// `max_token_length` or `cache_capacity`, a `cache_ttl` below one
+    /// second, a bad scope token (`require_scope`), more than 64
+    /// `require_claim`s, no token source left (`authorization_header`), an
+    /// empty `typ`, issuer or audience.
     pub fn build(self) -> Result<JwtAuthLayer<T>, ConfigError> {
         if let Some(err) = self.key_errors.into_iter().next() {
             return Err(err);

@@ -649,7 +649,8 @@ impl RateLimitLayerBuilder {
     ///
     /// No policy; a policy name that is empty, repeated or not printable
     /// ASCII; a zero count, burst or period, a period that is not whole
-    /// seconds, or a rate above one request per nanosecond (`quota`); a bad CIDR (`trusted_proxies`); an IPv6 prefix
+    /// seconds or is longer than a year, or a rate above one request per
+    /// nanosecond (`quota`); a bad CIDR (`trusted_proxies`); an IPv6 prefix
     /// above 128; a route prefix not starting with `/`; `max_keys` of 0.
     pub fn build(mut self) -> Result<RateLimitLayer, ConfigError> {
         if self.policies.is_empty() {
@@ -715,7 +716,8 @@ impl RateLimitLayer {
     /// # Panics
     ///
     /// When `quota` is invalid (zero count, burst or period, a period that
-    /// is not whole seconds, or a rate above one request per nanosecond);
+    /// is not whole seconds or is longer than a year, or a rate above one
+    /// request per nanosecond);
     /// use [`builder`](Self::builder) to get an error instead.
     pub fn new(quota: Quota) -> Self {
         Self::builder()

@@ -598,6 +598,9 @@ fn parse_reply(reply: &[i64]) -> Result<Decision, StoreError> {
 
 enum Failure {
     Timeout,
+    /// The first connection is still being made (Redis Cluster): no call
+    /// failed, so nothing is counted or logged; a failed connect attempt is.
+    Connecting,
     Connection(String),
     Response(redis::RedisError),
     NoRuntime,
@@ -608,7 +611,7 @@ impl Failure {
     fn kind(&self) -> &'static str {
         match self {
             Self::Timeout => "timeout",
-            Self::Connection(_) | Self::NoRuntime | Self::Down => "connection",
+            Self::Connecting | Self::Connection(_) | Self::NoRuntime | Self::Down => "connection",
             Self::Response(e) if e.is_io_error() || e.is_connection_dropped() => "connection",
             Self::Response(_) => "response",
         }
@@ -617,6 +620,7 @@ impl Failure {
     fn into_error(self, timeout: Duration) -> StoreError {
         match self {
             Self::Timeout => StoreError::new(format!("Redis did not answer within {timeout:?}")),
+            Self::Connecting => StoreError::new("still connecting to Redis"),
             Self::Connection(message) => StoreError::new(message),
             Self::Response(e) => StoreError::with_source("Redis call failed", e),
             Self::NoRuntime => StoreError::new("the Redis store needs a tokio runtime to connect"),
@@ -653,11 +657,7 @@ impl Shared {
         }
         // Only a Cluster connection is still being made (asynchronously).
         if self.connecting.swap(true, Ordering::AcqRel) {
-            return self
-                .conn
-                .get()
-                .cloned()
-                .ok_or_else(|| Failure::Connection("still connecting to Redis".into()));
+            return self.conn.get().cloned().ok_or(Failure::Connecting);
         }
         match &self.target {
             Target::Single(client) => {
@@ -688,14 +688,17 @@ impl Shared {
                 let client = ClusterClient::clone(client);
                 let weak = Arc::downgrade(self);
                 runtime.spawn(connect_cluster(client, weak));
-                Err(Failure::Connection(
-                    "connecting to the Redis Cluster".into(),
-                ))
+                Err(Failure::Connecting)
             }
         }
     }
 
     fn failed(&self, failure: &Failure) {
+        if matches!(failure, Failure::Connecting) {
+            // Not a failure of Redis: the connect attempt reports its own.
+            tracing::debug!("rate limit: Redis not connected yet; falling back meanwhile");
+            return;
+        }
         if !matches!(failure, Failure::Down) {
             self.failures.fetch_add(1, Ordering::Relaxed);
             #[cfg(feature = "otel")]
@@ -760,8 +763,18 @@ async fn connect_cluster(client: ClusterClient, shared: Weak<Shared>) {
                 }
                 return;
             }
-            Ok(Err(error)) => tracing::debug!(%error, "rate limit: Redis Cluster connect failed"),
-            Err(_) => tracing::debug!("rate limit: Redis Cluster connect timed out"),
+            Ok(Err(error)) => {
+                tracing::debug!(%error, "rate limit: Redis Cluster connect failed");
+                if let Some(shared) = shared.upgrade() {
+                    shared.failed(&Failure::Response(error));
+                }
+            }
+            Err(_) => {
+                tracing::debug!("rate limit: Redis Cluster connect timed out");
+                if let Some(shared) = shared.upgrade() {
+                    shared.failed(&Failure::Timeout);
+                }
+            }
         }
         if shared.strong_count() == 0 {
             return;
@@ -832,7 +845,9 @@ impl RedisStore {
                         Err(_) => Err(StoreError::new("Redis did not answer PING in time")),
                     };
                 }
-                Err(Failure::Connection(_)) if tokio::time::Instant::now() < deadline => {
+                Err(Failure::Connecting | Failure::Connection(_))
+                    if tokio::time::Instant::now() < deadline =>
+                {
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }
                 Err(failure) => return Err(failure.into_error(timeout)),
