@@ -285,6 +285,36 @@ async fn script_flush_is_survived() {
     assert_eq!(store.failures(), 0);
 }
 
+// Regression (CI): on NOSCRIPT the store loaded the script and sent
+// EVALSHA again, so a second flush in between failed the check (another
+// test's flushes hit a property test that way). It now sends EVAL with
+// the script, which runs and caches it in one command.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checks_survive_flushes_in_a_tight_loop() {
+    let mut conn = shared_redis();
+    let prefix = unique_prefix("flushes");
+    let store = store(&prefix);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flusher = {
+        let stop = std::sync::Arc::clone(&stop);
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let _: () = redis::cmd("SCRIPT").arg("FLUSH").query(&mut conn).unwrap();
+            }
+        })
+    };
+    let quota = Quota::per_hour(1_000_000);
+    for i in 0..2_000u64 {
+        store
+            .check(Check::new("api", &Key::from_u64(i % 16), &quota, 1))
+            .await
+            .unwrap_or_else(|e| panic!("check {i} failed: {e:?}"));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    flusher.join().unwrap();
+    assert_eq!(store.failures(), 0);
+}
+
 // STANDARDS (Redis): keys expire (PX) when their TAT passes; policies are
 // separate keys; the key carries the prefix and a hash tag.
 #[tokio::test]

@@ -14,8 +14,9 @@
 //!   allowed / remaining / reset / retry-after: the same decision, `r`, `t`
 //!   and `Retry-After` as the memory store for the same quota and schedule.
 //! * The script is sent with `EVALSHA`, one command built directly per
-//!   check; on `NOSCRIPT` (after `SCRIPT FLUSH`, a restart or a failover) it
-//!   is loaded again and retried.
+//!   check; on `NOSCRIPT` (after `SCRIPT FLUSH`, a restart or a failover)
+//!   the check is sent again as `EVAL` with the script's text, which runs it
+//!   and caches it for the next `EVALSHA` in one command.
 //! * The key is `<prefix>:{<key>}:<policy>` — the per-application
 //!   [prefix](RedisStoreBuilder::key_prefix), the [`Key`]'s
 //!   `Display` form inside a Cluster hash tag, and the policy's name, so
@@ -165,31 +166,28 @@ enum Conn {
 }
 
 impl Conn {
-    /// Sends one check's `EVALSHA`; on `NOSCRIPT` loads `script` and sends
-    /// it again.
+    /// Sends one check's `EVALSHA`; on `NOSCRIPT` (after `SCRIPT FLUSH`, a
+    /// restart or a failover) sends the same check as `EVAL` with the
+    /// script's text, which runs it and caches it in one command: no
+    /// window between loading and running for another flush to fall into.
     async fn run(
         &mut self,
-        eval: &redis::Cmd,
-        script: &redis::Script,
+        evalsha: &redis::Cmd,
+        eval: impl FnOnce() -> redis::Cmd,
     ) -> redis::RedisResult<Vec<i64>> {
-        let first = match self {
-            Self::Single(conn) => eval.query_async(conn).await,
-            Self::Cluster(conn) => eval.query_async(conn).await,
-        };
+        let first = self.query(evalsha).await;
         match first {
             Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
-                match self {
-                    Self::Single(conn) => {
-                        script.load_async(conn).await?;
-                        eval.query_async(conn).await
-                    }
-                    Self::Cluster(conn) => {
-                        script.load_async(conn).await?;
-                        eval.query_async(conn).await
-                    }
-                }
+                self.query(&eval()).await
             }
             other => other,
+        }
+    }
+
+    async fn query(&mut self, cmd: &redis::Cmd) -> redis::RedisResult<Vec<i64>> {
+        match self {
+            Self::Single(conn) => cmd.query_async(conn).await,
+            Self::Cluster(conn) => cmd.query_async(conn).await,
         }
     }
 
@@ -550,14 +548,14 @@ fn redis_key(prefix: &str, policy: &str, key: &Key) -> String {
     out
 }
 
-/// `EVALSHA <sha> 1 <key> <T ns> <tau ns> <cost> <burst>`, built in one
-/// buffer (what `redis::Script::key(..).arg(..)` sends, without its
-/// per-argument vectors and the copy into a command).
-fn eval_cmd(sha: &str, key: &str, quota: &Quota, cost: u32) -> redis::Cmd {
+/// `EVALSHA <sha> 1 <key> <T ns> <tau ns> <cost> <burst>` (or `EVAL
+/// <script> ...`), built in one buffer (what `redis::Script::key(..).arg(..)`
+/// sends, without its per-argument vectors and the copy into a command).
+fn eval_cmd(command: &str, sha_or_script: &str, key: &str, quota: &Quota, cost: u32) -> redis::Cmd {
     // Command name, sha, numkeys, key and four integers of at most 20 digits.
-    let mut cmd = redis::Cmd::with_capacity(8, 7 + sha.len() + 1 + key.len() + 4 * 20);
-    cmd.arg("EVALSHA")
-        .arg(sha)
+    let mut cmd = redis::Cmd::with_capacity(8, 7 + sha_or_script.len() + 1 + key.len() + 4 * 20);
+    cmd.arg(command)
+        .arg(sha_or_script)
         .arg(1)
         .arg(key)
         .arg(quota.interval_nanos().max(1))
@@ -881,9 +879,9 @@ impl RateLimitStore for RedisStore {
         let shared = Arc::clone(shared);
         StoreFuture::boxed(async move {
             let mut conn = conn;
-            let eval = eval_cmd(shared.script.get_hash(), &key, &quota, cost);
-            let outcome =
-                tokio::time::timeout(shared.timeout, conn.run(&eval, &shared.script)).await;
+            let evalsha = eval_cmd("EVALSHA", shared.script.get_hash(), &key, &quota, cost);
+            let eval = || eval_cmd("EVAL", SCRIPT, &key, &quota, cost);
+            let outcome = tokio::time::timeout(shared.timeout, conn.run(&evalsha, eval)).await;
             let failure = match outcome {
                 Ok(Ok(reply)) => match parse_reply(&reply) {
                     Ok(decision) => {

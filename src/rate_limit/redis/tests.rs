@@ -96,7 +96,7 @@ fn a_check_sends_one_evalsha_with_the_scripts_arguments() {
     let sha = script.get_hash();
     assert_eq!(sha.len(), 40);
     let quota = Quota::per_second(4).with_burst(3); // T = 250 ms, tau = 500 ms
-    let cmd = eval_cmd(sha, "p:{h:00000000000000ab}:api", &quota, 2);
+    let cmd = eval_cmd("EVALSHA", sha, "p:{h:00000000000000ab}:api", &quota, 2);
     let expected = format!(
         "*8\r\n$7\r\nEVALSHA\r\n$40\r\n{sha}\r\n$1\r\n1\r\n\
          $26\r\np:{{h:00000000000000ab}}:api\r\n$9\r\n250000000\r\n\
