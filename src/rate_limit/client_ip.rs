@@ -311,7 +311,9 @@ fn forwarded_elements_rev(line: &[u8]) -> impl Iterator<Item = &[u8]> {
 /// as some proxies write them.
 fn forwarded_for(element: &[u8]) -> Option<IpAddr> {
     let is_space = |b: u8| b == b' ' || b == b'\t';
-    let mut found: Option<Vec<u8>> = None;
+    // The raw `for` value, and whether it is a quoted string with escapes:
+    // only that one is ever copied.
+    let mut found: Option<(&[u8], bool)> = None;
     let mut i = 0;
     let n = element.len();
     loop {
@@ -335,33 +337,34 @@ fn forwarded_for(element: &[u8]) -> Option<IpAddr> {
             return None;
         }
         i += 1;
-        let mut value = Vec::new();
-        if element.get(i) == Some(&b'"') {
+        let (value, escaped) = if element.get(i) == Some(&b'"') {
             i += 1;
+            let start = i;
+            let mut escaped = false;
             loop {
                 match *element.get(i)? {
                     b'"' => break,
                     b'\\' => {
-                        value.push(*element.get(i + 1)?);
+                        element.get(i + 1)?;
+                        escaped = true;
                         i += 2;
                     }
-                    b => {
-                        value.push(b);
-                        i += 1;
-                    }
+                    _ => i += 1,
                 }
             }
             i += 1;
+            (&element[start..i - 1], escaped)
         } else {
             let start = i;
             while i < n && element[i] != b';' && !is_space(element[i]) {
                 i += 1;
             }
-            value.extend_from_slice(&element[start..i]);
+            let value = &element[start..i];
             if value.contains(&b'"') {
                 return None;
             }
-        }
+            (value, false)
+        };
         while i < n && is_space(element[i]) {
             i += 1;
         }
@@ -373,10 +376,21 @@ fn forwarded_for(element: &[u8]) -> Option<IpAddr> {
                 // A parameter given twice: malformed.
                 return None;
             }
-            found = Some(value);
+            found = Some((value, escaped));
         }
     }
-    parse_node(std::str::from_utf8(&found?).ok()?)
+    let (value, escaped) = found?;
+    if escaped {
+        // `\x` stands for `x` (RFC 9110 §5.6.4).
+        let mut unescaped = Vec::with_capacity(value.len());
+        let mut bytes = value.iter();
+        while let Some(&b) = bytes.next() {
+            unescaped.push(if b == b'\\' { *bytes.next()? } else { b });
+        }
+        parse_node(std::str::from_utf8(&unescaped).ok()?)
+    } else {
+        parse_node(std::str::from_utf8(value).ok()?)
+    }
 }
 
 #[cfg(test)]
@@ -398,12 +412,12 @@ mod tests {
         e
     }
 
-    fn headers(name: &str, lines: &[&str]) -> HeaderMap {
+    fn headers<L: AsRef<[u8]>>(name: &str, lines: &[L]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for line in lines {
             h.append(
                 HeaderName::from_bytes(name.as_bytes()).unwrap(),
-                line.parse().unwrap(),
+                HeaderValue::from_bytes(line.as_ref()).unwrap(),
             );
         }
         h
@@ -503,17 +517,6 @@ mod tests {
         assert_eq!(xff.resolve(&h, &peer), ip("10.1.1.1"));
     }
 
-    fn raw(name: &str, lines: &[&[u8]]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for line in lines {
-            h.append(
-                HeaderName::from_bytes(name.as_bytes()).unwrap(),
-                HeaderValue::from_bytes(line).unwrap(),
-            );
-        }
-        h
-    }
-
     // Regression (review): the nearest proxy appends its entry to the
     // client's `Forwarded` line (RFC 7239 §4). An unbalanced quote on the
     // client's side used to swallow that entry, and the client's own
@@ -567,14 +570,14 @@ mod tests {
     fn bytes_that_are_not_ascii_only_matter_where_the_walk_reaches() {
         let peer = ext("10.0.0.1:1");
         let xff = config(&["10.0.0.0/8"], ForwardedHeader::XForwardedFor);
-        let h = raw("x-forwarded-for", &[b"\xc3\xa9, 203.0.113.50"]);
+        let h = headers("x-forwarded-for", &[b"\xc3\xa9, 203.0.113.50"]);
         assert_eq!(xff.resolve(&h, &peer), ip("203.0.113.50"));
-        let h = raw("x-forwarded-for", &[b"\xc3\xa9, 10.0.0.9"]);
+        let h = headers("x-forwarded-for", &[b"\xc3\xa9, 10.0.0.9"]);
         assert_eq!(xff.resolve(&h, &peer), ip("10.0.0.9"));
         let forwarded = config(&["10.0.0.0/8"], ForwardedHeader::Forwarded);
-        let h = raw("forwarded", &[b"for=\"\xff\", for=203.0.113.50"]);
+        let h = headers("forwarded", &[b"for=\"\xff\", for=203.0.113.50"]);
         assert_eq!(forwarded.resolve(&h, &peer), ip("203.0.113.50"));
-        let h = raw("forwarded", &[b"for=\xff, for=10.0.0.9"]);
+        let h = headers("forwarded", &[b"for=\xff, for=10.0.0.9"]);
         assert_eq!(forwarded.resolve(&h, &peer), ip("10.0.0.9"));
     }
 

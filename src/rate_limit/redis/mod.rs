@@ -224,7 +224,8 @@ struct DenyCache {
 struct DenyEntries {
     map: HashMap<Key, Denied>,
     last_sweep: Option<Instant>,
-    /// Sweeps so far (for tests).
+    /// Sweeps so far.
+    #[cfg(test)]
     sweeps: u64,
 }
 
@@ -267,7 +268,10 @@ impl DenyCache {
             {
                 state.map.retain(|_, e| e.retry_at > now);
                 state.last_sweep = Some(now);
-                state.sweeps += 1;
+                #[cfg(test)]
+                {
+                    state.sweeps += 1;
+                }
             }
             // ...and else any one entry: the newest denial is the likeliest
             // to be asked about again, and the work stays constant.
@@ -645,10 +649,12 @@ impl Shared {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return Err(Failure::NoRuntime);
         };
-        let _starting = self
-            .starting
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // A Cluster connection is made in its own task: while it is, answer
+        // without the lock (the wait may be long when the cluster is down).
+        if matches!(self.target, Target::Cluster(_)) && self.connecting.load(Ordering::Acquire) {
+            return self.conn.get().cloned().ok_or(Failure::Connecting);
+        }
+        let _starting = crate::sync::lock(&self.starting);
         if let Some(conn) = self.conn.get() {
             // Another caller started it while this one waited.
             return Ok(conn.clone());
