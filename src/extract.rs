@@ -92,16 +92,12 @@ impl std::error::Error for AuthRejection {}
 impl IntoResponse for AuthRejection {
     fn into_response(self) -> Response {
         match self {
-            Self::Unauthenticated(answer) => {
-                let problem = token_required(answer.challenge.clone());
-                answer.respond(problem)
-            }
-            Self::NoSubject(answer) => {
-                let problem = Problem::new(StatusCode::UNAUTHORIZED)
+            Self::Unauthenticated(answer) => answer.respond(token_required),
+            Self::NoSubject(answer) => answer.respond(|challenge| {
+                Problem::new(StatusCode::UNAUTHORIZED)
                     .with_detail("the access token has no subject")
-                    .with_header(http::header::WWW_AUTHENTICATE, answer.challenge.clone());
-                answer.respond(problem)
-            }
+                    .with_header(http::header::WWW_AUTHENTICATE, challenge)
+            }),
             Self::Missing(missing) => missing.into_response(),
         }
     }
@@ -128,7 +124,7 @@ impl AuthChallenge {
         Self {
             challenge,
             rejections,
-            grpc_content_type: Rejections::grpc_content_type_of(request_headers),
+            grpc_content_type: crate::rejection::grpc_content_type(request_headers).cloned(),
         }
     }
 
@@ -137,9 +133,10 @@ impl AuthChallenge {
         &self.challenge
     }
 
-    fn respond(&self, problem: Problem) -> Response {
+    /// The response for the problem `problem` makes of the challenge.
+    fn respond(self, problem: impl FnOnce(HeaderValue) -> Problem) -> Response {
         self.rejections
-            .respond_as::<axum_core::body::Body>(problem, self.grpc_content_type.clone())
+            .respond_as::<axum_core::body::Body>(problem(self.challenge), self.grpc_content_type)
             .map(axum_core::body::Body::new)
     }
 }

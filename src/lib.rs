@@ -132,7 +132,7 @@ pub mod otel;
 pub mod rate_limit;
 
 mod builder;
-#[cfg(any(feature = "jwt-auth", feature = "cache-headers", feature = "jwks"))]
+#[cfg(any(feature = "jwt-auth", feature = "cache-headers"))]
 mod cache_control;
 #[cfg(any(feature = "jwt-auth", feature = "rate-limit"))]
 mod sync;

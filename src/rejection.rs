@@ -342,12 +342,6 @@ impl Rejections {
         }
     }
 
-    /// The request's gRPC content type, if it is a gRPC request.
-    #[cfg(all(feature = "axum", feature = "jwt-auth"))]
-    pub(crate) fn grpc_content_type_of(request_headers: &HeaderMap) -> Option<HeaderValue> {
-        grpc_content_type(request_headers).cloned()
-    }
-
     /// The HTTP problem response for `problem`, whatever the request.
     pub fn http_response<B>(&self, problem: Problem) -> Response<ResponseBody<B>> {
         let rendered = self.body.render(&problem);
@@ -368,7 +362,8 @@ pub fn is_grpc(request_headers: &HeaderMap) -> bool {
     grpc_content_type(request_headers).is_some()
 }
 
-fn grpc_content_type(headers: &HeaderMap) -> Option<&HeaderValue> {
+/// The `content-type` of a gRPC request (see [`is_grpc`]).
+pub(crate) fn grpc_content_type(headers: &HeaderMap) -> Option<&HeaderValue> {
     let value = headers.get(CONTENT_TYPE)?;
     is_grpc_content_type(value).then_some(value)
 }

@@ -129,11 +129,7 @@ pub(crate) fn grpc_method(path: &str) -> Option<(&str, &str)> {
 /// answers before any method is looked up).
 pub(crate) fn answered_by_grpc_server(parts: &http::response::Parts) -> bool {
     parts.status == StatusCode::OK
-        && (parts
-            .headers
-            .get(http::header::CONTENT_TYPE)
-            .is_some_and(crate::rejection::is_grpc_content_type)
-            || parts.headers.contains_key("grpc-status"))
+        && (crate::rejection::is_grpc(&parts.headers) || parts.headers.contains_key("grpc-status"))
         && parts
             .extensions
             .get::<crate::rejection::EdgeRejection>()
