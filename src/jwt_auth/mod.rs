@@ -303,28 +303,11 @@ struct Shared<T> {
 enum Outcome<T> {
     Authenticated(Cached<T>),
     Rejected(JwtError),
-    Refresh(PendingRefresh),
-}
-
-/// A key refresh, with the key-set generation read before it started: the
-/// lookup runs inside the refresh, so reading the generation after it could
-/// see a set swapped in after the lookup (and cache the token under it).
-struct PendingRefresh {
-    refresh: KeyRefresh,
-    generation: u64,
-}
-
-impl Future for PendingRefresh {
-    /// The lookup and the generation read before it.
-    type Output = (KeyLookup, u64);
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let generation = self.generation;
-        self.refresh
-            .as_mut()
-            .poll(cx)
-            .map(|lookup| (lookup, generation))
-    }
+    /// A key refresh, with the key-set generation read before it started:
+    /// the lookup runs inside the refresh, so reading the generation after
+    /// it could see a set swapped in after the lookup (and cache the token
+    /// under it).
+    Refresh(KeyRefresh, u64),
 }
 
 impl<T: DeserializeOwned + Send + Sync + 'static> Shared<T> {
@@ -344,10 +327,7 @@ impl<T: DeserializeOwned + Send + Sync + 'static> Shared<T> {
         match self.keys.find(parsed.kid.as_deref(), parsed.alg) {
             KeyLookup::Found(key) => self.finish(token, &parsed, &key, now, generation),
             KeyLookup::UnknownKid => match self.keys.refresh(parsed.kid.as_deref(), parsed.alg) {
-                Some(refresh) => Outcome::Refresh(PendingRefresh {
-                    refresh,
-                    generation,
-                }),
+                Some(refresh) => Outcome::Refresh(refresh, generation),
                 None => Outcome::Rejected(JwtError::UnknownKey),
             },
         }
@@ -360,7 +340,8 @@ impl<T: DeserializeOwned + Send + Sync + 'static> Shared<T> {
     fn authenticate_after_refresh(
         &self,
         token: &str,
-        (lookup, generation): (KeyLookup, u64),
+        lookup: KeyLookup,
+        generation: u64,
     ) -> Outcome<T> {
         let now = (self.clock)();
         let parsed = match self.rules.parse(token) {
@@ -1018,7 +999,7 @@ where
             Ok(Some(found)) => {
                 let outcome = shared.authenticate(&found.token);
                 let token = match &outcome {
-                    Outcome::Refresh(_) => Some(found.token.into_owned()),
+                    Outcome::Refresh(..) => Some(found.token.into_owned()),
                     _ => None,
                 };
                 ((outcome, token), found.from_query)
@@ -1035,7 +1016,7 @@ where
             (Outcome::Rejected(err), _) => {
                 ResponseFuture::reject(shared.reject(err, request.headers()))
             }
-            (Outcome::Refresh(refresh), token) => {
+            (Outcome::Refresh(refresh, generation), token) => {
                 // The slow path (a remote key set refetches): box it, with
                 // the ready inner service moved in.
                 let clone = self.inner.clone();
@@ -1044,15 +1025,16 @@ where
                 let token = token.unwrap_or_default();
                 ResponseFuture::boxed(Box::pin(async move {
                     let lookup = refresh.await;
-                    let authenticated = match shared.authenticate_after_refresh(&token, lookup) {
-                        Outcome::Authenticated(authenticated) => authenticated,
-                        Outcome::Rejected(err) => {
-                            return Ok(shared.reject(err, request.headers()));
-                        }
-                        Outcome::Refresh(_) => {
-                            return Ok(shared.reject(JwtError::UnknownKey, request.headers()));
-                        }
-                    };
+                    let authenticated =
+                        match shared.authenticate_after_refresh(&token, lookup, generation) {
+                            Outcome::Authenticated(authenticated) => authenticated,
+                            Outcome::Rejected(err) => {
+                                return Ok(shared.reject(err, request.headers()));
+                            }
+                            Outcome::Refresh(..) => {
+                                return Ok(shared.reject(JwtError::UnknownKey, request.headers()));
+                            }
+                        };
                     if !shared.admit(&mut request, &authenticated) {
                         return Ok(shared.deny_scope(request.headers()));
                     }
