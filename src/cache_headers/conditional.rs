@@ -404,27 +404,10 @@ const DROP_ON_304: [HeaderName; 8] = [
 /// `Content-Length` always goes: a 304 may only carry the 200's, and
 /// dropping it is always allowed.
 pub(crate) fn keep_on_304(headers: &mut HeaderMap) {
-    // One pass over the map notes which of the fields to drop are present
-    // (a response carries a handful of fields, and usually one or two of
-    // these); then only those are removed.
-    let mut present = 0u16;
-    let mut has_etag = false;
-    let mut has_last_modified = false;
-    for name in headers.keys() {
-        if let Some(i) = DROP_ON_304.iter().position(|drop| drop == name) {
-            present |= 1 << i;
-        } else if name == ETAG {
-            has_etag = true;
-        } else if name == LAST_MODIFIED {
-            has_last_modified = true;
-        }
+    for name in &DROP_ON_304 {
+        headers.remove(name);
     }
-    for (i, name) in DROP_ON_304.iter().enumerate() {
-        if present & (1 << i) != 0 {
-            headers.remove(name);
-        }
-    }
-    if has_etag && has_last_modified {
+    if headers.contains_key(ETAG) {
         headers.remove(LAST_MODIFIED);
     }
 }

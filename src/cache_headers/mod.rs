@@ -571,17 +571,6 @@ impl<F, B> fmt::Debug for ResponseFuture<F, B> {
     }
 }
 
-/// How buffering a body for its ETag ended.
-enum Buffered {
-    /// The whole body, within the cap.
-    Complete(Bytes),
-    /// The body sent, or now promises, more than its exact size hint said:
-    /// past the cap, it breaks the `http_body::Body` contract.
-    TooLong,
-    /// The body failed.
-    Failed,
-}
-
 enum Step<B> {
     Respond(Response<ResponseBody<B>>),
     Buffer(Parts, B),
@@ -642,7 +631,15 @@ where
                                 // whose hint is stale (its total rather than
                                 // what remains) still gets its tag.
                                 if *len > max {
-                                    break Buffered::TooLong;
+                                    // More than its exact size hint said,
+                                    // past the cap: a bug of the inner
+                                    // service, answered as one. Handing on
+                                    // what was read would mean boxing every
+                                    // buffered body (an allocation on every
+                                    // tagged response).
+                                    break Err(
+                                        "the response body is longer than its exact size hint",
+                                    );
                                 }
                                 if let Some(rest) = rest {
                                     rest.extend_from_slice(&data);
@@ -660,13 +657,13 @@ where
                                     *first = Some(data);
                                 }
                             }
-                            Some(Err(_)) => break Buffered::Failed,
+                            Some(Err(_)) => break Err("the response body failed"),
                             None => {
                                 let bytes = match rest.take() {
                                     Some(rest) => rest.freeze(),
                                     None => first.take().unwrap_or_default(),
                                 };
-                                break Buffered::Complete(bytes);
+                                break Ok(bytes);
                             }
                         }
                     };
@@ -677,26 +674,9 @@ where
                     };
                     let ctx = this.ctx.as_ref().expect("buffering only with a context");
                     let response = match outcome {
-                        Buffered::Complete(bytes) => {
-                            finish_buffered(this.config, ctx, parts, bytes)
-                        }
-                        Buffered::TooLong => {
-                            // What was read cannot be handed on without
-                            // boxing every buffered body (an allocation on
-                            // every tagged response) for a body that breaks
-                            // its own size hint: a server bug, answered as
-                            // one, within the cap and without a panic.
-                            tracing::error!(
-                                "cannot send the response: the response body is longer than \
-                                 its exact size hint"
-                            );
-                            this.config.rejections.http_response(
-                                Problem::new(StatusCode::INTERNAL_SERVER_ERROR)
-                                    .with_detail("the response could not be produced"),
-                            )
-                        }
-                        Buffered::Failed => {
-                            tracing::error!("cannot send the response: the response body failed");
+                        Ok(bytes) => finish_buffered(this.config, ctx, parts, bytes),
+                        Err(reason) => {
+                            tracing::error!(reason, "cannot send the response");
                             this.config.rejections.http_response(
                                 Problem::new(StatusCode::INTERNAL_SERVER_ERROR)
                                     .with_detail("the response could not be produced"),
