@@ -508,28 +508,16 @@ impl State {
         }
     }
 
-    /// The response future was dropped before the response head: no status,
-    /// not an error of the server (the client went away, or a timeout
-    /// outside fired).
-    fn finish_cancelled(self) {
+    /// Ends a request that has no response head: the inner service failed
+    /// (`error_type` is its error's type), or the response future was
+    /// dropped (`None`: not an error of the server; the client went away,
+    /// or a timeout outside fired).
+    fn finish_without_head(self, error_type: Option<&'static str>) {
         drop(Completion {
             method_known: false,
             state: self,
             status: None,
-            error_type: None,
-            grpc_code: None,
-            auth: None,
-            policy: None,
-        });
-    }
-
-    fn finish_error<E>(self) {
-        let error_type = std::any::type_name::<E>();
-        drop(Completion {
-            method_known: false,
-            state: self,
-            status: None,
-            error_type: Some(Cow::Borrowed(error_type)),
+            error_type: error_type.map(Cow::Borrowed),
             grpc_code: None,
             auth: None,
             policy: None,
@@ -741,7 +729,7 @@ struct Pending(Option<State>);
 impl Drop for Pending {
     fn drop(&mut self) {
         if let Some(state) = self.0.take() {
-            state.finish_cancelled();
+            state.finish_without_head(None);
         }
     }
 }
@@ -787,7 +775,7 @@ where
             }
             Err(error) => {
                 if let Some(state) = state {
-                    state.finish_error::<E>();
+                    state.finish_without_head(Some(std::any::type_name::<E>()));
                 }
                 Err(error)
             }

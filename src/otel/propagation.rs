@@ -83,10 +83,9 @@ struct StrictHeaders<'a> {
     headers: &'a HeaderMap,
     trace_context: bool,
     tracestate: Combined<'a>,
-    /// Whether the propagator may see `baggage` at all.
-    baggage_allowed: bool,
     /// The valid members of `baggage`, checked the first time a propagator
-    /// asks (one that never reads baggage costs nothing).
+    /// asks (one that never reads baggage costs nothing); set to `None` from
+    /// the start when the propagator may not see baggage at all.
     baggage: std::cell::OnceCell<Option<String>>,
 }
 
@@ -151,8 +150,11 @@ impl<'a> StrictHeaders<'a> {
             headers,
             trace_context,
             tracestate,
-            baggage_allowed: baggage,
-            baggage: std::cell::OnceCell::new(),
+            baggage: if baggage {
+                std::cell::OnceCell::new()
+            } else {
+                std::cell::OnceCell::from(None)
+            },
         }
     }
 }
@@ -166,9 +168,6 @@ impl Extractor for StrictHeaders<'_> {
         } else if key.eq_ignore_ascii_case(TRACESTATE) {
             return self.tracestate.get();
         } else if key.eq_ignore_ascii_case(BAGGAGE) {
-            if !self.baggage_allowed {
-                return None;
-            }
             // A line that is not ASCII text is dropped (`Combined::of`); its
             // members cannot be valid anyway.
             return self
@@ -334,33 +333,18 @@ fn baggage_value(value: &str) -> bool {
 
 /// Whether every `%` starts a `%XX` escape and the decoded bytes are UTF-8.
 fn percent_decodes(bytes: &[u8]) -> bool {
-    if !bytes.contains(&b'%') {
-        return true;
-    }
-    let mut decoded = Vec::with_capacity(bytes.len());
-    let mut rest = bytes;
-    while let Some((&b, tail)) = rest.split_first() {
-        if b == b'%' {
-            let [hi, lo, tail @ ..] = tail else {
-                return false;
-            };
-            let (Some(hi), Some(lo)) = (hex_digit(*hi), hex_digit(*lo)) else {
-                return false;
-            };
-            decoded.push(hi << 4 | lo);
-            rest = tail;
-        } else {
-            decoded.push(b);
-            rest = tail;
-        }
-    }
-    std::str::from_utf8(&decoded).is_ok()
-}
-
-fn hex_digit(b: u8) -> Option<u8> {
-    char::from(b)
-        .to_digit(16)
-        .and_then(|d| u8::try_from(d).ok())
+    // `percent_decode` passes a `%` without two hex digits through as is:
+    // check those first.
+    let escapes_are_whole = bytes.iter().enumerate().all(|(i, &b)| {
+        b != b'%'
+            || bytes
+                .get(i + 1..i + 3)
+                .is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit))
+    });
+    escapes_are_whole
+        && percent_encoding::percent_decode(bytes)
+            .decode_utf8()
+            .is_ok()
 }
 
 /// W3C Trace Context §3.2: `version-traceid-parentid-flags`, lowercase hex,
