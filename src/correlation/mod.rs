@@ -144,21 +144,13 @@ pub const DEFAULT_MAX_LENGTH: usize = 128;
 
 type Predicate = dyn Fn(&str) -> bool + Send + Sync;
 
-#[derive(Clone)]
-enum Validation {
-    /// `[A-Za-z0-9._:-]{1,max}`.
-    Default { max_len: usize },
-    /// The user's rule, within `max_len` bytes.
-    Custom {
-        predicate: Arc<Predicate>,
-        max_len: usize,
-    },
-}
-
 struct Config {
     header: HeaderName,
     alternatives: Vec<HeaderName>,
-    validation: Validation,
+    /// The longest accepted incoming ID, whatever the rule.
+    max_len: usize,
+    /// The user's rule; `None`: `[A-Za-z0-9._:-]{1,max_len}`.
+    custom: Option<Arc<Predicate>>,
     generator: Arc<dyn MakeCorrelationId>,
     span: bool,
 }
@@ -191,12 +183,12 @@ impl Config {
     }
 
     fn accept(&self, value: &HeaderValue) -> Option<CorrelationId> {
-        match &self.validation {
+        match &self.custom {
             // The default alphabet is visible ASCII: no second check needed.
-            Validation::Default { max_len } => id::default_rule(value.as_bytes(), *max_len)
+            None => id::default_rule(value.as_bytes(), self.max_len)
                 .then(|| CorrelationId::from_visible_ascii(value.clone())),
-            Validation::Custom { predicate, max_len } => {
-                let accepted = value.len() <= *max_len
+            Some(predicate) => {
+                let accepted = value.len() <= self.max_len
                     && std::str::from_utf8(value.as_bytes()).is_ok_and(|s| predicate(s));
                 accepted
                     .then(|| CorrelationId::from_header_value(value.clone()).ok())
@@ -296,20 +288,12 @@ impl CorrelationIdLayerBuilder {
                 format!("`{}` is already the main header", self.header),
             ));
         }
-        let validation = match self.custom {
-            Some(predicate) => Validation::Custom {
-                predicate,
-                max_len: self.max_len,
-            },
-            None => Validation::Default {
-                max_len: self.max_len,
-            },
-        };
         Ok(CorrelationIdLayer {
             config: Arc::new(Config {
                 header: self.header,
                 alternatives: self.alternatives,
-                validation,
+                max_len: self.max_len,
+                custom: self.custom,
                 generator: self.generator,
                 span: self.span,
             }),
