@@ -119,12 +119,16 @@ impl AuthChallenge {
     pub(crate) fn new(
         challenge: HeaderValue,
         rejections: Rejections,
-        request_headers: &http::HeaderMap,
+        request: &http::request::Parts,
     ) -> Self {
         Self {
             challenge,
             rejections,
-            grpc_content_type: crate::rejection::grpc_content_type(request_headers).cloned(),
+            grpc_content_type: crate::rejection::grpc_content_type(
+                request.version,
+                &request.headers,
+            )
+            .cloned(),
         }
     }
 

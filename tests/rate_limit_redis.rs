@@ -86,7 +86,9 @@ fn global_layer(quota: Quota, store: RedisStore, on_error: OnStoreError) -> Rate
 async fn call(svc: &mut Svc, grpc: bool) -> Response<tower_edge::body::ResponseBody<String>> {
     let mut req = Request::builder().uri("/x");
     if grpc {
-        req = req.header("content-type", "application/grpc");
+        req = req
+            .version(http::Version::HTTP_2)
+            .header("content-type", "application/grpc");
     }
     svc.ready()
         .await

@@ -6,12 +6,12 @@ use http::header::{
     ETAG, IF_MATCH, IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_UNMODIFIED_SINCE, LAST_MODIFIED, TRAILER,
     TRANSFER_ENCODING,
 };
-use http::{HeaderMap, HeaderName, Method, Response, StatusCode};
+use http::{HeaderMap, HeaderName, Method, Response, StatusCode, Version};
 
 use super::date::HttpDate;
 use super::etag::{ETag, TagList, TagRef, match_list};
 use crate::body::ResponseBody;
-use crate::rejection::{Problem, Rejections, is_grpc_content_type};
+use crate::rejection::{GrpcProtocol, Problem, Rejections};
 
 /// What the current representation of the target resource is, as far as
 /// preconditions care: its validators, or that there is none.
@@ -137,8 +137,9 @@ struct Scanned {
 }
 
 /// One pass over `headers` (cheaper than a hashed lookup per name: most
-/// requests carry a few fields and no conditional one).
-fn scan_fields(headers: &HeaderMap, conditional: bool) -> Scanned {
+/// requests carry a few fields and no conditional one). `grpc` is what the
+/// rejection module calls gRPC (one predicate for both).
+fn scan_fields(version: Version, headers: &HeaderMap, conditional: bool) -> Scanned {
     let mut scanned = Scanned {
         conditional: HeaderMap::new(),
         authorized: false,
@@ -150,7 +151,7 @@ fn scan_fields(headers: &HeaderMap, conditional: bool) -> Scanned {
     for (name, value) in headers {
         if name == CONTENT_TYPE {
             if !content_type_seen {
-                scanned.grpc = is_grpc_content_type(value);
+                scanned.grpc = GrpcProtocol::of_content_type(version, value).is_some();
             }
             content_type_seen = true;
         } else if name == AUTHORIZATION {
@@ -167,7 +168,7 @@ impl Preconditions {
     pub fn from_request(method: &Method, headers: &HeaderMap) -> Self {
         Self {
             method: method.clone(),
-            headers: scan_fields(headers, true).conditional,
+            headers: scan_fields(Version::HTTP_11, headers, true).conditional,
         }
     }
 
@@ -176,10 +177,11 @@ impl Preconditions {
     /// carries `Authorization`; `None` for a gRPC request.
     pub(crate) fn scan(
         method: &Method,
+        version: Version,
         headers: &HeaderMap,
         conditional: bool,
     ) -> Option<(Self, bool)> {
-        let scanned = scan_fields(headers, conditional);
+        let scanned = scan_fields(version, headers, conditional);
         if scanned.grpc {
             return None;
         }
@@ -483,8 +485,9 @@ mod tests {
                     headers.append(*name, HeaderValue::from_static(value));
                 }
                 for conditional in [false, true] {
-                    let scanned = Preconditions::scan(&Method::GET, &headers, conditional);
-                    if is_grpc(&headers) {
+                    let scanned =
+                        Preconditions::scan(&Method::GET, Version::HTTP_2, &headers, conditional);
+                    if is_grpc(Version::HTTP_2, &headers) {
                         assert!(scanned.is_none(), "{pairs:?}");
                         continue;
                     }

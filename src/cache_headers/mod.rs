@@ -32,7 +32,11 @@
 //!   (RFC 9110 §15.4.5), and every field that is no representation
 //!   metadata; see [below](#which-fields-a-304-drops).
 //!
-//! gRPC requests (`content-type: application/grpc…`) pass through untouched.
+//! gRPC and gRPC-Web requests pass through untouched: exactly those the
+//! [rejection module](crate::rejection::GrpcProtocol) answers the gRPC way
+//! (`application/grpc[+subtype]` over HTTP/2, gRPC-Web over any version).
+//! A request that only looks like gRPC (`application/grpcfoo`, or
+//! `application/grpc` over HTTP/1.1) is handled like any HTTP request.
 //!
 //! For **unsafe methods** the layer cannot help — the handler has already
 //! done the work when it sees the response. Handlers use [`Preconditions`]
@@ -503,24 +507,28 @@ where
         let safe = matches!(*method, Method::GET | Method::HEAD);
         // STANDARDS.md: the cache-headers layer leaves gRPC untouched
         // (`scan` answers `None` for it).
-        let ctx = Preconditions::scan(method, request.headers(), config.conditional && safe).map(
-            |(preconditions, authorized)| {
-                let path = request.uri().path();
-                let mut rules = 0u64;
-                for (i, rule) in config.rules.iter().enumerate() {
-                    if rule.matches_request(method, path) {
-                        rules |= 1 << i;
-                    }
+        let ctx = Preconditions::scan(
+            method,
+            request.version(),
+            request.headers(),
+            config.conditional && safe,
+        )
+        .map(|(preconditions, authorized)| {
+            let path = request.uri().path();
+            let mut rules = 0u64;
+            for (i, rule) in config.rules.iter().enumerate() {
+                if rule.matches_request(method, path) {
+                    rules |= 1 << i;
                 }
-                RequestCtx {
-                    preconditions,
-                    safe,
-                    head: *method == Method::HEAD,
-                    authorized,
-                    rules,
-                }
-            },
-        );
+            }
+            RequestCtx {
+                preconditions,
+                safe,
+                head: *method == Method::HEAD,
+                authorized,
+                rules,
+            }
+        });
         ResponseFuture {
             state: State::Waiting {
                 future: self.inner.call(request),

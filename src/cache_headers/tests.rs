@@ -824,15 +824,25 @@ async fn content_encoding_suffixes_the_tag_and_varies() {
 // untouched: no ETag, no Cache-Control, no 304.
 #[tokio::test]
 async fn grpc_is_untouched() {
-    let req = with(
+    let grpc = || {
         with(
-            with(get("/pkg.Svc/Method"), CONTENT_TYPE, "application/grpc"),
-            AUTHORIZATION,
-            "Bearer x",
-        ),
-        IF_NONE_MATCH,
-        "*",
-    );
+            with(
+                with(get("/pkg.Svc/Method"), CONTENT_TYPE, "application/grpc"),
+                AUTHORIZATION,
+                "Bearer x",
+            ),
+            IF_NONE_MATCH,
+            "*",
+        )
+    };
+    // Over HTTP/1.1 the same request is not gRPC (gRPC needs HTTP/2): it
+    // gets what any HTTP request gets, as the rejection module decides.
+    let (res, _) = call(CacheHeadersLayer::new(), StatusCode::OK, &[], JSON, grpc()).await;
+    assert_eq!(res.status(), StatusCode::NOT_MODIFIED);
+    assert!(res.headers().get(CACHE_CONTROL).is_some());
+
+    let mut req = grpc();
+    *req.version_mut() = http::Version::HTTP_2;
     let (res, body) = call(CacheHeadersLayer::new(), StatusCode::OK, &[], JSON, req).await;
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(body, JSON);

@@ -303,8 +303,8 @@ async fn rejections_from_inner_layers_carry_the_id() {
     let svc = ServiceBuilder::new()
         .layer(CorrelationIdLayer::new())
         .service_fn(|req: Request<Body>| async move {
-            let res: Response<crate::body::ResponseBody<Body>> = Rejections::default()
-                .respond(Problem::new(StatusCode::TOO_MANY_REQUESTS), req.headers());
+            let res: Response<crate::body::ResponseBody<Body>> =
+                Rejections::default().respond(Problem::new(StatusCode::TOO_MANY_REQUESTS), &req);
             Ok::<_, Infallible>(res)
         });
     let res = svc

@@ -209,11 +209,7 @@ pub(crate) fn missing_principal(
 ) -> Option<crate::extract::AuthRejection> {
     use crate::extract::{AuthChallenge, AuthRejection};
     let answer = |answers: &LayerAnswers, challenge: &http::HeaderValue| {
-        AuthChallenge::new(
-            challenge.clone(),
-            answers.rejections.clone(),
-            &parts.headers,
-        )
+        AuthChallenge::new(challenge.clone(), answers.rejections.clone(), parts)
     };
     if let Some(Anonymous(answers)) = parts.extensions.get::<Anonymous>() {
         return Some(AuthRejection::Unauthenticated(answer(

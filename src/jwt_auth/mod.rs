@@ -419,13 +419,9 @@ impl<T: DeserializeOwned + Send + Sync + 'static> Shared<T> {
             .with_header(WWW_AUTHENTICATE, challenge.clone())
     }
 
-    fn reject<B>(
-        &self,
-        err: JwtError,
-        request_headers: &http::HeaderMap,
-    ) -> Response<ResponseBody<B>> {
+    fn reject<B, R>(&self, err: JwtError, request: &Request<R>) -> Response<ResponseBody<B>> {
         tracing::debug!(error = %err, "bearer token rejected");
-        let mut response = self.rejections.respond(self.problem(&err), request_headers);
+        let mut response = self.rejections.respond(self.problem(&err), request);
         response.extensions_mut().insert(err);
         response
     }
@@ -453,13 +449,13 @@ impl<T: DeserializeOwned + Send + Sync + 'static> Shared<T> {
         true
     }
 
-    fn deny_scope<B>(&self, request_headers: &http::HeaderMap) -> Response<ResponseBody<B>> {
+    fn deny_scope<B, R>(&self, request: &Request<R>) -> Response<ResponseBody<B>> {
         tracing::debug!("bearer token lacks a required scope");
         let problem = self
             .scopes
             .as_ref()
             .map_or_else(|| Problem::new(StatusCode::FORBIDDEN), ScopeRule::problem);
-        self.rejections.respond(problem, request_headers)
+        self.rejections.respond(problem, request)
     }
 }
 
@@ -986,7 +982,7 @@ where
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
         let shared = &*self.shared;
         let (outcome, from_query) = match shared.sources.find(request.headers(), request.uri()) {
-            Err(err) => return ResponseFuture::reject(shared.reject(err, request.headers())),
+            Err(err) => return ResponseFuture::reject(shared.reject(err, &request)),
             Ok(None) if shared.optional => {
                 request
                     .extensions_mut()
@@ -994,7 +990,7 @@ where
                 return ResponseFuture::inner(self.inner.call(request), false);
             }
             Ok(None) => {
-                return ResponseFuture::reject(shared.reject(JwtError::Missing, request.headers()));
+                return ResponseFuture::reject(shared.reject(JwtError::Missing, &request));
             }
             Ok(Some(found)) => {
                 let outcome = shared.authenticate(&found.token);
@@ -1010,12 +1006,10 @@ where
                 if shared.admit(&mut request, &authenticated) {
                     ResponseFuture::inner(self.inner.call(request), from_query)
                 } else {
-                    ResponseFuture::reject(shared.deny_scope(request.headers()))
+                    ResponseFuture::reject(shared.deny_scope(&request))
                 }
             }
-            (Outcome::Rejected(err), _) => {
-                ResponseFuture::reject(shared.reject(err, request.headers()))
-            }
+            (Outcome::Rejected(err), _) => ResponseFuture::reject(shared.reject(err, &request)),
             (Outcome::Refresh(refresh, generation), token) => {
                 // The slow path (a remote key set refetches): box it, with
                 // the ready inner service moved in.
@@ -1029,14 +1023,14 @@ where
                         match shared.authenticate_after_refresh(&token, lookup, generation) {
                             Outcome::Authenticated(authenticated) => authenticated,
                             Outcome::Rejected(err) => {
-                                return Ok(shared.reject(err, request.headers()));
+                                return Ok(shared.reject(err, &request));
                             }
                             Outcome::Refresh(..) => {
-                                return Ok(shared.reject(JwtError::UnknownKey, request.headers()));
+                                return Ok(shared.reject(JwtError::UnknownKey, &request));
                             }
                         };
                     if !shared.admit(&mut request, &authenticated) {
-                        return Ok(shared.deny_scope(request.headers()));
+                        return Ok(shared.deny_scope(&request));
                     }
                     let response = inner.call(request).await?;
                     Ok(finish_response(response, from_query))

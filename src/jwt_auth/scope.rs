@@ -237,6 +237,6 @@ where
                 token_required(challenge)
             }
         };
-        ResponseFuture::reject(config.rejections.respond(problem, request.headers()))
+        ResponseFuture::reject(config.rejections.respond(problem, &request))
     }
 }

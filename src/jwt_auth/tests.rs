@@ -1330,6 +1330,7 @@ async fn grpc_requests_get_status_16_and_7() {
         let mut builder = Request::builder()
             .method("POST")
             .uri("/pkg.Service/Method")
+            .version(http::Version::HTTP_2)
             .header(CONTENT_TYPE, "application/grpc")
             .header("te", "trailers");
         if let Some(auth) = auth {
@@ -2209,6 +2210,7 @@ mod axum_extractors {
             );
 
             let mut grpc = get_req(path, token);
+            *grpc.version_mut() = http::Version::HTTP_2;
             grpc.headers_mut().insert(
                 "content-type",
                 HeaderValue::from_static("application/grpc+proto"),

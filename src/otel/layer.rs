@@ -299,7 +299,7 @@ where
             Some(s) if s.eq_ignore_ascii_case("http") => "http",
             _ => shared.default_scheme,
         };
-        let grpc = is_grpc(request.headers());
+        let grpc = is_grpc(request.version(), request.headers());
         let route = route::request_route(&RequestHead::of(&request), shared.route_hook.as_deref());
         let (parent, links) = shared.parent_context(request.headers());
 
@@ -413,7 +413,7 @@ fn recorded_attributes<B>(
         attributes.push(KeyValue::new(RPC_SYSTEM, "grpc"));
         attributes.push(KeyValue::new(RPC_SERVICE, service.to_owned()));
         // `rpc.method` waits for the answer: `_OTHER` if the method is unknown.
-    } else if is_grpc(request.headers()) {
+    } else if is_grpc(request.version(), request.headers()) {
         attributes.push(KeyValue::new(RPC_SYSTEM, "grpc"));
     }
     if shared.correlation_id

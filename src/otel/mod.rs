@@ -44,7 +44,7 @@
 //!   [`CORRELATION_ID`]) when a [`CorrelationIdLayer`](crate::correlation::CorrelationIdLayer)
 //!   runs outside. `url.query` is not recorded: queries may carry
 //!   credentials (RFC 6750 §2.3).
-//! * **gRPC** requests (`content-type: application/grpc...`) get
+//! * **gRPC** requests (as [`GrpcProtocol`](crate::rejection::GrpcProtocol) decides) get
 //!   `rpc.system` = `grpc` and `rpc.grpc.status_code`. The path and the
 //!   content type are the client's choice, so the span is named
 //!   `{package.Service}/{Method}` (with `rpc.service` and `rpc.method`) only

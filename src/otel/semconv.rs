@@ -6,6 +6,8 @@ use std::borrow::Cow;
 use http::{HeaderMap, Method, Request, StatusCode, Version};
 use opentelemetry::Key;
 
+use crate::rejection::GrpcProtocol;
+
 pub(crate) const HTTP_REQUEST_METHOD: Key = Key::from_static_str("http.request.method");
 pub(crate) const HTTP_REQUEST_METHOD_ORIGINAL: Key =
     Key::from_static_str("http.request.method_original");
@@ -129,7 +131,11 @@ pub(crate) fn grpc_method(path: &str) -> Option<(&str, &str)> {
 /// answers before any method is looked up).
 pub(crate) fn answered_by_grpc_server(parts: &http::response::Parts) -> bool {
     parts.status == StatusCode::OK
-        && (crate::rejection::is_grpc(&parts.headers) || parts.headers.contains_key("grpc-status"))
+        && (parts
+            .headers
+            .get(http::header::CONTENT_TYPE)
+            .is_some_and(|ct| GrpcProtocol::of_media_type(ct.as_bytes()).is_some())
+            || parts.headers.contains_key("grpc-status"))
         && parts
             .extensions
             .get::<crate::rejection::EdgeRejection>()

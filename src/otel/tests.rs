@@ -1287,7 +1287,7 @@ async fn an_unknown_grpc_method_is_named_other() {
             let problem = crate::rejection::Problem::new(StatusCode::UNAUTHORIZED)
                 .with_grpc_code(crate::rejection::GrpcCode::Unauthenticated);
             Ok::<_, Infallible>(
-                crate::rejection::Rejections::default().respond::<()>(problem, req.headers()),
+                crate::rejection::Rejections::default().respond::<(), _>(problem, &req),
             )
         }))
         .oneshot(grpc_call("/pkg.Greeter/Random5"))
@@ -1386,6 +1386,7 @@ async fn span_of_axum_grpc_call(router: axum::Router, method: &str, path: &str) 
             Request::builder()
                 .method(method)
                 .uri(path)
+                .version(http::Version::HTTP_2)
                 .header("content-type", "application/grpc")
                 .body(axum::body::Body::empty())
                 .unwrap(),

@@ -327,17 +327,17 @@ fn apply(
     }
 }
 
-fn reject<B>(
+fn reject<B, R>(
     config: &Config,
     set: &PolicySet,
     outcome: Outcome,
-    request_headers: &HeaderMap,
+    request: &Request<R>,
 ) -> Response<ResponseBody<B>> {
     if outcome.store_failed {
         let problem = Problem::new(StatusCode::SERVICE_UNAVAILABLE)
             .with_detail("the rate limiter is unavailable")
             .with_header(RETRY_AFTER, HeaderValue::from_static("1"));
-        return config.rejections.respond(problem, request_headers);
+        return config.rejections.respond(problem, request);
     }
     let (index, decision) = outcome
         .tightest
@@ -350,7 +350,7 @@ fn reject<B>(
         ))
         .with_header(RETRY_AFTER, HeaderValue::from(retry_after));
     let problem = outcome.headers(config, set).into_problem(problem);
-    let mut response = config.rejections.respond(problem, request_headers);
+    let mut response = config.rejections.respond(problem, request);
     response
         .extensions_mut()
         .insert(crate::rejection::RateLimitedBy(Arc::clone(
@@ -395,7 +395,7 @@ where
         ) {
             Progress::Finished => {
                 if outcome.denied || outcome.store_failed {
-                    let response = reject(config, set, outcome, request.headers());
+                    let response = reject(config, set, outcome, &request);
                     ResponseFuture::rejected(response)
                 } else {
                     let headers = outcome.headers(config, set);
@@ -565,7 +565,7 @@ where
                     let mut waiting = state.take().expect("present");
                     let outcome = std::mem::take(&mut waiting.outcome);
                     if outcome.denied || outcome.store_failed {
-                        let response = reject(&config, set, outcome, waiting.request.headers());
+                        let response = reject(&config, set, outcome, &waiting.request);
                         Kind::Rejected {
                             response: Some(response),
                         }

@@ -254,6 +254,7 @@ async fn grpc_requests_get_resource_exhausted() {
     let (mut svc, _) = service(&single(Quota::per_minute(1)));
     let grpc = || {
         let mut req = from("192.0.2.1:1");
+        *req.version_mut() = http::Version::HTTP_2;
         req.headers_mut()
             .insert("content-type", HeaderValue::from_static("application/grpc"));
         req

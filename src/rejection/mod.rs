@@ -8,11 +8,15 @@
 //!   with `type`, `title`, `status` and `detail`, plus the headers the status
 //!   requires (`WWW-Authenticate`, `Retry-After`...) and
 //!   `Cache-Control: no-store`.
-//! * **gRPC** clients (request `content-type` starting with
-//!   `application/grpc`) get a *trailers-only* response: HTTP 200, the
-//!   request's own gRPC content type, `grpc-status` and a percent-encoded
-//!   `grpc-message`, and an empty body. A gRPC client never sees 401, 403 or
-//!   429, which its library would map to `UNKNOWN` or `UNAVAILABLE`.
+//! * **gRPC** clients (`application/grpc[+subtype]` over HTTP/2, and
+//!   gRPC-Web over any version; see [`GrpcProtocol`]) get a *trailers-only*
+//!   response: HTTP 200, the request's own gRPC content type, `grpc-status`
+//!   and a percent-encoded `grpc-message`, `Cache-Control: no-store`, and an
+//!   empty body. A gRPC client never sees 401, 403 or 429, which its
+//!   library would map to `UNKNOWN` or `UNAVAILABLE`. Anything else that
+//!   merely looks like gRPC (`application/grpcfoo`, `application/grpc` over
+//!   HTTP/1.1) gets the HTTP answer: a 200 to a client that is not gRPC
+//!   would read as "allowed" to a forward-auth proxy.
 //!
 //! The body format is replaceable through one trait, [`RejectionBody`]. The
 //! status and the required headers are set by the layer, so a custom body can
@@ -22,7 +26,7 @@
 //!
 //! ```
 //! use bytes::Bytes;
-//! use http::{HeaderMap, HeaderValue, StatusCode};
+//! use http::{HeaderValue, StatusCode};
 //! use tower_edge::rejection::{Problem, RenderedBody, Rejections};
 //!
 //! let rejections = Rejections::new(|problem: &Problem| RenderedBody {
@@ -32,7 +36,8 @@
 //!
 //! let problem = Problem::new(StatusCode::TOO_MANY_REQUESTS)
 //!     .with_header(http::header::RETRY_AFTER, HeaderValue::from_static("3"));
-//! let response = rejections.respond::<http_body_util::Empty<Bytes>>(problem, &HeaderMap::new());
+//! let request = http::Request::new(());
+//! let response = rejections.respond::<http_body_util::Empty<Bytes>, _>(problem, &request);
 //! assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
 //! // The required headers are still there.
 //! assert_eq!(response.headers()["retry-after"], "3");
@@ -47,9 +52,13 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
-use percent_encoding::{AsciiSet, CONTROLS};
 
 use crate::body::ResponseBody;
+
+mod grpc;
+
+pub(crate) use grpc::{EdgeRejection, grpc_content_type};
+pub use grpc::{GrpcCode, GrpcProtocol, is_grpc};
 
 /// The 401 for a request that reached something needing a token (a route,
 /// an extractor) without one: the authentication layer let it through in
@@ -59,76 +68,6 @@ pub(crate) fn token_required(challenge: HeaderValue) -> Problem {
     Problem::new(StatusCode::UNAUTHORIZED)
         .with_detail("a bearer token is required")
         .with_header(http::header::WWW_AUTHENTICATE, challenge)
-}
-
-/// The gRPC status codes our layers answer with.
-///
-/// Codes follow `google.rpc.Code`; the numeric value is what goes into the
-/// `grpc-status` header.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum GrpcCode {
-    /// 2: an error that maps to no other code.
-    Unknown,
-    /// 3: the client sent an invalid request.
-    InvalidArgument,
-    /// 7: authenticated, but not allowed (missing scope).
-    PermissionDenied,
-    /// 8: a quota is exhausted (rate limited).
-    ResourceExhausted,
-    /// 9: a precondition of the call failed.
-    FailedPrecondition,
-    /// 13: an internal error.
-    Internal,
-    /// 14: the service is unavailable (e.g. the rate-limit store is down and
-    /// the layer fails closed).
-    Unavailable,
-    /// 16: missing or invalid credentials.
-    Unauthenticated,
-}
-
-impl GrpcCode {
-    /// The numeric code as sent in `grpc-status`.
-    pub const fn as_u8(self) -> u8 {
-        match self {
-            Self::Unknown => 2,
-            Self::InvalidArgument => 3,
-            Self::PermissionDenied => 7,
-            Self::ResourceExhausted => 8,
-            Self::FailedPrecondition => 9,
-            Self::Internal => 13,
-            Self::Unavailable => 14,
-            Self::Unauthenticated => 16,
-        }
-    }
-
-    /// The gRPC code that corresponds to an HTTP status, as the gRPC
-    /// HTTP-to-gRPC mapping suggests for the statuses our layers produce.
-    pub fn from_http_status(status: StatusCode) -> Self {
-        match status {
-            StatusCode::BAD_REQUEST => Self::InvalidArgument,
-            StatusCode::UNAUTHORIZED => Self::Unauthenticated,
-            StatusCode::FORBIDDEN => Self::PermissionDenied,
-            StatusCode::TOO_MANY_REQUESTS => Self::ResourceExhausted,
-            StatusCode::PRECONDITION_FAILED => Self::FailedPrecondition,
-            StatusCode::SERVICE_UNAVAILABLE => Self::Unavailable,
-            s if s.is_server_error() => Self::Internal,
-            _ => Self::Unknown,
-        }
-    }
-
-    fn header_value(self) -> HeaderValue {
-        match self {
-            Self::Unknown => HeaderValue::from_static("2"),
-            Self::InvalidArgument => HeaderValue::from_static("3"),
-            Self::PermissionDenied => HeaderValue::from_static("7"),
-            Self::ResourceExhausted => HeaderValue::from_static("8"),
-            Self::FailedPrecondition => HeaderValue::from_static("9"),
-            Self::Internal => HeaderValue::from_static("13"),
-            Self::Unavailable => HeaderValue::from_static("14"),
-            Self::Unauthenticated => HeaderValue::from_static("16"),
-        }
-    }
 }
 
 /// What went wrong, independent of how it is rendered.
@@ -318,15 +257,18 @@ impl Rejections {
         }
     }
 
-    /// The response for `problem`, shaped for the request whose headers are
-    /// `request_headers`: trailers-only gRPC when the request is gRPC (see
-    /// [`is_grpc`]), an HTTP problem response otherwise.
-    pub fn respond<B>(
+    /// The response for `problem`, shaped for `request`: trailers-only
+    /// gRPC when the request is a gRPC or gRPC-Web call (see
+    /// [`GrpcProtocol`]), an HTTP problem response otherwise.
+    pub fn respond<B, R>(
         &self,
         problem: Problem,
-        request_headers: &HeaderMap,
+        request: &http::Request<R>,
     ) -> Response<ResponseBody<B>> {
-        self.respond_as(problem, grpc_content_type(request_headers).cloned())
+        self.respond_as(
+            problem,
+            grpc_content_type(request.version(), request.headers()).cloned(),
+        )
     }
 
     /// [`respond`](Self::respond) with the request's gRPC content type
@@ -337,7 +279,7 @@ impl Rejections {
         grpc_content_type: Option<HeaderValue>,
     ) -> Response<ResponseBody<B>> {
         match grpc_content_type {
-            Some(content_type) => grpc_response(problem, content_type),
+            Some(content_type) => grpc::grpc_response(problem, content_type),
             None => self.http_response(problem),
         }
     }
@@ -355,57 +297,12 @@ impl Rejections {
     }
 }
 
-/// Whether a request is gRPC: its `content-type` starts with
-/// `application/grpc` (`application/grpc`, `application/grpc+proto`,
-/// `application/grpc-web`...).
-pub fn is_grpc(request_headers: &HeaderMap) -> bool {
-    grpc_content_type(request_headers).is_some()
-}
-
-/// The `content-type` of a gRPC request (see [`is_grpc`]).
-pub(crate) fn grpc_content_type(headers: &HeaderMap) -> Option<&HeaderValue> {
-    let value = headers.get(CONTENT_TYPE)?;
-    is_grpc_content_type(value).then_some(value)
-}
-
-/// Whether a `Content-Type` value is gRPC's (`application/grpc...`).
-pub(crate) fn is_grpc_content_type(value: &HeaderValue) -> bool {
-    let bytes = value.as_bytes();
-    let prefix = b"application/grpc";
-    bytes.len() >= prefix.len() && bytes[..prefix.len()].eq_ignore_ascii_case(prefix)
-}
-
-/// Characters percent-encoded in `grpc-message`: everything outside
-/// printable ASCII, and `%` itself (gRPC over HTTP/2 protocol spec).
-const GRPC_MESSAGE: &AsciiSet = &CONTROLS.add(b'%');
-
 /// On a response the rate limiter denied: the policy that denied it (the
 /// OpenTelemetry layer counts rate-limited requests by it; the response
 /// headers list every policy, not which one decided).
 #[derive(Clone, Debug)]
 #[cfg_attr(not(feature = "otel"), allow(dead_code))]
 pub(crate) struct RateLimitedBy(pub(crate) std::sync::Arc<str>);
-
-/// Marks a gRPC answer made by a tower-edge layer (before any handler or
-/// router saw the call), so the OpenTelemetry layer does not take the
-/// client's method name as one the server knows.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct EdgeRejection;
-
-fn grpc_response<B>(problem: Problem, content_type: HeaderValue) -> Response<ResponseBody<B>> {
-    let mut response = Response::new(ResponseBody::empty());
-    response.extensions_mut().insert(EdgeRejection);
-    let headers = response.headers_mut();
-    headers.insert(CONTENT_TYPE, content_type);
-    headers.insert("grpc-status", problem.grpc_code.header_value());
-    let message = problem.detail.as_deref().unwrap_or(&problem.title);
-    let encoded = percent_encoding::utf8_percent_encode(message, GRPC_MESSAGE).to_string();
-    if let Ok(value) = HeaderValue::from_str(&encoded) {
-        headers.insert("grpc-message", value);
-    }
-    extend_replacing(headers, problem.headers);
-    response
-}
 
 /// Moves `extra` into `headers`; a name present in `extra` replaces what
 /// `headers` had, repeated names in `extra` are all kept.
@@ -435,10 +332,13 @@ mod tests {
 
     type Body = ResponseBody<Empty<Bytes>>;
 
-    fn grpc_headers(content_type: &'static str) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        h.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
-        h
+    /// A gRPC call: the content type over HTTP/2.
+    fn grpc_request(content_type: &'static str) -> http::Request<()> {
+        http::Request::builder()
+            .version(http::Version::HTTP_2)
+            .header(CONTENT_TYPE, content_type)
+            .body(())
+            .unwrap()
     }
 
     async fn body_json(response: Response<Body>) -> serde_json::Value {
@@ -456,7 +356,8 @@ mod tests {
                 WWW_AUTHENTICATE,
                 HeaderValue::from_static("Bearer realm=\"api\""),
             );
-        let response: Response<Body> = Rejections::default().respond(problem, &HeaderMap::new());
+        let response: Response<Body> =
+            Rejections::default().respond(problem, &http::Request::new(()));
         assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
         assert_eq!(response.headers()[CONTENT_TYPE], "application/problem+json");
         assert_eq!(response.headers()[CACHE_CONTROL], "no-store");
@@ -509,12 +410,13 @@ mod tests {
     async fn grpc_rejection_is_trailers_only_with_status_and_echoed_content_type() {
         let problem = Problem::new(StatusCode::TOO_MANY_REQUESTS).with_detail("rate limited");
         let response: Response<Body> =
-            Rejections::default().respond(problem, &grpc_headers("application/grpc+proto"));
+            Rejections::default().respond(problem, &grpc_request("application/grpc+proto"));
         assert_eq!(response.status(), StatusCode::OK);
         assert_eq!(response.headers()[CONTENT_TYPE], "application/grpc+proto");
         assert_eq!(response.headers()["grpc-status"], "8");
         assert_eq!(response.headers()["grpc-message"], "rate limited");
-        assert!(response.headers().get(CACHE_CONTROL).is_none());
+        // RFC 9111 §5.2.2.5: no shared cache keeps a rejection, gRPC or not.
+        assert_eq!(response.headers()[CACHE_CONTROL], "no-store");
         assert!(response.body().is_end_stream());
         assert!(
             response
@@ -539,14 +441,14 @@ mod tests {
         ];
         for (status, code) in cases {
             let response: Response<Body> = Rejections::default()
-                .respond(Problem::new(status), &grpc_headers("application/grpc"));
+                .respond(Problem::new(status), &grpc_request("application/grpc"));
             assert_eq!(response.status(), StatusCode::OK, "{status}");
             assert_eq!(response.headers()["grpc-status"], code, "{status}");
         }
         let overridden =
             Problem::new(StatusCode::BAD_REQUEST).with_grpc_code(GrpcCode::Unauthenticated);
         let response: Response<Body> =
-            Rejections::default().respond(overridden, &grpc_headers("application/grpc"));
+            Rejections::default().respond(overridden, &grpc_request("application/grpc"));
         assert_eq!(response.headers()["grpc-status"], "16");
     }
 
@@ -555,7 +457,7 @@ mod tests {
         let problem =
             Problem::new(StatusCode::UNAUTHORIZED).with_detail("bad token: 100% wrong\r\nx\tü");
         let response: Response<Body> =
-            Rejections::default().respond(problem, &grpc_headers("application/grpc"));
+            Rejections::default().respond(problem, &grpc_request("application/grpc"));
         assert_eq!(
             response.headers()["grpc-message"],
             "bad token: 100%25 wrong%0D%0Ax%09%C3%BC"
@@ -563,19 +465,9 @@ mod tests {
         // Without a detail, the title is the message.
         let response: Response<Body> = Rejections::default().respond(
             Problem::new(StatusCode::FORBIDDEN),
-            &grpc_headers("application/grpc"),
+            &grpc_request("application/grpc"),
         );
         assert_eq!(response.headers()["grpc-message"], "Forbidden");
-    }
-
-    #[test]
-    fn grpc_detection_is_by_content_type_prefix() {
-        assert!(is_grpc(&grpc_headers("application/grpc")));
-        assert!(is_grpc(&grpc_headers("application/grpc+json")));
-        assert!(is_grpc(&grpc_headers("Application/GRPC")));
-        assert!(!is_grpc(&grpc_headers("application/json")));
-        assert!(!is_grpc(&grpc_headers("application/gr")));
-        assert!(!is_grpc(&HeaderMap::new()));
     }
 
     #[tokio::test]
@@ -586,7 +478,7 @@ mod tests {
         });
         let problem = Problem::new(StatusCode::TOO_MANY_REQUESTS)
             .with_header(RETRY_AFTER, HeaderValue::from_static("7"));
-        let response: Response<Body> = rejections.respond(problem.clone(), &HeaderMap::new());
+        let response: Response<Body> = rejections.respond(problem.clone(), &http::Request::new(()));
         assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(response.headers()[RETRY_AFTER], "7");
         assert_eq!(response.headers()[CACHE_CONTROL], "no-store");
@@ -595,7 +487,7 @@ mod tests {
         assert_eq!(bytes, "Too Many Requests");
         // gRPC requests still get the trailers-only shape, not the custom body.
         let response: Response<Body> =
-            rejections.respond(problem, &grpc_headers("application/grpc"));
+            rejections.respond(problem, &grpc_request("application/grpc"));
         assert_eq!(response.headers()["grpc-status"], "8");
         assert!(response.body().is_end_stream());
     }
