@@ -13,8 +13,9 @@ use std::sync::Arc;
 ///
 /// As a handler argument (feature `axum`), `Subject` answers 401 with the
 /// JWT layer's challenge when that layer let the request through without a
-/// subject (optional mode and no token, or a token without `sub`), and 500
-/// when nothing provided one; `Option<Subject>` never rejects.
+/// subject (optional mode and no token, or a token whose `sub` is missing or
+/// empty), and 500 when nothing provided one; `Option<Subject>` never
+/// rejects. Key extractors treat an empty subject as none.
 ///
 /// ```
 /// use tower_edge::Subject;

@@ -127,6 +127,19 @@ where
         .unwrap()
 }
 
+// Security review finding: `"sub": ""` gave every such token one shared
+// subject (one rate-limit bucket). An empty `sub` names nobody: no
+// `Subject`, as for a token without `sub` (RFC 7519 §4.1.2).
+#[tokio::test]
+async fn empty_sub_is_no_subject() {
+    let layer = builder().build().unwrap();
+    let token = hs(json!({ "sub": "", "exp": NOW + 600, "scope": "read" }));
+    let response = send(&layer, bearer(&token)).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(body, "sub=- scopes=read claims=true");
+}
+
 async fn body(response: Response<Body>) -> String {
     let bytes: Bytes = response.into_body().collect().await.unwrap().to_bytes();
     String::from_utf8(bytes.to_vec()).unwrap()
@@ -895,6 +908,48 @@ async fn duplicate_header_members_are_rejected() {
             &layer,
             &format!("{message}.{signature}"),
             JwtError::Malformed("header is not a JSON object"),
+        )
+        .await;
+    }
+}
+
+// Security review finding / RFC 7515 §4 and RFC 7519 §7.2 (steps 3-4, 10):
+// the JOSE header and the claims are UTF-8 JSON. A correctly signed token
+// with an invalid UTF-8 byte in a member nobody reads is malformed, not
+// accepted.
+#[tokio::test]
+async fn header_and_claims_must_be_utf8() {
+    let layer = builder().build().unwrap();
+    let sign_raw = |header: &[u8], payload: &[u8]| {
+        let message = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(header),
+            URL_SAFE_NO_PAD.encode(payload)
+        );
+        let signature =
+            jsonwebtoken::crypto::sign(message.as_bytes(), &hs_key(), J::HS256).unwrap();
+        format!("{message}.{signature}")
+    };
+    let payload = serde_json::to_vec(&claims()).unwrap();
+    for bad in [&b"\xff"[..], b"\xc3\x28", b"\xed\xa0\x80"] {
+        let mut header = br#"{"alg":"HS256","x":""#.to_vec();
+        header.extend_from_slice(bad);
+        header.extend_from_slice(br#""}"#);
+        assert_invalid(
+            &layer,
+            &sign_raw(&header, &payload),
+            JwtError::Malformed("header is not UTF-8"),
+        )
+        .await;
+
+        let mut claims = payload[..payload.len() - 1].to_vec();
+        claims.extend_from_slice(br#","note":""#);
+        claims.extend_from_slice(bad);
+        claims.extend_from_slice(br#""}"#);
+        assert_invalid(
+            &layer,
+            &sign_raw(br#"{"alg":"HS256"}"#, &claims),
+            JwtError::Malformed("claims are not UTF-8"),
         )
         .await;
     }

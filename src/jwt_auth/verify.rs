@@ -255,6 +255,11 @@ impl Rules {
         if decoded.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
             return Err(JwtError::Malformed("header is not a JSON object"));
         }
+        // RFC 7515 §4: the header is UTF-8 JSON; serde_json does not check
+        // the strings it skips (members we ignore).
+        if std::str::from_utf8(decoded).is_err() {
+            return Err(JwtError::Malformed("header is not UTF-8"));
+        }
         let raw: RawHeader<'_> = serde_json::from_slice(decoded)
             .map_err(|_| JwtError::Malformed("header is not a JSON object"))?;
         if raw.crit {
@@ -316,6 +321,11 @@ impl Rules {
                 .map_err(|_| JwtError::Malformed("payload is not base64url"))?;
             &heap
         };
+        // RFC 7519 §7.2 step 10: the claims are UTF-8 JSON. serde_json
+        // does not check strings it skips (members nobody reads).
+        if std::str::from_utf8(payload).is_err() {
+            return Err(JwtError::Malformed("claims are not UTF-8"));
+        }
         // One pass: `T` and the registered claims together. On any failure,
         // the slow path below names it exactly (registered claims first,
         // then their validation, then `T`).
@@ -339,7 +349,13 @@ impl Rules {
         Ok(Verified {
             claims,
             exp: registered.exp.unwrap_or(i64::MAX),
-            sub: registered.sub.as_deref().map(Into::into),
+            // An empty `sub` names nobody: no subject, as without `sub`
+            // (else all such tokens would share one subject's quota).
+            sub: registered
+                .sub
+                .as_deref()
+                .filter(|sub| !sub.is_empty())
+                .map(Into::into),
             scopes: registered.scopes(),
         })
     }

@@ -200,9 +200,12 @@ impl<'a> RequestInfo<'a> {
     }
 
     /// The authenticated subject, if an authentication layer put one in the
-    /// extensions.
+    /// extensions. An empty subject names nobody and counts as none (else
+    /// every token with `"sub": ""` would share one bucket).
     pub fn subject(&self) -> Option<&Subject> {
-        self.extensions.get::<Subject>()
+        self.extensions
+            .get::<Subject>()
+            .filter(|subject| !subject.as_str().is_empty())
     }
 
     /// The client's IP address: the TCP peer, or — when the peer is a

@@ -425,6 +425,37 @@ async fn authenticated_subject_is_keyed_apart_from_its_ip() {
     assert_eq!(send(&mut svc, user("bob")).await.status(), StatusCode::OK);
 }
 
+// Security review finding: tokens with `"sub": ""` shared one bucket. An
+// empty subject (RFC 7519 §4.1.2 makes `sub` a non-empty identifier in
+// practice: "" names nobody) is no subject: keyed by client IP.
+#[tokio::test(start_paused = true)]
+async fn empty_subject_is_keyed_by_ip() {
+    let l = layer(
+        RateLimitLayer::builder()
+            .policy(Policy::new("client", Quota::per_minute(1)).key(SubjectOrIp)),
+    );
+    let (mut svc, _) = service(&l);
+    let empty = |peer: &str| {
+        let mut req = from(peer);
+        req.extensions_mut().insert(Subject::new(""));
+        req
+    };
+    assert_eq!(
+        send(&mut svc, empty("192.0.2.1:1")).await.status(),
+        StatusCode::OK
+    );
+    // Another client with an empty subject has its own (IP) bucket.
+    assert_eq!(
+        send(&mut svc, empty("192.0.2.2:1")).await.status(),
+        StatusCode::OK
+    );
+    // And the first shares its bucket with its anonymous IP.
+    assert_eq!(
+        send(&mut svc, from("192.0.2.1:1")).await.status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+}
+
 // The tightest policy decides; routes override; exempt requests skip.
 #[tokio::test(start_paused = true)]
 async fn several_policies_routes_and_exemptions() {
