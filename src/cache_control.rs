@@ -113,6 +113,30 @@ fn member_end(list: &[u8]) -> usize {
     list.len()
 }
 
+/// Whether a shared cache may store a response with these fields, as far
+/// as its `Cache-Control` and `Expires` say (RFC 9111 §3): explicit
+/// freshness or `public` (`public`, `s-maxage`, `max-age`, `Expires`), and
+/// neither `no-store` (§5.2.2.5) nor an unqualified `private` (§5.2.2.7).
+/// Heuristic freshness (§4.2.2) is not counted, nor whether the request
+/// carried `Authorization` (§3.5): for deciding to protect per-client
+/// fields, answering "may store" too often is the safe side.
+#[cfg(feature = "rate-limit")]
+pub(crate) fn shared_cache_may_store(headers: &http::HeaderMap) -> bool {
+    let mut fresh = headers.contains_key(http::header::EXPIRES);
+    for directive in directives(
+        headers
+            .get_all(http::header::CACHE_CONTROL)
+            .iter()
+            .map(http::HeaderValue::as_bytes),
+    ) {
+        if directive.is("no-store") || (directive.is("private") && directive.value.is_none()) {
+            return false;
+        }
+        fresh |= directive.is("public") || directive.is("s-maxage") || directive.is("max-age");
+    }
+    fresh
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -199,5 +223,30 @@ mod tests {
                 ("max-age", Some(r#""60""#), r#"max-age="60""#),
             ]
         );
+    }
+
+    #[cfg(feature = "rate-limit")]
+    #[test]
+    fn shared_cache_storability() {
+        use http::{HeaderMap, HeaderValue, header};
+        let with = |lines: &[&'static str], expires: bool| {
+            let mut h = HeaderMap::new();
+            for line in lines {
+                h.append(header::CACHE_CONTROL, HeaderValue::from_static(line));
+            }
+            if expires {
+                h.insert(header::EXPIRES, HeaderValue::from_static("0"));
+            }
+            shared_cache_may_store(&h)
+        };
+        assert!(with(&["public"], false));
+        assert!(with(&["S-MAXAGE=5"], false));
+        assert!(with(&["no-cache", "max-age=0"], false));
+        assert!(with(&[r#"private="x", max-age=5"#], false));
+        assert!(with(&[], true));
+        assert!(!with(&[], false));
+        assert!(!with(&["public", "no-store"], false));
+        assert!(!with(&["Private, max-age=5"], false));
+        assert!(!with(&["must-revalidate"], false));
     }
 }

@@ -132,7 +132,11 @@ pub mod otel;
 pub mod rate_limit;
 
 mod builder;
-#[cfg(any(feature = "jwt-auth", feature = "cache-headers"))]
+#[cfg(any(
+    feature = "jwt-auth",
+    feature = "cache-headers",
+    feature = "rate-limit"
+))]
 mod cache_control;
 #[cfg(any(feature = "jwt-auth", feature = "rate-limit"))]
 mod sync;

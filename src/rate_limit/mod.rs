@@ -7,7 +7,13 @@
 //! * allowed requests go through and their response carries
 //!   `RateLimit-Policy: "name";q=100;w=60` and `RateLimit: "name";r=42;t=17`
 //!   (draft-ietf-httpapi-ratelimit-headers-11, as RFC 9651 Structured
-//!   Fields, in the response head, never in trailers);
+//!   Fields, in the response head, never in trailers); when a shared cache
+//!   may store that response (`public`, `s-maxage`, `max-age` or
+//!   `Expires`), `Cache-Control: private="RateLimit"` is added so shared
+//!   caches never store one client's quota for everyone (RFC 9111
+//!   §5.2.2.7; the legacy `X-RateLimit-Remaining` / `-Reset` likewise).
+//!   Stack the limiter outside the layer that sets `Cache-Control`, as the
+//!   recommended order does, so it sees the final value;
 //! * limited requests are answered (never a service error) through
 //!   [`crate::rejection`]: HTTP `429` problem+json with
 //!   `Retry-After: <seconds, rounded up>`, `Cache-Control: no-store` and

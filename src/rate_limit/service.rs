@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
-use http::header::RETRY_AFTER;
+use http::header::{CACHE_CONTROL, EXPIRES, RETRY_AFTER};
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode};
 use pin_project_lite::pin_project;
 use tower_service::Service;
@@ -203,9 +203,11 @@ impl AddHeaders {
         if let Some(policy) = self.policy {
             target.append(RATELIMIT_POLICY, policy);
         }
+        let ietf = self.ratelimit.is_some();
         if let Some(ratelimit) = self.ratelimit {
             target.append(RATELIMIT, ratelimit);
         }
+        let legacy = self.legacy.is_some();
         if let Some(legacy) = self.legacy
             && !target.contains_key(X_LIMIT)
         {
@@ -213,6 +215,10 @@ impl AddHeaders {
             target.insert(X_LIMIT, limit);
             target.insert(X_REMAINING, remaining);
             target.insert(X_RESET, reset);
+        }
+        if (ietf || legacy) && (target.contains_key(CACHE_CONTROL) || target.contains_key(EXPIRES))
+        {
+            keep_from_shared_caches(target, ietf, legacy);
         }
     }
 
@@ -231,6 +237,35 @@ impl AddHeaders {
                 .with_header(X_RESET, reset);
         }
         problem
+    }
+}
+
+/// On a response a shared cache may store, marks the per-client fields
+/// (`RateLimit`, `X-RateLimit-Remaining`, `X-RateLimit-Reset`; not the
+/// policy, which is everyone's) with a qualified `private` (RFC 9111
+/// §5.2.2.7): shared caches must not store them, so they never serve one
+/// client's quota to another, and may still store the rest. A cache that
+/// does not implement the qualified form treats the whole response as
+/// private, which leaks nothing either. Nested limiters add the line once.
+fn keep_from_shared_caches(target: &mut HeaderMap, ietf: bool, legacy: bool) {
+    const IETF: HeaderValue = HeaderValue::from_static(r#"private="RateLimit""#);
+    const LEGACY: HeaderValue =
+        HeaderValue::from_static(r#"private="X-RateLimit-Remaining, X-RateLimit-Reset""#);
+    const BOTH: HeaderValue = HeaderValue::from_static(
+        r#"private="RateLimit, X-RateLimit-Remaining, X-RateLimit-Reset""#,
+    );
+    let mark = match (ietf, legacy) {
+        (true, true) => BOTH,
+        (true, false) => IETF,
+        _ => LEGACY,
+    };
+    if crate::cache_control::shared_cache_may_store(target)
+        && !target
+            .get_all(CACHE_CONTROL)
+            .iter()
+            .any(|line| *line == mark)
+    {
+        target.append(CACHE_CONTROL, mark);
     }
 }
 

@@ -891,3 +891,87 @@ async fn closure_and_composite_keys() {
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(l.tracked_keys("tenant-key"), Some(4));
 }
+
+/// The `Cache-Control` lines of a response to a request through `layer`
+/// whose handler answers with `cache_control` (and `expires`).
+async fn cache_control_after(
+    layer: &RateLimitLayer,
+    cache_control: &[&'static str],
+    expires: bool,
+) -> Vec<String> {
+    let handler = tower::service_fn(move |_req: Request<Body>| {
+        let mut response = Response::new(Body::default());
+        for value in cache_control {
+            response
+                .headers_mut()
+                .append(http::header::CACHE_CONTROL, HeaderValue::from_static(value));
+        }
+        if expires {
+            response.headers_mut().insert(
+                http::header::EXPIRES,
+                HeaderValue::from_static("Thu, 01 Jan 2099 00:00:00 GMT"),
+            );
+        }
+        std::future::ready(Ok::<_, Infallible>(response))
+    });
+    let response = tower::Layer::layer(layer, handler)
+        .oneshot(from("192.0.2.1:1"))
+        .await
+        .unwrap();
+    assert!(response.headers().contains_key("ratelimit"));
+    response
+        .headers()
+        .get_all(http::header::CACHE_CONTROL)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect()
+}
+
+// Security review finding: a response a shared cache may store (`public`,
+// `s-maxage`, `max-age`, `Expires`) carried one client's `RateLimit` state
+// to everyone it was served to. RFC 9111 §5.2.2.7: the qualified `private`
+// directive forbids shared caches to store the named fields while they may
+// store the rest (a cache that does not implement the qualified form treats
+// the response as private: it stores nothing, which leaks nothing either).
+#[tokio::test(start_paused = true)]
+async fn per_client_fields_are_private_on_shared_cacheable_responses() {
+    let ietf = single(Quota::per_minute(100));
+    for (cache_control, expires) in [
+        (&["public, max-age=60"][..], false),
+        (&["s-maxage=30"][..], false),
+        (&["max-age=10"][..], false),
+        (&["no-cache", "max-age=0"][..], false),
+        (&[][..], true),
+    ] {
+        let lines = cache_control_after(&ietf, cache_control, expires).await;
+        let mut expected: Vec<String> = cache_control.iter().map(|s| (*s).to_owned()).collect();
+        expected.push(r#"private="RateLimit""#.to_owned());
+        assert_eq!(lines, expected, "{cache_control:?} {expires}");
+    }
+
+    // Not storable by a shared cache, or no Cache-Control at all: untouched.
+    for cache_control in [
+        &["private, max-age=60"][..],
+        &["no-store"][..],
+        &["public", "no-store"][..],
+        &[][..],
+    ] {
+        let lines = cache_control_after(&ietf, cache_control, false).await;
+        assert_eq!(lines, cache_control, "{cache_control:?}");
+    }
+
+    // The legacy fields are per client too (the limit itself is not).
+    let both = layer(
+        RateLimitLayer::builder()
+            .policy(Policy::new("default", Quota::per_minute(100)))
+            .headers(HeaderStyle::Both),
+    );
+    let lines = cache_control_after(&both, &["public, max-age=60"], false).await;
+    assert_eq!(
+        lines,
+        [
+            "public, max-age=60",
+            r#"private="RateLimit, X-RateLimit-Remaining, X-RateLimit-Reset""#
+        ]
+    );
+}
