@@ -733,3 +733,119 @@ async fn works_on_a_redis_cluster() {
     drop(nodes);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A request from `client` through a trusted proxy on 127.0.0.1.
+fn via_proxy(client: std::net::Ipv4Addr) -> Request<String> {
+    let mut req = Request::builder()
+        .uri("/x")
+        .header("x-forwarded-for", client.to_string())
+        .body(String::new())
+        .unwrap();
+    req.extensions_mut()
+        .insert(tower_edge::rate_limit::PeerAddr(
+            "127.0.0.1:40000".parse().unwrap(),
+        ));
+    req
+}
+
+// Security review finding: a flood of requests from random (spoofed, behind
+// a trusted proxy) addresses on 2 cores tripped the 20 ms timeout, and each
+// trip failed open for 250 ms (one run let 20 requests through a burst of
+// 10). With the library defaults the store must keep limiting: the target
+// gets at most its burst from Redis plus the burst of this one replica's
+// local fallback, whatever the load and even while Redis stalls.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_random_clients_never_opens_a_limited_target() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize};
+
+    const TARGET_BURST: u32 = 10;
+    const FLOODERS: u32 = 60;
+    /// The figure: Redis's burst plus one replica's local burst.
+    const MOST_ALLOWED: usize = 2 * TARGET_BURST as usize;
+
+    let mut server = OwnRedis::on_free_port();
+    server.start();
+    // Library defaults (timeout, trip rule, fallback) but the prefix and
+    // the deny cache: with it, the limited target would be denied locally
+    // without asking Redis, hiding what the store does when Redis fails; a
+    // target whose Retry-After is short goes back to Redis all the time.
+    let store = RedisStore::builder(server.url())
+        .key_prefix(unique_prefix("flood"))
+        .deny_cache_capacity(0)
+        .build()
+        .unwrap();
+    store.ping(Duration::from_secs(5)).await.unwrap();
+    let layer = RateLimitLayer::builder()
+        .policy(Policy::new("ip", Quota::per_hour(TARGET_BURST)).store(store.clone()))
+        .trusted_proxies(["127.0.0.1/32"])
+        .build()
+        .unwrap();
+    let svc = service(layer);
+    let stop = Arc::new(AtomicBool::new(false));
+
+    let mut flooders = Vec::new();
+    for task in 0..FLOODERS {
+        let mut svc = svc.clone();
+        let stop = Arc::clone(&stop);
+        flooders.push(tokio::spawn(async move {
+            // Bounded: at most 5,000 requests per flooder.
+            for i in 0..5_000u32 {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                // A new address every request (never the target's).
+                let n = (task << 16 | i).wrapping_mul(2_654_435_761);
+                let client = std::net::Ipv4Addr::from(0x0A00_0000 | (n & 0x00FF_FFFF));
+                let _ = svc.ready().await.unwrap().call(via_proxy(client)).await;
+            }
+        }));
+    }
+    let allowed = Arc::new(AtomicUsize::new(0));
+    let target = {
+        let mut svc = svc.clone();
+        let stop = Arc::clone(&stop);
+        let allowed = Arc::clone(&allowed);
+        tokio::spawn(async move {
+            let target = std::net::Ipv4Addr::new(198, 51, 100, 7);
+            for _ in 0..3_000 {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                let res = svc.ready().await.unwrap().call(via_proxy(target)).await;
+                if res.unwrap().status() == StatusCode::OK {
+                    allowed.fetch_add(1, Ordering::Relaxed);
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        })
+    };
+
+    // Load alone for 2 s, then Redis stalls for 400 ms (every call times
+    // out, the store trips), then 1 s more of load.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    server.signal("-STOP");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    server.signal("-CONT");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop.store(true, Ordering::Relaxed);
+    for flooder in flooders {
+        flooder.await.unwrap();
+    }
+    target.await.unwrap();
+
+    let allowed = allowed.load(Ordering::Relaxed);
+    eprintln!(
+        "target allowed {allowed} (at most {MOST_ALLOWED}); store failures {}",
+        store.failures()
+    );
+    assert!(store.failures() >= 1, "the stall produced failures");
+    assert!(
+        allowed >= TARGET_BURST as usize,
+        "the target got its own quota"
+    );
+    assert!(
+        allowed <= MOST_ALLOWED,
+        "target allowed {allowed} > burst {TARGET_BURST} + local burst {TARGET_BURST}"
+    );
+}

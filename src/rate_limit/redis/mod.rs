@@ -23,13 +23,10 @@
 //!   policies sharing one store never share a bucket. It is passed in
 //!   `KEYS[1]`, so the script runs on Redis Cluster.
 //! * Every call has a [timeout](RedisStoreBuilder::timeout) (20 ms by
-//!   default): no request waits on a slow Redis longer than that. A
-//!   timeout counts as a failure and skips Redis for the
-//!   [`retry_interval`](RedisStoreBuilder::retry_interval), so keep it
-//!   well above Redis's p99 under load (about 6 ms at 64 checks in
-//!   flight on a loaded 2-core machine, see BENCHMARKS.md): a timeout at
-//!   the p99 would keep switching the shared limit off, 250 ms at a time,
-//!   exactly when traffic peaks.
+//!   default), counted from when the check hands its command to the
+//!   connection: no request waits on a slow Redis much longer than that.
+//!   A timed-out check gets the fallback; one slow reply never switches
+//!   the shared limit off (see below).
 //!   Concurrent checks share one multiplexed, pipelined connection (a
 //!   `redis` `ConnectionManager`, or the Cluster connection), which
 //!   reconnects by itself.
@@ -44,18 +41,27 @@
 //! it answers. Redis unreachable at start-up is handled like Redis going
 //! down later. A failed or timed-out call is counted
 //! ([`RedisStore::failures`], and `tower_edge.rate_limit.store.errors` with
-//! feature `otel`), logged once per outage, and for
-//! [`retry_interval`](RedisStoreBuilder::retry_interval) (250 ms) later
-//! checks do not wait on Redis. What they get depends on
-//! [`RedisFallback`]:
+//! feature `otel`) and that check gets the fallback. What it gets depends
+//! on [`RedisFallback`]:
 //!
-//! * [`RedisFallback::Error`] (default): the store reports an error and the
-//!   layer's [`OnStoreError`](super::OnStoreError) decides: fail open (the
-//!   default: the request goes through, counted and logged) or
-//!   [`OnStoreError::Reject`](super::OnStoreError::Reject) (fail closed: 503
-//!   problem+json, gRPC 14 `UNAVAILABLE`);
-//! * [`RedisFallback::Memory`]: a local [`MemoryStore`]
-//!   limits each replica on its own until Redis answers again.
+//! * [`RedisFallback::Memory`] (default): a local [`MemoryStore`] limits
+//!   each replica on its own until Redis answers again: a client gets at
+//!   most its burst from Redis plus one local burst per replica, never an
+//!   open door;
+//! * [`RedisFallback::Error`]: the store reports an error and the layer's
+//!   [`OnStoreError`](super::OnStoreError) decides: fail open (the
+//!   request goes through, counted and logged) or
+//!   [`OnStoreError::Reject`](super::OnStoreError::Reject) (fail closed:
+//!   503 problem+json, gRPC 14 `UNAVAILABLE`).
+//!
+//! The store *trips* only on sustained failure: when calls have kept
+//! failing, with no successful reply in between, for
+//! [`trip_after`](RedisStoreBuilder::trip_after) (100 ms). A load spike
+//! that stalls this process times out every call in flight at once; the
+//! replies that follow reset the count, so such a stall costs the checks it
+//! hit, not a whole interval. Once tripped, checks skip Redis for
+//! [`retry_interval`](RedisStoreBuilder::retry_interval) (250 ms) without
+//! waiting on it, logged once per outage.
 //!
 //! # Default setup
 //!
@@ -121,8 +127,11 @@ use super::quota::Quota;
 use super::store::{Check, Decision, RateLimitStore, StoreError, StoreFuture};
 use crate::ConfigError;
 
+mod breaker;
 #[cfg(test)]
 mod tests;
+
+use breaker::Breaker;
 
 /// The GCRA script (see [`gcra`](super::gcra)).
 const SCRIPT: &str = include_str!("gcra.lua");
@@ -133,8 +142,11 @@ const SCRIPT: &str = include_str!("gcra.lua");
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(20);
 /// Default key prefix; give each application sharing a Redis its own.
 pub const DEFAULT_KEY_PREFIX: &str = "tower-edge:rl";
-/// Default pause after a failure before checks try Redis again.
+/// Default pause after the store trips before checks try Redis again.
 pub const DEFAULT_RETRY_INTERVAL: Duration = Duration::from_millis(250);
+/// Default time calls must keep failing, without a success, before the
+/// store trips (see [`RedisStoreBuilder::trip_after`]).
+pub const DEFAULT_TRIP_AFTER: Duration = Duration::from_millis(100);
 /// Default number of limited keys remembered locally.
 pub const DEFAULT_DENY_CACHE_CAPACITY: usize = 10_000;
 
@@ -146,11 +158,13 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 #[non_exhaustive]
 pub enum RedisFallback {
     /// Report the error; the layer's [`OnStoreError`](super::OnStoreError)
-    /// lets the request through (default) or rejects it with 503.
-    #[default]
+    /// lets the request through (its default) or rejects it with 503.
     Error,
     /// Limit locally with a [`MemoryStore`] until Redis answers again
-    /// (each replica then applies the whole quota on its own).
+    /// (each replica then applies the whole quota on its own). The
+    /// default: a failing Redis keeps requests limited, never lets them
+    /// all through.
+    #[default]
     Memory,
 }
 
@@ -315,14 +329,12 @@ struct Shared {
     script: redis::Script,
     prefix: Box<str>,
     timeout: Duration,
-    retry_interval: Duration,
     fallback: Option<MemoryStore>,
     deny: Option<DenyCache>,
     failures: AtomicU64,
-    /// Nanoseconds since `origin` until which checks skip Redis; 0: up.
-    down_until: AtomicU64,
+    breaker: Breaker,
+    /// Tripped and not answered since (for logging once per outage).
     down: AtomicBool,
-    origin: Instant,
     #[cfg(feature = "otel")]
     metrics: Option<crate::otel::EdgeMetrics>,
 }
@@ -363,6 +375,7 @@ pub struct RedisStoreBuilder {
     prefix: String,
     timeout: Duration,
     retry_interval: Duration,
+    trip_after: Duration,
     fallback: RedisFallback,
     fallback_max_keys: usize,
     deny_cache_capacity: usize,
@@ -378,6 +391,7 @@ impl fmt::Debug for RedisStoreBuilder {
             .field("key_prefix", &self.prefix)
             .field("timeout", &self.timeout)
             .field("retry_interval", &self.retry_interval)
+            .field("trip_after", &self.trip_after)
             .field("fallback", &self.fallback)
             .field("deny_cache_capacity", &self.deny_cache_capacity)
             .finish_non_exhaustive()
@@ -392,6 +406,7 @@ impl RedisStoreBuilder {
             prefix: DEFAULT_KEY_PREFIX.to_owned(),
             timeout: DEFAULT_TIMEOUT,
             retry_interval: DEFAULT_RETRY_INTERVAL,
+            trip_after: DEFAULT_TRIP_AFTER,
             fallback: RedisFallback::default(),
             fallback_max_keys: DEFAULT_MAX_KEYS,
             deny_cache_capacity: DEFAULT_DENY_CACHE_CAPACITY,
@@ -408,22 +423,38 @@ impl RedisStoreBuilder {
         self
     }
 
-    /// The most a check waits for Redis, connection included (default
-    /// [`DEFAULT_TIMEOUT`], 20 ms; 1 ms to 60 s). A timed-out check counts as
-    /// a failure, like Redis being down.
+    /// The most a check waits for Redis's reply (default
+    /// [`DEFAULT_TIMEOUT`], 20 ms; 1 ms to 60 s). The time starts when the
+    /// check hands its command to the connection, and a reply that arrived
+    /// while this process waited for a CPU still counts (the check gets one
+    /// more turn of the scheduler before it times out). A timed-out check
+    /// counts as a failure and gets the [fallback](Self::fallback); it does
+    /// not trip the store on its own (see [`trip_after`](Self::trip_after)).
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
     }
 
-    /// How long after a failure checks skip Redis before trying it again
-    /// (default [`DEFAULT_RETRY_INTERVAL`]; zero tries on every check).
+    /// How long checks skip Redis once the store has tripped, before trying
+    /// it again (default [`DEFAULT_RETRY_INTERVAL`]; zero never trips: every
+    /// check tries Redis).
     pub fn retry_interval(mut self, interval: Duration) -> Self {
         self.retry_interval = interval;
         self
     }
 
-    /// What checks get while Redis fails (default [`RedisFallback::Error`]).
+    /// How long calls must keep failing, with no successful reply in
+    /// between, before the store trips and skips Redis for the
+    /// [`retry_interval`](Self::retry_interval) (default
+    /// [`DEFAULT_TRIP_AFTER`], 100 ms; at most 60 s; zero trips on the first
+    /// failure). A burst of timeouts from one scheduling stall, followed by
+    /// replies, does not trip it; a Redis that is down or stalled does.
+    pub fn trip_after(mut self, duration: Duration) -> Self {
+        self.trip_after = duration;
+        self
+    }
+
+    /// What checks get while Redis fails (default [`RedisFallback::Memory`]).
     pub fn fallback(mut self, fallback: RedisFallback) -> Self {
         self.fallback = fallback;
         self
@@ -470,6 +501,12 @@ impl RedisStoreBuilder {
         if self.fallback_max_keys == 0 {
             return Err(ConfigError::new("fallback_max_keys", "must be at least 1"));
         }
+        if self.trip_after > Duration::from_secs(60) {
+            return Err(ConfigError::new("trip_after", "must be at most 60 s"));
+        }
+        if self.retry_interval > Duration::from_secs(3600) {
+            return Err(ConfigError::new("retry_interval", "must be at most 1 h"));
+        }
         let target = if self.cluster {
             if self.nodes.is_empty() {
                 return Err(ConfigError::new(
@@ -499,7 +536,6 @@ impl RedisStoreBuilder {
                 script: redis::Script::new(SCRIPT),
                 prefix: self.prefix.into_boxed_str(),
                 timeout: self.timeout,
-                retry_interval: self.retry_interval,
                 fallback: (self.fallback == RedisFallback::Memory).then(|| {
                     MemoryStore::builder()
                         .max_keys(self.fallback_max_keys)
@@ -508,9 +544,8 @@ impl RedisStoreBuilder {
                 deny: (self.deny_cache_capacity > 0)
                     .then(|| DenyCache::new(self.deny_cache_capacity)),
                 failures: AtomicU64::new(0),
-                down_until: AtomicU64::new(0),
+                breaker: Breaker::new(self.trip_after, self.retry_interval),
                 down: AtomicBool::new(false),
-                origin: Instant::now(),
                 #[cfg(feature = "otel")]
                 metrics: self.metrics,
             }),
@@ -632,13 +667,8 @@ impl Failure {
 }
 
 impl Shared {
-    fn nanos_since_origin(&self) -> u64 {
-        u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX)
-    }
-
     fn is_down(&self) -> bool {
-        let until = self.down_until.load(Ordering::Relaxed);
-        until != 0 && self.nanos_since_origin() < until
+        self.breaker.is_open()
     }
 
     /// The connection, starting it on first use.
@@ -703,37 +733,34 @@ impl Shared {
             tracing::debug!("rate limit: Redis not connected yet; falling back meanwhile");
             return;
         }
-        if !matches!(failure, Failure::Down) {
-            self.failures.fetch_add(1, Ordering::Relaxed);
-            #[cfg(feature = "otel")]
-            if let Some(metrics) = &self.metrics {
-                metrics.store_error(failure.kind());
-            }
-            if !self.retry_interval.is_zero() {
-                let until = self
-                    .nanos_since_origin()
-                    .saturating_add(
-                        u64::try_from(self.retry_interval.as_nanos()).unwrap_or(u64::MAX),
-                    )
-                    .max(1);
-                self.down_until.store(until, Ordering::Relaxed);
-            }
+        if matches!(failure, Failure::Down) {
+            return;
         }
-        if !self.down.swap(true, Ordering::Relaxed) {
+        self.failures.fetch_add(1, Ordering::Relaxed);
+        #[cfg(feature = "otel")]
+        if let Some(metrics) = &self.metrics {
+            metrics.store_error(failure.kind());
+        }
+        let fallback = if self.fallback.is_some() {
+            "memory"
+        } else {
+            "error"
+        };
+        if self.breaker.failure() && !self.down.swap(true, Ordering::Relaxed) {
             tracing::warn!(
                 error.type = failure.kind(),
-                fallback = if self.fallback.is_some() { "memory" } else { "error" },
+                fallback,
                 "rate limit: Redis store unavailable; logged once until it answers again"
             );
+        } else {
+            tracing::debug!(error.type = failure.kind(), fallback, "rate limit: Redis call failed");
         }
     }
 
     fn answered(&self) {
-        if self.down.load(Ordering::Relaxed) {
-            self.down_until.store(0, Ordering::Relaxed);
-            if self.down.swap(false, Ordering::Relaxed) {
-                tracing::info!("rate limit: Redis store answers again");
-            }
+        self.breaker.success();
+        if self.down.load(Ordering::Relaxed) && self.down.swap(false, Ordering::Relaxed) {
+            tracing::info!("rate limit: Redis store answers again");
         }
     }
 
@@ -786,6 +813,22 @@ async fn connect_cluster(client: ClusterClient, shared: Weak<Shared>) {
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(Duration::from_secs(2));
     }
+}
+
+/// `call` within `timeout`, counted from its first poll (when the command
+/// is handed to the connection). When the timer fires, the call gets one
+/// more turn of the scheduler: a reply the connection received while this
+/// task waited for a CPU is not a Redis timeout.
+async fn within<F: Future>(timeout: Duration, call: F) -> Result<F::Output, ()> {
+    let mut call = std::pin::pin!(call);
+    if let Ok(output) = tokio::time::timeout(timeout, call.as_mut()).await {
+        return Ok(output);
+    }
+    tokio::task::yield_now().await;
+    // A zero timeout polls `call` once more before it gives up.
+    tokio::time::timeout(Duration::ZERO, call)
+        .await
+        .map_err(|_| ())
 }
 
 impl RedisStore {
@@ -887,7 +930,7 @@ impl RateLimitStore for RedisStore {
             let mut conn = conn;
             let evalsha = eval_cmd("EVALSHA", shared.script.get_hash(), &key, &quota, cost);
             let eval = || eval_cmd("EVAL", SCRIPT, &key, &quota, cost);
-            let outcome = tokio::time::timeout(shared.timeout, conn.run(&evalsha, eval)).await;
+            let outcome = within(shared.timeout, conn.run(&evalsha, eval)).await;
             let failure = match outcome {
                 Ok(Ok(reply)) => match parse_reply(&reply) {
                     Ok(decision) => {

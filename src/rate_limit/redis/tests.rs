@@ -136,7 +136,10 @@ fn script_replies_become_decisions() {
 // is a store error (the layer's failure policy applies), not a panic.
 #[test]
 fn builds_and_fails_cleanly_without_a_runtime() {
-    let store = RedisStore::new("redis://127.0.0.1:1").unwrap();
+    let store = RedisStore::builder("redis://127.0.0.1:1")
+        .fallback(RedisFallback::Error)
+        .build()
+        .unwrap();
     let quota = Quota::per_second(1);
     let result = store
         .check(Check::new("p", &Key::global(), &quota, 1))
@@ -144,6 +147,19 @@ fn builds_and_fails_cleanly_without_a_runtime() {
         .expect("answered at once");
     assert!(result.unwrap_err().to_string().contains("tokio runtime"));
     assert_eq!(store.failures(), 1);
+
+    // The default fallback limits locally instead (security review: a
+    // failing store must keep limiting).
+    let store = RedisStore::new("redis://127.0.0.1:1").unwrap();
+    for expected in [true, false] {
+        let decision = store
+            .check(Check::new("p", &Key::global(), &quota, 1))
+            .into_ready()
+            .expect("answered at once")
+            .expect("a local decision");
+        assert_eq!(decision.is_allowed(), expected);
+    }
+    assert_eq!(store.failures(), 2);
 }
 
 #[test]
