@@ -143,8 +143,9 @@ async fn etag_and_304_on_the_wire() {
     assert!(head.starts_with("HTTP/1.1 304"), "{head}");
 }
 
-// STANDARDS.md: a streaming body passes through unbuffered: the head and the
-// first chunk reach the client while the body has not ended.
+// RFC 9110 §8.8.3.1 (an ETag only where changes can be reasonably
+// determined): a streaming body passes through unbuffered: the head and
+// the first chunk reach the client while the body has not ended.
 #[tokio::test]
 async fn streaming_body_reaches_the_client_unbuffered() {
     let addr = serve().await;

@@ -60,7 +60,7 @@ fn request_with(value: &'static str) -> Request<Body> {
     req
 }
 
-// STANDARDS.md: the final ID is a field on the request's span, so every log
+// The final ID is a field on the request's span, so every log
 // line inside carries it — including lines logged after an await point.
 #[tokio::test]
 async fn every_log_line_inside_the_handler_carries_the_id() {
@@ -85,7 +85,7 @@ async fn every_log_line_inside_the_handler_carries_the_id() {
     }
 }
 
-// STANDARDS.md: the rejected value is never logged raw.
+// CWE-117 (log injection): the rejected value is never logged raw.
 #[tokio::test]
 async fn rejected_value_is_never_logged() {
     captured();

@@ -29,8 +29,9 @@ async fn raw(addr: SocketAddr, request: &[u8]) -> String {
     String::from_utf8_lossy(&buf).into_owned()
 }
 
-// STANDARDS.md: CRLF in an incoming ID is never reflected. A bare CR inside
-// the value and an obs-fold continuation line (CRLF + space) are tried.
+// RFC 9110 §5.5, CWE-113 (response splitting): CRLF in an incoming ID is
+// never reflected. A bare CR inside the value and an obs-fold continuation
+// line (CRLF + space, RFC 9112 §5.2) are tried.
 #[tokio::test]
 async fn crlf_injection_is_never_reflected() {
     let addr = serve().await;
@@ -57,7 +58,8 @@ async fn crlf_injection_is_never_reflected() {
     }
 }
 
-// STANDARDS.md: tab, 10 KB and non-ASCII values are replaced on the wire too.
+// Outside the default rule: tab, 10 KB and non-ASCII values are replaced on
+// the wire too.
 #[tokio::test]
 async fn hostile_values_on_the_wire_are_replaced() {
     let addr = serve().await;

@@ -382,7 +382,7 @@ async fn the_flood_guard_stops_an_ip_before_token_checks() {
     assert!(ratelimit(&res).contains("\"ip\";r=0;"));
     assert!(res.headers().contains_key("retry-after"));
     // A bad token is not even looked at: 429 from the guard, not 401 from
-    // the JWT layer inside it (the order DESIGN.md asks for).
+    // the JWT layer inside it (the recommended order of the crate docs).
     let res = call("GET", "/me").bearer("not.a.token").send(addr).await;
     assert_eq!(res.status(), 429);
     assert!(!res.headers().contains_key("www-authenticate"));

@@ -2,9 +2,10 @@
 //! handler that panics, a service error, a body that fails mid-stream, a
 //! key source that cannot answer.
 //!
-//! STANDARDS.md (all layers): never a panic of ours, never a 500 for the
-//! client's mistake; the correlation ID is on every response (put the
-//! correlation layer outermost).
+//! All layers: never a panic of ours, never a 500 for the client's mistake
+//! (RFC 9110 §15.5: a client error is a 4xx; §15.6: a 5xx is the server's);
+//! the correlation ID is on every response (put the correlation layer
+//! outermost).
 
 use std::convert::Infallible;
 use std::pin::Pin;

@@ -1,5 +1,6 @@
 //! The JWKS key source against a real HTTP server on 127.0.0.1 that counts
-//! its fetches (STANDARDS.md "JWT bearer auth", JWKS line; RFC 7517).
+//! its fetches (RFC 7517; key rotation per OpenID Connect Core 1.0
+//! §10.1.1; caching, refetch and failure rules of the `jwks` module docs).
 //!
 //! The JWKs are derived in [`jwk`] from the PEM/DER fixtures of
 //! `src/jwt_auth/testdata/` (see the header of `src/jwt_auth/tests.rs` for
@@ -318,7 +319,8 @@ fn random() -> u64 {
     RandomState::new().hash_one(0u8)
 }
 
-// RFC 7517 §4.5 / STANDARDS "unknown kid → refetch": a rotated-in key is
+// RFC 7517 §4.5, OpenID Connect Core 1.0 §10.1.1 (an unfamiliar kid means
+// refetch the set): a rotated-in key is
 // found by a refetch, a rotated-out key stops verifying.
 #[tokio::test]
 async fn rotation_new_kid_appears_and_old_kid_is_removed() {
@@ -406,8 +408,9 @@ async fn a_token_without_kid_is_verified_by_the_only_key_for_its_algorithm() {
     server.stop().await;
 }
 
-// STANDARDS: "1000 tokens with random kids cause at most one fetch per
-// cooldown", the refetch single-flight and shared.
+// The refetch on an unfamiliar kid (OpenID Connect Core 1.0 §10.1.1) is
+// bounded: 1000 tokens with random kids cause at most one fetch per
+// cooldown, the refetch single-flight and shared.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn random_kids_cause_at_most_one_fetch_per_cooldown() {
     let server = Server::start(Reply::ok(jwk::set(&[jwk::ed("k")]))).await;
@@ -477,7 +480,7 @@ async fn after_the_cooldown_one_more_refetch_and_unknown_kids_are_remembered() {
     assert_eq!(server.hits(), 4);
 }
 
-// DESIGN.md: requests never wait on a refresh when valid keys are present;
+// Requests never wait on a refresh when valid keys are present;
 // no lock is held across the fetch.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn known_keys_never_wait_on_a_running_refetch() {
@@ -502,7 +505,8 @@ async fn known_keys_never_wait_on_a_running_refetch() {
     assert_eq!(waiting.await.unwrap().0, StatusCode::UNAUTHORIZED);
 }
 
-// STANDARDS: "keep serving the last good keys when a fetch fails".
+// The last good keys keep serving when a fetch fails (`jwks` module docs,
+// "Failures").
 #[tokio::test]
 async fn server_down_old_keys_keep_working() {
     let server = Server::start(Reply::ok(jwk::set(&[jwk::ec384("k")]))).await;
@@ -525,7 +529,7 @@ async fn server_down_old_keys_keep_working() {
     assert_eq!(source.len(), 1);
 }
 
-// STANDARDS: "fetches have a timeout".
+// Fetches have a timeout (`jwks` module docs, "HTTP client").
 #[tokio::test]
 async fn slow_server_times_out() {
     let server = Server::start(Reply {

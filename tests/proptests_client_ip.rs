@@ -2,11 +2,13 @@
 //! public API: a policy whose key extractor records
 //! `RequestInfo::client_ip()`.
 //!
-//! STANDARDS.md (rate limiting, client IP): when the TCP peer is not a
-//! trusted proxy, use the peer and ignore forwarding headers. Otherwise read
-//! *all* X-Forwarded-For lines, walk right to left skipping trusted CIDRs;
-//! the first untrusted valid address is the client. `Forwarded` (RFC 7239)
-//! likewise. Never the leftmost entry. The module's documented rule for
+//! Client IP (RFC 7239 §8.1: forwarding headers are only as good as the
+//! proxies that wrote them; X-Forwarded-For, which has no RFC, alike): when
+//! the TCP peer is not a trusted proxy, use the peer and ignore forwarding
+//! headers. Otherwise read *all* X-Forwarded-For lines (one list, RFC 9110
+//! §5.3), walk right to left skipping trusted CIDRs; the first untrusted
+//! valid address is the client. `Forwarded` (RFC 7239 §4, §5.2) likewise.
+//! Never the leftmost entry. The module's documented rule for
 //! entries that are not addresses: the walk ends at the last trusted hop.
 
 use std::convert::Infallible;
@@ -177,7 +179,7 @@ fn separator() -> impl Strategy<Value = &'static str> {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
 
-    // STANDARDS.md (client IP): X-Forwarded-For over several lines, right to
+    // X-Forwarded-For over several lines (one list, RFC 9110 §5.3), right to
     // left; the chosen address is the rightmost untrusted valid one (never
     // one left of it), the last trusted hop when garbage comes first, or the
     // peer when the peer is untrusted.
@@ -205,8 +207,8 @@ proptest! {
         prop_assert_eq!(ignored, peer.to_canonical());
     }
 
-    // STANDARDS.md (client IP): `Forwarded` (RFC 7239) likewise; quoted
-    // values, extra parameters, elements without `for`.
+    // `Forwarded` (RFC 7239 §4, §5.2) likewise; quoted values, extra
+    // parameters (§5.5), elements without `for`.
     #[test]
     fn forwarded_picks_the_rightmost_untrusted_address(
         peer in peer(),

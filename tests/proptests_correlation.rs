@@ -1,8 +1,10 @@
 //! Property tests of correlation-ID validation through the public layer.
 //!
-//! STANDARDS.md (correlation IDs): an incoming ID is accepted only if it
-//! matches `^[A-Za-z0-9._:-]{1,128}$`; otherwise a fresh UUID (v7 by
-//! default) replaces it and the rejected value is never reflected.
+//! The rule of the `correlation` module docs (no RFC defines
+//! `x-request-id`): an incoming ID is accepted only if it matches
+//! `^[A-Za-z0-9._:-]{1,128}$`; otherwise a fresh UUID (v7 by default,
+//! RFC 9562 §5.7) replaces it and the rejected value is never reflected
+//! (CWE-113).
 
 use std::convert::Infallible;
 
@@ -99,7 +101,8 @@ proptest! {
     }
 }
 
-// STANDARDS.md: a 10 KB value is rejected and not reflected.
+// A 10 KB value is rejected (the default rule stops at 128) and not
+// reflected.
 #[test]
 fn ten_kilobytes_are_rejected() {
     check(&[b'a'; 10 * 1024]).unwrap();

@@ -1,10 +1,13 @@
 //! Property tests of the in-memory GCRA store and of the `RateLimit` /
 //! `Retry-After` headers, on random schedules with an injected clock.
 //!
-//! STANDARDS.md (rate limiting): T = period / quota, τ = T·(burst − 1); deny
-//! when now < TAT − τ; on allow TAT = max(TAT, now) + T. Hence in any window
-//! [a, b] at most `burst + ⌊(b − a) / T⌋` requests are allowed. `r` and `t`
-//! derive from the GCRA state; 429 carries `Retry-After: <ceil seconds>`.
+//! GCRA (ITU-T I.371, virtual scheduling): T = period / quota,
+//! τ = T·(burst − 1); deny when now < TAT − τ; on allow
+//! TAT = max(TAT, now) + T. Hence in any window [a, b] at most
+//! `burst + ⌊(b − a) / T⌋` requests are allowed. `r` and `t`
+//! (draft-ietf-httpapi-ratelimit-headers-11 §4.1.1, §4.1.2) derive from the
+//! GCRA state; 429 carries `Retry-After: <ceil seconds>` (RFC 6585 §4,
+//! RFC 9110 §10.2.3).
 
 use std::convert::Infallible;
 use std::sync::Arc;

@@ -2,9 +2,10 @@
 //! input never panics, never yields a 5xx, and nothing but a token signed
 //! by the configured key is accepted.
 //!
-//! STANDARDS.md (JWT): bad client input gets a clear answer (400 / 401),
-//! never a panic or a 500; algorithms come from the configuration; `none`
-//! is rejected; a token MACed with another key is rejected.
+//! RFC 6750 §3.1: bad client input gets a clear answer (400 / 401), never a
+//! panic or a 500 (RFC 9110 §15.5, §15.6). RFC 8725 §3.1: algorithms come
+//! from the configuration; `none` is rejected; a token MACed with another
+//! key is rejected.
 
 use std::convert::Infallible;
 

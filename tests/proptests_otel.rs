@@ -2,9 +2,9 @@
 //! `OtelLayer`: the handler sees the incoming trace id iff `traceparent`
 //! matches the grammar, and the incoming `tracestate` iff it does too.
 //!
-//! STANDARDS.md (OpenTelemetry): traceparent `00-<32 hex>-<16 hex>-<2 hex>`,
-//! lowercase; all-zero ids and version ff invalid → new trace. tracestate
-//! ≤ 32 members; a bad tracestate never breaks traceparent.
+//! W3C Trace Context §3.2: traceparent `00-<32 hex>-<16 hex>-<2 hex>`,
+//! lowercase; all-zero ids and version ff invalid → new trace. §3.3:
+//! tracestate ≤ 32 members; a bad tracestate never breaks traceparent.
 
 use std::convert::Infallible;
 

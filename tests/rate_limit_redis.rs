@@ -3,8 +3,11 @@
 //! Needs `redis-server` (and `redis-cli` for the Cluster test) on the PATH
 //! and a Redis on 127.0.0.1:6379 (`.ci/run` starts one). Each test uses its
 //! own key prefix, so tests run in parallel against one shared Redis.
-//! Source of the requirements: STANDARDS.md, "Rate limiting", Redis line,
-//! and issue 6.
+//! Source of the requirements: issue 6, and the GCRA of `store.rs` run in
+//! Redis as one atomic Lua script (Redis docs, "Scripting with Lua") with
+//! time from `TIME`, keys that expire (`SET ... PX`), EVALSHA with NOSCRIPT
+//! fallback, and hash-tagged `KEYS[]` (Redis Cluster specification, "Hash
+//! tags").
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
@@ -110,7 +113,8 @@ async fn check(
         .unwrap()
 }
 
-// Issue 6 / STANDARDS (Redis): N replicas share one quota, exactly.
+// Issue 6: N replicas share one quota, exactly (one atomic script per
+// check, Redis docs, "Scripting with Lua").
 #[tokio::test]
 async fn two_replicas_share_one_quota_exactly() {
     shared_redis();
@@ -263,7 +267,7 @@ mod prop {
     }
 }
 
-// STANDARDS (Redis): EVALSHA with NOSCRIPT fallback survives SCRIPT FLUSH.
+// Redis docs (EVALSHA): EVALSHA with NOSCRIPT fallback survives SCRIPT FLUSH.
 #[tokio::test]
 async fn script_flush_is_survived() {
     let mut conn = shared_redis();
@@ -317,7 +321,7 @@ async fn checks_survive_flushes_in_a_tight_loop() {
     assert_eq!(store.failures(), 0);
 }
 
-// STANDARDS (Redis): keys expire (PX) when their TAT passes; policies are
+// Redis docs (SET ... PX): keys expire when their TAT passes; policies are
 // separate keys; the key carries the prefix and a hash tag.
 #[tokio::test]
 async fn keys_expire_with_their_tat_and_separate_policies() {
@@ -642,7 +646,8 @@ async fn unreachable_at_start_then_used() {
     assert_eq!(call(&mut svc, false).await.status(), StatusCode::OK);
 }
 
-// STANDARDS (Redis): runs on Redis Cluster (hash-tagged KEYS[]); replicas
+// Redis Cluster specification, "Hash tags": runs on Redis Cluster
+// (hash-tagged KEYS[]); replicas
 // share the quota there too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn works_on_a_redis_cluster() {

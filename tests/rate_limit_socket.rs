@@ -67,8 +67,9 @@ fn header<'a>(response: &'a str, name: &str) -> Option<&'a str> {
     })
 }
 
-// DESIGN.md: every connection gets its own service clone; they share one
-// quota. STANDARDS.md: an untrusted peer's X-Forwarded-For is ignored.
+// Every connection gets its own service clone; they share one quota. An
+// untrusted peer's X-Forwarded-For is ignored (RFC 7239 §8.1 reasoning:
+// forwarding headers are only as good as the proxies that wrote them).
 #[tokio::test]
 async fn connections_share_the_quota_and_spoofed_xff_is_ignored() {
     let layer = RateLimitLayer::builder()

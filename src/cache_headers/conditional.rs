@@ -679,8 +679,9 @@ mod tests {
         }
     }
 
-    // STANDARDS.md: malformed values (unquoted, `w/`, `*` mixed with tags)
-    // never produce a 304; a malformed If-Match fails safe with 412.
+    // RFC 9110 §8.8.3, §13.1.2: malformed values (unquoted, `w/`, `*` mixed
+    // with tags) never produce a 304; a malformed If-Match fails safe with
+    // 412 (§13.1.1).
     #[test]
     fn malformed_never_yields_304() {
         for bad in ["1", "w/\"1\"", "*, \"1\"", "\"1\" \"1\"", "\"1"] {
@@ -701,7 +702,7 @@ mod tests {
         }
     }
 
-    // STANDARDS.md, RFC 9110 §5.3/§5.6.1: lists over several lines, empty
+    // RFC 9110 §5.3/§5.6.1: lists over several lines, empty
     // members, OWS, a comma inside quotes belongs to the tag.
     #[test]
     fn multi_line_if_none_match_with_quoted_comma() {

@@ -355,7 +355,7 @@ mod tests {
         s.parse().unwrap()
     }
 
-    // RFC 9110 §8.8.3.2, the comparison table of STANDARDS.md.
+    // RFC 9110 §8.8.3.2, its comparison table.
     #[test]
     fn strong_and_weak_comparison_table() {
         let cases = [
@@ -434,8 +434,8 @@ mod tests {
         );
     }
 
-    // STANDARDS.md: malformed values (unquoted, `w/`, `*` mixed with tags)
-    // are malformed, never a match.
+    // RFC 9110 §8.8.3 (entity-tag grammar), §13.1.2: malformed values
+    // (unquoted, `w/`, `*` mixed with tags) are malformed, never a match.
     #[test]
     fn malformed_lists_are_reported() {
         for bad in [

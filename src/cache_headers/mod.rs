@@ -505,8 +505,9 @@ where
         let config = &self.config;
         let method = request.method();
         let safe = matches!(*method, Method::GET | Method::HEAD);
-        // STANDARDS.md: the cache-headers layer leaves gRPC untouched
-        // (`scan` answers `None` for it).
+        // The cache-headers layer leaves gRPC untouched (`scan` answers
+        // `None` for what the rejection module calls gRPC: the gRPC over
+        // HTTP/2 protocol spec carries the status in trailers).
         let ctx = Preconditions::scan(
             method,
             request.version(),
@@ -737,8 +738,8 @@ fn apply_policy(config: &Config, ctx: &RequestCtx, parts: &mut Parts) {
     };
     let headers = &mut parts.headers;
     if is_never_stored(status) {
-        // STANDARDS.md: 429 and auth errors are `no-store`, whatever a rule,
-        // the error default or the handler says.
+        // RFC 6585 §4, RFC 9111 §5.2.2.5: 429 and auth errors are
+        // `no-store`, whatever a rule, the error default or the handler says.
         if !policy::has_no_store(headers.get_all(CACHE_CONTROL)) {
             headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
         }
@@ -822,8 +823,8 @@ fn finish_buffered<B>(
 ) -> Response<ResponseBody<B>> {
     let mut etag = config.make_etag.make_etag(&bytes);
     if let Some(coding) = parts.headers.get(CONTENT_ENCODING) {
-        // STANDARDS.md: the tag differs per encoding, and caches must key
-        // on Accept-Encoding.
+        // RFC 9110 §8.8.3.3: the tag differs per encoding, and caches must
+        // key on Accept-Encoding (Vary, RFC 9110 §12.5.5).
         etag = etag.with_suffix(coding.as_bytes());
         policy::merge_vary(&mut parts.headers, &[ACCEPT_ENCODING], None);
     }

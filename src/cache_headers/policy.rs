@@ -519,7 +519,7 @@ mod tests {
     use http::HeaderMap;
     use http::header::{ACCEPT_ENCODING, ACCEPT_LANGUAGE, VARY};
 
-    // STANDARDS.md (RFC 9111 §5.2, §1.2.2): Cache-Control tokens are unquoted
+    // RFC 9111 §5.2, §1.2.2: Cache-Control tokens are unquoted
     // delta-seconds (`max-age=300`).
     #[test]
     fn directives_render_unquoted_in_a_stable_order() {
@@ -643,9 +643,10 @@ mod tests {
         assert!(has_no_store([&v(r#"private="a,no-store,b", no-store"#)]));
     }
 
-    // STANDARDS.md: a 401 is always `no-store`. The handler's field-qualified
-    // `private` names `no-store` only inside its quoted argument (RFC 9110
-    // §5.6.4), so the response is not `no-store` yet and the layer makes it so.
+    // RFC 9111 §5.2.2.5: a 401 is always `no-store`. The handler's
+    // field-qualified `private` names `no-store` only inside its quoted
+    // argument (RFC 9110 §5.6.4), so the response is not `no-store` yet and
+    // the layer makes it so.
     #[tokio::test]
     async fn a_quoted_no_store_does_not_keep_a_401_storable() {
         use bytes::Bytes;

@@ -335,7 +335,8 @@ async fn error_statuses_never_become_304_and_get_no_etag() {
         assert_eq!(res.status(), status);
         assert_eq!(body, "problem");
         assert!(res.headers().get(ETAG).is_none(), "{status}");
-        // STANDARDS.md: 429 and auth errors are no-store (errors default to it).
+        // RFC 6585 §4, RFC 9111 §5.2.2.5: 429 and auth errors are no-store
+        // (errors default to it).
         assert_eq!(res.headers()[CACHE_CONTROL], "no-store", "{status}");
         // Even with the handler's own matching ETag.
         let (res, _) = call(
@@ -350,9 +351,11 @@ async fn error_statuses_never_become_304_and_get_no_etag() {
     }
 }
 
-// STANDARDS.md: 429 and auth errors are `no-store`, with no policy
-// exception: not the handler's own `max-age`, not a public rule over
-// 400..=499, not a custom error default. Other errors keep them.
+// RFC 6585 §4 (a 429 must not be stored; an auth error depends on the
+// credentials sent): 429 and auth errors are `no-store` (RFC 9111
+// §5.2.2.5), with no policy exception: not the handler's own `max-age`, not
+// a public rule over 400..=499, not a custom error default. Other errors
+// keep them.
 #[tokio::test]
 async fn auth_errors_and_429_are_always_no_store() {
     let public = CacheControl::new()
@@ -420,8 +423,9 @@ async fn auth_errors_and_429_are_always_no_store() {
     assert_eq!(res.headers()[CACHE_CONTROL], "max-age=60");
 }
 
-// STANDARDS.md: no ETag for 206, an existing ETag, `no-store`, non-GET
-// methods; an existing ETag is kept and used for the 304 without hashing.
+// RFC 9110 §8.8.3.1, §15.3.7: no ETag for 206, an existing ETag,
+// `no-store`, non-GET methods; an existing ETag is kept and used for the
+// 304 without hashing.
 #[tokio::test]
 async fn no_etag_where_it_does_not_belong() {
     let hashed = Arc::new(AtomicUsize::new(0));
@@ -483,7 +487,8 @@ async fn no_etag_where_it_does_not_belong() {
 // unconditional response would be 2xx, and steps 1-4 come before the Range
 // step, so a 206 is evaluated against the handler's own validators: a stale
 // If-Match gets 412 (not a piece of a changed representation), a current
-// If-None-Match gets 304. STANDARDS.md: a 206 still gets no generated tag.
+// If-None-Match gets 304. RFC 9110 §15.3.7: a 206 still gets no generated
+// tag (it would tag a part, not the selected representation).
 #[tokio::test]
 async fn partial_content_is_evaluated_but_never_tagged() {
     let range = |req| with(req, RANGE, "bytes=0-99");
@@ -546,8 +551,9 @@ async fn partial_content_is_evaluated_but_never_tagged() {
     assert!(res.headers().get(ETAG).is_none());
 }
 
-// STANDARDS.md: HEAD must not hash an empty body; a HEAD with the handler's
-// own ETag is answered 304 like a GET (RFC 9110 §13.1.2).
+// RFC 9110 §9.3.2 (HEAD: GET's header fields, no content): HEAD must not
+// hash an empty body; a HEAD with the handler's own ETag is answered 304
+// like a GET (RFC 9110 §13.1.2).
 #[tokio::test]
 async fn head_is_never_hashed_but_is_conditional() {
     let head = || Request::head("/p").body(Full::default()).unwrap();
@@ -585,7 +591,8 @@ async fn head_is_never_hashed_but_is_conditional() {
     assert!(res.headers().get(CONTENT_LENGTH).is_none());
 }
 
-// STANDARDS.md: streaming / unknown-length bodies pass through unbuffered
+// RFC 9110 §8.8.3.1 (an ETag only where changes can be reasonably
+// determined): streaming / unknown-length bodies pass through unbuffered
 // and untagged: with a body that never ends, the head arrives while the
 // body is still pending.
 #[test]
@@ -603,8 +610,8 @@ fn streaming_body_is_not_buffered() {
     assert!(poll.is_pending(), "the body must still be streaming");
 }
 
-// STANDARDS.md: over-cap bodies pass through unbuffered and untagged, even
-// when their exact length is known.
+// RFC 9110 §8.8.3.1: over-cap bodies pass through unbuffered and untagged,
+// even when their exact length is known.
 #[tokio::test]
 async fn over_cap_body_passes_through_untagged() {
     let service = ServiceBuilder::new()
@@ -678,7 +685,7 @@ impl Body for ShiftingHint {
     }
 }
 
-// DESIGN.md (buffered bodies have a byte cap): a body whose exact size hint
+// Buffered bodies have a byte cap: a body whose exact size hint
 // grows after the layer started buffering it is never reserved for past the
 // cap (this used to abort with "capacity overflow"); only the bytes it
 // sends decide, so within the cap it is tagged as usual. A body that sends
@@ -761,7 +768,7 @@ async fn frames_are_joined_once_and_a_single_frame_is_not_copied() {
     assert_eq!(data.as_ptr(), JSON.as_ptr(), "the single frame was copied");
 }
 
-// DESIGN.md: a failing body is answered with a response (500 problem),
+// A failing body is answered with a response (500 problem, RFC 9457),
 // never a panic or a service error.
 #[tokio::test]
 async fn failing_body_is_a_500_problem() {
@@ -777,9 +784,9 @@ async fn failing_body_is_a_500_problem() {
     assert_eq!(res.headers()[CONTENT_TYPE], "application/problem+json");
 }
 
-// STANDARDS.md: with Content-Encoding the tag differs per encoding
-// (suffixed) and `Vary: Accept-Encoding` is present, merged with the
-// response's own Vary.
+// RFC 9110 §8.8.3.3: with Content-Encoding the tag differs per encoding
+// (suffixed) and `Vary: Accept-Encoding` (RFC 9110 §12.5.5) is present,
+// merged with the response's own Vary.
 #[tokio::test]
 async fn content_encoding_suffixes_the_tag_and_varies() {
     let (gzip, _) = call(
@@ -820,8 +827,9 @@ async fn content_encoding_suffixes_the_tag_and_varies() {
     assert_eq!(res.status(), StatusCode::NOT_MODIFIED);
 }
 
-// STANDARDS.md (gRPC): the cache-headers layer leaves gRPC traffic
-// untouched: no ETag, no Cache-Control, no 304.
+// gRPC over HTTP/2 protocol spec (POST, status in trailers): the
+// cache-headers layer leaves gRPC traffic untouched: no ETag, no
+// Cache-Control, no 304.
 #[tokio::test]
 async fn grpc_is_untouched() {
     let grpc = || {
@@ -850,7 +858,7 @@ async fn grpc_is_untouched() {
     assert!(res.headers().get(CACHE_CONTROL).is_none());
 }
 
-// RFC 9111 §3.5 / STANDARDS.md: responses to requests with Authorization
+// RFC 9111 §3.5: responses to requests with Authorization
 // default to `private` unless a policy says otherwise.
 #[tokio::test]
 async fn authorization_defaults_to_private_unless_a_policy_says_otherwise() {
@@ -962,14 +970,14 @@ async fn failed_if_match_on_get_is_412() {
     assert_eq!(res.headers()[CONTENT_TYPE], "application/problem+json");
     assert_eq!(res.headers()[CACHE_CONTROL], "no-store");
     assert!(!body.is_empty());
-    // STANDARDS.md: malformed If-None-Match never yields a 304.
+    // RFC 9110 §13.1.2: malformed If-None-Match never yields a 304.
     let tag = ETag::from_content(JSON.as_bytes()).to_string();
     let (res, body) = ok(with(get("/p"), IF_NONE_MATCH, tag.trim_matches('"'))).await;
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(body, JSON);
 }
 
-// BRIEF.md: the 412 goes through the configured `Rejections`, so a custom
+// The 412 goes through the configured `Rejections`, so a custom
 // body format keeps the status and `no-store`.
 #[tokio::test]
 async fn custom_rejections_render_the_412() {
@@ -1072,7 +1080,7 @@ async fn handler_304_gets_the_200_policy() {
     assert!(res.headers().get(CONTENT_TYPE).is_none());
 }
 
-// DESIGN.md: every clone of the service (one per connection) shares the
+// Every clone of the service (one per connection) shares the
 // layer's one configuration, hooks included.
 #[tokio::test]
 async fn clones_share_config() {
@@ -1302,9 +1310,10 @@ mod properties {
             prop_assert_eq!(found, TagList::Tags { matched: false });
         }
 
-        // STANDARDS.md: malformed values (unquoted, `w/`, `*` mixed with tags,
-        // unterminated, missing comma) never produce a 304 — even when the
-        // list also holds the current tag, which alone would give 304.
+        // RFC 9110 §8.8.3, §13.1.2: malformed values (unquoted, `w/`, `*`
+        // mixed with tags, unterminated, missing comma) never produce a 304 —
+        // even when the list also holds the current tag, which alone would
+        // give 304.
         #[test]
         fn malformed_if_none_match_never_yields_304(
             tags in prop::collection::vec(tag(), 1..4),

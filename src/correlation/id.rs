@@ -269,7 +269,8 @@ mod tests {
 
     #[test]
     fn default_rule_accepts_only_the_allowed_alphabet_and_length() {
-        // STANDARDS.md: ^[A-Za-z0-9._:-]{1,128}$
+        // The module's default rule: ^[A-Za-z0-9._:-]{1,128}$ (no CR, LF,
+        // tab or quote reaches a header or a log line: CWE-113, CWE-117).
         assert!(default_rule(b"abc-DEF_123.x:y", 128));
         assert!(default_rule(&[b'a'; 128], 128));
         assert!(!default_rule(&[b'a'; 129], 128));

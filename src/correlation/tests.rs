@@ -62,8 +62,9 @@ fn assert_fresh_uuid(value: &HeaderValue) -> uuid::Uuid {
     uuid
 }
 
-// STANDARDS.md, correlation IDs: a valid incoming ID is echoed, in the
-// request extensions, and set on the request for the inner service.
+// Correlation IDs (the module docs' rule; no RFC defines `x-request-id`): a
+// valid incoming ID is echoed, in the request extensions, and set on the
+// request for the inner service.
 #[tokio::test]
 async fn valid_incoming_id_is_kept_everywhere() {
     let (res, seen) = call(
@@ -83,11 +84,11 @@ async fn missing_id_is_generated_as_uuid_v7() {
     assert_eq!(seen, format!("{id}|{id}|{id}"));
 }
 
-// STANDARDS.md: an ID outside ^[A-Za-z0-9._:-]{1,128}$ is replaced by a
-// fresh UUID and never reflected. Tab, 10 KB, non-ASCII, empty, disallowed
-// punctuation and 129 characters are tested here; CR/LF cannot be
-// represented in an `http::HeaderValue` at all (see the next test) and are
-// covered on a real socket in tests/correlation_socket.rs.
+// An ID outside ^[A-Za-z0-9._:-]{1,128}$ is replaced by a fresh UUID
+// (RFC 9562 §5.7) and never reflected (CWE-113). Tab, 10 KB, non-ASCII,
+// empty, disallowed punctuation and 129 characters are tested here; CR/LF
+// cannot be represented in an `http::HeaderValue` at all (see the next
+// test) and are covered on a real socket in tests/correlation_socket.rs.
 #[tokio::test]
 async fn invalid_incoming_ids_are_replaced_and_never_reflected() {
     let ten_kb = "a".repeat(10 * 1024);
@@ -191,8 +192,8 @@ async fn custom_header_predicate_and_generator() {
 }
 
 // Regression (review): `max_length` bounded only the default rule, so a
-// custom rule admitted a 10 KB ID into every log line. STANDARDS.md
-// (correlation): `{1,128}`, configurable.
+// custom rule admitted a 10 KB ID into every log line (CWE-779). The
+// module's rule: `{1,128}`, configurable.
 #[tokio::test]
 async fn max_length_bounds_a_custom_rule_too() {
     let layer = CorrelationIdLayer::builder()
@@ -229,8 +230,8 @@ async fn max_length_bounds_a_custom_rule_too() {
 }
 
 // Regression (review): the span was at INFO level, so under a `warn` filter
-// it was never entered and warnings inside lost the ID. STANDARDS.md
-// (correlation): every log line inside carries it.
+// it was never entered and warnings inside lost the ID. The module's
+// rule: every log line inside carries it.
 #[tokio::test]
 async fn log_lines_carry_the_id_under_a_warn_filter() {
     #[derive(Clone, Default)]
@@ -297,7 +298,7 @@ fn bad_configuration_names_the_field() {
     assert_eq!(err.field(), "also_accept");
 }
 
-// DESIGN.md: responses produced by layers inside (rejections) carry the ID.
+// Responses produced by layers inside (rejections) carry the ID.
 #[tokio::test]
 async fn rejections_from_inner_layers_carry_the_id() {
     let svc = ServiceBuilder::new()
@@ -412,7 +413,7 @@ async fn current_id_is_cleared_after_the_request() {
     assert!(CorrelationId::current().is_none());
 }
 
-// DESIGN.md: every clone of the service shares one configuration.
+// Every clone of the service shares one configuration.
 #[test]
 fn clones_share_one_configuration() {
     let layer = CorrelationIdLayer::builder().max_length(9).build().unwrap();
@@ -424,7 +425,7 @@ fn clones_share_one_configuration() {
 
 #[tokio::test]
 async fn a_repeated_incoming_header_reaches_the_handler_once() {
-    // STANDARDS.md (correlation): the handler sees exactly the final ID.
+    // The handler sees exactly the final ID, once.
     let mut req = request_with(HeaderValue::from_static("first-id"));
     req.headers_mut()
         .append("x-request-id", HeaderValue::from_static("second-id"));

@@ -1,5 +1,7 @@
-//! Tests of the JWT layer, one (or more) per line of STANDARDS.md
-//! "JWT bearer auth" (JWKS excepted: it is another issue).
+//! Tests of the JWT layer, one (or more) per requirement of RFC 6750,
+//! RFC 7519, RFC 7515, RFC 8725 and RFC 9068, each test naming its section
+//! (JWKS, RFC 7517, is tested in `jwks/tests.rs` and
+//! `tests/jwks_socket.rs`).
 //!
 //! Key fixtures in `testdata/` were generated with OpenSSL 3.0:
 //!
@@ -1492,7 +1494,7 @@ fn counting_layer(source: &Counting, clock: &Arc<AtomicI64>) -> JwtAuthLayerBuil
         .clock(move || clock.load(Ordering::SeqCst))
 }
 
-// DESIGN "Crypto work is cached": a repeated token skips verification, and
+// Crypto work is cached: a repeated token skips verification, and
 // every clone of the service shares the one cache.
 #[tokio::test]
 async fn cache_is_shared_by_every_clone_and_skips_verification() {
@@ -2203,8 +2205,9 @@ mod axum_extractors {
         (response.status(), challenge)
     }
 
-    // DESIGN.md (rejections, one place): the layer's own 401 with a custom
-    // body keeps `WWW-Authenticate` (RFC 6750 §3: every 401 carries it).
+    // Rejections are built in one place (`crate::rejection`): the layer's
+    // own 401 with a custom body keeps `WWW-Authenticate` (RFC 6750 §3:
+    // every 401 carries it).
     #[tokio::test]
     async fn a_custom_rejection_body_keeps_the_challenge() {
         use crate::rejection::{Problem, Rejections, RenderedBody};
@@ -2232,9 +2235,10 @@ mod axum_extractors {
         assert_eq!(response.headers()["cache-control"], "no-store");
     }
 
-    // DESIGN.md (rejections, one place): the extractors answer as the layer
-    // does: with its custom `Rejections` (the challenge kept), and as a
-    // trailers-only gRPC status 16 to a gRPC request, never an HTTP 401.
+    // Rejections are built in one place (`crate::rejection`): the extractors
+    // answer as the layer does: with its custom `Rejections` (the challenge
+    // kept), and as a trailers-only gRPC status 16 (UNAUTHENTICATED, gRPC
+    // over HTTP/2 protocol spec) to a gRPC request, never an HTTP 401.
     #[tokio::test]
     async fn extractors_answer_with_the_layers_rejections_and_grpc() {
         use crate::rejection::{Problem, Rejections, RenderedBody};

@@ -180,7 +180,7 @@ async fn continues_a_valid_traceparent() {
 
 #[tokio::test]
 async fn invalid_traceparent_starts_a_new_trace() {
-    // W3C Trace Context §3.2 / STANDARDS: `00-<32 hex>-<16 hex>-<2 hex>`,
+    // W3C Trace Context §3.2: `00-<32 hex>-<16 hex>-<2 hex>`,
     // lowercase; all-zero ids and version ff invalid → new trace.
     let cases = [
         "00-4bf92f3577b34da6a3ce929d0e0e473z-00f067aa0ba902b7-01", // bad hex
@@ -1125,10 +1125,11 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Captured {
 
 #[tokio::test]
 async fn client_baggage_never_reaches_the_logs() {
-    // STANDARDS: baggage is propagated, never copied into logs. The SDK's
-    // BaggagePropagator logs the whole header when a member is invalid, so
-    // only valid members (W3C Baggage §3.3.1) may reach it, and none when
-    // the incoming context is not continued.
+    // W3C Baggage, Privacy Considerations (baggage may carry
+    // user-identifiable data): baggage is propagated, never copied into
+    // logs. The SDK's BaggagePropagator logs the whole header when a member
+    // is invalid, so only valid members (W3C Baggage §3.3.1) may reach it,
+    // and none when the incoming context is not continued.
     use tracing_subscriber::layer::SubscriberExt;
     const SECRET: &str = "s3cr3t";
     let captured = Captured::default();
@@ -1326,7 +1327,7 @@ async fn an_unknown_grpc_method_is_named_other() {
 
 #[tokio::test]
 async fn grpc_names_need_a_grpc_path_and_no_route_template() {
-    // STANDARDS: the span name is never the raw path. A route template
+    // HTTP semconv: the span name is never the raw path. A route template
     // wins over a client's `content-type: application/grpc`, and a path
     // that is not `/{service}/{method}` (protobuf identifiers) is no gRPC
     // name.

@@ -427,8 +427,9 @@ mod tests {
         Some(s.parse().unwrap())
     }
 
-    // STANDARDS.md (client IP): when the TCP peer is not a trusted proxy,
-    // use the peer and ignore forwarding headers.
+    // RFC 7239 §8.1 (forwarding headers are only as good as the proxies
+    // that wrote them): when the TCP peer is not a trusted proxy, use the
+    // peer and ignore forwarding headers.
     #[test]
     fn untrusted_peer_ignores_forwarding_headers() {
         let c = config(&["10.0.0.0/8"], ForwardedHeader::XForwardedFor);
@@ -439,7 +440,8 @@ mod tests {
         assert_eq!(c.resolve(&h, &ext("203.0.113.9:4000")), ip("203.0.113.9"));
     }
 
-    // STANDARDS.md (client IP): read all X-Forwarded-For lines, right to
+    // X-Forwarded-For (no RFC; read as RFC 7239 §5.2 reads `for`, and as
+    // one list over several lines, RFC 9110 §5.3): read all lines, right to
     // left, skipping trusted CIDRs; never the leftmost entry.
     #[test]
     fn xff_walks_all_lines_right_to_left() {
@@ -473,8 +475,8 @@ mod tests {
         assert_eq!(c.resolve(&h, &peer), ip("192.168.5.5"));
     }
 
-    // STANDARDS.md (client IP): `Forwarded` (RFC 7239) likewise — quoted
-    // values, IPv6 in brackets with ports; `unknown` and obfuscated
+    // `Forwarded` (RFC 7239 §4, §6) likewise — quoted values, IPv6 in
+    // brackets with ports (§6.1); `unknown` (§6.2) and obfuscated (§6.3)
     // identifiers are not addresses.
     #[test]
     fn forwarded_is_parsed() {
@@ -520,7 +522,7 @@ mod tests {
     // Regression (review): the nearest proxy appends its entry to the
     // client's `Forwarded` line (RFC 7239 §4). An unbalanced quote on the
     // client's side used to swallow that entry, and the client's own
-    // `for=` became its key. STANDARDS.md (client IP): the first untrusted
+    // `for=` became its key. RFC 7239 §5.2, §8.1: the first untrusted
     // valid address from the right; never the client's choice.
     #[test]
     fn a_client_quote_cannot_swallow_the_proxy_entry() {

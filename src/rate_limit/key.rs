@@ -344,7 +344,9 @@ mod tests {
     use super::*;
     use std::net::{Ipv4Addr, Ipv6Addr};
 
-    // STANDARDS.md (client IP): IPv6 clients are keyed by /64 by default.
+    // IPv6 clients are keyed by /64 by default (RFC 4291 §2.5.4: the low
+    // 64 bits are the interface ID, which a host may change at will,
+    // RFC 8981).
     #[test]
     fn ipv6_is_grouped_by_prefix() {
         let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();

@@ -313,8 +313,10 @@ mod tests {
         (now, move || Duration::from_nanos(c.load(Ordering::SeqCst)))
     }
 
-    // STANDARDS.md: per-key memory is bounded: hard cap on keys. 1M distinct
-    // keys, none of which expires (slow quota), never exceed the cap.
+    // Per-key memory is bounded under hostile input (the limiter must not be
+    // the resource a flood exhausts, draft-ietf-httpapi-ratelimit-headers-11
+    // §8.1): hard cap on keys. 1M distinct keys, none of which expires (slow
+    // quota), never exceed the cap.
     #[test]
     fn a_million_keys_stay_under_the_cap() {
         let (_, clock) = manual_clock();
@@ -339,8 +341,8 @@ mod tests {
             .any(|shard| lock(&shard.0).map.iter().any(|(k, _)| *k == key))
     }
 
-    // STANDARDS.md: eviction drops the keys closest to a full bucket (the
-    // smallest TAT), so recently active clients keep their state and stale
+    // Eviction drops the keys closest to a full bucket (the smallest TAT,
+    // GCRA), so recently active clients keep their state and stale
     // ones go. Keys arrive a second apart (distinct TATs); an old key is
     // used again; then one more key overflows the store.
     #[test]
@@ -425,7 +427,7 @@ mod tests {
         }
     }
 
-    // STANDARDS.md: bad configuration fails when built, naming the field.
+    // Bad configuration fails when built, naming the field.
     #[test]
     fn max_keys_zero_fails_naming_the_field() {
         let err = MemoryStore::builder().max_keys(0).try_build().unwrap_err();
@@ -439,7 +441,8 @@ mod tests {
         let _ = MemoryStore::builder().max_keys(0).build();
     }
 
-    // STANDARDS.md: periodic retain drops keys whose bucket is full again.
+    // Periodic retain drops keys whose bucket is full again (TAT in the
+    // past: forgetting them changes no GCRA decision).
     #[test]
     fn expired_keys_are_swept_on_the_request_path() {
         let (now, clock) = manual_clock();

@@ -287,8 +287,9 @@ impl<'de> serde::Deserialize<'de> for Quota {
 mod tests {
     use super::*;
 
-    // STANDARDS.md (rate limiting): quotas read as "N per period";
-    // `per_second(2)` is two per second, never one per two seconds.
+    // Quotas read as "N per period", like `q` per `w` in
+    // draft-ietf-httpapi-ratelimit-headers-11 §3.1: `per_second(2)` is two
+    // per second, never one per two seconds.
     #[test]
     fn per_second_two_means_two_per_second() {
         let q = Quota::per_second(2);

@@ -397,8 +397,9 @@ mod tests {
 
     const MS: u64 = 1_000_000;
 
-    // STANDARDS.md (GCRA): T = period / quota, τ = T·(burst − 1); deny when
-    // now < TAT − τ; on allow TAT = max(TAT, now) + T.
+    // GCRA (ITU-T I.371, virtual scheduling): T = period / quota,
+    // τ = T·(burst − 1); deny when now < TAT − τ; on allow
+    // TAT = max(TAT, now) + T.
     #[test]
     fn gcra_follows_the_standard_formulas() {
         // 10/s burst 3: T = 100 ms, τ = 200 ms.

@@ -100,8 +100,9 @@ fn ratelimit(res: &Response<ResponseBody<Body>>) -> Vec<(String, i64, i64)> {
     out
 }
 
-// STANDARDS.md (GCRA): burst, then the steady rate; r and t derive from the
-// GCRA state. per_second(2): T = 500 ms, τ = 500 ms.
+// GCRA (ITU-T I.371, virtual scheduling): burst, then the steady rate; r
+// and t (draft-ietf-httpapi-ratelimit-headers-11 §4.1.1, §4.1.2) derive
+// from the GCRA state. per_second(2): T = 500 ms, τ = 500 ms.
 #[tokio::test(start_paused = true)]
 async fn burst_then_steady_rate_with_exact_headers() {
     let (mut svc, calls) = service(&single(Quota::per_second(2)));
@@ -136,8 +137,9 @@ async fn burst_then_steady_rate_with_exact_headers() {
     assert_eq!(ratelimit(&res), [("default".into(), 1, 1)]);
 }
 
-// STANDARDS.md (RFC 6585 / GCRA): 429 with `Retry-After: <ceil seconds>`
-// and `Cache-Control: no-store`; r and t follow the TAT.
+// RFC 6585 §4: 429 with `Retry-After: <ceil seconds>` (RFC 9110 §10.2.3
+// delay-seconds) and `Cache-Control: no-store` (a 429 must not be stored);
+// r and t follow the TAT (GCRA, ITU-T I.371).
 #[tokio::test(start_paused = true)]
 async fn retry_after_is_rounded_up_and_429_is_no_store() {
     // 6/min burst 3: T = 10 s, τ = 20 s.
@@ -167,9 +169,9 @@ async fn retry_after_is_rounded_up_and_429_is_no_store() {
     assert_eq!(ratelimit(&res), [("default".into(), 0, 30)]);
 }
 
-// DESIGN.md (rejections, one place): a custom rejection body keeps what the
-// 429 requires: `Retry-After`, `Cache-Control: no-store` and the
-// `RateLimit` fields.
+// Rejections are built in one place (`crate::rejection`): a custom
+// rejection body keeps what the 429 requires: `Retry-After`,
+// `Cache-Control: no-store` (RFC 6585 §4) and the `RateLimit` fields.
 #[tokio::test(start_paused = true)]
 async fn a_custom_rejection_body_keeps_the_429_headers() {
     use crate::rejection::{Problem, Rejections, RenderedBody};
@@ -195,8 +197,9 @@ async fn a_custom_rejection_body_keeps_the_429_headers() {
     assert_eq!(body, "Too Many Requests");
 }
 
-// STANDARDS.md: `RateLimit-Policy` and `RateLimit` are RFC 9651 Structured
-// Fields, on allowed and limited responses, never in trailers.
+// draft-ietf-httpapi-ratelimit-headers-11 §3, §4: `RateLimit-Policy` and
+// `RateLimit` are RFC 9651 Structured Fields, on allowed and limited
+// responses, never in trailers (§3.1, §4.1).
 #[tokio::test(start_paused = true)]
 async fn headers_are_structured_fields_on_allowed_and_limited_responses() {
     use sfv::{BareItem, ListEntry, Parser};
@@ -248,7 +251,8 @@ async fn headers_are_structured_fields_on_allowed_and_limited_responses() {
     }
 }
 
-// STANDARDS.md: gRPC callers get HTTP 200 + grpc-status 8, never 429.
+// gRPC over HTTP/2 protocol spec and gRPC status codes: gRPC callers get
+// HTTP 200 + grpc-status 8 (RESOURCE_EXHAUSTED), never 429.
 #[tokio::test(start_paused = true)]
 async fn grpc_requests_get_resource_exhausted() {
     let (mut svc, _) = service(&single(Quota::per_minute(1)));
@@ -267,8 +271,8 @@ async fn grpc_requests_get_resource_exhausted() {
     assert!(header(&res, "grpc-message").contains("rate limit"));
 }
 
-// DESIGN.md: state in one Arc; every clone of the service (one per
-// connection) counts against the same quota.
+// State in one Arc: every clone of the service (one per connection)
+// counts against the same quota.
 #[tokio::test(start_paused = true)]
 async fn every_clone_shares_one_limiter() {
     let l = single(Quota::per_minute(10));
@@ -289,8 +293,10 @@ async fn every_clone_shares_one_limiter() {
     assert_eq!(l.tracked_keys("default"), Some(1));
 }
 
-// STANDARDS.md (client IP): an untrusted peer's X-Forwarded-For is ignored,
-// so spoofing it does not change the key.
+// Client IP (RFC 7239 §8.1: forwarding headers are only as good as the
+// proxies that wrote them; X-Forwarded-For, which has no RFC, alike): an
+// untrusted peer's X-Forwarded-For is ignored, so spoofing it does not
+// change the key.
 #[tokio::test(start_paused = true)]
 async fn xff_spoofing_from_an_untrusted_peer_does_not_change_the_key() {
     let l = layer(
@@ -320,8 +326,9 @@ async fn xff_spoofing_from_an_untrusted_peer_does_not_change_the_key() {
     assert_eq!(l.tracked_keys("ip"), Some(1));
 }
 
-// STANDARDS.md (client IP): behind a trusted proxy, all X-Forwarded-For
-// lines are read right to left; a spoofed leftmost entry is never the key.
+// Client IP (RFC 7239 §5.2, §8.1; X-Forwarded-For alike): behind a trusted
+// proxy, all X-Forwarded-For lines are read right to left; a spoofed
+// leftmost entry is never the key.
 #[tokio::test(start_paused = true)]
 async fn clients_behind_trusted_proxies_are_keyed_by_their_own_address() {
     let l = layer(
@@ -362,7 +369,9 @@ async fn clients_behind_trusted_proxies_are_keyed_by_their_own_address() {
     );
 }
 
-// STANDARDS.md (client IP): IPv6 clients are keyed by /64 by default.
+// Client IP: IPv6 clients are keyed by /64 by default (RFC 4291 §2.5.4:
+// the low 64 bits are the interface ID, which a host may change at will,
+// RFC 8981).
 #[tokio::test(start_paused = true)]
 async fn ipv6_clients_share_their_64() {
     let (mut svc, _) = service(&single(Quota::per_minute(1)));
@@ -397,8 +406,8 @@ async fn ipv6_clients_share_their_64() {
     );
 }
 
-// DESIGN.md: an authenticated user behind an exhausted anonymous IP bucket
-// still gets their own quota.
+// An authenticated user behind an exhausted anonymous IP bucket still gets
+// their own quota.
 #[tokio::test(start_paused = true)]
 async fn authenticated_subject_is_keyed_apart_from_its_ip() {
     let l = layer(
@@ -497,8 +506,9 @@ async fn several_policies_routes_and_exemptions() {
     }
 }
 
-// PEERS.md: a missing peer address is never a 500: the shared "unknown"
-// bucket by default, or skipped.
+// A missing peer address is never a 500 (tower_governor answers 500
+// "Unable To Extract Key!"): the shared "unknown" bucket by default, or
+// skipped.
 #[tokio::test(start_paused = true)]
 async fn requests_without_a_key_share_the_unknown_bucket() {
     let (mut svc, _) = service(&single(Quota::per_minute(2)));

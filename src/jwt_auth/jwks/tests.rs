@@ -99,7 +99,8 @@ fn from_issuer_appends_the_discovery_path() {
     }
 }
 
-// Memory stays bounded under hostile input (DESIGN.md "Performance rules").
+// Memory stays bounded under hostile input: random unknown `kid`s fill a
+// capped negative cache (see the `jwks` module docs, "Unknown `kid`").
 #[test]
 fn the_negative_cache_is_bounded_and_expires() {
     let ttl = Duration::from_secs(60);
