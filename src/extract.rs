@@ -7,7 +7,7 @@
 //! error) or as an `Option`.
 //!
 //! What authentication provides ([`Claims`](crate::jwt_auth::Claims),
-//! [`Scopes`](crate::jwt_auth::Scopes), [`Subject`](crate::Subject)) is
+//! [`Scopes`], [`Subject`]) is
 //! rejected with [`AuthRejection`]: 401 with the authentication layer's
 //! challenge when that layer let the request through without it (optional
 //! mode and no token; for `Subject`, also a token without `sub`), 500 only
@@ -19,6 +19,11 @@ use axum_core::response::{IntoResponse, Response};
 use http::request::Parts;
 use http::{HeaderValue, StatusCode};
 
+use crate::Subject;
+#[cfg(feature = "correlation-id")]
+use crate::correlation::CorrelationId;
+#[cfg(feature = "jwt-auth")]
+use crate::jwt_auth::Scopes;
 use crate::rejection::{Problem, Rejections, token_required};
 
 /// Rejection of an extractor whose value no layer provided: the layer that
@@ -59,8 +64,8 @@ impl IntoResponse for MissingExtension {
 }
 
 /// Rejection of the extractors of what authentication provides:
-/// [`Claims`](crate::jwt_auth::Claims), [`Scopes`](crate::jwt_auth::Scopes)
-/// and [`Subject`](crate::Subject).
+/// [`Claims`](crate::jwt_auth::Claims), [`Scopes`]
+/// and [`Subject`].
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum AuthRejection {
@@ -159,8 +164,31 @@ pub(crate) fn authenticated<X: Clone + Send + Sync + 'static>(
     Err(challenge(parts, subject).unwrap_or(AuthRejection::Missing(missing)))
 }
 
+/// The rejection for a request an authentication layer let through
+/// without what an extractor needs: anonymously, or (when `subject` is
+/// needed) with a token that names no subject. `None`: no layer ran.
 #[cfg(feature = "jwt-auth")]
-use crate::jwt_auth::missing_principal as challenge;
+fn challenge(parts: &Parts, subject: bool) -> Option<AuthRejection> {
+    use crate::principal::{Anonymous, AuthAnswers, NoSubject};
+    let answer = |answers: &AuthAnswers, challenge: &HeaderValue| {
+        AuthChallenge::new(challenge.clone(), answers.rejections.clone(), parts)
+    };
+    if let Some(Anonymous(answers)) = parts.extensions.get::<Anonymous>() {
+        return Some(AuthRejection::Unauthenticated(answer(
+            answers,
+            &answers.missing,
+        )));
+    }
+    if subject {
+        return parts
+            .extensions
+            .get::<NoSubject>()
+            .map(|NoSubject(answers)| {
+                AuthRejection::NoSubject(answer(answers, &answers.no_subject))
+            });
+    }
+    None
+}
 
 /// Without the JWT layer, nothing lets a request through unauthenticated.
 #[cfg(not(feature = "jwt-auth"))]
@@ -187,13 +215,13 @@ macro_rules! extension_extractor {
             }
         }
 
-        $crate::extract::extension_extractor!(@optional $ty);
+        extension_extractor!(@optional $ty);
     };
     ($ty:ty, $layer:literal, authenticated) => {
-        $crate::extract::extension_extractor!(@authenticated $ty, $layer, false);
+        extension_extractor!(@authenticated $ty, $layer, false);
     };
     ($ty:ty, $layer:literal, authenticated subject) => {
-        $crate::extract::extension_extractor!(@authenticated $ty, $layer, true);
+        extension_extractor!(@authenticated $ty, $layer, true);
     };
     (@authenticated $ty:ty, $layer:literal, $subject:literal) => {
         impl<S: Send + Sync> axum_core::extract::FromRequestParts<S> for $ty {
@@ -211,7 +239,7 @@ macro_rules! extension_extractor {
             }
         }
 
-        $crate::extract::extension_extractor!(@optional $ty);
+        extension_extractor!(@optional $ty);
     };
     (@optional $ty:ty) => {
         impl<S: Send + Sync> axum_core::extract::OptionalFromRequestParts<S> for $ty {
@@ -226,4 +254,58 @@ macro_rules! extension_extractor {
         }
     };
 }
-pub(crate) use extension_extractor;
+
+extension_extractor!(
+    Subject,
+    "JwtAuthLayer (or your own authentication)",
+    authenticated subject
+);
+
+#[cfg(feature = "correlation-id")]
+extension_extractor!(CorrelationId, "CorrelationIdLayer");
+
+#[cfg(feature = "jwt-auth")]
+extension_extractor!(Scopes, "JwtAuthLayer", authenticated);
+
+#[cfg(feature = "jwt-auth")]
+mod claims {
+    use axum_core::extract::{FromRequestParts, OptionalFromRequestParts};
+    use http::request::Parts;
+
+    use super::{AuthRejection, MissingExtension, authenticated};
+    use crate::jwt_auth::Claims;
+
+    impl<T, S> FromRequestParts<S> for Claims<T>
+    where
+        T: Send + Sync + 'static,
+        S: Send + Sync,
+    {
+        type Rejection = AuthRejection;
+
+        async fn from_request_parts(
+            parts: &mut Parts,
+            _state: &S,
+        ) -> Result<Self, Self::Rejection> {
+            authenticated(
+                parts,
+                false,
+                MissingExtension::new(std::any::type_name::<Claims<T>>(), "JwtAuthLayer"),
+            )
+        }
+    }
+
+    impl<T, S> OptionalFromRequestParts<S> for Claims<T>
+    where
+        T: Send + Sync + 'static,
+        S: Send + Sync,
+    {
+        type Rejection = std::convert::Infallible;
+
+        async fn from_request_parts(
+            parts: &mut Parts,
+            _state: &S,
+        ) -> Result<Option<Self>, Self::Rejection> {
+            Ok(parts.extensions.get::<Claims<T>>().cloned())
+        }
+    }
+}

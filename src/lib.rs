@@ -105,8 +105,8 @@
 
 pub mod body;
 pub mod config;
+pub(crate) mod principal;
 pub mod rejection;
-mod subject;
 
 #[cfg(feature = "cache-headers")]
 #[cfg_attr(docsrs, doc(cfg(feature = "cache-headers")))]
@@ -144,4 +144,4 @@ mod sync;
 pub use body::ResponseBody;
 pub use builder::ServiceBuilderExt;
 pub use config::ConfigError;
-pub use subject::Subject;
+pub use principal::Subject;

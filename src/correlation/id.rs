@@ -20,9 +20,6 @@ use pin_project_lite::pin_project;
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct CorrelationId(HeaderValue);
 
-#[cfg(feature = "axum")]
-crate::extract::extension_extractor!(CorrelationId, "CorrelationIdLayer");
-
 /// The value given to [`CorrelationId::from_header_value`] is not usable as
 /// an ID: it is empty or holds bytes outside visible ASCII.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

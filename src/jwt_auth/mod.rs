@@ -197,24 +197,19 @@ use serde::de::DeserializeOwned;
 use tower_layer::Layer;
 use tower_service::Service;
 
-#[cfg(feature = "axum")]
-pub use claims::ClaimsRejection;
-#[cfg(feature = "axum")]
-pub(crate) use claims::missing_principal;
 pub use claims::{Claims, Scopes, StandardClaims};
 pub use key::{Algorithm, KeyLookup, KeyRefresh, KeySource, StaticKeys, VerificationKey};
 pub use scope::{RequireScope, RequireScopeLayer, RequireScopeLayerBuilder};
 pub use verify::JwtError;
 
-use crate::Subject;
 use crate::body::ResponseBody;
 use crate::cache_control::{Directive, directives};
 use crate::config::ConfigError;
+#[cfg(feature = "axum")]
+use crate::principal::NoSubject;
+use crate::principal::{Anonymous, AuthAnswers, Subject};
 use crate::rejection::{GrpcCode, Problem, Rejections};
 use cache::{Cached, TokenCache};
-#[cfg(feature = "axum")]
-use claims::NoSubject;
-use claims::{Anonymous, LayerAnswers};
 use scope::{ScopeRule, valid_realm};
 use token::TokenSources;
 use verify::{Parsed, Rules};
@@ -250,7 +245,7 @@ struct Challenges {
     /// The bare challenge and the layer's `Rejections`, shared with the
     /// markers the layer leaves on requests it lets through without a
     /// principal, so that what answers later answers as this layer does.
-    answers: Arc<LayerAnswers>,
+    answers: Arc<AuthAnswers>,
     invalid: HeaderValue,
     expired: HeaderValue,
     duplicate: HeaderValue,
@@ -264,7 +259,7 @@ impl Challenges {
                 .map_err(|_| ConfigError::new("realm", "not a valid header value"))
         };
         Ok(Self {
-            answers: Arc::new(LayerAnswers {
+            answers: Arc::new(AuthAnswers {
                 missing: render("")?,
                 #[cfg(feature = "axum")]
                 no_subject: render(

@@ -11,9 +11,10 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::ResponseFuture;
-use super::claims::{Anonymous, Scopes};
+use super::claims::Scopes;
 use crate::body::ResponseBody;
 use crate::config::ConfigError;
+use crate::principal::Anonymous;
 use crate::rejection::{Problem, Rejections, token_required};
 
 /// RFC 6749 §3.3 `scope-token`: `%x21 / %x23-5B / %x5D-7E`, so never a

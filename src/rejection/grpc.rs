@@ -1,31 +1,5 @@
-//! Which requests get gRPC-shaped rejections, and how those look.
-//!
-//! A rejection is shaped for gRPC only when the request really is a gRPC
-//! call, because a gRPC rejection is an HTTP **200**: a forward-auth proxy
-//! (nginx `auth_request`, Traefik ForwardAuth, Envoy `ext_authz`) or a naive
-//! client takes any 2xx for "allowed", and a CDN may store it. So:
-//!
-//! * **gRPC** (gRPC over HTTP/2 protocol spec, "Requests"): `content-type`
-//!   `application/grpc` or `application/grpc+<subtype>`, optionally with
-//!   parameters, on an HTTP/2 (or HTTP/3) request. gRPC needs HTTP/2
-//!   trailers, so the same content type over HTTP/1.x is not gRPC.
-//! * **gRPC-Web** (gRPC-Web protocol, `PROTOCOL-WEB.md`):
-//!   `application/grpc-web`, `application/grpc-web+<subtype>`,
-//!   `application/grpc-web-text` and `application/grpc-web-text+<subtype>`,
-//!   over any HTTP version (browsers speak HTTP/1.1 too).
-//!
-//! Type and subtype compare case-insensitively (RFC 9110 §8.3.1); anything
-//! else (`application/grpcfoo`, `application/grpc+`, gRPC over HTTP/1.1)
-//! gets the HTTP answer.
-//!
-//! The rejection itself is *trailers-only* for both: HTTP 200, the
-//! request's content type echoed, `grpc-status` and a percent-encoded
-//! `grpc-message` in the response **headers**, an empty body. gRPC-Web has
-//! no HTTP trailers (its trailers travel in a body frame), and a
-//! trailers-only answer is the one form where the status sits in the
-//! headers for both protocols, so a browser client reads it the same way.
-//! Every gRPC rejection carries `Cache-Control: no-store` (RFC 9111
-//! §5.2.2.5), like the HTTP ones.
+//! Which requests get gRPC-shaped rejections, and how those look: see
+//! [`GrpcProtocol`].
 
 use http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use http::{HeaderMap, HeaderValue, Response, StatusCode, Version};
@@ -105,7 +79,34 @@ impl GrpcCode {
 }
 
 /// The gRPC protocol a request speaks, which decides how tower-edge's
-/// layers answer it (see the [module docs](self)).
+/// layers answer it.
+///
+/// A rejection is shaped for gRPC only when the request really is a gRPC
+/// call, because a gRPC rejection is an HTTP **200**: a forward-auth proxy
+/// (nginx `auth_request`, Traefik ForwardAuth, Envoy `ext_authz`) or a naive
+/// client takes any 2xx for "allowed", and a CDN may store it. So:
+///
+/// * **gRPC** (gRPC over HTTP/2 protocol spec, "Requests"): `content-type`
+///   `application/grpc` or `application/grpc+<subtype>`, optionally with
+///   parameters, on an HTTP/2 (or HTTP/3) request. gRPC needs HTTP/2
+///   trailers, so the same content type over HTTP/1.x is not gRPC.
+/// * **gRPC-Web** (gRPC-Web protocol, `PROTOCOL-WEB.md`):
+///   `application/grpc-web`, `application/grpc-web+<subtype>`,
+///   `application/grpc-web-text` and `application/grpc-web-text+<subtype>`,
+///   over any HTTP version (browsers speak HTTP/1.1 too).
+///
+/// Type and subtype compare case-insensitively (RFC 9110 §8.3.1); anything
+/// else (`application/grpcfoo`, `application/grpc+`, gRPC over HTTP/1.1)
+/// gets the HTTP answer.
+///
+/// The rejection itself is *trailers-only* for both: HTTP 200, the
+/// request's content type echoed, `grpc-status` and a percent-encoded
+/// `grpc-message` in the response **headers**, an empty body. gRPC-Web has
+/// no HTTP trailers (its trailers travel in a body frame), and a
+/// trailers-only answer is the one form where the status sits in the
+/// headers for both protocols, so a browser client reads it the same way.
+/// Every gRPC rejection carries `Cache-Control: no-store` (RFC 9111
+/// §5.2.2.5), like the HTTP ones.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum GrpcProtocol {
@@ -186,7 +187,7 @@ fn is_tchar(b: u8) -> bool {
 }
 
 /// Whether a request is a gRPC or gRPC-Web call and gets gRPC-shaped
-/// rejections (see the [module docs](self)).
+/// rejections (see [`GrpcProtocol`]).
 pub fn is_grpc(version: Version, request_headers: &HeaderMap) -> bool {
     GrpcProtocol::of_request(version, request_headers).is_some()
 }
@@ -208,7 +209,7 @@ const GRPC_MESSAGE: &AsciiSet = &CONTROLS.add(b'%');
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct EdgeRejection;
 
-/// The trailers-only answer to a gRPC request (see the [module docs](self)).
+/// The trailers-only answer to a gRPC request (see [`GrpcProtocol`]).
 pub(super) fn grpc_response<B>(
     problem: Problem,
     content_type: HeaderValue,

@@ -57,7 +57,9 @@ use crate::body::ResponseBody;
 
 mod grpc;
 
-pub(crate) use grpc::{EdgeRejection, grpc_content_type};
+#[cfg(feature = "otel")]
+pub(crate) use grpc::EdgeRejection;
+pub(crate) use grpc::grpc_content_type;
 pub use grpc::{GrpcCode, GrpcProtocol, is_grpc};
 
 /// The 401 for a request that reached something needing a token (a route,
