@@ -274,7 +274,8 @@ pub async fn serve(
                 let connection = graceful.watch(connection);
                 tokio::spawn(async move {
                     if let Err(err) = connection.await {
-                        tracing::debug!(%err, "connection error");
+                        // `?` (Debug, escaped) for anything a client may shape.
+                        tracing::debug!(error = ?err, "connection error");
                     }
                 });
             }

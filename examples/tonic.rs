@@ -68,7 +68,12 @@ impl Greeter for MyGreeter {
             .map(|s| s.as_str().to_owned())
             .unwrap_or_default();
         let name = request.into_inner().name;
-        tracing::info!(%subject, "greeting");
+        // `?`: Debug escapes newlines and control characters. The subject
+        // is the token's `sub`, a value the client chose at its identity
+        // provider; with `%` (Display) a `sub` holding "\n" writes a forged
+        // log line and ANSI escapes reach the terminal (CWE-117). Log every
+        // value from a request this way.
+        tracing::info!(?subject, "greeting");
         Ok(Response::new(HelloReply {
             message: format!("Hello, {name}!"),
             subject,

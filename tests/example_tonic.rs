@@ -4,6 +4,8 @@
 #[path = "../examples/tonic.rs"]
 mod example;
 
+mod support;
+
 use std::time::Duration;
 
 use example::common::{self, Config};
@@ -175,4 +177,38 @@ async fn reflection_lists_the_greeter_without_a_token() {
     let names: Vec<_> = list.service.iter().map(|s| s.name.as_str()).collect();
     assert!(names.contains(&"greeter.v1.Greeter"), "{names:?}");
     assert!(names.contains(&"grpc.health.v1.Health"), "{names:?}");
+}
+
+// A signed token carries whatever its issuer put in `sub`, and issuers
+// accept user-chosen names: a subject with a newline and ANSI escapes must
+// not write a line of its own (a forged entry) or colour the terminal that
+// tails the log (CWE-117). The example logs it with `?` (Debug), which
+// escapes both.
+#[tokio::test]
+async fn a_subject_with_a_newline_and_ansi_escapes_cannot_forge_a_log_line() {
+    support::logs::install();
+    let config = Config::default();
+    let subject = "log-forger\n2026-01-01T00:00:00Z  INFO forged line\u{1b}[31m";
+    let token = common::token(&config, subject, "greeter:call", Duration::from_secs(60));
+    let mut client = GreeterClient::new(start(config).await);
+    let reply = client.say_hello(hello(Some(&token))).await.unwrap();
+    assert_eq!(reply.into_inner().subject, subject);
+
+    let logs = support::logs::captured();
+    let greeting: Vec<&str> = logs
+        .lines()
+        .filter(|line| line.contains("greeting") && line.contains("log-forger"))
+        .collect();
+    assert_eq!(greeting.len(), 1, "the subject is logged once: {logs}");
+    assert!(
+        greeting[0].contains("forged line"),
+        "the whole subject stays on the line that logs it: {logs}"
+    );
+    for line in logs.lines().filter(|line| line.contains("forged line")) {
+        assert!(line.contains("log-forger"), "a forged line: {line:?}");
+    }
+    assert!(
+        !logs.contains('\u{1b}'),
+        "a raw ESC reached the log: {logs:?}"
+    );
 }
