@@ -136,6 +136,28 @@ pub fn app(config: &Config) -> Result<Router, ConfigError> {
         .layer(stack))
 }
 
+/// Serves [`app`] on `listener` until `shutdown`, then drains the
+/// connections.
+///
+/// # Errors
+///
+/// A configuration a layer refuses (before serving), or an I/O error.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    config: Config,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let app = app(&config)?;
+    // `ConnectInfo` gives the rate limiter the client's address.
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await?;
+    Ok(())
+}
+
 /// OpenTelemetry's server span and metrics, when built with `--features otel`.
 #[cfg(feature = "otel")]
 fn otel_layer() -> Result<tower_edge::otel::OtelLayer, ConfigError> {
@@ -312,7 +334,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let config = Config::from_env("127.0.0.1:3000")?;
     #[cfg(feature = "otel")]
     let telemetry = init_telemetry()?; // before `app` builds the OtelLayer
-    let app = app(&config)?;
 
     let listener = tokio::net::TcpListener::bind(config.bind).await?;
     let addr = listener.local_addr()?;
@@ -335,13 +356,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!();
     println!("Ctrl-C stops the server gracefully.");
 
-    // `ConnectInfo` gives the rate limiter the client's address.
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(common::shutdown_signal())
-    .await?;
+    serve(listener, config, common::shutdown_signal())
+        .await
+        .map_err(|e| e.to_string())?;
 
     #[cfg(feature = "otel")]
     telemetry.shutdown();

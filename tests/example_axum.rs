@@ -20,18 +20,12 @@ fn config() -> Config {
     Config::default()
 }
 
+/// The example's own `serve` on a free port, until the test ends.
 async fn serve(config: &Config) -> SocketAddr {
-    let app = example::app(config).expect("valid configuration");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await
-        .unwrap();
-    });
+    let server = example::serve(listener, config.clone(), std::future::pending());
+    tokio::spawn(async move { server.await.expect("valid configuration") });
     addr
 }
 
