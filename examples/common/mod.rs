@@ -460,6 +460,16 @@ impl Acceptor {
             }
         }
     }
+
+    /// The connections as a stream, for tonic's `serve_with_incoming`.
+    pub fn into_incoming(
+        self,
+    ) -> impl tokio_stream::Stream<Item = Result<Connection, std::convert::Infallible>> + Send {
+        use tokio_stream::StreamExt as _;
+        let acceptor = Arc::new(self);
+        tokio_stream::iter(std::iter::repeat(acceptor))
+            .then(|acceptor| async move { Ok(acceptor.accept().await.0) })
+    }
 }
 
 /// An accepted TCP connection: holds its place among `max_connections`
@@ -571,6 +581,16 @@ impl tokio::io::AsyncWrite for Connection {
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
         std::pin::Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
+
+/// tonic puts the TCP addresses in each request's extensions, as for a
+/// plain `TcpStream` (the rate limiters read the peer from there).
+impl tonic::transport::server::Connected for Connection {
+    type ConnectInfo = tonic::transport::server::TcpConnectInfo;
+
+    fn connect_info(&self) -> Self::ConnectInfo {
+        self.stream.connect_info()
     }
 }
 
