@@ -19,9 +19,23 @@
 //! → per-IP flood guard → JWT (optional mode: public routes work
 //! anonymously) → per-client quota (by subject, else IP) → cache headers.
 //!
+//! Connections, against slow clients ("slowloris"): at most
+//! `MAX_CONNECTIONS` (default 512) are open at once, further clients wait
+//! in the listen backlog until one closes; and a client has
+//! `HEADER_READ_TIMEOUT_MS` (default 10 000) to send each request head (and
+//! the first bytes of its connection), else the server closes the
+//! connection, as it does a kept-alive connection silent that long.
+//! `axum::serve` sets neither (axum 0.8): a few hundred clients sending
+//! half a request head each would hold as many connections, and file
+//! descriptors, for ever. So [`serve`] runs the same hyper-util server
+//! through [`common::serve_http`], configured. An HTTP/2 (h2c) connection
+//! gets the timeout for its preface only, then PINGs; see `common` for
+//! why, and why these defaults.
+//!
 //! Environment (all optional): `BIND` (default `127.0.0.1:3000`),
 //! `JWT_SECRET`, `JWT_ISSUER`, `JWT_AUDIENCE`, `RATE_LIMIT` (e.g.
 //! `600/min burst 60`), `TRUSTED_PROXIES` (CIDRs, comma-separated),
+//! `MAX_CONNECTIONS`, `HEADER_READ_TIMEOUT_MS`,
 //! `OTEL_EXPORTER_OTLP_ENDPOINT` (with `--features otel`), `RUST_LOG`.
 
 #[path = "common/mod.rs"]
@@ -39,8 +53,9 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Json, Router};
+use hyper::body::Incoming;
 use serde::{Deserialize, Serialize};
-use tower::ServiceBuilder;
+use tower::{ServiceBuilder, ServiceExt};
 use tower_edge::ConfigError;
 use tower_edge::Subject;
 use tower_edge::cache_headers::{
@@ -134,6 +149,35 @@ pub fn app(config: &Config) -> Result<Router, ConfigError> {
         .route("/me", get(me))
         .with_state(seed())
         .layer(stack))
+}
+
+/// Serves [`app`] on `listener` until `shutdown`, then drains the
+/// connections, with the connection limits of [`common::serve_http`].
+///
+/// Not `axum::serve`: it offers no header read timeout and no connection
+/// limit (axum 0.8), so a slowloris client could hold connections open
+/// for ever. The same hyper-util server it uses, configured.
+///
+/// # Errors
+///
+/// A configuration a layer refuses, before accepting anything.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    config: Config,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), ConfigError> {
+    let app = app(&config)?;
+    let service_for = |peer: SocketAddr| {
+        // `ConnectInfo` gives the rate limiter the client's address, as
+        // `into_make_service_with_connect_info` does with `axum::serve`.
+        app.clone()
+            .map_request(move |mut request: axum::http::Request<Incoming>| {
+                request.extensions_mut().insert(ConnectInfo(peer));
+                request
+            })
+    };
+    common::serve_http(listener, &config, service_for, shutdown).await;
+    Ok(())
 }
 
 /// OpenTelemetry's server span and metrics, when built with `--features otel`.
@@ -312,7 +356,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let config = Config::from_env("127.0.0.1:3000")?;
     #[cfg(feature = "otel")]
     let telemetry = init_telemetry()?; // before `app` builds the OtelLayer
-    let app = app(&config)?;
 
     let listener = tokio::net::TcpListener::bind(config.bind).await?;
     let addr = listener.local_addr()?;
@@ -335,13 +378,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!();
     println!("Ctrl-C stops the server gracefully.");
 
-    // `ConnectInfo` gives the rate limiter the client's address.
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(common::shutdown_signal())
-    .await?;
+    serve(listener, config, common::shutdown_signal()).await?;
 
     #[cfg(feature = "otel")]
     telemetry.shutdown();

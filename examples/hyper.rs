@@ -6,15 +6,30 @@
 //!
 //! Shows the two things a framework otherwise does for you: inserting the
 //! peer address into each request's extensions (the rate limiter keys on
-//! it, see [`PeerAddr`]), and running a `tower` stack as a hyper service.
+//! it, see [`PeerAddr`]), and running a `tower` stack as a hyper service
+//! (with hyper-util, in [`common::serve_http`], shared with the axum
+//! example).
 //!
 //! Routes: `GET /health`, `GET /products`, `GET /products/{id}` (public,
 //! cacheable, ETag and 304), `PUT /products/{id}` (scope `products:write`,
 //! `If-Match` → 412), `GET /me` (needs a token).
 //!
+//! Connections, against slow clients ("slowloris"): at most
+//! `MAX_CONNECTIONS` (default 512) are open at once, further clients wait
+//! in the listen backlog until one closes; and a client has
+//! `HEADER_READ_TIMEOUT_MS` (default 10 000) to send each request head (and
+//! the first bytes of its connection), else the server closes the
+//! connection, as it does a kept-alive connection silent that long.
+//! Without them a few hundred clients sending half a request head each
+//! hold as many connections, and file descriptors, for ever: hyper
+//! enforces no header read timeout without a timer. An HTTP/2 (h2c)
+//! connection gets the timeout for its preface only, then PINGs; see
+//! `common` for why, and why these defaults.
+//!
 //! Environment (all optional): `BIND` (default `127.0.0.1:3001`),
 //! `JWT_SECRET`, `JWT_ISSUER`, `JWT_AUDIENCE`, `RATE_LIMIT`,
-//! `TRUSTED_PROXIES`, `RUST_LOG`.
+//! `TRUSTED_PROXIES`, `MAX_CONNECTIONS`, `HEADER_READ_TIMEOUT_MS`,
+//! `RUST_LOG`.
 
 #[path = "common/mod.rs"]
 pub mod common;
@@ -28,10 +43,6 @@ use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use tower::{BoxError, Service, ServiceBuilder, ServiceExt};
 use tower_edge::cache_headers::{
     CacheControl, CacheHeadersLayer, CacheRule, ETag, Preconditions, Representation,
@@ -211,18 +222,23 @@ fn me(request: &Request<Incoming>) -> Response<Body> {
 
 /// The application as a tower service: the tower-edge stack around
 /// [`route`], outermost first. The rate limiters read the client address
-/// from the [`PeerAddr`] that [`serve`] inserts.
+/// from the [`PeerAddr`] that [`serve`] inserts. (`use<>`: the service
+/// borrows nothing from `config`, so each connection's task can own it.)
 pub fn app(
     config: &Config,
 ) -> Result<
     impl Service<
         Request<Incoming>,
-        Response = Response<impl http_body::Body<Data = Bytes, Error = BoxError> + Send + 'static>,
+        Response = Response<
+            impl http_body::Body<Data = Bytes, Error = BoxError> + Send + 'static + use<>,
+        >,
         Error = Infallible,
-        Future = impl Send,
-    > + Clone
+        Future = impl Send + use<>,
+    >
+    + Clone
     + Send
-    + 'static,
+    + 'static
+    + use<>,
     ConfigError,
 > {
     let products = seed();
@@ -246,7 +262,8 @@ pub fn app(
         .service_fn(move |request| route(products.clone(), request)))
 }
 
-/// Accepts connections on `listener` until `shutdown`, then drains them.
+/// Accepts connections on `listener` until `shutdown`, then drains them,
+/// with the connection limits of [`common::serve_http`].
 ///
 /// # Errors
 ///
@@ -256,32 +273,16 @@ pub async fn serve(
     config: Config,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), ConfigError> {
-    let graceful = GracefulShutdown::new();
     let app = app(&config)?;
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let Ok((stream, peer)) = accepted else { continue };
-                // Each request learns the TCP peer through its extensions.
-                let service = app.clone().map_request(move |mut request: Request<Incoming>| {
-                    request.extensions_mut().insert(PeerAddr(peer));
-                    request
-                });
-                let connection = auto::Builder::new(TokioExecutor::new())
-                    .serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(service))
-                    .into_owned();
-                let connection = graceful.watch(connection);
-                tokio::spawn(async move {
-                    if let Err(err) = connection.await {
-                        tracing::debug!(%err, "connection error");
-                    }
-                });
-            }
-            () = &mut shutdown => break,
-        }
-    }
-    graceful.shutdown().await;
+    let service_for = |peer| {
+        // Each request learns the TCP peer through its extensions.
+        app.clone()
+            .map_request(move |mut request: Request<Incoming>| {
+                request.extensions_mut().insert(PeerAddr(peer));
+                request
+            })
+    };
+    common::serve_http(listener, &config, service_for, shutdown).await;
     Ok(())
 }
 

@@ -17,9 +17,29 @@
 //! `UNAUTHENTICATED` (no or bad token), 7 `PERMISSION_DENIED` (scope
 //! missing), 8 `RESOURCE_EXHAUSTED` (rate limited).
 //!
+//! Connections, against slow clients ("slowloris"): at most
+//! `MAX_CONNECTIONS` (default 512) are open at once, further clients wait
+//! in the listen backlog until one closes; and a client has
+//! `HEADER_READ_TIMEOUT_MS` (default 10 000) to send its HTTP/2 connection
+//! preface (RFC 9113 §3.4), else the server closes the connection.
+//! Without that deadline, a client that sends half a preface, or nothing,
+//! holds its connection for ever, and holds up graceful shutdown, which
+//! waits for every connection.
+//!
+//! The limit of what a timeout does here: hyper's header read timeout is
+//! for HTTP/1 only, and after the preface an HTTP/2 connection has no
+//! deadline for the headers of its requests. PINGs after 30 s of silence
+//! (answered within 10 s) close a connection whose peer stopped answering;
+//! a client that answers PINGs but sends nothing keeps its connection, so
+//! `MAX_CONNECTIONS` is what bounds how many such clients there are.
+//! tonic's `concurrency_limit_per_connection` would not: it bounds the
+//! requests of one connection, not connections. See `common` for why these
+//! defaults.
+//!
 //! Environment (all optional): `BIND` (default `127.0.0.1:50051`),
 //! `JWT_SECRET`, `JWT_ISSUER`, `JWT_AUDIENCE`, `RATE_LIMIT`,
-//! `TRUSTED_PROXIES`, `RUST_LOG`.
+//! `TRUSTED_PROXIES`, `MAX_CONNECTIONS`, `HEADER_READ_TIMEOUT_MS`,
+//! `RUST_LOG`.
 
 #[path = "common/mod.rs"]
 pub mod common;
@@ -68,7 +88,12 @@ impl Greeter for MyGreeter {
             .map(|s| s.as_str().to_owned())
             .unwrap_or_default();
         let name = request.into_inner().name;
-        tracing::info!(%subject, "greeting");
+        // `?`: Debug escapes newlines and control characters. The subject
+        // is the token's `sub`, a value the client chose at its identity
+        // provider; with `%` (Display) a `sub` holding "\n" writes a forged
+        // log line and ANSI escapes reach the terminal (CWE-117). Log every
+        // value from a request this way.
+        tracing::info!(?subject, "greeting");
         Ok(Response::new(HelloReply {
             message: format!("Hello, {name}!"),
             subject,
@@ -127,15 +152,20 @@ pub async fn serve(
         )
         .named_layer(GreeterServer::new(MyGreeter));
 
+    // The connection limits (see `common`): `Acceptor` holds the number of
+    // open connections to MAX_CONNECTIONS and gives each the header read
+    // timeout for its HTTP/2 preface; PINGs close a connection whose peer
+    // stops answering. tonic's `concurrency_limit_per_connection` would
+    // bound requests per connection, not connections.
+    let incoming = common::Acceptor::new(listener, &config).into_incoming();
     tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(common::H2_KEEPALIVE_INTERVAL))
+        .http2_keepalive_timeout(Some(common::H2_KEEPALIVE_TIMEOUT))
         .layer(everyone)
         .add_service(health_service)
         .add_service(reflection)
         .add_service(greeter)
-        .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(listener),
-            shutdown,
-        )
+        .serve_with_incoming_shutdown(incoming, shutdown)
         .await?;
     Ok(())
 }

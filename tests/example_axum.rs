@@ -5,6 +5,8 @@
 #[path = "../examples/axum.rs"]
 mod example;
 
+mod support;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -13,6 +15,9 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+use support::socket;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
 use tower_edge::rate_limit::Quota;
 
 /// A roomy quota: tests that are not about rate limits never hit it.
@@ -20,18 +25,12 @@ fn config() -> Config {
     Config::default()
 }
 
+/// The example's own `serve` on a free port, until the test ends.
 async fn serve(config: &Config) -> SocketAddr {
-    let app = example::app(config).expect("valid configuration");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await
-        .unwrap();
-    });
+    let server = example::serve(listener, config.clone(), std::future::pending());
+    tokio::spawn(async move { server.await.expect("valid configuration") });
     addr
 }
 
@@ -500,4 +499,94 @@ async fn two_replicas_on_one_redis_share_the_quota() {
         [200, 200, 200, 200, 429, 429],
         "one quota across both replicas"
     );
+}
+
+// Slowloris (review finding 4). With the header read timeout (hyper's
+// `http1::Builder::header_read_timeout`, plus a deadline on the first bytes
+// for the HTTP/1-or-2 sniffing), a client that sends half a request head,
+// or nothing, or goes silent between two requests on a kept-alive
+// connection, loses the connection: RFC 9112 §9.5 lets a server close a
+// connection that stays silent. Before, all three stayed open.
+#[tokio::test]
+async fn a_half_sent_request_head_is_closed_after_the_header_read_timeout() {
+    let config = Config {
+        header_read_timeout: Duration::from_millis(200),
+        ..Config::default()
+    };
+    let addr = serve(&config).await;
+    let mut half = TcpStream::connect(addr).await.unwrap();
+    half.write_all(b"GET /health HTTP/1.1\r\nHost: example.test\r\nX-Slow: ")
+        .await
+        .unwrap();
+    let mut silent = TcpStream::connect(addr).await.unwrap();
+    let mut kept_alive = TcpStream::connect(addr).await.unwrap();
+    kept_alive.write_all(socket::GET_HEALTH).await.unwrap();
+    let head = socket::response_head(&mut kept_alive, socket::PROMPTLY).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+
+    socket::assert_closed_within("half", &mut half, socket::PROMPTLY).await;
+    socket::assert_closed_within("silent", &mut silent, socket::PROMPTLY).await;
+    socket::assert_closed_within("kept alive", &mut kept_alive, socket::PROMPTLY).await;
+    // A client that sends its head at once is served as before.
+    assert_eq!(call("GET", "/health").send(addr).await.status(), 200);
+}
+
+// With MAX_CONNECTIONS = 2 and two connections open, the server does not
+// accept a third (it waits in the listen backlog, unanswered) until one of
+// the two closes. Before, there was no limit: the third was served at once.
+#[tokio::test]
+async fn connections_over_max_connections_wait_until_one_closes() {
+    let config = Config {
+        max_connections: 2,
+        ..Config::default()
+    };
+    let addr = serve(&config).await;
+    let mut open = Vec::new();
+    for _ in 0..2 {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        stream.write_all(socket::GET_HEALTH).await.unwrap();
+        let head = socket::response_head(&mut stream, socket::PROMPTLY).await;
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        open.push(stream); // kept alive, holding its place
+    }
+    let mut third = TcpStream::connect(addr).await.unwrap();
+    third.write_all(socket::GET_HEALTH).await.unwrap();
+    socket::assert_not_served(&mut third, Duration::from_millis(500)).await;
+
+    drop(open.pop());
+    let head = socket::response_head(&mut third, socket::PROMPTLY).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+}
+
+// Graceful shutdown, now that the example serves through hyper-util itself
+// (as the hyper example's test checks it): it stops accepting, and a
+// connection halfway through a request head does not hold it up (hyper
+// closes it; the header read timeout would too).
+#[tokio::test]
+async fn graceful_shutdown_stops_accepting_and_drains() {
+    let config = Config {
+        header_read_timeout: Duration::from_millis(200),
+        ..Config::default()
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(example::serve(listener, config, async {
+        let _ = stopped.await;
+    }));
+    let mut half = TcpStream::connect(addr).await.unwrap();
+    half.write_all(socket::GET_HEALTH).await.unwrap();
+    let head = socket::response_head(&mut half, socket::PROMPTLY).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    half.write_all(b"GET /health HTTP/1.1\r\nHost: example.test\r\nX-Slow: ")
+        .await
+        .unwrap();
+
+    stop.send(()).unwrap();
+    tokio::time::timeout(socket::PROMPTLY, server)
+        .await
+        .expect("the server stops")
+        .unwrap()
+        .unwrap();
+    assert!(TcpStream::connect(addr).await.is_err(), "still listening");
 }

@@ -4,13 +4,19 @@
 #[path = "../examples/hyper.rs"]
 mod example;
 
+mod support;
+
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use example::common::{self, Config};
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Bytes;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+use support::socket;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
 use tower_edge::rate_limit::Quota;
 
 async fn start(config: Config) -> SocketAddr {
@@ -239,4 +245,61 @@ async fn put_needs_the_write_scope_and_honours_if_match() {
 
     let res = put(addr, "/products/1", &[("authorization", &auth)], "not json").await;
     assert_eq!(res.status(), 400);
+}
+
+// Slowloris (review finding 4). With the header read timeout (hyper's
+// `http1::Builder::header_read_timeout`, plus a deadline on the first bytes
+// for the HTTP/1-or-2 sniffing), a client that sends half a request head,
+// or nothing, or goes silent between two requests on a kept-alive
+// connection, loses the connection: RFC 9112 §9.5 lets a server close a
+// connection that stays silent. Before, all three stayed open.
+#[tokio::test]
+async fn a_half_sent_request_head_is_closed_after_the_header_read_timeout() {
+    let config = Config {
+        header_read_timeout: Duration::from_millis(200),
+        ..Config::default()
+    };
+    let addr = start(config).await;
+    let mut half = TcpStream::connect(addr).await.unwrap();
+    half.write_all(b"GET /health HTTP/1.1\r\nHost: example.test\r\nX-Slow: ")
+        .await
+        .unwrap();
+    let mut silent = TcpStream::connect(addr).await.unwrap();
+    let mut kept_alive = TcpStream::connect(addr).await.unwrap();
+    kept_alive.write_all(socket::GET_HEALTH).await.unwrap();
+    let head = socket::response_head(&mut kept_alive, socket::PROMPTLY).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+
+    socket::assert_closed_within("half", &mut half, socket::PROMPTLY).await;
+    socket::assert_closed_within("silent", &mut silent, socket::PROMPTLY).await;
+    socket::assert_closed_within("kept alive", &mut kept_alive, socket::PROMPTLY).await;
+    // A client that sends its head at once is served as before.
+    assert_eq!(get(addr, "/health", &[]).await.status(), 200);
+}
+
+// With MAX_CONNECTIONS = 2 and two connections open, the server does not
+// accept a third (it waits in the listen backlog, unanswered) until one of
+// the two closes. Before, there was no limit: the third was served at once.
+#[tokio::test]
+async fn connections_over_max_connections_wait_until_one_closes() {
+    let config = Config {
+        max_connections: 2,
+        ..Config::default()
+    };
+    let addr = start(config).await;
+    let mut open = Vec::new();
+    for _ in 0..2 {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        stream.write_all(socket::GET_HEALTH).await.unwrap();
+        let head = socket::response_head(&mut stream, socket::PROMPTLY).await;
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        open.push(stream); // kept alive, holding its place
+    }
+    let mut third = TcpStream::connect(addr).await.unwrap();
+    third.write_all(socket::GET_HEALTH).await.unwrap();
+    socket::assert_not_served(&mut third, Duration::from_millis(500)).await;
+
+    drop(open.pop());
+    let head = socket::response_head(&mut third, socket::PROMPTLY).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
 }

@@ -4,24 +4,38 @@
 #[path = "../examples/tonic.rs"]
 mod example;
 
+mod support;
+
 use std::time::Duration;
 
 use example::common::{self, Config};
 use example::proto::HelloRequest;
 use example::proto::greeter_client::GreeterClient;
+use support::socket;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
 use tonic::Code;
 use tonic::transport::Channel;
 use tower_edge::rate_limit::Quota;
 
-async fn start(config: Config) -> Channel {
+/// The example on a free port, until the test ends.
+async fn listen(config: Config) -> std::net::SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(example::serve(listener, config, std::future::pending()));
+    addr
+}
+
+async fn connect(addr: std::net::SocketAddr) -> Channel {
     tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
         .unwrap()
         .connect()
         .await
         .unwrap()
+}
+
+async fn start(config: Config) -> Channel {
+    connect(listen(config).await).await
 }
 
 fn hello(token: Option<&str>) -> tonic::Request<HelloRequest> {
@@ -175,4 +189,130 @@ async fn reflection_lists_the_greeter_without_a_token() {
     let names: Vec<_> = list.service.iter().map(|s| s.name.as_str()).collect();
     assert!(names.contains(&"greeter.v1.Greeter"), "{names:?}");
     assert!(names.contains(&"grpc.health.v1.Health"), "{names:?}");
+}
+
+// A signed token carries whatever its issuer put in `sub`, and issuers
+// accept user-chosen names: a subject with a newline and ANSI escapes must
+// not write a line of its own (a forged entry) or colour the terminal that
+// tails the log (CWE-117). The example logs it with `?` (Debug), which
+// escapes both.
+#[tokio::test]
+async fn a_subject_with_a_newline_and_ansi_escapes_cannot_forge_a_log_line() {
+    support::logs::install();
+    let config = Config::default();
+    let subject = "log-forger\n2026-01-01T00:00:00Z  INFO forged line\u{1b}[31m";
+    let token = common::token(&config, subject, "greeter:call", Duration::from_secs(60));
+    let mut client = GreeterClient::new(start(config).await);
+    let reply = client.say_hello(hello(Some(&token))).await.unwrap();
+    assert_eq!(reply.into_inner().subject, subject);
+
+    let logs = support::logs::captured();
+    let greeting: Vec<&str> = logs
+        .lines()
+        .filter(|line| line.contains("greeting") && line.contains("log-forger"))
+        .collect();
+    assert_eq!(greeting.len(), 1, "the subject is logged once: {logs}");
+    assert!(
+        greeting[0].contains("forged line"),
+        "the whole subject stays on the line that logs it: {logs}"
+    );
+    for line in logs.lines().filter(|line| line.contains("forged line")) {
+        assert!(line.contains("log-forger"), "a forged line: {line:?}");
+    }
+    assert!(
+        !logs.contains('\u{1b}'),
+        "a raw ESC reached the log: {logs:?}"
+    );
+}
+
+// Slowloris over HTTP/2 (review finding 4). hyper's header read timeout is
+// HTTP/1 only; its HTTP/2 server waits for the client's connection preface
+// (RFC 9113 §3.4) without a deadline. The example gives the preface the
+// header read timeout: a client that sends half of it, or nothing, loses
+// the connection. Before, both stayed open (and held up graceful shutdown,
+// which waits for every connection).
+#[tokio::test]
+async fn a_half_sent_connection_preface_is_closed_after_the_header_read_timeout() {
+    let config = Config {
+        header_read_timeout: Duration::from_millis(200),
+        ..Config::default()
+    };
+    let token = common::dev_token(&config);
+    let addr = listen(config).await;
+    let mut half = TcpStream::connect(addr).await.unwrap();
+    half.write_all(socket::HALF_H2_PREFACE).await.unwrap();
+    let mut silent = TcpStream::connect(addr).await.unwrap();
+
+    socket::assert_closed_within("half", &mut half, socket::PROMPTLY).await;
+    socket::assert_closed_within("silent", &mut silent, socket::PROMPTLY).await;
+    // A client that sends its preface at once is served as before.
+    let mut client = GreeterClient::new(connect(addr).await);
+    client.say_hello(hello(Some(&token))).await.unwrap();
+}
+
+// With MAX_CONNECTIONS = 2 and two HTTP/2 connections open, the server does
+// not accept a third (it waits in the listen backlog: its call gets no
+// answer) until one of the two closes. Before, there was no limit.
+#[tokio::test]
+async fn connections_over_max_connections_wait_until_one_closes() {
+    let config = Config {
+        max_connections: 2,
+        ..Config::default()
+    };
+    let token = common::dev_token(&config);
+    let addr = listen(config).await;
+    let mut open = Vec::new();
+    for _ in 0..2 {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        stream
+            .write_all(socket::H2_PREFACE_AND_SETTINGS)
+            .await
+            .unwrap();
+        // The server's SETTINGS: the connection was accepted.
+        socket::first_bytes(&mut stream, socket::PROMPTLY).await;
+        open.push(stream);
+    }
+    let mut third = tokio::spawn(async move {
+        let mut client = GreeterClient::new(connect(addr).await);
+        client.say_hello(hello(Some(&token))).await
+    });
+    let early = tokio::time::timeout(Duration::from_millis(500), &mut third).await;
+    assert!(early.is_err(), "served at once: {early:?}");
+
+    drop(open.pop());
+    let reply = tokio::time::timeout(socket::PROMPTLY, third)
+        .await
+        .expect("served once a connection closed")
+        .unwrap()
+        .unwrap();
+    assert_eq!(reply.into_inner().subject, "dev-user");
+}
+
+// Graceful shutdown waits for every open connection to close. A client
+// that stops halfway through its preface is closed after the header read
+// timeout, so it cannot hold the shutdown up for ever. Before, it did.
+#[tokio::test]
+async fn graceful_shutdown_is_not_held_up_by_a_half_sent_preface() {
+    let config = Config {
+        header_read_timeout: Duration::from_millis(200),
+        ..Config::default()
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(example::serve(listener, config, async {
+        let _ = stopped.await;
+    }));
+    let mut half = TcpStream::connect(addr).await.unwrap();
+    half.write_all(socket::HALF_H2_PREFACE).await.unwrap();
+    // The server's SETTINGS: the connection was accepted.
+    socket::first_bytes(&mut half, socket::PROMPTLY).await;
+
+    stop.send(()).unwrap();
+    tokio::time::timeout(socket::PROMPTLY, server)
+        .await
+        .expect("the server stops")
+        .unwrap()
+        .unwrap();
+    assert!(TcpStream::connect(addr).await.is_err(), "still listening");
 }

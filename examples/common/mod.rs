@@ -55,6 +55,14 @@ pub struct Config {
     /// `TRUSTED_PROXIES`: comma-separated CIDRs whose `X-Forwarded-For` is
     /// believed.
     pub trusted_proxies: Vec<String>,
+    /// `HEADER_READ_TIMEOUT_MS`: how long a client has to send a request
+    /// head (HTTP/1) or its connection preface (HTTP/2) before the server
+    /// closes the connection. See [`DEFAULT_HEADER_READ_TIMEOUT`].
+    pub header_read_timeout: Duration,
+    /// `MAX_CONNECTIONS`: how many connections are open at once; the next
+    /// ones wait in the listen backlog until one closes. See
+    /// [`DEFAULT_MAX_CONNECTIONS`].
+    pub max_connections: usize,
     /// `JWT_JWKS_URL`: verify tokens with the identity provider's rotating
     /// keys (RS256, PS256, ES256, EdDSA) instead of `JWT_SECRET`
     /// (feature `jwks`).
@@ -77,6 +85,8 @@ impl Default for Config {
             rate_limit,
             flood_guard: flood_guard_for(rate_limit),
             trusted_proxies: Vec::new(),
+            header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
             #[cfg(feature = "jwks")]
             jwks: None,
             #[cfg(feature = "redis")]
@@ -84,6 +94,22 @@ impl Default for Config {
         }
     }
 }
+
+/// How long a client has to send a request head, by default: 10 s.
+///
+/// A real client sends its head at once, in one or two packets; 10 s leaves
+/// room for a slow mobile link, and a slow client ("slowloris") holds a
+/// connection for 10 s, not for ever (no timer: axum's default) or 30 s
+/// (hyper's default once a timer is set).
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How many connections are open at once, by default: 512.
+///
+/// Half the usual limit of open files of a process on Linux (`ulimit -n`,
+/// 1024), so the server stops accepting before `accept` fails for lack of
+/// file descriptors, with room left for the listener, log files and a
+/// Redis connection. Raise both together for more.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 512;
 
 /// Ten times the per-client quota, per IP: high enough that a NAT full of
 /// honest clients passes, low enough to stop a flood before it costs a
@@ -125,6 +151,26 @@ impl Config {
         if let Some(proxies) = var("TRUSTED_PROXIES") {
             config.trusted_proxies = proxies.split(',').map(|p| p.trim().to_owned()).collect();
         }
+        if let Some(ms) = var("HEADER_READ_TIMEOUT_MS") {
+            let ms: u64 = ms
+                .parse()
+                .map_err(|e| format!("HEADER_READ_TIMEOUT_MS: {e}"))?;
+            if ms == 0 {
+                return Err("HEADER_READ_TIMEOUT_MS: at least 1 (ms)".into());
+            }
+            config.header_read_timeout = Duration::from_millis(ms);
+        }
+        if let Some(max) = var("MAX_CONNECTIONS") {
+            let max: usize = max.parse().map_err(|e| format!("MAX_CONNECTIONS: {e}"))?;
+            if !(1..=tokio::sync::Semaphore::MAX_PERMITS).contains(&max) {
+                return Err(format!(
+                    "MAX_CONNECTIONS: from 1 to {}",
+                    tokio::sync::Semaphore::MAX_PERMITS
+                )
+                .into());
+            }
+            config.max_connections = max;
+        }
         #[cfg(feature = "jwks")]
         if let Some(url) = var("JWT_JWKS_URL") {
             // Starts at once; tokens get 401 until the first keys arrive.
@@ -163,6 +209,12 @@ impl Config {
         println!(
             "rate limits: {} per client, {} per IP (flood guard)",
             config.rate_limit, config.flood_guard
+        );
+        println!(
+            "connections: at most {} open, {} ms to send a request head \
+             (MAX_CONNECTIONS, HEADER_READ_TIMEOUT_MS)",
+            config.max_connections,
+            config.header_read_timeout.as_millis()
         );
         Ok(config)
     }
@@ -321,4 +373,293 @@ pub async fn shutdown_signal() {
         () = terminate => {}
     }
     println!("shutting down");
+}
+
+// Connections: bounds against slow clients (slowloris).
+//
+// Three limits, each because the others cannot do its job:
+//
+// * `MAX_CONNECTIONS`: a semaphore around `accept`, each connection holding
+//   a permit until it closes. This is what bounds open connections (and so
+//   file descriptors and memory): at the limit the server stops accepting,
+//   and new connections wait in the kernel's listen backlog, unanswered,
+//   until one closes. (tonic's `concurrency_limit_per_connection` bounds
+//   requests per connection, not connections.)
+// * `HEADER_READ_TIMEOUT_MS` for HTTP/1: hyper's
+//   `http1::Builder::header_read_timeout`, which needs a timer. hyper arms
+//   it whenever it starts reading a request head, so it also closes a
+//   kept-alive connection that stays silent that long between requests
+//   (RFC 9112 §9.5 lets a server close an inactive connection).
+// * The same timeout for the first bytes of a connection ([`Connection`]):
+//   hyper-util's `auto::Builder` reads the first bytes itself to tell
+//   HTTP/1 from HTTP/2, with no deadline, and hyper's HTTP/2 server waits
+//   for the client connection preface (RFC 9113 §3.4) with none either.
+//
+// After its preface an HTTP/2 connection has no per-request head deadline
+// in hyper: PINGs ([`H2_KEEPALIVE_INTERVAL`]) close it when the peer stops
+// answering, and a client that answers them but sends nothing keeps its
+// connection, one of `MAX_CONNECTIONS`.
+
+/// Silence after which the server PINGs an HTTP/2 client (RFC 9113 §6.7).
+pub const H2_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
+
+/// How long an HTTP/2 client has to answer a PING before the server closes
+/// the connection.
+pub const H2_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The HTTP/2 client connection preface (RFC 9113 §3.4).
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Accepts connections while fewer than `max_connections` are open, each
+/// with the header read timeout on its first bytes.
+#[derive(Debug)]
+pub struct Acceptor {
+    listener: tokio::net::TcpListener,
+    permits: Arc<tokio::sync::Semaphore>,
+    header_read_timeout: Duration,
+}
+
+impl Acceptor {
+    /// Accepts on `listener` with `config`'s limits.
+    pub fn new(listener: tokio::net::TcpListener, config: &Config) -> Self {
+        Self {
+            listener,
+            permits: Arc::new(tokio::sync::Semaphore::new(config.max_connections)),
+            header_read_timeout: config.header_read_timeout,
+        }
+    }
+
+    /// The next connection, once one of the `max_connections` places is
+    /// free. Cancel-safe (a place taken by a cancelled call is given back).
+    pub async fn accept(&self) -> (Connection, SocketAddr) {
+        loop {
+            // The place first: while none is free, nothing is accepted.
+            let permit = Arc::clone(&self.permits)
+                .acquire_owned()
+                .await
+                .expect("the semaphore is never closed");
+            match self.listener.accept().await {
+                Ok((stream, peer)) => {
+                    let connection = Connection::new(stream, permit, self.header_read_timeout);
+                    return (connection, peer);
+                }
+                // As axum::serve does: a client that gave up before we
+                // accepted is no reason to stop; anything else (no file
+                // descriptors left...) would fail again at once, so wait.
+                Err(err)
+                    if matches!(
+                        err.kind(),
+                        std::io::ErrorKind::ConnectionRefused
+                            | std::io::ErrorKind::ConnectionAborted
+                            | std::io::ErrorKind::ConnectionReset
+                    ) => {}
+                Err(err) => {
+                    tracing::error!(error = ?err, "accept failed; retrying in 1 s");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+    }
+
+    /// The connections as a stream, for tonic's `serve_with_incoming`.
+    pub fn into_incoming(
+        self,
+    ) -> impl tokio_stream::Stream<Item = Result<Connection, std::convert::Infallible>> + Send {
+        use tokio_stream::StreamExt as _;
+        let acceptor = Arc::new(self);
+        tokio_stream::iter(std::iter::repeat(acceptor))
+            .then(|acceptor| async move { Ok(acceptor.accept().await.0) })
+    }
+}
+
+/// An accepted TCP connection: holds its place among `max_connections`
+/// until dropped, and fails its reads (so the server closes it) if its
+/// first bytes are not in within the header read timeout.
+///
+/// "First bytes": until they differ from the HTTP/2 preface (an HTTP/1
+/// request line, whose head hyper's own header read timeout then bounds)
+/// or complete it (HTTP/2).
+#[derive(Debug)]
+pub struct Connection {
+    stream: tokio::net::TcpStream,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+    /// Until the first bytes are in.
+    deadline: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+    /// How many octets of the HTTP/2 preface came so far.
+    preface_seen: usize,
+}
+
+impl Connection {
+    fn new(
+        stream: tokio::net::TcpStream,
+        permit: tokio::sync::OwnedSemaphorePermit,
+        header_read_timeout: Duration,
+    ) -> Self {
+        Self {
+            stream,
+            _permit: permit,
+            deadline: Some(Box::pin(tokio::time::sleep(header_read_timeout))),
+            preface_seen: 0,
+        }
+    }
+
+    /// Whether `bytes`, read after the previous ones, settle the protocol.
+    fn settles(&mut self, bytes: &[u8]) -> bool {
+        let seen = self.preface_seen;
+        let n = bytes.len().min(H2_PREFACE.len() - seen);
+        if bytes[..n] != H2_PREFACE[seen..seen + n] {
+            return true; // not HTTP/2
+        }
+        self.preface_seen += n;
+        self.preface_seen == H2_PREFACE.len()
+    }
+}
+
+impl tokio::io::AsyncRead for Connection {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        use std::task::Poll;
+        let this = &mut *self;
+        let before = buf.filled().len();
+        let read = std::pin::Pin::new(&mut this.stream).poll_read(cx, buf);
+        if this.deadline.is_some() {
+            match read {
+                Poll::Ready(Ok(())) => {
+                    if this.settles(&buf.filled()[before..]) {
+                        this.deadline = None;
+                    }
+                }
+                Poll::Pending => {
+                    let deadline = this.deadline.as_mut().expect("checked above");
+                    if deadline.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(Err(std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            "no request within the header read timeout",
+                        )));
+                    }
+                }
+                Poll::Ready(Err(_)) => {}
+            }
+        }
+        read
+    }
+}
+
+impl tokio::io::AsyncWrite for Connection {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
+
+/// tonic puts the TCP addresses in each request's extensions, as for a
+/// plain `TcpStream` (the rate limiters read the peer from there).
+impl tonic::transport::server::Connected for Connection {
+    type ConnectInfo = tonic::transport::server::TcpConnectInfo;
+
+    fn connect_info(&self) -> Self::ConnectInfo {
+        self.stream.connect_info()
+    }
+}
+
+/// hyper-util's server (HTTP/1 and HTTP/2) with the header read timeout
+/// and HTTP/2 PINGs. Both need a timer (hyper docs: `header_read_timeout`
+/// "requires a `Timer`"; without one even hyper's 30 s default is not
+/// enforced, which is the case under `axum::serve`).
+pub fn http_builder(
+    config: &Config,
+) -> hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor> {
+    use hyper_util::rt::{TokioExecutor, TokioTimer};
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(config.header_read_timeout);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(H2_KEEPALIVE_INTERVAL)
+        .keep_alive_timeout(H2_KEEPALIVE_TIMEOUT);
+    builder
+}
+
+/// Serves HTTP/1 and HTTP/2 (and HTTP/1 upgrades) on `listener` with the
+/// limits of `config` until `shutdown`, then stops listening and drains
+/// the open connections. `service_for(peer)` is the service of a new
+/// connection from `peer`.
+pub async fn serve_http<F, S, B>(
+    listener: tokio::net::TcpListener,
+    config: &Config,
+    service_for: F,
+    shutdown: impl std::future::Future<Output = ()>,
+) where
+    F: Fn(SocketAddr) -> S,
+    S: tower::Service<http::Request<hyper::body::Incoming>, Response = http::Response<B>>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<tower::BoxError>,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<tower::BoxError>,
+{
+    use hyper_util::rt::TokioIo;
+    use hyper_util::service::TowerToHyperService;
+    let acceptor = Acceptor::new(listener, config);
+    let builder = http_builder(config);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            (connection, peer) = acceptor.accept() => {
+                let service = TowerToHyperService::new(service_for(peer));
+                let connection = builder
+                    .serve_connection_with_upgrades(TokioIo::new(connection), service)
+                    .into_owned();
+                let connection = graceful.watch(connection);
+                tokio::spawn(async move {
+                    if let Err(err) = connection.await {
+                        // `?` (Debug, escaped) for anything a client may shape.
+                        tracing::debug!(error = ?err, "connection error");
+                    }
+                });
+            }
+            () = &mut shutdown => break,
+        }
+    }
+    drop(acceptor); // stop listening: new clients are refused, not left waiting
+    graceful.shutdown().await;
 }

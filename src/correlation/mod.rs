@@ -394,7 +394,12 @@ where
             // ERROR level: a span is only entered when its level passes the
             // subscriber's filter, and the ID must be on every log line
             // under any level (`warn`, `info,tower_edge=warn`), not only
-            // under `info`.
+            // under `info`. The ID and the path are `&str` fields: the
+            // subscriber gets them as strings (`fmt` quotes and escapes
+            // them, OpenTelemetry keeps them as string attributes); only
+            // the method uses Display, and a method is a token (RFC 9110
+            // §9.1; `http` refuses any other byte), so it cannot carry a
+            // line break or an escape.
             tracing::error_span!(
                 "request",
                 correlation_id = id.as_str(),

@@ -415,7 +415,10 @@ impl<T: DeserializeOwned + Send + Sync + 'static> Shared<T> {
     }
 
     fn reject<B, R>(&self, err: JwtError, request: &Request<R>) -> Response<ResponseBody<B>> {
-        tracing::debug!(error = %err, "bearer token rejected");
+        // Debug of the text, not Display: `ClaimsType` quotes serde, which
+        // names an unknown claim as the token spelled it (newlines and
+        // escapes included), so Display could write a forged log line.
+        tracing::debug!(error = ?err.to_string(), "bearer token rejected");
         let mut response = self.rejections.respond(self.problem(&err), request);
         response.extensions_mut().insert(err);
         response

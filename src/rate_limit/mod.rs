@@ -390,16 +390,18 @@ impl Config {
         {
             let before = self.store_errors_at_warning.swap(total, Ordering::Relaxed);
             let since = total.saturating_sub(before).saturating_sub(1);
+            // Debug of the text (escaped): a store's message may repeat the
+            // key, which comes from the request (a subject, a header).
             tracing::warn!(
                 policy,
-                %error,
+                error = ?error.to_string(),
                 failures_since_last_warning = since,
                 total_failures = total,
                 "rate-limit store failed (further failures within {} s are logged at debug level)",
                 STORE_ERROR_WARN_INTERVAL.as_secs()
             );
         } else {
-            tracing::debug!(policy, %error, "rate-limit store failed");
+            tracing::debug!(policy, error = ?error.to_string(), "rate-limit store failed");
         }
     }
 

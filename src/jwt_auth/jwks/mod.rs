@@ -775,7 +775,12 @@ impl Inner {
                 if let Some(metrics) = &self.metrics {
                     metrics.jwks_fetch_failed(err.error_type());
                 }
-                tracing::warn!(error = %err, "JWKS fetch failed; the last good keys keep serving");
+                // Debug of the text (escaped): it may quote the fetched
+                // document or the server's answer, bytes from outside.
+                tracing::warn!(
+                    error = ?err.to_string(),
+                    "JWKS fetch failed; the last good keys keep serving"
+                );
                 *lock(&self.last_error) = Some(err);
                 self.cooldown
             }

@@ -795,7 +795,11 @@ async fn connect_cluster(client: ClusterClient, shared: Weak<Shared>) {
                 return;
             }
             Ok(Err(error)) => {
-                tracing::debug!(%error, "rate limit: Redis Cluster connect failed");
+                // Debug of the text (escaped): it may quote the server.
+                tracing::debug!(
+                    error = ?error.to_string(),
+                    "rate limit: Redis Cluster connect failed"
+                );
                 if let Some(shared) = shared.upgrade() {
                     shared.failed(&Failure::Response(error));
                 }

@@ -1,0 +1,6 @@
+//! Helpers shared by the socket tests (not a test target of its own: cargo
+//! only builds `tests/*.rs` as targets). Each test binary uses a part.
+#![allow(dead_code)]
+
+pub mod logs;
+pub mod socket;
