@@ -176,9 +176,11 @@ mod claims;
 #[cfg(feature = "jwks")]
 #[cfg_attr(docsrs, doc(cfg(feature = "jwks")))]
 pub mod jwks;
+mod error;
+mod header;
 mod key;
+mod registered;
 mod scope;
-mod tap;
 mod token;
 mod verify;
 
@@ -200,7 +202,7 @@ use tower_service::Service;
 pub use claims::{Claims, Scopes, StandardClaims};
 pub use key::{Algorithm, KeyLookup, KeyRefresh, KeySource, StaticKeys, VerificationKey};
 pub use scope::{RequireScope, RequireScopeLayer, RequireScopeLayerBuilder};
-pub use verify::JwtError;
+pub use error::JwtError;
 
 use crate::body::ResponseBody;
 use crate::cache_control::{Directive, directives};
@@ -212,7 +214,8 @@ use crate::rejection::{GrpcCode, Problem, Rejections};
 use cache::{Cached, TokenCache};
 use scope::{ScopeRule, valid_realm};
 use token::TokenSources;
-use verify::{Parsed, Rules};
+use header::{HeaderRules, Parsed};
+use verify::Rules;
 
 /// The default `realm` of the challenges.
 pub const DEFAULT_REALM: &str = "api";
@@ -828,9 +831,11 @@ impl<T> JwtAuthLayerBuilder<T> {
         Ok(JwtAuthLayer {
             shared: Arc::new(Shared {
                 rules: Rules {
-                    algorithms,
-                    max_len: self.max_len,
-                    typ: self.typ,
+                    header: HeaderRules {
+                        algorithms,
+                        max_len: self.max_len,
+                        typ: self.typ,
+                    },
                     issuers: self.issuers,
                     audiences: self.audiences,
                     leeway,
@@ -866,7 +871,7 @@ impl<T> Clone for JwtAuthLayer<T> {
 impl<T> fmt::Debug for JwtAuthLayer<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("JwtAuthLayer")
-            .field("algorithms", &self.shared.rules.algorithms)
+            .field("algorithms", &self.shared.rules.header.algorithms)
             .field("optional", &self.shared.optional)
             .finish_non_exhaustive()
     }

@@ -2095,7 +2095,7 @@ fn algorithm_names_are_exact() {
 
 #[test]
 fn typ_comparison() {
-    use super::verify::typ_matches;
+    use super::header::typ_matches;
     assert!(typ_matches("at+jwt", "application/AT+JWT"));
     assert!(typ_matches("application/at+jwt", "at+jwt"));
     assert!(!typ_matches("at+jwt", "jwt"));

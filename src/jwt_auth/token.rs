@@ -5,7 +5,7 @@ use std::borrow::Cow;
 use http::header::{AUTHORIZATION, COOKIE};
 use http::{HeaderMap, HeaderName, Uri};
 
-use super::verify::JwtError;
+use super::error::JwtError;
 
 /// Where the layer looks for the token. `Authorization: Bearer` is on by
 /// default; the others are opt-in.
