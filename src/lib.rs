@@ -140,6 +140,10 @@ mod builder;
 mod cache_control;
 #[cfg(any(feature = "jwt-auth", feature = "rate-limit"))]
 mod sync;
+// The bounded TTL map of the in-memory caches; widen the `cfg` when another
+// layer uses it.
+#[cfg(feature = "jwt-auth")]
+mod ttl_map;
 
 pub use body::ResponseBody;
 pub use builder::ServiceBuilderExt;

@@ -174,7 +174,6 @@
 mod fetch;
 mod jwk;
 
-use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -188,6 +187,7 @@ use tokio::time::Instant;
 use super::key::{Algorithm, KeyLookup, KeyRefresh, KeySource};
 use crate::config::ConfigError;
 use crate::sync::{lock, read, write};
+use crate::ttl_map::TtlMap;
 use fetch::HttpClient;
 use jwk::KeySet;
 
@@ -453,7 +453,7 @@ impl JwksKeySourceBuilder {
             flight: Mutex::new(Flight::default()),
             done,
             refresh_at: Mutex::new(Instant::now() + self.max_ttl),
-            negative: Mutex::new(NegativeCache::new(self.negative_capacity)),
+            negative: NegativeCache::new(self.negative_capacity),
             fetches: AtomicU64::new(0),
             failures: AtomicU64::new(0),
             last_error: Mutex::new(None),
@@ -583,7 +583,7 @@ impl KeySource for JwksKeySource {
 
     fn refresh(&self, kid: Option<&str>, alg: Algorithm) -> Option<KeyRefresh> {
         if let Some(kid) = kid
-            && lock(&self.inner.negative).contains(kid, Instant::now(), self.inner.min_ttl)
+            && self.inner.negative.get(kid, Instant::now()).is_some()
         {
             return None;
         }
@@ -594,7 +594,8 @@ impl KeySource for JwksKeySource {
             let _ = done.changed().await;
             let lookup = inner.keys().find(kid.as_deref(), alg);
             if let (KeyLookup::UnknownKid, Some(kid)) = (&lookup, kid) {
-                lock(&inner.negative).insert(kid, Instant::now(), inner.min_ttl);
+                let now = Instant::now();
+                inner.negative.insert(kid, (), now + inner.min_ttl, now);
             }
             lookup
         }))
@@ -612,76 +613,9 @@ struct Flight {
     last_refetch: Option<Instant>,
 }
 
-/// Unknown `kid`s, each until its instant plus the lifetime; bounded.
-#[derive(Debug)]
-struct NegativeCache {
-    kids: HashMap<Arc<str>, Instant>,
-    /// The kids in the order they were remembered, with that time: expiry
-    /// and eviction of the oldest without scanning the map (a burst of
-    /// random kids after a fetch must not cost a scan each). An element
-    /// whose time no longer matches `kids` is stale (the kid was remembered
-    /// again, or evicted) and is skipped.
-    order: VecDeque<(Arc<str>, Instant)>,
-    capacity: usize,
-}
-
-impl NegativeCache {
-    fn new(capacity: usize) -> Self {
-        Self {
-            kids: HashMap::new(),
-            order: VecDeque::new(),
-            capacity,
-        }
-    }
-
-    fn contains(&self, kid: &str, now: Instant, ttl: Duration) -> bool {
-        self.kids.get(kid).is_some_and(|at| now < *at + ttl)
-    }
-
-    fn clear(&mut self) {
-        self.kids.clear();
-        self.order.clear();
-    }
-
-    fn is_live(&self, kid: &str, at: Instant) -> bool {
-        self.kids.get(kid) == Some(&at)
-    }
-
-    fn insert(&mut self, kid: Box<str>, now: Instant, ttl: Duration) {
-        if self.capacity == 0 {
-            return;
-        }
-        // Expired (or stale) from the front.
-        while let Some((front, at)) = self.order.front() {
-            if !self.is_live(front, *at) {
-                self.order.pop_front();
-            } else if now >= *at + ttl {
-                self.kids.remove(front);
-                self.order.pop_front();
-            } else {
-                break;
-            }
-        }
-        let kid: Arc<str> = kid.into();
-        if self.kids.len() >= self.capacity && !self.kids.contains_key(&kid) {
-            // The oldest live one makes room.
-            while let Some((oldest, at)) = self.order.pop_front() {
-                if self.is_live(&oldest, at) {
-                    self.kids.remove(&oldest);
-                    break;
-                }
-            }
-        }
-        self.kids.insert(Arc::clone(&kid), now);
-        self.order.push_back((kid, now));
-        // Kids remembered again leave stale elements: keep the queue within
-        // twice the map (amortised over at least `capacity` inserts).
-        if self.order.len() > 2 * self.capacity {
-            let kids = &self.kids;
-            self.order.retain(|(kid, at)| kids.get(kid) == Some(at));
-        }
-    }
-}
+/// Unknown `kid`s, each remembered for the least cache lifetime, the
+/// oldest evicted first when full (see [`TtlMap`]); empty after a fetch.
+type NegativeCache = TtlMap<Box<str>, (), Instant>;
 
 struct Inner {
     /// The discovery URL and the issuer it must name, until resolved.
@@ -702,7 +636,7 @@ struct Inner {
     done: watch::Sender<u64>,
     /// When the background task fetches next.
     refresh_at: Mutex<Instant>,
-    negative: Mutex<NegativeCache>,
+    negative: NegativeCache,
     fetches: AtomicU64,
     failures: AtomicU64,
     last_error: Mutex<Option<JwksError>>,
@@ -758,7 +692,7 @@ impl Inner {
                 *write(&self.keys) = Arc::new(set);
                 if changed {
                     self.generation.fetch_add(1, Ordering::AcqRel);
-                    lock(&self.negative).clear();
+                    self.negative.clear();
                 }
                 self.fetches.fetch_add(1, Ordering::Relaxed);
                 *lock(&self.last_error) = None;

@@ -105,51 +105,54 @@ fn from_issuer_appends_the_discovery_path() {
 fn the_negative_cache_is_bounded_and_expires() {
     let ttl = Duration::from_secs(60);
     let start = Instant::now();
-    let mut cache = NegativeCache::new(3);
+    let cache = NegativeCache::new(3);
+    let insert = |kid: &str, now: Instant| cache.insert(kid.into(), (), now + ttl, now);
+    let contains = |kid: &str, now: Instant| cache.get(kid, now).is_some();
     for (i, kid) in ["a", "b", "c", "d"].into_iter().enumerate() {
-        cache.insert(kid.into(), start + Duration::from_secs(i as u64), ttl);
+        insert(kid, start + Duration::from_secs(i as u64));
     }
-    assert_eq!(cache.kids.len(), 3);
+    assert_eq!(cache.len(), 3);
     // The oldest went first.
-    assert!(!cache.contains("a", start + Duration::from_secs(4), ttl));
-    assert!(cache.contains("d", start + Duration::from_secs(4), ttl));
+    assert!(!contains("a", start + Duration::from_secs(4)));
+    assert!(contains("d", start + Duration::from_secs(4)));
     // Entries expire after the lifetime.
-    assert!(!cache.contains("d", start + Duration::from_secs(64), ttl));
-    let mut off = NegativeCache::new(0);
-    off.insert("a".into(), start, ttl);
-    assert!(off.kids.is_empty());
+    assert!(!contains("d", start + Duration::from_secs(64)));
+    let off = NegativeCache::new(0);
+    off.insert("a".into(), (), start + ttl, start);
+    assert_eq!(off.len(), 0);
 }
 
 // Regression (review): once full, each insert scanned the whole map twice
 // (expiry, then the oldest), under the lock every unknown-`kid` check
-// takes. Now expiry and eviction take the oldest from an insertion-order
-// queue; a kid remembered again keeps its place only once.
+// takes. Now expiry and eviction take the oldest from the insertion order
+// (`TtlMap`); a kid remembered again moves to the back.
 #[test]
 fn the_negative_cache_evicts_the_oldest_without_scanning() {
     let ttl = Duration::from_secs(60);
     let start = Instant::now();
     let at = |s: u64| start + Duration::from_millis(s);
-    let mut cache = NegativeCache::new(3);
-    cache.insert("a".into(), at(0), ttl);
-    cache.insert("b".into(), at(1), ttl);
-    cache.insert("c".into(), at(2), ttl);
+    let cache = NegativeCache::new(3);
+    let insert = |kid: &str, now: Instant| cache.insert(kid.into(), (), now + ttl, now);
+    let contains = |kid: &str, now: Instant| cache.get(kid, now).is_some();
+    insert("a", at(0));
+    insert("b", at(1));
+    insert("c", at(2));
     // `a` remembered again: `b` is now the oldest.
-    cache.insert("a".into(), at(3), ttl);
-    cache.insert("d".into(), at(4), ttl);
-    assert!(!cache.contains("b", at(5), ttl));
+    insert("a", at(3));
+    insert("d", at(4));
+    assert!(!contains("b", at(5)));
     for kid in ["a", "c", "d"] {
-        assert!(cache.contains(kid, at(5), ttl), "{kid}");
+        assert!(contains(kid, at(5)), "{kid}");
     }
-    // Many re-inserts keep the queue bounded.
+    // Many re-inserts keep one entry per kid.
     for i in 0..1_000 {
-        cache.insert("a".into(), at(10 + i), ttl);
+        insert("a", at(10 + i));
     }
-    assert!(cache.order.len() <= 6, "{}", cache.order.len());
-    assert_eq!(cache.kids.len(), 3);
+    assert_eq!(cache.len(), 3);
     // Expired ones go from the front as new kids arrive.
-    cache.insert("e".into(), start + Duration::from_secs(70), ttl);
-    assert_eq!(cache.kids.len(), 1);
-    assert!(cache.contains("e", start + Duration::from_secs(70), ttl));
+    insert("e", start + Duration::from_secs(70));
+    assert_eq!(cache.len(), 1);
+    assert!(contains("e", start + Duration::from_secs(70)));
 }
 
 #[test]
