@@ -38,9 +38,16 @@ impl<'a> Directive<'a> {
         self.name.eq_ignore_ascii_case(name.as_bytes())
     }
 
+    /// `no-store` (RFC 9111 §5.2.2.5) or an unqualified `private`
+    /// (§5.2.2.7): no shared cache may store the response.
+    #[cfg(any(feature = "jwt-auth", feature = "rate-limit"))]
+    fn forbids_shared_storage(&self) -> bool {
+        self.is("no-store") || (self.is("private") && self.value.is_none())
+    }
+
     /// The argument after `=`, as written (a quoted string keeps its quotes
     /// and escapes); `None` without `=`.
-    #[cfg_attr(not(feature = "jwt-auth"), allow(dead_code))]
+    #[cfg_attr(not(feature = "jwks"), allow(dead_code))]
     pub(crate) fn value(&self) -> Option<&'a [u8]> {
         self.value
     }
@@ -113,6 +120,17 @@ fn member_end(list: &[u8]) -> usize {
     list.len()
 }
 
+/// The directives of every `Cache-Control` line of `headers`.
+#[cfg(any(feature = "jwt-auth", feature = "rate-limit"))]
+fn field_directives(headers: &http::HeaderMap) -> impl Iterator<Item = Directive<'_>> {
+    directives(
+        headers
+            .get_all(http::header::CACHE_CONTROL)
+            .iter()
+            .map(http::HeaderValue::as_bytes),
+    )
+}
+
 /// Whether a shared cache may store a response with these fields, as far
 /// as its `Cache-Control` and `Expires` say (RFC 9111 §3): explicit
 /// freshness or `public` (`public`, `s-maxage`, `max-age`, `Expires`), and
@@ -123,18 +141,49 @@ fn member_end(list: &[u8]) -> usize {
 #[cfg(feature = "rate-limit")]
 pub(crate) fn shared_cache_may_store(headers: &http::HeaderMap) -> bool {
     let mut fresh = headers.contains_key(http::header::EXPIRES);
-    for directive in directives(
-        headers
-            .get_all(http::header::CACHE_CONTROL)
-            .iter()
-            .map(http::HeaderValue::as_bytes),
-    ) {
-        if directive.is("no-store") || (directive.is("private") && directive.value.is_none()) {
+    for directive in field_directives(headers) {
+        if directive.forbids_shared_storage() {
             return false;
         }
         fresh |= directive.is("public") || directive.is("s-maxage") || directive.is("max-age");
     }
     fresh
+}
+
+/// Makes a response unstorable by shared caches without weakening what the
+/// handler set (RFC 9111 §5.2.2; used for RFC 6750 §2.3): when a line
+/// already forbids it (`no-store`, unqualified `private`), nothing to do;
+/// otherwise every directive is kept and `private` added, in place of
+/// `public` and of a field-qualified `private="..."` (which lets shared
+/// caches store the rest).
+#[cfg(feature = "jwt-auth")]
+pub(crate) fn make_private(headers: &mut http::HeaderMap) {
+    use http::HeaderValue;
+    use http::header::CACHE_CONTROL;
+
+    let replaced = |d: &Directive<'_>| d.is("public") || d.is("private");
+    let mut rewrite = false;
+    for directive in field_directives(headers) {
+        if directive.forbids_shared_storage() {
+            return;
+        }
+        rewrite |= replaced(&directive);
+    }
+    if !rewrite {
+        // Another line: the existing ones stay as they are.
+        headers.append(CACHE_CONTROL, HeaderValue::from_static("private"));
+        return;
+    }
+    let mut merged = b"private".to_vec();
+    for directive in field_directives(headers).filter(|d| !replaced(d)) {
+        merged.extend_from_slice(b", ");
+        merged.extend_from_slice(directive.as_bytes());
+    }
+    // The parts come from valid header values: this cannot fail, but
+    // should it, the strictest answer is the safe one.
+    let merged = HeaderValue::from_bytes(&merged)
+        .unwrap_or_else(|_| HeaderValue::from_static("private, no-store"));
+    headers.insert(CACHE_CONTROL, merged);
 }
 
 #[cfg(test)]

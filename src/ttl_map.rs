@@ -45,6 +45,7 @@ pub(crate) struct TtlMap<K, V, I> {
 impl<K: Hash + Eq, V: Clone, I: Copy + Ord> TtlMap<K, V, I> {
     /// A map of at most `capacity` entries, in one shard: the eviction rule
     /// then holds across the whole map. A capacity of 0 holds nothing.
+    #[cfg_attr(not(feature = "jwks"), allow(dead_code))]
     pub(crate) fn new(capacity: usize) -> Self {
         Self::sharded(capacity, 1)
     }
@@ -111,6 +112,7 @@ impl<K: Hash + Eq, V: Clone, I: Copy + Ord> TtlMap<K, V, I> {
     }
 
     /// Removes every entry.
+    #[cfg_attr(not(feature = "jwks"), allow(dead_code))]
     pub(crate) fn clear(&self) {
         for shard in &self.shards {
             let mut shard = lock(shard);
@@ -126,6 +128,7 @@ impl<K: Hash + Eq, V: Clone, I: Copy + Ord> TtlMap<K, V, I> {
     }
 
     /// The most entries the map holds.
+    #[cfg(test)]
     pub(crate) fn capacity(&self) -> usize {
         self.capacity
     }
@@ -383,14 +386,20 @@ mod tests {
         }
         map.insert("a".into(), 9, 100, 1);
         map.insert("d".into(), 3, 100, 2);
-        assert_eq!(keys(&map, &["a", "b", "c", "d"], 2), [true, false, true, true]);
+        assert_eq!(
+            keys(&map, &["a", "b", "c", "d"], 2),
+            [true, false, true, true]
+        );
         // Expired entries at the front go before anything live is evicted.
         let map: TtlMap<Box<str>, u32, u64> = TtlMap::new(3);
         map.insert("short".into(), 0, 5, 0);
         map.insert("x".into(), 1, 100, 0);
         map.insert("y".into(), 2, 100, 0);
         map.insert("z".into(), 3, 100, 6);
-        assert_eq!(keys(&map, &["short", "x", "y", "z"], 6), [false, true, true, true]);
+        assert_eq!(
+            keys(&map, &["short", "x", "y", "z"], 6),
+            [false, true, true, true]
+        );
     }
 
     #[test]

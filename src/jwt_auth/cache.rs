@@ -3,8 +3,6 @@
 //! A [`TtlMap`] keyed by the full token, in Unix seconds; its eviction rule
 //! (the oldest insert of a full shard goes) is the cache's.
 
-use std::sync::Arc;
-
 use crate::ttl_map::TtlMap;
 
 /// Shards reduce lock contention: at most this many (a power of two), and
@@ -48,7 +46,8 @@ impl<V: Clone> TokenCache<V> {
             None => exp,
         };
         if until > now {
-            self.map.insert(token.into(), (generation, value), until, now);
+            self.map
+                .insert(token.into(), (generation, value), until, now);
         }
     }
 
@@ -72,9 +71,6 @@ impl<V> std::fmt::Debug for TokenCache<V> {
             .finish()
     }
 }
-
-/// The cached value: everything the layer inserts into the extensions.
-pub(crate) type Cached<T> = Arc<super::Authenticated<T>>;
 
 #[cfg(test)]
 mod tests {

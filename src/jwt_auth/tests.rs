@@ -30,14 +30,18 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bytes::Bytes;
 use http::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, COOKIE, WWW_AUTHENTICATE};
-use http::{HeaderValue, Request, Response, StatusCode};
+use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use jsonwebtoken::Algorithm as J;
 use jsonwebtoken::EncodingKey;
 use serde_json::{Value, json};
-use tower::{Service, ServiceExt, service_fn};
+use serde::de::DeserializeOwned;
+use tower::{Layer, Service, ServiceExt, service_fn};
 
 use super::*;
+use crate::body::ResponseBody;
+use crate::cache_control::make_private;
+use crate::principal::Subject;
 
 const NOW: i64 = 1_800_000_000;
 const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";

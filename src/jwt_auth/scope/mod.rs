@@ -10,12 +10,15 @@ use http::{HeaderValue, Request, Response, StatusCode};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::ResponseFuture;
+mod future;
+
 use super::claims::Scopes;
 use crate::body::ResponseBody;
 use crate::config::ConfigError;
 use crate::principal::Anonymous;
 use crate::rejection::{Problem, Rejections, token_required};
+
+pub use future::RequireScopeFuture;
 
 /// RFC 6749 §3.3 `scope-token`: `%x21 / %x23-5B / %x5D-7E`, so never a
 /// space, `"` or `\`.
@@ -202,6 +205,29 @@ pub struct RequireScope<S> {
     config: Arc<ScopeConfig>,
 }
 
+impl<S> RequireScope<S> {
+    /// Wraps `inner` with the scopes of `layer` (what [`Layer::layer`]
+    /// does).
+    pub fn new(inner: S, layer: &RequireScopeLayer) -> Self {
+        layer.layer(inner)
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Consumes the middleware, returning the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
 impl<S: fmt::Debug> fmt::Debug for RequireScope<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RequireScope")
@@ -217,7 +243,7 @@ where
 {
     type Response = Response<ResponseBody<ResBody>>;
     type Error = S::Error;
-    type Future = ResponseFuture<S::Future, ResBody, S::Error>;
+    type Future = RequireScopeFuture<S::Future, ResBody>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -227,7 +253,7 @@ where
         let config = &*self.config;
         let problem = match request.extensions().get::<Scopes>() {
             Some(scopes) if config.rule.allows(scopes) => {
-                return ResponseFuture::inner(self.inner.call(request), false);
+                return RequireScopeFuture::inner(self.inner.call(request));
             }
             Some(_) => config.rule.problem(),
             None => {
@@ -238,6 +264,6 @@ where
                 token_required(challenge)
             }
         };
-        ResponseFuture::reject(config.rejections.respond(problem, &request))
+        RequireScopeFuture::reject(config.rejections.respond(problem, &request))
     }
 }
