@@ -7,11 +7,13 @@ use std::time::Duration;
 
 use http::HeaderName;
 
+use super::algorithm::Algorithm;
 use super::authenticate::{Challenges, Clock, Shared, system_now};
 use super::cache::TokenCache;
 use super::claims::StandardClaims;
 use super::header::HeaderRules;
-use super::key::{Algorithm, KeySource, StaticKeys, VerificationKey};
+use super::key::VerificationKey;
+use super::key_source::{KeySource, StaticKeys};
 use super::scope::{ScopeRule, valid_realm};
 use super::service::JwtAuthLayer;
 use super::token::TokenSources;

@@ -1,6 +1,6 @@
 //! Why a token was refused.
 
-use super::key::Algorithm;
+use super::algorithm::Algorithm;
 
 /// Why a token was refused. For logs and metrics: the client only sees the
 /// RFC 6750 error code and a generic description.

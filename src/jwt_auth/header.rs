@@ -8,8 +8,8 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::de::{self, IgnoredAny};
 
+use super::algorithm::Algorithm;
 use super::error::JwtError;
-use super::key::Algorithm;
 
 /// A token whose header passed every check, split into its parts.
 #[derive(Debug)]

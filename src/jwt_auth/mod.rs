@@ -171,6 +171,7 @@
 //! # }
 //! ```
 
+mod algorithm;
 mod authenticate;
 mod builder;
 mod cache;
@@ -182,6 +183,7 @@ mod header;
 #[cfg_attr(docsrs, doc(cfg(feature = "jwks")))]
 pub mod jwks;
 mod key;
+mod key_source;
 mod registered;
 mod scope;
 mod service;
@@ -190,11 +192,13 @@ mod verify;
 
 use std::time::Duration;
 
+pub use algorithm::Algorithm;
 pub use builder::{AuthMode, JwtAuthLayerBuilder};
 pub use claims::{Claims, Scopes, StandardClaims};
 pub use error::JwtError;
 pub use future::ResponseFuture;
-pub use key::{Algorithm, KeyLookup, KeyRefresh, KeySource, StaticKeys, VerificationKey};
+pub use key::VerificationKey;
+pub use key_source::{KeyLookup, KeyRefresh, KeySource, StaticKeys};
 pub use scope::{RequireScope, RequireScopeFuture, RequireScopeLayer, RequireScopeLayerBuilder};
 pub use service::{JwtAuth, JwtAuthLayer};
 

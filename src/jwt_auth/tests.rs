@@ -34,8 +34,8 @@ use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use jsonwebtoken::Algorithm as J;
 use jsonwebtoken::EncodingKey;
-use serde_json::{Value, json};
 use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
 use tower::{Layer, Service, ServiceExt, service_fn};
 
 use super::*;

@@ -12,7 +12,10 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
-use super::JwksError;
+use std::net::IpAddr;
+
+use super::error::JwksError;
+use crate::config::ConfigError;
 
 #[derive(Clone)]
 pub(super) struct HttpClient {
@@ -113,4 +116,36 @@ fn error_chain(err: &dyn std::error::Error) -> String {
         source = inner.source();
     }
     text
+}
+
+/// `url` as a `Uri` with an authority, `https`, or `http` when allowed.
+pub(super) fn check_uri(
+    field: &'static str,
+    url: &str,
+    allow_http: bool,
+) -> Result<Uri, ConfigError> {
+    let uri: Uri = url
+        .parse()
+        .map_err(|_| ConfigError::new(field, "not a valid URL"))?;
+    let Some(host) = uri.host() else {
+        return Err(ConfigError::new(field, "needs a host"));
+    };
+    match uri.scheme_str() {
+        Some("https") => Ok(uri),
+        Some("http") if allow_http || is_loopback(host) => Ok(uri),
+        Some("http") => Err(ConfigError::new(
+            field,
+            "must be https:// (http:// only for loopback hosts, or with `allow_http(true)`)",
+        )),
+        _ => Err(ConfigError::new(field, "must be an https:// URL")),
+    }
+}
+
+fn is_loopback(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::super::key::{Algorithm, KeyLookup, VerificationKey};
+use super::super::algorithm::Algorithm;
+use super::super::key::VerificationKey;
+use super::super::key_source::KeyLookup;
 use crate::cache_control::directives;
 
 /// The keys of one fetched set.

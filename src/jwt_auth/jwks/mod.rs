@@ -171,25 +171,30 @@
 //! # }
 //! ```
 
+mod builder;
+mod error;
 mod fetch;
 mod jwk;
+mod state;
 
 use std::fmt;
-use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use http::Uri;
-use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
 
-use super::key::{Algorithm, KeyLookup, KeyRefresh, KeySource};
-use crate::config::ConfigError;
-use crate::sync::{lock, read, write};
-use crate::ttl_map::TtlMap;
-use fetch::HttpClient;
-use jwk::KeySet;
+pub use builder::JwksKeySourceBuilder;
+pub use error::JwksError;
+
+use super::algorithm::Algorithm;
+use super::key_source::{KeyLookup, KeyRefresh, KeySource};
+use crate::sync::read;
+use builder::Location;
+use state::Inner;
+#[cfg(test)]
+use {fetch::check_uri, state::NegativeCache};
 
 /// The longest cache lifetime, cooldown or timeout accepted: these are added
 /// to `Instant`s while requests are served, which must not overflow.
@@ -209,289 +214,6 @@ pub const DEFAULT_COOLDOWN: Duration = Duration::from_secs(30);
 pub const DEFAULT_NEGATIVE_CACHE_CAPACITY: usize = 1024;
 
 const DISCOVERY_PATH: &str = "/.well-known/openid-configuration";
-
-/// Why a fetch of the key set (or of the discovery document) failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum JwksError {
-    /// The fetch took longer than the timeout.
-    #[error("JWKS fetch timed out")]
-    Timeout,
-    /// The connection or the HTTP exchange failed.
-    #[error("JWKS fetch failed: {0}")]
-    Connect(String),
-    /// The server answered with a status other than 200.
-    #[error("JWKS endpoint answered HTTP {0}")]
-    Status(u16),
-    /// The response is larger than the size cap.
-    #[error("JWKS response exceeds the size cap")]
-    TooLarge,
-    /// The response is not a JWK Set (RFC 7517 §5) in JSON.
-    #[error("JWKS response is not a JWK Set: {0}")]
-    InvalidJson(String),
-    /// The set has no key this crate can use.
-    #[error("JWKS response has no usable signature key")]
-    Empty,
-    /// The discovery document is invalid: no `jwks_uri`, or an `issuer`
-    /// other than the configured one (OpenID Connect Discovery §4.3).
-    #[error("OpenID discovery document rejected: {0}")]
-    Discovery(String),
-    /// The source is misconfigured (see [`ConfigError`]).
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-}
-
-impl JwksError {
-    /// A short, fixed name of the failure, used as the `error.type` of the
-    /// `tower_edge.jwks.fetches` metric: `timeout`, `connect`, `status`,
-    /// `too_large`, `invalid_json`, `empty`, `discovery`, `config`.
-    pub fn error_type(&self) -> &'static str {
-        match self {
-            Self::Timeout => "timeout",
-            Self::Connect(_) => "connect",
-            Self::Status(_) => "status",
-            Self::TooLarge => "too_large",
-            Self::InvalidJson(_) => "invalid_json",
-            Self::Empty => "empty",
-            Self::Discovery(_) => "discovery",
-            Self::Config(_) => "config",
-        }
-    }
-}
-
-/// Where the key set is.
-#[derive(Debug, Clone)]
-enum Location {
-    Jwks(String),
-    Discovery { url: String, issuer: Option<String> },
-}
-
-/// Builds a [`JwksKeySource`]; from [`JwksKeySource::from_jwks_url`],
-/// [`from_discovery_url`](JwksKeySource::from_discovery_url) or
-/// [`from_issuer`](JwksKeySource::from_issuer).
-#[derive(Debug)]
-pub struct JwksKeySourceBuilder {
-    location: Location,
-    timeout: Duration,
-    max_size: usize,
-    min_ttl: Duration,
-    max_ttl: Duration,
-    cooldown: Duration,
-    negative_capacity: usize,
-    allow_http: bool,
-    #[cfg(feature = "otel")]
-    metrics: Option<crate::otel::EdgeMetrics>,
-}
-
-impl JwksKeySourceBuilder {
-    fn new(location: Location) -> Self {
-        Self {
-            location,
-            timeout: DEFAULT_TIMEOUT,
-            max_size: DEFAULT_MAX_RESPONSE_SIZE,
-            min_ttl: DEFAULT_MIN_CACHE_LIFETIME,
-            max_ttl: DEFAULT_MAX_CACHE_LIFETIME,
-            cooldown: DEFAULT_COOLDOWN,
-            negative_capacity: DEFAULT_NEGATIVE_CACHE_CAPACITY,
-            allow_http: false,
-            #[cfg(feature = "otel")]
-            metrics: None,
-        }
-    }
-
-    /// The timeout of one fetch, connect to last body byte (default 5 s; at
-    /// most 366 days).
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
-        self
-    }
-
-    /// The largest response body accepted, in bytes (default 256 KiB).
-    pub fn max_response_size(mut self, bytes: usize) -> Self {
-        self.max_size = bytes;
-        self
-    }
-
-    /// Bounds of the cache lifetime taken from `Cache-Control: max-age`
-    /// (default 5 minutes – 24 hours; `max` at most 366 days). Without
-    /// `max-age`, `min` is used.
-    pub fn cache_lifetime(mut self, min: Duration, max: Duration) -> Self {
-        self.min_ttl = min;
-        self.max_ttl = max;
-        self
-    }
-
-    /// The least time between two refetches caused by unknown `kid`s
-    /// (default 30 s; at most 366 days), and the retry interval after a
-    /// failed fetch.
-    pub fn cooldown(mut self, cooldown: Duration) -> Self {
-        self.cooldown = cooldown;
-        self
-    }
-
-    /// How many unknown `kid`s are remembered (default 1024; 0 turns the
-    /// negative cache off).
-    pub fn negative_cache_capacity(mut self, capacity: usize) -> Self {
-        self.negative_capacity = capacity;
-        self
-    }
-
-    /// Accept `http://` URLs for any host (default: only for loopback
-    /// hosts). Plain HTTP lets anyone on the path swap the keys.
-    pub fn allow_http(mut self, allow: bool) -> Self {
-        self.allow_http = allow;
-        self
-    }
-
-    /// Count fetches in the `tower_edge.jwks.fetches` counter of `metrics`.
-    #[cfg(feature = "otel")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "otel")))]
-    pub fn metrics(mut self, metrics: crate::otel::EdgeMetrics) -> Self {
-        self.metrics = Some(metrics);
-        self
-    }
-
-    /// Checks the configuration and fetches the key set once; fails when
-    /// that first fetch fails (fail fast at start-up).
-    ///
-    /// # Errors
-    ///
-    /// A [`JwksError::Config`] naming the field, or the first fetch's
-    /// error.
-    pub async fn build(self) -> Result<JwksKeySource, JwksError> {
-        let (inner, shutdown) = self.prepare()?;
-        let mut done = inner.start_fetch(false).expect("no fetch runs yet");
-        spawn_refresher(&inner, shutdown);
-        let _ = done.changed().await;
-        if inner.keys().len() == 0 {
-            return Err(inner
-                .last_error()
-                .unwrap_or_else(|| JwksError::Connect("the first fetch did not finish".into())));
-        }
-        Ok(JwksKeySource { inner })
-    }
-
-    /// Checks the configuration and returns at once; the first fetch runs
-    /// in the background and tokens are rejected (401) until it succeeds.
-    ///
-    /// # Errors
-    ///
-    /// A [`ConfigError`] naming the field, or `runtime` when called
-    /// outside a Tokio runtime.
-    pub fn build_lazy(self) -> Result<JwksKeySource, ConfigError> {
-        let (inner, shutdown) = self.prepare()?;
-        // The background task fetches at once.
-        *lock(&inner.refresh_at) = Instant::now();
-        spawn_refresher(&inner, shutdown);
-        Ok(JwksKeySource { inner })
-    }
-
-    fn prepare(self) -> Result<(Arc<Inner>, oneshot::Receiver<()>), ConfigError> {
-        if tokio::runtime::Handle::try_current().is_err() {
-            return Err(ConfigError::new(
-                "runtime",
-                "a JWKS key source must be built inside a Tokio runtime",
-            ));
-        }
-        let url = match &self.location {
-            Location::Jwks(url) => url,
-            Location::Discovery { url, .. } => url,
-        };
-        let field = match self.location {
-            Location::Jwks(_) => "jwks_url",
-            Location::Discovery { .. } => "discovery_url",
-        };
-        let first = check_uri(field, url, self.allow_http)?;
-        if self.timeout.is_zero() {
-            return Err(ConfigError::new("timeout", "must be above zero"));
-        }
-        if self.max_size == 0 {
-            return Err(ConfigError::new("max_response_size", "must be above zero"));
-        }
-        if self.min_ttl.is_zero() || self.min_ttl > self.max_ttl {
-            return Err(ConfigError::new(
-                "cache_lifetime",
-                "the lower bound must be above zero and at most the upper bound",
-            ));
-        }
-        // Added to `Instant`s on the request path: a bound keeps that from
-        // overflowing (which panics), whatever the configuration.
-        if self.max_ttl > MAX_INTERVAL {
-            return Err(ConfigError::new(
-                "cache_lifetime",
-                "the upper bound must be at most 366 days",
-            ));
-        }
-        if self.timeout > MAX_INTERVAL {
-            return Err(ConfigError::new("timeout", "must be at most 366 days"));
-        }
-        if self.cooldown.is_zero() || self.cooldown > MAX_INTERVAL {
-            return Err(ConfigError::new(
-                "cooldown",
-                "must be above zero and at most 366 days",
-            ));
-        }
-        let client = HttpClient::new(self.timeout, self.max_size)
-            .map_err(|e| ConfigError::new("tls", e.to_string()))?;
-        let (jwks_uri, discovery) = match self.location {
-            Location::Jwks(_) => (Some(first), None),
-            Location::Discovery { issuer, .. } => (None, Some((first, issuer))),
-        };
-        let (done, _) = watch::channel(0);
-        let (shutdown_tx, shutdown_rx) = oneshot::channel();
-        let inner = Arc::new(Inner {
-            discovery,
-            jwks_uri: RwLock::new(jwks_uri),
-            client,
-            min_ttl: self.min_ttl,
-            max_ttl: self.max_ttl,
-            cooldown: self.cooldown,
-            allow_http: self.allow_http,
-            keys: RwLock::new(Arc::new(KeySet::default())),
-            generation: AtomicU64::new(0),
-            set_fingerprint: AtomicU64::new(0),
-            flight: Mutex::new(Flight::default()),
-            done,
-            refresh_at: Mutex::new(Instant::now() + self.max_ttl),
-            negative: NegativeCache::new(self.negative_capacity),
-            fetches: AtomicU64::new(0),
-            failures: AtomicU64::new(0),
-            last_error: Mutex::new(None),
-            _shutdown: shutdown_tx,
-            #[cfg(feature = "otel")]
-            metrics: self.metrics,
-        });
-        Ok((inner, shutdown_rx))
-    }
-}
-
-/// `url` as a `Uri` with an authority, `https`, or `http` when allowed.
-fn check_uri(field: &'static str, url: &str, allow_http: bool) -> Result<Uri, ConfigError> {
-    let uri: Uri = url
-        .parse()
-        .map_err(|_| ConfigError::new(field, "not a valid URL"))?;
-    let Some(host) = uri.host() else {
-        return Err(ConfigError::new(field, "needs a host"));
-    };
-    match uri.scheme_str() {
-        Some("https") => Ok(uri),
-        Some("http") if allow_http || is_loopback(host) => Ok(uri),
-        Some("http") => Err(ConfigError::new(
-            field,
-            "must be https:// (http:// only for loopback hosts, or with `allow_http(true)`)",
-        )),
-        _ => Err(ConfigError::new(field, "must be an https:// URL")),
-    }
-}
-
-fn is_loopback(host: &str) -> bool {
-    host.eq_ignore_ascii_case("localhost")
-        || host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse::<IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
-}
 
 /// A [`KeySource`] backed by a JWKS endpoint; see the [module docs](self).
 ///
@@ -514,6 +236,10 @@ impl fmt::Debug for JwksKeySource {
 }
 
 impl JwksKeySource {
+    fn from_inner(inner: Arc<Inner>) -> Self {
+        Self { inner }
+    }
+
     /// A source that fetches the JWK Set at `url` (e.g.
     /// `https://YOUR_TENANT.eu.auth0.com/.well-known/jwks.json`).
     pub fn from_jwks_url(url: impl Into<String>) -> JwksKeySourceBuilder {
@@ -604,217 +330,6 @@ impl KeySource for JwksKeySource {
     fn generation(&self) -> u64 {
         self.inner.generation.load(Ordering::Acquire)
     }
-}
-
-#[derive(Debug, Default)]
-struct Flight {
-    running: bool,
-    /// When the last refetch for an unknown `kid` started.
-    last_refetch: Option<Instant>,
-}
-
-/// Unknown `kid`s, each remembered for the least cache lifetime, the
-/// oldest evicted first when full (see [`TtlMap`]); empty after a fetch.
-type NegativeCache = TtlMap<Box<str>, (), Instant>;
-
-struct Inner {
-    /// The discovery URL and the issuer it must name, until resolved.
-    discovery: Option<(Uri, Option<String>)>,
-    jwks_uri: RwLock<Option<Uri>>,
-    client: HttpClient,
-    min_ttl: Duration,
-    max_ttl: Duration,
-    cooldown: Duration,
-    allow_http: bool,
-    /// The snapshot: read-locked only to clone the `Arc` or look a key up,
-    /// replaced after a fetch completes.
-    keys: RwLock<Arc<KeySet>>,
-    generation: AtomicU64,
-    set_fingerprint: AtomicU64,
-    flight: Mutex<Flight>,
-    /// Bumped when a fetch ends; waiters of the single flight watch it.
-    done: watch::Sender<u64>,
-    /// When the background task fetches next.
-    refresh_at: Mutex<Instant>,
-    negative: NegativeCache,
-    fetches: AtomicU64,
-    failures: AtomicU64,
-    last_error: Mutex<Option<JwksError>>,
-    /// Dropped with `Inner`: wakes the background task to stop.
-    _shutdown: oneshot::Sender<()>,
-    #[cfg(feature = "otel")]
-    metrics: Option<crate::otel::EdgeMetrics>,
-}
-
-impl Inner {
-    fn keys(&self) -> Arc<KeySet> {
-        Arc::clone(&read(&self.keys))
-    }
-
-    fn last_error(&self) -> Option<JwksError> {
-        lock(&self.last_error).clone()
-    }
-
-    /// Starts a fetch in its own task unless one runs (then joins it).
-    /// With `cooldown` (a refetch for an unknown `kid`), refuses (`None`)
-    /// within the cooldown of the last such refetch, whatever its outcome.
-    /// The receiver changes when the fetch ends.
-    fn start_fetch(self: &Arc<Self>, cooldown: bool) -> Option<watch::Receiver<u64>> {
-        let mut flight = lock(&self.flight);
-        let done = self.done.subscribe();
-        if flight.running {
-            return Some(done);
-        }
-        let now = Instant::now();
-        if cooldown {
-            if flight
-                .last_refetch
-                .is_some_and(|at| now < at + self.cooldown)
-            {
-                return None;
-            }
-            flight.last_refetch = Some(now);
-        }
-        flight.running = true;
-        drop(flight);
-        let inner = Arc::clone(self);
-        // Its own task: a request that gives up does not cancel the fetch
-        // the others wait for. The fetch ends within the timeout.
-        tokio::spawn(async move { inner.fetch_and_store().await });
-        Some(done)
-    }
-
-    async fn fetch_and_store(&self) {
-        let next = match self.fetch().await {
-            Ok((set, ttl, hash)) => {
-                let changed = self.set_fingerprint.swap(hash, Ordering::AcqRel) != hash;
-                let count = set.len();
-                *write(&self.keys) = Arc::new(set);
-                if changed {
-                    self.generation.fetch_add(1, Ordering::AcqRel);
-                    self.negative.clear();
-                }
-                self.fetches.fetch_add(1, Ordering::Relaxed);
-                *lock(&self.last_error) = None;
-                #[cfg(feature = "otel")]
-                if let Some(metrics) = &self.metrics {
-                    metrics.jwks_fetch_succeeded();
-                }
-                tracing::debug!(keys = count, changed, ttl_s = ttl.as_secs(), "JWKS fetched");
-                ttl - ttl / 10
-            }
-            Err(err) => {
-                self.failures.fetch_add(1, Ordering::Relaxed);
-                #[cfg(feature = "otel")]
-                if let Some(metrics) = &self.metrics {
-                    metrics.jwks_fetch_failed(err.error_type());
-                }
-                // Debug of the text (escaped): it may quote the fetched
-                // document or the server's answer, bytes from outside.
-                tracing::warn!(
-                    error = ?err.to_string(),
-                    "JWKS fetch failed; the last good keys keep serving"
-                );
-                *lock(&self.last_error) = Some(err);
-                self.cooldown
-            }
-        };
-        *lock(&self.refresh_at) = Instant::now() + next;
-        // Under the flight lock: a request that starts the next fetch in
-        // between would otherwise subscribe before this signal and take it
-        // for the end of its own fetch (and look its kid up too early).
-        let mut flight = lock(&self.flight);
-        flight.running = false;
-        self.done.send_modify(|n| *n = n.wrapping_add(1));
-        drop(flight);
-    }
-
-    /// One fetch: discovery first when needed, then the set.
-    async fn fetch(&self) -> Result<(KeySet, Duration, u64), JwksError> {
-        let known = read(&self.jwks_uri).clone();
-        let uri = match known {
-            Some(uri) => uri,
-            None => {
-                let uri = self.discover().await?;
-                *write(&self.jwks_uri) = Some(uri.clone());
-                uri
-            }
-        };
-        let fetched = self
-            .client
-            .get(&uri, "application/jwk-set+json, application/json")
-            .await?;
-        let set =
-            jwk::parse_set(&fetched.body).map_err(|e| JwksError::InvalidJson(e.to_string()))?;
-        if set.len() == 0 {
-            return Err(JwksError::Empty);
-        }
-        let ttl = fetched
-            .cache_control
-            .as_deref()
-            .and_then(jwk::max_age)
-            .unwrap_or(self.min_ttl)
-            .clamp(self.min_ttl, self.max_ttl);
-        let hash = set.fingerprint();
-        Ok((set, ttl, hash))
-    }
-
-    async fn discover(&self) -> Result<Uri, JwksError> {
-        #[derive(serde::Deserialize)]
-        struct Document {
-            issuer: Option<String>,
-            jwks_uri: Option<String>,
-        }
-        let Some((url, issuer)) = &self.discovery else {
-            return Err(JwksError::Discovery("no discovery URL".into()));
-        };
-        let fetched = self.client.get(url, "application/json").await?;
-        let document: Document = serde_json::from_slice(&fetched.body)
-            .map_err(|e| JwksError::InvalidJson(e.to_string()))?;
-        if let Some(expected) = issuer
-            && document.issuer.as_deref() != Some(expected.as_str())
-        {
-            return Err(JwksError::Discovery(format!(
-                "`issuer` is {:?}, expected {expected:?}",
-                document.issuer.unwrap_or_default()
-            )));
-        }
-        let jwks_uri = document
-            .jwks_uri
-            .ok_or_else(|| JwksError::Discovery("no `jwks_uri`".into()))?;
-        check_uri("jwks_uri", &jwks_uri, self.allow_http)
-            .map_err(|e| JwksError::Discovery(e.to_string()))
-    }
-}
-
-/// Spawns the background refresh: it sleeps until `refresh_at`, fetches
-/// (or joins a running fetch), and stops when the source is dropped.
-fn spawn_refresher(inner: &Arc<Inner>, mut shutdown: oneshot::Receiver<()>) {
-    let weak: Weak<Inner> = Arc::downgrade(inner);
-    tokio::spawn(async move {
-        loop {
-            // Subscribed before `refresh_at` is read: a fetch that ends
-            // meanwhile (and moves `refresh_at`) wakes us.
-            let (at, mut done) = {
-                let Some(inner) = weak.upgrade() else { return };
-                let done = inner.done.subscribe();
-                let at = *lock(&inner.refresh_at);
-                if Instant::now() < at {
-                    (at, done)
-                } else {
-                    match inner.start_fetch(false) {
-                        Some(done) => (at + inner.max_ttl, done),
-                        None => (Instant::now() + inner.cooldown, done),
-                    }
-                }
-            };
-            tokio::select! {
-                _ = &mut shutdown => return,
-                _ = tokio::time::sleep_until(at) => {}
-                _ = done.changed() => {}
-            }
-        }
-    });
 }
 
 #[cfg(test)]
