@@ -77,7 +77,7 @@ impl<T> fmt::Debug for JwtAuthLayerBuilder<T> {
 
 impl<T> JwtAuthLayerBuilder<T> {
     /// Deserialize the claims into `U` instead (any `DeserializeOwned`
-    /// type); handlers read [`Claims<U>`].
+    /// type); handlers read [`Claims<U>`](super::Claims).
     pub fn claims<U>(self) -> JwtAuthLayerBuilder<U> {
         JwtAuthLayerBuilder {
             keys: self.keys,

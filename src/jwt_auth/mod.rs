@@ -6,7 +6,7 @@
 //! validates its claims and puts them in the request extensions:
 //!
 //! * [`Claims<T>`] for your claims type `T` (default [`StandardClaims`]);
-//! * [`Subject`] from `sub`, which the per-user rate limiter
+//! * [`Subject`](crate::Subject) from `sub`, which the per-user rate limiter
 //!   keys on;
 //! * [`Scopes`] from `scope` / `scp`, which [`RequireScopeLayer`] checks.
 //!

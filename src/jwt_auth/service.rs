@@ -19,7 +19,7 @@ use crate::body::ResponseBody;
 use crate::principal::Anonymous;
 
 /// Layer that applies [`JwtAuth`]: bearer-token authentication. See the
-/// [module docs](self).
+/// [module docs](super).
 pub struct JwtAuthLayer<T = StandardClaims> {
     shared: Arc<Shared<T>>,
 }
@@ -66,7 +66,7 @@ impl<S, T> Layer<S> for JwtAuthLayer<T> {
 /// Middleware that authenticates bearer tokens; see [`JwtAuthLayer`].
 ///
 /// The inner service must be `Clone + Send + 'static` (as axum, hyper and
-/// tonic services are): when a [`KeySource`] refreshes its keys, the request
+/// tonic services are): when a [`KeySource`](super::KeySource) refreshes its keys, the request
 /// and the ready inner service move into a boxed future. That rare path is
 /// the only one that boxes; cached and uncached verifications answer
 /// without allocating a future.
