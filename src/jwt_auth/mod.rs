@@ -48,7 +48,9 @@
 //! `exp` or [`cache_ttl`](JwtAuthLayerBuilder::cache_ttl), so a client that
 //! sends the same token again skips the signature check. Entries verified
 //! under an older key-set [generation](KeySource::generation) are not served.
-//! Memory is bounded by `cache_capacity × (token length + claims)`. Turn it
+//! Memory is bounded by `cache_capacity × (token length + claims)`: a full
+//! cache drops the expired entries at the front of its insertion order, then
+//! its oldest entry (per shard, in constant time, never a scan). Turn it
 //! off with [`cache(false)`](JwtAuthLayerBuilder::cache). Failed
 //! verifications are not cached; the scope check runs on every request.
 //!
