@@ -11,6 +11,7 @@
 //! | JWKS | `jwt_auth::jwks` | `jwks` | remote key sets (and OpenID discovery) with rotation, background refresh, single-flight refetch |
 //! | rate limiting | [`rate_limit`] | `rate-limit` | GCRA quotas keyed by client IP, user, API key or route; IETF `RateLimit` headers |
 //! | distributed store | `rate_limit::redis` | `redis` | the same GCRA, atomic in Redis (single node or Cluster), so N replicas share one quota |
+//! | Redis backend | `redis` | `redis` | one Redis connection (single node or Cluster) shared by every Redis-backed store: timeout, circuit breaker, scripts |
 //! | cache headers | [`cache_headers`] | `cache-headers` | `Cache-Control` policies, ETags, RFC 9110 conditional requests (304 / 412) |
 //! | correlation IDs | [`correlation`] | `correlation-id` | validated request/correlation IDs, echoed, on every log line |
 //! | OpenTelemetry | [`otel`] | `otel` | W3C trace-context propagation, HTTP/gRPC server spans and metrics per semantic conventions |
@@ -130,6 +131,9 @@ pub mod otel;
 #[cfg(feature = "rate-limit")]
 #[cfg_attr(docsrs, doc(cfg(feature = "rate-limit")))]
 pub mod rate_limit;
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub mod redis;
 
 mod builder;
 #[cfg(any(
@@ -138,7 +142,7 @@ mod builder;
     feature = "rate-limit"
 ))]
 mod cache_control;
-#[cfg(any(feature = "jwt-auth", feature = "rate-limit"))]
+#[cfg(any(feature = "jwt-auth", feature = "rate-limit", feature = "redis"))]
 mod sync;
 
 pub use body::ResponseBody;
