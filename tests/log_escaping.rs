@@ -16,9 +16,8 @@ use http::{Request, Response, StatusCode};
 use http_body_util::Full;
 use tower::{Layer, ServiceExt, service_fn};
 use tower_edge::jwt_auth::{Algorithm, JwtAuthLayer, VerificationKey};
-use tower_edge::rate_limit::{
-    Check, PeerAddr, Policy, Quota, RateLimitLayer, RateLimitStore, StoreError, StoreFuture,
-};
+use tower_edge::rate_limit::store::{Check, RateLimitStore, StoreError, StoreFuture};
+use tower_edge::rate_limit::{PeerAddr, Policy, Quota, RateLimitLayer};
 
 const SECRET: &[u8] = b"log-escaping-test-secret-32-byte";
 

@@ -17,8 +17,9 @@ use std::time::{Duration, Instant};
 use http::{Request, Response, StatusCode};
 use tower::{Service, ServiceBuilder, ServiceExt};
 use tower_edge::rate_limit::redis::{RedisFallback, RedisStore};
+use tower_edge::rate_limit::store::{Check, RateLimitStore};
 use tower_edge::rate_limit::{
-    Check, Global, Key, MemoryStore, OnStoreError, Policy, Quota, RateLimitLayer, RateLimitStore,
+    Global, Key, MemoryStore, OnStoreError, Policy, Quota, RateLimitLayer,
 };
 
 const SHARED: &str = "redis://127.0.0.1:6379";
@@ -106,7 +107,7 @@ async fn check(
     key: &Key,
     quota: &Quota,
     cost: u32,
-) -> tower_edge::rate_limit::Decision {
+) -> tower_edge::rate_limit::store::Decision {
     store
         .check(Check::new("api", key, quota, cost))
         .await

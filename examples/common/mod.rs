@@ -14,8 +14,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use http::{HeaderValue, StatusCode, header};
 use tower_edge::ConfigError;
 use tower_edge::jwt_auth::{Algorithm, AuthMode, JwtAuthLayer, VerificationKey};
+use tower_edge::rate_limit::store::RateLimitStore;
 use tower_edge::rate_limit::{
-    ClientIp, MemoryStore, Policy, Quota, RateLimitLayerBuilder, RateLimitStore, SubjectOrIp,
+    ClientIp, MemoryStore, Policy, Quota, RateLimitLayerBuilder, SubjectOrIp,
 };
 use tower_edge::rejection::Problem;
 

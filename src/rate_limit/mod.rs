@@ -2,7 +2,8 @@
 //! IETF `RateLimit` headers.
 //!
 //! [`RateLimitLayer`] checks each request against one or more [`Policy`]s
-//! (a name, a [`Quota`], a [`KeyExtractor`] and a [`RateLimitStore`]):
+//! (a name, a [`Quota`], a [`KeyExtractor`] and a store, by default a
+//! [`MemoryStore`]):
 //!
 //! * allowed requests go through and their response carries
 //!   `RateLimit-Policy: "name";q=100;w=60` and `RateLimit: "name";r=42;t=17`
@@ -25,7 +26,7 @@
 //! GCRA, per key: with `T = period / count` and `τ = T · (burst − 1)`, a
 //! request is denied when `now < TAT − τ`; an allowed one sets
 //! `TAT = max(TAT, now) + T` (a request of cost `n` adds `n·T`). See
-//! [`gcra`] for the exact formulas of the decision, `r` (remaining), `t`
+//! [`store::gcra`] for the exact formulas of the decision, `r` (remaining), `t`
 //! (seconds until the bucket is full) and `Retry-After`.
 //!
 //! **Why our own GCRA and not `governor`.** governor's keyed limiter answers
@@ -33,7 +34,7 @@
 //! `RateLimit` header needs (`t` requires the TAT; its snapshot exposes only
 //! the remaining burst), it offers no hard cap on keys, and its clock is not
 //! tokio's paused time. The arithmetic is a dozen integer operations
-//! ([`gcra`]), shared verbatim with any other store (a Redis Lua script
+//! ([`store::gcra`]), shared verbatim with any other store (a Redis Lua script
 //! returns the same four numbers), so the memory store implements it on a
 //! sharded map instead: one hash, one uncontended lock, no allocation.
 //!
@@ -87,6 +88,16 @@
 //! every clone of the service (one `Arc`), bounded by a hard cap on keys with
 //! amortised cleanup on the request path and no background task (no tokio
 //! runtime needed). [`RateLimitLayer::tracked_keys`] reports its size.
+//! A policy can use another store instead: [`redis::RedisStore`] (feature
+//! `redis`), or your own.
+//!
+//! # Writing a store
+//!
+//! What a store implements and uses lives in [`store`], apart from what
+//! users configure here: the [`store::RateLimitStore`] trait, the
+//! [`store::Check`] it answers with a [`store::Decision`] (or a
+//! [`store::StoreError`]) through a [`store::StoreFuture`], the
+//! [`store::Clock`] of time, and the GCRA arithmetic ([`store::gcra`]).
 //!
 //! # Default setup
 //!
@@ -158,7 +169,7 @@ mod quota;
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub mod redis;
 mod service;
-mod store;
+pub mod store;
 
 #[cfg(test)]
 mod tests;
@@ -179,9 +190,7 @@ pub use key::{
 pub use memory::{DEFAULT_MAX_KEYS, DEFAULT_SWEEP_INTERVAL, MemoryStore, MemoryStoreBuilder};
 pub use quota::{Quota, QuotaParseError};
 pub use service::{RateLimit, ResponseFuture};
-pub use store::{
-    Check, Clock, Decision, MonotonicClock, RateLimitStore, StoreError, StoreFuture, gcra,
-};
+use store::{Clock, MonotonicClock, RateLimitStore, StoreError};
 
 use crate::ConfigError;
 use crate::rejection::Rejections;
@@ -298,7 +307,7 @@ impl Policy {
     /// Where the GCRA state lives (default: a [`MemoryStore`] of this
     /// policy, with the layer's `max_keys`). A memory store must not be
     /// shared between policies (keys would mix); a remote store separates
-    /// them by [`Check::policy`].
+    /// them by [`store::Check::policy`].
     pub fn store(mut self, store: impl RateLimitStore) -> Self {
         self.store = Some(Arc::new(store));
         self

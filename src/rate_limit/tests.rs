@@ -9,6 +9,7 @@ use http::{HeaderValue, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use tower::{Service, ServiceExt};
 
+use super::store::{Check, StoreFuture};
 use super::*;
 use crate::Subject;
 

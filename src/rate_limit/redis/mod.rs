@@ -8,7 +8,7 @@
 //! # How a check runs
 //!
 //! * One Lua script per check, atomic: it reads the key's TAT, applies the
-//!   formulas of [`gcra`](super::gcra) with the time of Redis (`TIME`, so
+//!   formulas of [`gcra`](super::store::gcra) with the time of Redis (`TIME`, so
 //!   replicas need no synchronised clocks), stores the new TAT with `PX` so
 //!   the key expires by itself when its bucket is full again, and returns
 //!   allowed / remaining / reset / retry-after: the same decision, `r`, `t`
