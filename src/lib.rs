@@ -53,14 +53,14 @@
 //! use tower_edge::cache_headers::{CacheControl, CacheHeadersLayer, CacheRule};
 //! use tower_edge::correlation::CorrelationIdLayer;
 //! use tower_edge::jwt_auth::{Algorithm, AuthMode, JwtAuthLayer, VerificationKey};
-//! use tower_edge::rate_limit::{ClientIp, PeerAddr, Policy, Quota, RateLimitLayer, SubjectOrIp};
+//! use tower_edge::rate_limit::{ClientIp, PeerAddr, Policy, Quota, LimitRateLayer, SubjectOrIp};
 //!
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let secret = b"a-development-secret-of-32-bytes!";
 //! let stack = ServiceBuilder::new()
 //!     .layer(CorrelationIdLayer::new())
 //!     // A coarse flood guard per IP, well above any client's quota.
-//!     .layer(RateLimitLayer::builder()
+//!     .layer(LimitRateLayer::builder()
 //!         .policy(Policy::new("ip", "6000/min burst 600".parse()?).key(ClientIp))
 //!         .build()?)
 //!     .layer(JwtAuthLayer::builder()
@@ -70,7 +70,7 @@
 //!         .mode(AuthMode::Optional) // public routes stay public
 //!         .build()?)
 //!     // Each client's quota: by subject with a token, by IP without.
-//!     .layer(RateLimitLayer::builder()
+//!     .layer(LimitRateLayer::builder()
 //!         .policy(Policy::new("client", Quota::per_minute(600).with_burst(60)).key(SubjectOrIp))
 //!         .build()?)
 //!     .layer(CacheHeadersLayer::builder()

@@ -19,7 +19,7 @@ use tower::{Service, ServiceBuilder, ServiceExt};
 use tower_edge::rate_limit::redis::{RedisFallback, RedisStore};
 use tower_edge::rate_limit::store::{Check, RateLimitStore};
 use tower_edge::rate_limit::{
-    Global, Key, MemoryStore, OnStoreError, Policy, Quota, RateLimitLayer,
+    Global, Key, LimitRateLayer, MemoryStore, OnStoreError, Policy, Quota,
 };
 
 const SHARED: &str = "redis://127.0.0.1:6379";
@@ -71,7 +71,7 @@ type Svc = tower::util::BoxCloneService<
     std::convert::Infallible,
 >;
 
-fn service(layer: RateLimitLayer) -> Svc {
+fn service(layer: LimitRateLayer) -> Svc {
     tower::util::BoxCloneService::new(ServiceBuilder::new().layer(layer).service_fn(
         |_req: Request<String>| async {
             Ok::<_, std::convert::Infallible>(Response::new(String::from("ok")))
@@ -79,8 +79,8 @@ fn service(layer: RateLimitLayer) -> Svc {
     ))
 }
 
-fn global_layer(quota: Quota, store: RedisStore, on_error: OnStoreError) -> RateLimitLayer {
-    RateLimitLayer::builder()
+fn global_layer(quota: Quota, store: RedisStore, on_error: OnStoreError) -> LimitRateLayer {
+    LimitRateLayer::builder()
         .policy(Policy::new("api", quota).key(Global).store(store))
         .on_store_error(on_error)
         .build()
@@ -782,7 +782,7 @@ async fn a_flood_of_random_clients_never_opens_a_limited_target() {
         .build()
         .unwrap();
     store.ping(Duration::from_secs(5)).await.unwrap();
-    let layer = RateLimitLayer::builder()
+    let layer = LimitRateLayer::builder()
         .policy(Policy::new("ip", Quota::per_hour(TARGET_BURST)).store(store.clone()))
         .trusted_proxies(["127.0.0.1/32"])
         .build()

@@ -14,7 +14,7 @@ use crate::ConfigError;
 ///
 /// The rate limiter looks for the peer address in this order: `PeerAddr`; the
 /// hook given to
-/// [`RateLimitLayerBuilder::peer_addr_with`](super::RateLimitLayerBuilder::peer_addr_with);
+/// [`LimitRateLayerBuilder::peer_addr_with`](super::LimitRateLayerBuilder::peer_addr_with);
 /// a bare [`SocketAddr`] extension (what a hand-written hyper accept loop
 /// typically inserts); axum's `ConnectInfo<SocketAddr>` (feature `axum`,
 /// from `into_make_service_with_connect_info`).

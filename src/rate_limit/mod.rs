@@ -1,7 +1,7 @@
 //! GCRA rate limiting keyed by client IP, user, API key or route, with the
 //! IETF `RateLimit` headers.
 //!
-//! [`RateLimitLayer`] checks each request against one or more [`Policy`]s
+//! [`LimitRateLayer`] checks each request against one or more [`Policy`]s
 //! (a name, a [`Quota`], a [`KeyExtractor`] and a store, by default a
 //! [`MemoryStore`]):
 //!
@@ -42,13 +42,13 @@
 //!
 //! The default key is the client IP ([`ClientIp`]). The TCP peer address is
 //! read from the request extensions: [`PeerAddr`] first, then the
-//! [`peer_addr_with`](RateLimitLayerBuilder::peer_addr_with) hook, a bare
+//! [`peer_addr_with`](LimitRateLayerBuilder::peer_addr_with) hook, a bare
 //! [`std::net::SocketAddr`], and axum's `ConnectInfo<SocketAddr>` (feature
 //! `axum`; serve with `into_make_service_with_connect_info`). tonic users add
 //! `.peer_addr_with(|ext| ext.get::<TcpConnectInfo>()?.remote_addr().map(|a| a.ip()))`.
 //!
 //! Behind proxies, list them with
-//! [`trusted_proxies`](RateLimitLayerBuilder::trusted_proxies): when the
+//! [`trusted_proxies`](LimitRateLayerBuilder::trusted_proxies): when the
 //! peer is trusted, every `X-Forwarded-For` line (or RFC 7239 `Forwarded`,
 //! see [`ForwardedHeader`]) is walked right to left, trusted addresses are
 //! skipped, and the first untrusted valid address is the client — never the
@@ -58,7 +58,7 @@
 //! element) ends the walk at the last trusted hop. Lines are split from the
 //! right, so what the client wrote on a line never changes how the entries a
 //! proxy appended to it are read. IPv6 clients are keyed by their /64 (see
-//! [`ipv6_prefix`](RateLimitLayerBuilder::ipv6_prefix)).
+//! [`ipv6_prefix`](LimitRateLayerBuilder::ipv6_prefix)).
 //!
 //! Other keys: [`SubjectOrIp`] (the authenticated [`Subject`](crate::Subject),
 //! else the IP: a user behind an exhausted anonymous IP bucket keeps their
@@ -78,16 +78,16 @@
 //! a denied request does not consume later policies' quotas; put the one
 //! most often exhausted first). The denial decides the response; on allowed
 //! responses the `RateLimit` header lists every policy checked. Paths can
-//! have their own policies ([`route`](RateLimitLayerBuilder::route), longest
+//! have their own policies ([`route`](LimitRateLayerBuilder::route), longest
 //! prefix wins, replacing the defaults) and requests can be exempted
-//! ([`exempt`](RateLimitLayerBuilder::exempt)).
+//! ([`exempt`](LimitRateLayerBuilder::exempt)).
 //!
 //! # State and memory
 //!
 //! Each policy has its own store; by default a [`MemoryStore`], shared by
 //! every clone of the service (one `Arc`), bounded by a hard cap on keys with
 //! amortised cleanup on the request path and no background task (no tokio
-//! runtime needed). [`RateLimitLayer::tracked_keys`] reports its size.
+//! runtime needed). [`LimitRateLayer::tracked_keys`] reports its size.
 //! A policy can use another store instead: [`redis::RedisStore`] (feature
 //! `redis`), or your own.
 //!
@@ -105,11 +105,11 @@
 //! use std::net::SocketAddr;
 //! use http::{Request, Response, StatusCode};
 //! use tower::{Service, ServiceBuilder, ServiceExt};
-//! use tower_edge::rate_limit::{PeerAddr, Quota, RateLimitLayer};
+//! use tower_edge::rate_limit::{PeerAddr, Quota, LimitRateLayer};
 //!
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
 //! let mut service = ServiceBuilder::new()
-//!     .layer(RateLimitLayer::new(Quota::per_minute(2)))
+//!     .layer(LimitRateLayer::new(Quota::per_minute(2)))
 //!     .service_fn(|_req: Request<String>| async {
 //!         Ok::<_, std::convert::Infallible>(Response::new(String::from("hello")))
 //!     });
@@ -140,10 +140,10 @@
 //! use http::{Request, Response};
 //! use tower::ServiceBuilder;
 //! use tower_edge::rate_limit::{
-//!     ClientIp, HeaderStyle, Policy, Quota, RateLimitLayer, SubjectOrIp,
+//!     ClientIp, HeaderStyle, Policy, Quota, LimitRateLayer, SubjectOrIp,
 //! };
 //!
-//! let layer = RateLimitLayer::builder()
+//! let layer = LimitRateLayer::builder()
 //!     .policy(Policy::new("burst", "10/s burst 20".parse().unwrap()).key(ClientIp))
 //!     .policy(Policy::new("hourly", Quota::per_hour(1000)).key(SubjectOrIp))
 //!     .route("/login", Policy::new("login", Quota::per_minute(5)))
@@ -189,7 +189,7 @@ pub use key::{
 };
 pub use memory::{DEFAULT_MAX_KEYS, DEFAULT_SWEEP_INTERVAL, MemoryStore, MemoryStoreBuilder};
 pub use quota::{Quota, QuotaParseError};
-pub use service::{RateLimit, ResponseFuture};
+pub use service::{LimitRate, ResponseFuture};
 use store::{Clock, MonotonicClock, RateLimitStore, StoreError};
 
 use crate::ConfigError;
@@ -240,7 +240,7 @@ pub enum UnknownKey {
 #[non_exhaustive]
 pub enum OnStoreError {
     /// Let the request through (fail open, the default); the error is
-    /// logged and counted ([`RateLimitLayer::store_errors`]).
+    /// logged and counted ([`LimitRateLayer::store_errors`]).
     #[default]
     Allow,
     /// Answer 503 (gRPC `UNAVAILABLE`) with `Retry-After: 1`.
@@ -440,8 +440,8 @@ impl Config {
     }
 }
 
-/// Builds a [`RateLimitLayer`]; from [`RateLimitLayer::builder`].
-pub struct RateLimitLayerBuilder {
+/// Builds a [`LimitRateLayer`]; from [`LimitRateLayer::builder`].
+pub struct LimitRateLayerBuilder {
     policies: Vec<Policy>,
     routes: Vec<(String, Vec<Policy>)>,
     exempt: Option<Arc<Predicate>>,
@@ -455,9 +455,9 @@ pub struct RateLimitLayerBuilder {
     clock: Option<Arc<dyn Clock>>,
 }
 
-impl fmt::Debug for RateLimitLayerBuilder {
+impl fmt::Debug for LimitRateLayerBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RateLimitLayerBuilder")
+        f.debug_struct("LimitRateLayerBuilder")
             .field("policies", &self.policies)
             .field("routes", &self.routes)
             .field("client_ip", &self.ip)
@@ -468,7 +468,7 @@ impl fmt::Debug for RateLimitLayerBuilder {
 }
 
 /// The clock of a layer's default memory stores: the monotonic default,
-/// or the one given to [`RateLimitLayerBuilder::clock`].
+/// or the one given to [`LimitRateLayerBuilder::clock`].
 pub(crate) enum LayerClock {
     Monotonic(MonotonicClock),
     Custom(Arc<dyn Clock>),
@@ -484,7 +484,7 @@ impl Clock for LayerClock {
     }
 }
 
-impl RateLimitLayerBuilder {
+impl LimitRateLayerBuilder {
     /// Adds a policy checked on every request (in the order added) unless
     /// its path has [`route`](Self::route) policies.
     pub fn policy(mut self, policy: Policy) -> Self {
@@ -669,7 +669,7 @@ impl RateLimitLayerBuilder {
     /// seconds or is longer than a year, or a rate above one request per
     /// nanosecond (`quota`); a bad CIDR (`trusted_proxies`); an IPv6 prefix
     /// above 128; a route prefix not starting with `/`; `max_keys` of 0.
-    pub fn build(mut self) -> Result<RateLimitLayer, ConfigError> {
+    pub fn build(mut self) -> Result<LimitRateLayer, ConfigError> {
         if self.policies.is_empty() {
             return Err(ConfigError::new("policy", "add at least one policy"));
         }
@@ -696,7 +696,7 @@ impl RateLimitLayerBuilder {
         }
         routes.sort_by_key(|(prefix, _)| std::cmp::Reverse(prefix.len()));
         let clock = self.layer_clock();
-        Ok(RateLimitLayer {
+        Ok(LimitRateLayer {
             config: Arc::new(Config {
                 default,
                 routes,
@@ -716,17 +716,17 @@ impl RateLimitLayerBuilder {
     }
 }
 
-/// Layer that applies [`RateLimit`]: GCRA quotas with `RateLimit` headers.
+/// Layer that applies [`LimitRate`]: GCRA quotas with `RateLimit` headers.
 /// See the [module docs](self).
 ///
 /// Cloning is cheap and clones share the state: every service made from it
 /// counts against the same quotas.
 #[derive(Clone, Debug)]
-pub struct RateLimitLayer {
+pub struct LimitRateLayer {
     config: Arc<Config>,
 }
 
-impl RateLimitLayer {
+impl LimitRateLayer {
     /// One policy named `default`: `quota` per client IP (the TCP peer),
     /// in memory.
     ///
@@ -744,8 +744,8 @@ impl RateLimitLayer {
     }
 
     /// A builder to customise the layer.
-    pub fn builder() -> RateLimitLayerBuilder {
-        RateLimitLayerBuilder {
+    pub fn builder() -> LimitRateLayerBuilder {
+        LimitRateLayerBuilder {
             policies: Vec::new(),
             routes: Vec::new(),
             exempt: None,
@@ -778,11 +778,11 @@ impl RateLimitLayer {
     }
 }
 
-impl<S> Layer<S> for RateLimitLayer {
-    type Service = RateLimit<S>;
+impl<S> Layer<S> for LimitRateLayer {
+    type Service = LimitRate<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        RateLimit {
+        LimitRate {
             inner,
             config: Arc::clone(&self.config),
         }

@@ -25,16 +25,44 @@ const X_LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit");
 const X_REMAINING: HeaderName = HeaderName::from_static("x-ratelimit-remaining");
 const X_RESET: HeaderName = HeaderName::from_static("x-ratelimit-reset");
 
-/// Middleware that rate-limits requests; see the [module docs](super).
+/// Middleware that limits the rate of requests per key (GCRA quotas,
+/// `RateLimit` headers, 429 answers); see the [module docs](super). Made by
+/// [`LimitRateLayer`](super::LimitRateLayer) or [`LimitRate::new`].
 ///
 /// Every clone shares the layer's state (stores, counters) through one
-/// `Arc`: one limiter for all connections.
-pub struct RateLimit<S> {
+/// `Arc`: one limiter for all connections. Named apart from
+/// `tower::limit::RateLimit` (a fixed number of requests per interval for
+/// the whole service), so both can be imported.
+pub struct LimitRate<S> {
     pub(crate) inner: S,
     pub(crate) config: Arc<Config>,
 }
 
-impl<S: Clone> Clone for RateLimit<S> {
+impl<S> LimitRate<S> {
+    /// Wraps `inner` with the limits of `layer` (what
+    /// [`Layer::layer`](tower_layer::Layer::layer) does); services made
+    /// from one layer share its state.
+    pub fn new(inner: S, layer: &super::LimitRateLayer) -> Self {
+        tower_layer::Layer::layer(layer, inner)
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The inner service, consuming the middleware.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S: Clone> Clone for LimitRate<S> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
@@ -43,9 +71,9 @@ impl<S: Clone> Clone for RateLimit<S> {
     }
 }
 
-impl<S: fmt::Debug> fmt::Debug for RateLimit<S> {
+impl<S: fmt::Debug> fmt::Debug for LimitRate<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RateLimit")
+        f.debug_struct("LimitRate")
             .field("inner", &self.inner)
             .field("config", &self.config)
             .finish()
@@ -394,7 +422,7 @@ fn reject<B, R>(
     response
 }
 
-impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for RateLimit<S>
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for LimitRate<S>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
 {
@@ -486,7 +514,7 @@ struct Waiting<S, B> {
 }
 
 pin_project! {
-    /// Response future of [`RateLimit`].
+    /// Response future of [`LimitRate`].
     pub struct ResponseFuture<S, ReqBody, ResBody>
     where
         S: Service<Request<ReqBody>>,

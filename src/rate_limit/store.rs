@@ -168,7 +168,7 @@ pub(crate) fn gcra_nanos(
 /// The layer then fails open (the default: the request goes through and the
 /// error is counted and logged) or closed (503 / gRPC `UNAVAILABLE`), as
 /// configured with
-/// [`RateLimitLayerBuilder::on_store_error`](super::RateLimitLayerBuilder::on_store_error).
+/// [`LimitRateLayerBuilder::on_store_error`](super::LimitRateLayerBuilder::on_store_error).
 #[derive(Debug, thiserror::Error)]
 #[error("rate-limit store error: {message}")]
 pub struct StoreError {

@@ -75,11 +75,11 @@
 //! [`RedisStore::ping`] can wait for Redis at start-up if you want to.
 //!
 //! ```
-//! use tower_edge::rate_limit::{Policy, Quota, RateLimitLayer, redis::RedisStore};
+//! use tower_edge::rate_limit::{Policy, Quota, LimitRateLayer, redis::RedisStore};
 //!
 //! # fn main() -> Result<(), tower_edge::ConfigError> {
 //! let store = RedisStore::new("redis://127.0.0.1:6379")?; // does not connect yet
-//! let layer = RateLimitLayer::builder()
+//! let layer = LimitRateLayer::builder()
 //!     .policy(Policy::new("api", Quota::per_minute(600)).store(store))
 //!     .build()?;
 //! # let _ = layer; Ok(()) }
@@ -93,7 +93,7 @@
 //! ```
 //! use std::time::Duration;
 //! use tower_edge::rate_limit::{
-//!     ClientIp, Policy, Quota, RateLimitLayer, SubjectOrIp,
+//!     ClientIp, Policy, Quota, LimitRateLayer, SubjectOrIp,
 //!     redis::{RedisFallback, RedisStore},
 //! };
 //!
@@ -108,7 +108,7 @@
 //! .fallback(RedisFallback::Memory)
 //! .deny_cache_capacity(50_000)
 //! .build()?;
-//! let layer = RateLimitLayer::builder()
+//! let layer = LimitRateLayer::builder()
 //!     .policy(Policy::new("burst", "10/s burst 20".parse().unwrap()).key(ClientIp).store(store.clone()))
 //!     .policy(Policy::new("hourly", Quota::per_hour(1000)).key(SubjectOrIp).store(store.clone()))
 //!     .build()?;
