@@ -7,6 +7,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use http::{Extensions, HeaderMap, HeaderName};
+use ipnet::IpNet;
 
 use crate::ConfigError;
 
@@ -43,36 +44,22 @@ pub enum ForwardedHeader {
 }
 
 /// An IP network in CIDR notation (`10.0.0.0/8`, `2001:db8::/32`, or a
-/// single address).
+/// single address; RFC 4632 §3.1), matched by [`ipnet`]. An IPv4-mapped
+/// IPv6 address (`::ffff:10.0.0.0/8`) is read as the IPv4 address it maps,
+/// with an IPv4 prefix length, and so are the addresses it is matched
+/// against.
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Cidr {
-    addr: IpAddr,
-    prefix: u8,
-}
+pub(crate) struct Cidr(IpNet);
 
 impl Cidr {
     pub(crate) fn contains(&self, ip: IpAddr) -> bool {
-        match (self.addr, ip.to_canonical()) {
-            (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                let mask = u32::MAX
-                    .checked_shl(32 - u32::from(self.prefix))
-                    .unwrap_or(0);
-                u32::from(net) & mask == u32::from(ip) & mask
-            }
-            (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                let mask = u128::MAX
-                    .checked_shl(128 - u32::from(self.prefix))
-                    .unwrap_or(0);
-                u128::from(net) & mask == u128::from(ip) & mask
-            }
-            _ => false,
-        }
+        self.0.contains(&ip.to_canonical())
     }
 }
 
 impl fmt::Debug for Cidr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.addr, self.prefix)
+        fmt::Display::fmt(&self.0, f)
     }
 }
 
@@ -90,14 +77,13 @@ impl FromStr for Cidr {
         let addr = addr.to_canonical();
         let max = if addr.is_ipv4() { 32 } else { 128 };
         let prefix = match prefix {
-            Some(p) => p
-                .parse::<u8>()
-                .ok()
-                .filter(|p| *p <= max)
-                .ok_or_else(|| format!("`{s}`: the prefix length must be 0 to {max}"))?,
-            None => max,
+            Some(p) => p.parse::<u8>().ok().filter(|p| *p <= max),
+            None => Some(max),
         };
-        Ok(Self { addr, prefix })
+        prefix
+            .and_then(|prefix| IpNet::new(addr, prefix).ok())
+            .map(Self)
+            .ok_or_else(|| format!("`{s}`: the prefix length must be 0 to {max}"))
     }
 }
 
