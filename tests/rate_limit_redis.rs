@@ -855,3 +855,42 @@ async fn a_flood_of_random_clients_never_opens_a_limited_target() {
         "target allowed {allowed} > burst {TARGET_BURST} + local burst {TARGET_BURST}"
     );
 }
+
+// Layout issue 17: one crate-level backend runs the rate limiter's store
+// and any other script (what the idempotency and response-cache stores
+// will use), with a typed reply and the same failure accounting.
+#[tokio::test]
+async fn one_backend_runs_the_store_and_any_script() {
+    use tower_edge::redis::{FailureKind, Health, RedisBackend, Script};
+    let _ = shared_redis();
+    let prefix = unique_prefix("backend");
+    let backend = RedisBackend::builder(SHARED)
+        .timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    backend.ping(Duration::from_secs(5)).await.unwrap();
+    let key = format!("{prefix}:{{k}}:x");
+    let echo = Script::new("return {KEYS[1], ARGV[1], ARGV[2]}");
+    let reply: Vec<String> = backend
+        .run(echo.call(&[&key]).arg("v").arg(7))
+        .await
+        .unwrap();
+    assert_eq!(reply, [key.as_str(), "v", "7"]);
+    // A reply of the wrong type is a failed call, counted once.
+    let failure = backend
+        .run::<i64>(Script::new("return 'text'").call(&[&key]))
+        .await
+        .unwrap_err();
+    assert_eq!(failure.kind(), FailureKind::Response);
+    assert_eq!(backend.failures(), 1);
+
+    let store = RedisStore::with_backend(backend.clone())
+        .key_prefix(&prefix)
+        .build()
+        .unwrap();
+    let quota = Quota::per_hour(1);
+    assert!(check(&store, &Key::global(), &quota, 1).await.is_allowed());
+    assert!(!check(&store, &Key::global(), &quota, 1).await.is_allowed());
+    assert_eq!(store.failures(), 1);
+    assert_eq!(backend.health(), Health::Up);
+}

@@ -243,3 +243,49 @@ fn a_full_deny_cache_sweeps_at_most_once_per_interval() {
     // 1 000 inserts into a full cache over one second: one sweep.
     assert_eq!(crate::sync::lock(&cache.entries).sweeps, 1);
 }
+
+// One backend for every store of a process: stores built on it share its
+// failure count; backend settings belong to the backend's builder.
+#[test]
+fn stores_share_one_backend_and_its_settings() {
+    use crate::redis::{Health, RedisBackend};
+    let backend = RedisBackend::builder("redis://127.0.0.1:1")
+        .build()
+        .unwrap();
+    let a = RedisStore::with_backend(backend.clone())
+        .key_prefix("a")
+        .fallback(RedisFallback::Error)
+        .build()
+        .unwrap();
+    let b = RedisStore::with_backend(backend.clone())
+        .key_prefix("b")
+        .build()
+        .unwrap();
+    let quota = Quota::per_second(1);
+    for store in [&a, &b] {
+        let _ = store
+            .check(Check::new("p", &Key::global(), &quota, 1))
+            .into_ready()
+            .expect("answered at once (no runtime)");
+    }
+    assert_eq!(backend.failures(), 2);
+    assert_eq!(a.failures(), 2);
+    assert_eq!(b.backend().failures(), 2);
+    assert_eq!(backend.health(), Health::Up);
+    for (field, builder) in [
+        (
+            "timeout",
+            RedisStore::with_backend(backend.clone()).timeout(Duration::from_millis(5)),
+        ),
+        (
+            "trip_after",
+            RedisStore::with_backend(backend.clone()).trip_after(Duration::ZERO),
+        ),
+        (
+            "retry_interval",
+            RedisStore::with_backend(backend.clone()).retry_interval(Duration::ZERO),
+        ),
+    ] {
+        assert_eq!(builder.build().unwrap_err().field(), field);
+    }
+}
