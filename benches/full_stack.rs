@@ -30,7 +30,7 @@ use tower::ServiceBuilder;
 use tower_edge::cache_headers::CacheHeadersLayer;
 use tower_edge::correlation::CorrelationIdLayer;
 use tower_edge::jwt_auth::{Algorithm, AuthMode, JwtAuthLayer, VerificationKey};
-use tower_edge::rate_limit::{ClientIp, PeerAddr, Policy, Quota, RateLimitLayer, SubjectOrIp};
+use tower_edge::rate_limit::{ClientIp, LimitRateLayer, PeerAddr, Policy, Quota, SubjectOrIp};
 
 const SECRET: &[u8] = b"full-stack-bench-secret-of-32-bytes!";
 const ALLOW_ALL: Quota = Quota::per_second(1_000_000_000);
@@ -67,11 +67,11 @@ fn full_stack(c: &mut Criterion) {
         })
     };
     let stack = || {
-        let per_ip = RateLimitLayer::builder()
+        let per_ip = LimitRateLayer::builder()
             .policy(Policy::new("ip", ALLOW_ALL).key(ClientIp))
             .build()
             .expect("valid per-IP limit");
-        let per_client = RateLimitLayer::builder()
+        let per_client = LimitRateLayer::builder()
             .policy(Policy::new("client", ALLOW_ALL).key(SubjectOrIp))
             .build()
             .expect("valid per-client limit");

@@ -1,4 +1,4 @@
-//! Overhead of `RateLimitLayer` (in-memory store) around a trivial handler:
+//! Overhead of `LimitRateLayer` (in-memory store) around a trivial handler:
 //! a hot client IP that stays allowed, a client IP whose quota is exhausted
 //! (the 429 path), an authenticated subject (`SubjectOrIp`), and a new
 //! client IP on every request. The `rate_limit_store` group times
@@ -17,7 +17,7 @@ use http::{HeaderMap, StatusCode};
 use tower::Layer;
 use tower_edge::Subject;
 use tower_edge::rate_limit::{
-    Key, MemoryStore, PeerAddr, Policy, Quota, RateLimitLayer, SubjectOrIp,
+    Key, LimitRateLayer, MemoryStore, PeerAddr, Policy, Quota, SubjectOrIp,
 };
 
 /// Effectively unlimited (one cell per nanosecond, bursts of 10⁹): a hot
@@ -70,13 +70,13 @@ fn rate_limit(c: &mut Criterion) {
         &mut group,
         &runtime,
         BenchmarkId::new("tower_edge", "hot_ip"),
-        RateLimitLayer::new(ALLOW_ALL).layer(handler()),
+        LimitRateLayer::new(ALLOW_ALL).layer(handler()),
         hot,
         allowed,
     );
 
     // The 429 path: the quota of the hot IP is used up by the check request.
-    let limited = RateLimitLayer::new(ONE_PER_HOUR);
+    let limited = LimitRateLayer::new(ONE_PER_HOUR);
     let mut first = limited.layer(handler());
     let (parts, _) = runtime.block_on(common::round_trip(&mut first, hot()));
     assert_eq!(parts.status, StatusCode::OK);
@@ -100,7 +100,7 @@ fn rate_limit(c: &mut Criterion) {
         subject,
         common::ok_with_len(5),
     );
-    let by_subject = RateLimitLayer::builder()
+    let by_subject = LimitRateLayer::builder()
         .policy(Policy::new("user", ALLOW_ALL).key(SubjectOrIp))
         .build()
         .expect("a valid configuration");
@@ -125,7 +125,7 @@ fn rate_limit(c: &mut Criterion) {
         &mut group,
         &runtime,
         BenchmarkId::new("tower_edge", "new_ip"),
-        RateLimitLayer::new(ALLOW_ALL).layer(handler()),
+        LimitRateLayer::new(ALLOW_ALL).layer(handler()),
         new_ip,
         allowed,
     );

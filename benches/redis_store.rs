@@ -1,5 +1,5 @@
 //! Throughput and latency of the Redis rate-limit store (`RedisStore`)
-//! against a real Redis, through its public API (`RateLimitStore::check`).
+//! against a real Redis, through its public API (`RateLimitStore::check`, in `rate_limit::store`).
 //!
 //! Not a criterion bench: a fixed-time load generator that keeps N checks in
 //! flight on one store (one multiplexed connection) and reports checks/s and
@@ -29,7 +29,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use tower_edge::rate_limit::redis::RedisStore;
-use tower_edge::rate_limit::{Check, Key, Quota, RateLimitStore};
+use tower_edge::rate_limit::store::{Check, RateLimitStore};
+use tower_edge::rate_limit::{Key, Quota};
 
 /// Every bench key starts with this; deleted afterwards.
 const BENCH_PREFIX: &str = "tower-edge-bench";

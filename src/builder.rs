@@ -33,9 +33,9 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed<L> + Sized {
     #[cfg_attr(docsrs, doc(cfg(feature = "otel")))]
     fn otel(self) -> ServiceBuilder<Stack<crate::otel::OtelLayer, L>>;
 
-    /// Adds a [`RateLimitLayer`](crate::rate_limit::RateLimitLayer) allowing
+    /// Adds a [`LimitRateLayer`](crate::rate_limit::LimitRateLayer) allowing
     /// `quota` per client IP (see
-    /// [`RateLimitLayer::new`](crate::rate_limit::RateLimitLayer::new)).
+    /// [`LimitRateLayer::new`](crate::rate_limit::LimitRateLayer::new)).
     /// (Not `rate_limit`: tower's own `ServiceBuilder::rate_limit` would
     /// shadow it.)
     ///
@@ -45,14 +45,14 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed<L> + Sized {
     /// is not whole seconds or is longer than a year, or a rate above one
     /// request per nanosecond. To get a [`ConfigError`](crate::ConfigError)
     /// instead, build the layer with
-    /// [`RateLimitLayer::builder`](crate::rate_limit::RateLimitLayer::builder)
+    /// [`LimitRateLayer::builder`](crate::rate_limit::LimitRateLayer::builder)
     /// and add it with [`ServiceBuilder::layer`].
     #[cfg(feature = "rate-limit")]
     #[cfg_attr(docsrs, doc(cfg(feature = "rate-limit")))]
     fn rate_limit_per_ip(
         self,
         quota: crate::rate_limit::Quota,
-    ) -> ServiceBuilder<Stack<crate::rate_limit::RateLimitLayer, L>>;
+    ) -> ServiceBuilder<Stack<crate::rate_limit::LimitRateLayer, L>>;
 
     /// Adds a [`JwtAuthLayer`](crate::jwt_auth::JwtAuthLayer). Bearer auth
     /// has no default configuration (it needs keys), so the layer is built
@@ -85,8 +85,8 @@ impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
     fn rate_limit_per_ip(
         self,
         quota: crate::rate_limit::Quota,
-    ) -> ServiceBuilder<Stack<crate::rate_limit::RateLimitLayer, L>> {
-        self.layer(crate::rate_limit::RateLimitLayer::new(quota))
+    ) -> ServiceBuilder<Stack<crate::rate_limit::LimitRateLayer, L>> {
+        self.layer(crate::rate_limit::LimitRateLayer::new(quota))
     }
 
     #[cfg(feature = "jwt-auth")]

@@ -11,6 +11,7 @@
 //! | JWKS | `jwt_auth::jwks` | `jwks` | remote key sets (and OpenID discovery) with rotation, background refresh, single-flight refetch |
 //! | rate limiting | [`rate_limit`] | `rate-limit` | GCRA quotas keyed by client IP, user, API key or route; IETF `RateLimit` headers |
 //! | distributed store | `rate_limit::redis` | `redis` | the same GCRA, atomic in Redis (single node or Cluster), so N replicas share one quota |
+//! | Redis backend | `redis` | `redis` | one Redis connection (single node or Cluster) shared by every Redis-backed store: timeout, circuit breaker, scripts |
 //! | cache headers | [`cache_headers`] | `cache-headers` | `Cache-Control` policies, ETags, RFC 9110 conditional requests (304 / 412) |
 //! | correlation IDs | [`correlation`] | `correlation-id` | validated request/correlation IDs, echoed, on every log line |
 //! | OpenTelemetry | [`otel`] | `otel` | W3C trace-context propagation, HTTP/gRPC server spans and metrics per semantic conventions |
@@ -52,14 +53,14 @@
 //! use tower_edge::cache_headers::{CacheControl, CacheHeadersLayer, CacheRule};
 //! use tower_edge::correlation::CorrelationIdLayer;
 //! use tower_edge::jwt_auth::{Algorithm, AuthMode, JwtAuthLayer, VerificationKey};
-//! use tower_edge::rate_limit::{ClientIp, PeerAddr, Policy, Quota, RateLimitLayer, SubjectOrIp};
+//! use tower_edge::rate_limit::{ClientIp, PeerAddr, Policy, Quota, LimitRateLayer, SubjectOrIp};
 //!
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let secret = b"a-development-secret-of-32-bytes!";
 //! let stack = ServiceBuilder::new()
 //!     .layer(CorrelationIdLayer::new())
 //!     // A coarse flood guard per IP, well above any client's quota.
-//!     .layer(RateLimitLayer::builder()
+//!     .layer(LimitRateLayer::builder()
 //!         .policy(Policy::new("ip", "6000/min burst 600".parse()?).key(ClientIp))
 //!         .build()?)
 //!     .layer(JwtAuthLayer::builder()
@@ -69,7 +70,7 @@
 //!         .mode(AuthMode::Optional) // public routes stay public
 //!         .build()?)
 //!     // Each client's quota: by subject with a token, by IP without.
-//!     .layer(RateLimitLayer::builder()
+//!     .layer(LimitRateLayer::builder()
 //!         .policy(Policy::new("client", Quota::per_minute(600).with_burst(60)).key(SubjectOrIp))
 //!         .build()?)
 //!     .layer(CacheHeadersLayer::builder()
@@ -130,6 +131,9 @@ pub mod otel;
 #[cfg(feature = "rate-limit")]
 #[cfg_attr(docsrs, doc(cfg(feature = "rate-limit")))]
 pub mod rate_limit;
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub mod redis;
 
 mod builder;
 #[cfg(any(
@@ -138,7 +142,7 @@ mod builder;
     feature = "rate-limit"
 ))]
 mod cache_control;
-#[cfg(any(feature = "jwt-auth", feature = "rate-limit"))]
+#[cfg(any(feature = "jwt-auth", feature = "rate-limit", feature = "redis"))]
 mod sync;
 // The bounded TTL map of the in-memory caches; widen the `cfg` when another
 // layer uses it.

@@ -22,7 +22,7 @@ use tower_edge::cache_headers::CacheHeadersLayer;
 use tower_edge::correlation::CorrelationIdLayer;
 use tower_edge::jwt_auth::{Algorithm, JwtAuthLayer, KeyLookup, KeySource, VerificationKey};
 use tower_edge::otel::OtelLayer;
-use tower_edge::rate_limit::{PeerAddr, Quota, RateLimitLayer};
+use tower_edge::rate_limit::{LimitRateLayer, PeerAddr, Quota};
 use tower_http::catch_panic::CatchPanicLayer;
 
 /// A body that yields one chunk, then fails; it may claim an exact length.
@@ -128,7 +128,7 @@ async fn a_service_error_propagates_through_the_whole_stack() {
                 .build()
                 .unwrap(),
         )
-        .layer(RateLimitLayer::new(Quota::per_second(100)))
+        .layer(LimitRateLayer::new(Quota::per_second(100)))
         .layer(
             JwtAuthLayer::builder()
                 .key(VerificationKey::hmac(Algorithm::HS256, secret).unwrap())

@@ -16,9 +16,8 @@ use http::{Request, Response, StatusCode};
 use http_body_util::Full;
 use tower::{Layer, ServiceExt, service_fn};
 use tower_edge::jwt_auth::{Algorithm, JwtAuthLayer, VerificationKey};
-use tower_edge::rate_limit::{
-    Check, PeerAddr, Policy, Quota, RateLimitLayer, RateLimitStore, StoreError, StoreFuture,
-};
+use tower_edge::rate_limit::store::{Check, RateLimitStore, StoreError, StoreFuture};
+use tower_edge::rate_limit::{LimitRateLayer, PeerAddr, Policy, Quota};
 
 const SECRET: &[u8] = b"log-escaping-test-secret-32-byte";
 
@@ -102,7 +101,7 @@ impl RateLimitStore for EchoingStore {
 #[tokio::test]
 async fn a_store_error_is_logged_escaped() {
     support::logs::install();
-    let layer = RateLimitLayer::builder()
+    let layer = LimitRateLayer::builder()
         .policy(Policy::new("remote", Quota::per_minute(10)).store(EchoingStore))
         .build()
         .unwrap();

@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use http::{HeaderValue, Request, Response};
 use proptest::prelude::*;
 use tower::{Service, ServiceExt};
-use tower_edge::rate_limit::{ForwardedHeader, Key, PeerAddr, Policy, Quota, RateLimitLayer};
+use tower_edge::rate_limit::{ForwardedHeader, Key, LimitRateLayer, PeerAddr, Policy, Quota};
 use tower_layer::Layer;
 
 /// One hop as a proxy (or a lying client) wrote it.
@@ -123,7 +123,7 @@ fn resolve_bytes(
 ) -> Option<IpAddr> {
     let seen = Arc::new(Mutex::new(None));
     let record = Arc::clone(&seen);
-    let layer = RateLimitLayer::builder()
+    let layer = LimitRateLayer::builder()
         .policy(Policy::new("p", Quota::per_second(1000)).key(
             move |info: &tower_edge::rate_limit::RequestInfo<'_>| {
                 *record.lock().unwrap() = Some(info.client_ip());

@@ -17,7 +17,7 @@ use std::time::Duration;
 use http::{Request, Response, StatusCode};
 use proptest::prelude::*;
 use tower::{Service, ServiceExt};
-use tower_edge::rate_limit::{Global, Key, MemoryStore, Policy, Quota, RateLimitLayer};
+use tower_edge::rate_limit::{Global, Key, LimitRateLayer, MemoryStore, Policy, Quota};
 use tower_layer::Layer;
 
 /// A clock the test moves by hand (nanoseconds).
@@ -95,7 +95,7 @@ proptest! {
         ], 0u8..3), 1..25),
     ) {
         let (now, clock) = manual_clock();
-        let layer = RateLimitLayer::builder()
+        let layer = LimitRateLayer::builder()
             .policy(Policy::new("p", quota).key(Global))
             .clock(clock)
             .build()

@@ -17,8 +17,9 @@ use std::time::{Duration, Instant};
 use http::{Request, Response, StatusCode};
 use tower::{Service, ServiceBuilder, ServiceExt};
 use tower_edge::rate_limit::redis::{RedisFallback, RedisStore};
+use tower_edge::rate_limit::store::{Check, RateLimitStore};
 use tower_edge::rate_limit::{
-    Check, Global, Key, MemoryStore, OnStoreError, Policy, Quota, RateLimitLayer, RateLimitStore,
+    Global, Key, LimitRateLayer, MemoryStore, OnStoreError, Policy, Quota,
 };
 
 const SHARED: &str = "redis://127.0.0.1:6379";
@@ -70,7 +71,7 @@ type Svc = tower::util::BoxCloneService<
     std::convert::Infallible,
 >;
 
-fn service(layer: RateLimitLayer) -> Svc {
+fn service(layer: LimitRateLayer) -> Svc {
     tower::util::BoxCloneService::new(ServiceBuilder::new().layer(layer).service_fn(
         |_req: Request<String>| async {
             Ok::<_, std::convert::Infallible>(Response::new(String::from("ok")))
@@ -78,8 +79,8 @@ fn service(layer: RateLimitLayer) -> Svc {
     ))
 }
 
-fn global_layer(quota: Quota, store: RedisStore, on_error: OnStoreError) -> RateLimitLayer {
-    RateLimitLayer::builder()
+fn global_layer(quota: Quota, store: RedisStore, on_error: OnStoreError) -> LimitRateLayer {
+    LimitRateLayer::builder()
         .policy(Policy::new("api", quota).key(Global).store(store))
         .on_store_error(on_error)
         .build()
@@ -106,7 +107,7 @@ async fn check(
     key: &Key,
     quota: &Quota,
     cost: u32,
-) -> tower_edge::rate_limit::Decision {
+) -> tower_edge::rate_limit::store::Decision {
     store
         .check(Check::new("api", key, quota, cost))
         .await
@@ -781,7 +782,7 @@ async fn a_flood_of_random_clients_never_opens_a_limited_target() {
         .build()
         .unwrap();
     store.ping(Duration::from_secs(5)).await.unwrap();
-    let layer = RateLimitLayer::builder()
+    let layer = LimitRateLayer::builder()
         .policy(Policy::new("ip", Quota::per_hour(TARGET_BURST)).store(store.clone()))
         .trusted_proxies(["127.0.0.1/32"])
         .build()
@@ -853,4 +854,43 @@ async fn a_flood_of_random_clients_never_opens_a_limited_target() {
         allowed <= MOST_ALLOWED,
         "target allowed {allowed} > burst {TARGET_BURST} + local burst {TARGET_BURST}"
     );
+}
+
+// Layout issue 17: one crate-level backend runs the rate limiter's store
+// and any other script (what the idempotency and response-cache stores
+// will use), with a typed reply and the same failure accounting.
+#[tokio::test]
+async fn one_backend_runs_the_store_and_any_script() {
+    use tower_edge::redis::{FailureKind, Health, RedisBackend, Script};
+    let _ = shared_redis();
+    let prefix = unique_prefix("backend");
+    let backend = RedisBackend::builder(SHARED)
+        .timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    backend.ping(Duration::from_secs(5)).await.unwrap();
+    let key = format!("{prefix}:{{k}}:x");
+    let echo = Script::new("return {KEYS[1], ARGV[1], ARGV[2]}");
+    let reply: Vec<String> = backend
+        .run(echo.call(&[&key]).arg("v").arg(7))
+        .await
+        .unwrap();
+    assert_eq!(reply, [key.as_str(), "v", "7"]);
+    // A reply of the wrong type is a failed call, counted once.
+    let failure = backend
+        .run::<i64>(Script::new("return 'text'").call(&[&key]))
+        .await
+        .unwrap_err();
+    assert_eq!(failure.kind(), FailureKind::Response);
+    assert_eq!(backend.failures(), 1);
+
+    let store = RedisStore::with_backend(backend.clone())
+        .key_prefix(&prefix)
+        .build()
+        .unwrap();
+    let quota = Quota::per_hour(1);
+    assert!(check(&store, &Key::global(), &quota, 1).await.is_allowed());
+    assert!(!check(&store, &Key::global(), &quota, 1).await.is_allowed());
+    assert_eq!(store.failures(), 1);
+    assert_eq!(backend.health(), Health::Up);
 }

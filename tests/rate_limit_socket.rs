@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tower_edge::rate_limit::{PeerAddr, Policy, Quota, RateLimitLayer};
+use tower_edge::rate_limit::{LimitRateLayer, PeerAddr, Policy, Quota};
 
 /// Puts the connection's address into the request as `PeerAddr`, the way a
 /// user without the `axum` feature would.
@@ -18,7 +18,7 @@ async fn insert_peer(
     next.run(request).await
 }
 
-async fn serve(layer: RateLimitLayer) -> SocketAddr {
+async fn serve(layer: LimitRateLayer) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let router = axum::Router::new()
@@ -72,7 +72,7 @@ fn header<'a>(response: &'a str, name: &str) -> Option<&'a str> {
 // forwarding headers are only as good as the proxies that wrote them).
 #[tokio::test]
 async fn connections_share_the_quota_and_spoofed_xff_is_ignored() {
-    let layer = RateLimitLayer::builder()
+    let layer = LimitRateLayer::builder()
         .policy(Policy::new("ip", Quota::per_hour(3)))
         .trusted_proxies(["10.0.0.0/8"])
         .build()

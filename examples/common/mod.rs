@@ -14,8 +14,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use http::{HeaderValue, StatusCode, header};
 use tower_edge::ConfigError;
 use tower_edge::jwt_auth::{Algorithm, AuthMode, JwtAuthLayer, VerificationKey};
+use tower_edge::rate_limit::store::RateLimitStore;
 use tower_edge::rate_limit::{
-    ClientIp, MemoryStore, Policy, Quota, RateLimitLayerBuilder, RateLimitStore, SubjectOrIp,
+    ClientIp, LimitRateLayerBuilder, MemoryStore, Policy, Quota, SubjectOrIp,
 };
 use tower_edge::rejection::Problem;
 
@@ -300,8 +301,8 @@ pub fn rate_limit_store(config: &Config) -> Arc<dyn RateLimitStore> {
 }
 
 /// The coarse per-IP flood guard: policy `"ip"`, keyed by client IP.
-pub fn flood_guard(config: &Config) -> RateLimitLayerBuilder {
-    tower_edge::rate_limit::RateLimitLayer::builder()
+pub fn flood_guard(config: &Config) -> LimitRateLayerBuilder {
+    tower_edge::rate_limit::LimitRateLayer::builder()
         .policy(
             Policy::new("ip", config.flood_guard)
                 .key(ClientIp)
@@ -312,8 +313,8 @@ pub fn flood_guard(config: &Config) -> RateLimitLayerBuilder {
 
 /// The per-client quota: policy `"client"`, keyed by the token's subject,
 /// or by client IP for anonymous requests.
-pub fn per_client(config: &Config) -> RateLimitLayerBuilder {
-    tower_edge::rate_limit::RateLimitLayer::builder()
+pub fn per_client(config: &Config) -> LimitRateLayerBuilder {
+    tower_edge::rate_limit::LimitRateLayer::builder()
         .policy(
             Policy::new("client", config.rate_limit)
                 .key(SubjectOrIp)

@@ -6,10 +6,10 @@
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use tower_edge::rate_limit::{ForwardedHeader, RateLimitLayer};
+use tower_edge::rate_limit::{ForwardedHeader, LimitRateLayer};
 
 fuzz_target!(|data: &[u8]| {
-    static LAYER: OnceLock<RateLimitLayer> = OnceLock::new();
+    static LAYER: OnceLock<LimitRateLayer> = OnceLock::new();
     let layer = LAYER.get_or_init(|| fuzz_support::client_ip_layer(ForwardedHeader::XForwardedFor));
     fuzz_support::check_client_ip(layer, "x-forwarded-for", data);
 });

@@ -41,9 +41,9 @@ thread_local! {
 /// extractor that records `RequestInfo::client_ip`.
 pub fn client_ip_layer(
     header: tower_edge::rate_limit::ForwardedHeader,
-) -> tower_edge::rate_limit::RateLimitLayer {
-    use tower_edge::rate_limit::{Key, Policy, Quota, RateLimitLayer, RequestInfo};
-    RateLimitLayer::builder()
+) -> tower_edge::rate_limit::LimitRateLayer {
+    use tower_edge::rate_limit::{Key, LimitRateLayer, Policy, Quota, RequestInfo};
+    LimitRateLayer::builder()
         .policy(
             Policy::new("p", Quota::per_second(1_000_000_000)).key(|info: &RequestInfo<'_>| {
                 SEEN_CLIENT_IP.with(|seen| seen.set(info.client_ip()));
@@ -61,7 +61,7 @@ pub fn client_ip_layer(
 /// a 200, and an untrusted peer is always the client, whatever the header
 /// says.
 pub fn check_client_ip(
-    layer: &tower_edge::rate_limit::RateLimitLayer,
+    layer: &tower_edge::rate_limit::LimitRateLayer,
     name: &'static str,
     data: &[u8],
 ) {

@@ -755,9 +755,9 @@ async fn a_request_cancelled_before_its_response_is_still_measured() {
 // policy that denied.
 #[tokio::test]
 async fn rate_limited_requests_are_counted_for_the_policy_that_denied() {
-    use crate::rate_limit::{Global, Policy, Quota, RateLimitLayer};
+    use crate::rate_limit::{Global, LimitRateLayer, Policy, Quota};
     let t = Telemetry::new();
-    let limiter = RateLimitLayer::builder()
+    let limiter = LimitRateLayer::builder()
         .policy(Policy::new("burst", Quota::per_minute(100)).key(Global))
         .policy(Policy::new("per hour", Quota::per_hour(1)).key(Global))
         .build()

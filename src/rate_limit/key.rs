@@ -142,7 +142,7 @@ impl fmt::Debug for Key {
 
 /// What a [`KeyExtractor`] sees of a request: its head, and the client IP
 /// resolved once per request (through trusted proxies, see
-/// [`RateLimitLayerBuilder::trusted_proxies`](super::RateLimitLayerBuilder::trusted_proxies)).
+/// [`LimitRateLayerBuilder::trusted_proxies`](super::LimitRateLayerBuilder::trusted_proxies)).
 pub struct RequestInfo<'a> {
     method: &'a Method,
     uri: &'a Uri,

@@ -195,7 +195,7 @@ fn shard_count(max_keys: usize) -> usize {
 impl<C: Clock> MemoryStore<C> {
     /// Counts `cost` cells for `key` under `quota` if allowed: the
     /// synchronous form of [`RateLimitStore::check`].
-    pub fn check_now(&self, key: &Key, quota: &super::Quota, cost: u32) -> super::Decision {
+    pub fn check_now(&self, key: &Key, quota: &super::Quota, cost: u32) -> super::store::Decision {
         use std::hash::BuildHasher;
         let hash = self.hasher.hash_one(key);
         // Middle bits pick the shard. Each shard's map hashes with the same

@@ -1,8 +1,9 @@
 //! GCRA rate limiting keyed by client IP, user, API key or route, with the
 //! IETF `RateLimit` headers.
 //!
-//! [`RateLimitLayer`] checks each request against one or more [`Policy`]s
-//! (a name, a [`Quota`], a [`KeyExtractor`] and a [`RateLimitStore`]):
+//! [`LimitRateLayer`] checks each request against one or more [`Policy`]s
+//! (a name, a [`Quota`], a [`KeyExtractor`] and a store, by default a
+//! [`MemoryStore`]):
 //!
 //! * allowed requests go through and their response carries
 //!   `RateLimit-Policy: "name";q=100;w=60` and `RateLimit: "name";r=42;t=17`
@@ -25,7 +26,7 @@
 //! GCRA, per key: with `T = period / count` and `τ = T · (burst − 1)`, a
 //! request is denied when `now < TAT − τ`; an allowed one sets
 //! `TAT = max(TAT, now) + T` (a request of cost `n` adds `n·T`). See
-//! [`gcra`] for the exact formulas of the decision, `r` (remaining), `t`
+//! [`store::gcra`] for the exact formulas of the decision, `r` (remaining), `t`
 //! (seconds until the bucket is full) and `Retry-After`.
 //!
 //! **Why our own GCRA and not `governor`.** governor's keyed limiter answers
@@ -33,7 +34,7 @@
 //! `RateLimit` header needs (`t` requires the TAT; its snapshot exposes only
 //! the remaining burst), it offers no hard cap on keys, and its clock is not
 //! tokio's paused time. The arithmetic is a dozen integer operations
-//! ([`gcra`]), shared verbatim with any other store (a Redis Lua script
+//! ([`store::gcra`]), shared verbatim with any other store (a Redis Lua script
 //! returns the same four numbers), so the memory store implements it on a
 //! sharded map instead: one hash, one uncontended lock, no allocation.
 //!
@@ -41,13 +42,13 @@
 //!
 //! The default key is the client IP ([`ClientIp`]). The TCP peer address is
 //! read from the request extensions: [`PeerAddr`] first, then the
-//! [`peer_addr_with`](RateLimitLayerBuilder::peer_addr_with) hook, a bare
+//! [`peer_addr_with`](LimitRateLayerBuilder::peer_addr_with) hook, a bare
 //! [`std::net::SocketAddr`], and axum's `ConnectInfo<SocketAddr>` (feature
 //! `axum`; serve with `into_make_service_with_connect_info`). tonic users add
 //! `.peer_addr_with(|ext| ext.get::<TcpConnectInfo>()?.remote_addr().map(|a| a.ip()))`.
 //!
 //! Behind proxies, list them with
-//! [`trusted_proxies`](RateLimitLayerBuilder::trusted_proxies): when the
+//! [`trusted_proxies`](LimitRateLayerBuilder::trusted_proxies): when the
 //! peer is trusted, every `X-Forwarded-For` line (or RFC 7239 `Forwarded`,
 //! see [`ForwardedHeader`]) is walked right to left, trusted addresses are
 //! skipped, and the first untrusted valid address is the client — never the
@@ -57,7 +58,7 @@
 //! element) ends the walk at the last trusted hop. Lines are split from the
 //! right, so what the client wrote on a line never changes how the entries a
 //! proxy appended to it are read. IPv6 clients are keyed by their /64 (see
-//! [`ipv6_prefix`](RateLimitLayerBuilder::ipv6_prefix)).
+//! [`ipv6_prefix`](LimitRateLayerBuilder::ipv6_prefix)).
 //!
 //! Other keys: [`SubjectOrIp`] (the authenticated [`Subject`](crate::Subject),
 //! else the IP: a user behind an exhausted anonymous IP bucket keeps their
@@ -77,16 +78,26 @@
 //! a denied request does not consume later policies' quotas; put the one
 //! most often exhausted first). The denial decides the response; on allowed
 //! responses the `RateLimit` header lists every policy checked. Paths can
-//! have their own policies ([`route`](RateLimitLayerBuilder::route), longest
+//! have their own policies ([`route`](LimitRateLayerBuilder::route), longest
 //! prefix wins, replacing the defaults) and requests can be exempted
-//! ([`exempt`](RateLimitLayerBuilder::exempt)).
+//! ([`exempt`](LimitRateLayerBuilder::exempt)).
 //!
 //! # State and memory
 //!
 //! Each policy has its own store; by default a [`MemoryStore`], shared by
 //! every clone of the service (one `Arc`), bounded by a hard cap on keys with
 //! amortised cleanup on the request path and no background task (no tokio
-//! runtime needed). [`RateLimitLayer::tracked_keys`] reports its size.
+//! runtime needed). [`LimitRateLayer::tracked_keys`] reports its size.
+//! A policy can use another store instead: [`redis::RedisStore`] (feature
+//! `redis`), or your own.
+//!
+//! # Writing a store
+//!
+//! What a store implements and uses lives in [`store`], apart from what
+//! users configure here: the [`store::RateLimitStore`] trait, the
+//! [`store::Check`] it answers with a [`store::Decision`] (or a
+//! [`store::StoreError`]) through a [`store::StoreFuture`], the
+//! [`store::Clock`] of time, and the GCRA arithmetic ([`store::gcra`]).
 //!
 //! # Default setup
 //!
@@ -94,11 +105,11 @@
 //! use std::net::SocketAddr;
 //! use http::{Request, Response, StatusCode};
 //! use tower::{Service, ServiceBuilder, ServiceExt};
-//! use tower_edge::rate_limit::{PeerAddr, Quota, RateLimitLayer};
+//! use tower_edge::rate_limit::{PeerAddr, Quota, LimitRateLayer};
 //!
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
 //! let mut service = ServiceBuilder::new()
-//!     .layer(RateLimitLayer::new(Quota::per_minute(2)))
+//!     .layer(LimitRateLayer::new(Quota::per_minute(2)))
 //!     .service_fn(|_req: Request<String>| async {
 //!         Ok::<_, std::convert::Infallible>(Response::new(String::from("hello")))
 //!     });
@@ -129,10 +140,10 @@
 //! use http::{Request, Response};
 //! use tower::ServiceBuilder;
 //! use tower_edge::rate_limit::{
-//!     ClientIp, HeaderStyle, Policy, Quota, RateLimitLayer, SubjectOrIp,
+//!     ClientIp, HeaderStyle, Policy, Quota, LimitRateLayer, SubjectOrIp,
 //! };
 //!
-//! let layer = RateLimitLayer::builder()
+//! let layer = LimitRateLayer::builder()
 //!     .policy(Policy::new("burst", "10/s burst 20".parse().unwrap()).key(ClientIp))
 //!     .policy(Policy::new("hourly", Quota::per_hour(1000)).key(SubjectOrIp))
 //!     .route("/login", Policy::new("login", Quota::per_minute(5)))
@@ -152,13 +163,15 @@
 
 mod client_ip;
 mod key;
+mod layer_builder;
 mod memory;
+mod policy;
 mod quota;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub mod redis;
 mod service;
-mod store;
+pub mod store;
 
 #[cfg(test)]
 mod tests;
@@ -176,12 +189,13 @@ pub use key::{
     ClientIp, Global, HeaderKey, Key, KeyExtractor, MethodAndPath, RequestInfo, SubjectOnly,
     SubjectOrIp,
 };
+pub use layer_builder::LimitRateLayerBuilder;
 pub use memory::{DEFAULT_MAX_KEYS, DEFAULT_SWEEP_INTERVAL, MemoryStore, MemoryStoreBuilder};
+use policy::CostFn;
+pub use policy::Policy;
 pub use quota::{Quota, QuotaParseError};
-pub use service::{RateLimit, ResponseFuture};
-pub use store::{
-    Check, Clock, Decision, MonotonicClock, RateLimitStore, StoreError, StoreFuture, gcra,
-};
+pub use service::{LimitRate, ResponseFuture};
+use store::{Clock, MonotonicClock, RateLimitStore, StoreError};
 
 use crate::ConfigError;
 use crate::rejection::Rejections;
@@ -231,79 +245,14 @@ pub enum UnknownKey {
 #[non_exhaustive]
 pub enum OnStoreError {
     /// Let the request through (fail open, the default); the error is
-    /// logged and counted ([`RateLimitLayer::store_errors`]).
+    /// logged and counted ([`LimitRateLayer::store_errors`]).
     #[default]
     Allow,
     /// Answer 503 (gRPC `UNAVAILABLE`) with `Retry-After: 1`.
     Reject,
 }
 
-type CostFn = dyn Fn(&RequestInfo<'_>) -> u32 + Send + Sync;
 type Predicate = dyn Fn(&RequestInfo<'_>) -> bool + Send + Sync;
-
-/// One quota applied to one kind of key: per-IP bursts, per-user hourly...
-///
-/// ```
-/// use tower_edge::rate_limit::{HeaderKey, Policy, Quota};
-///
-/// let per_api_key = Policy::new("api-key", Quota::per_minute(600).with_burst(60))
-///     .key(HeaderKey::new(http::HeaderName::from_static("x-api-key")))
-///     .cost(|req| if req.method() == http::Method::POST { 5 } else { 1 });
-/// # let _ = per_api_key;
-/// ```
-pub struct Policy {
-    name: String,
-    quota: Quota,
-    key: Arc<dyn KeyExtractor>,
-    cost: Option<Arc<CostFn>>,
-    store: Option<Arc<dyn RateLimitStore>>,
-}
-
-impl fmt::Debug for Policy {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Policy")
-            .field("name", &self.name)
-            .field("quota", &self.quota)
-            .field("store", &self.store)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Policy {
-    /// A policy named `name` (shown in the headers: printable ASCII without
-    /// `"` or `\`, unique per layer) allowing `quota` per client IP, in a
-    /// memory store.
-    pub fn new(name: impl Into<String>, quota: Quota) -> Self {
-        Self {
-            name: name.into(),
-            quota,
-            key: Arc::new(ClientIp),
-            cost: None,
-            store: None,
-        }
-    }
-
-    /// How the key is found (default [`ClientIp`]).
-    pub fn key(mut self, extractor: impl KeyExtractor) -> Self {
-        self.key = Arc::new(extractor);
-        self
-    }
-
-    /// How many cells a request consumes (default 1).
-    pub fn cost(mut self, cost: impl Fn(&RequestInfo<'_>) -> u32 + Send + Sync + 'static) -> Self {
-        self.cost = Some(Arc::new(cost));
-        self
-    }
-
-    /// Where the GCRA state lives (default: a [`MemoryStore`] of this
-    /// policy, with the layer's `max_keys`). A memory store must not be
-    /// shared between policies (keys would mix); a remote store separates
-    /// them by [`Check::policy`].
-    pub fn store(mut self, store: impl RateLimitStore) -> Self {
-        self.store = Some(Arc::new(store));
-        self
-    }
-}
 
 /// A policy ready to use: pre-rendered header pieces, its store.
 pub(crate) struct BuiltPolicy {
@@ -431,35 +380,8 @@ impl Config {
     }
 }
 
-/// Builds a [`RateLimitLayer`]; from [`RateLimitLayer::builder`].
-pub struct RateLimitLayerBuilder {
-    policies: Vec<Policy>,
-    routes: Vec<(String, Vec<Policy>)>,
-    exempt: Option<Arc<Predicate>>,
-    trusted: Result<Vec<client_ip::Cidr>, ConfigError>,
-    ip: ClientIpConfig,
-    headers: HeaderStyle,
-    unknown_key: UnknownKey,
-    on_store_error: OnStoreError,
-    rejections: Rejections,
-    max_keys: usize,
-    clock: Option<Arc<dyn Clock>>,
-}
-
-impl fmt::Debug for RateLimitLayerBuilder {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RateLimitLayerBuilder")
-            .field("policies", &self.policies)
-            .field("routes", &self.routes)
-            .field("client_ip", &self.ip)
-            .field("headers", &self.headers)
-            .field("max_keys", &self.max_keys)
-            .finish_non_exhaustive()
-    }
-}
-
 /// The clock of a layer's default memory stores: the monotonic default,
-/// or the one given to [`RateLimitLayerBuilder::clock`].
+/// or the one given to [`LimitRateLayerBuilder::clock`].
 pub(crate) enum LayerClock {
     Monotonic(MonotonicClock),
     Custom(Arc<dyn Clock>),
@@ -475,249 +397,17 @@ impl Clock for LayerClock {
     }
 }
 
-impl RateLimitLayerBuilder {
-    /// Adds a policy checked on every request (in the order added) unless
-    /// its path has [`route`](Self::route) policies.
-    pub fn policy(mut self, policy: Policy) -> Self {
-        self.policies.push(policy);
-        self
-    }
-
-    /// Adds a policy for requests whose path is `prefix` or below it
-    /// (`/login` matches `/login` and `/login/x`, not `/loginx`). Paths with
-    /// route policies use them *instead of* the default ones; the longest
-    /// matching prefix wins. Call it several times for several policies.
-    pub fn route(mut self, prefix: impl Into<String>, policy: Policy) -> Self {
-        let prefix = prefix.into();
-        match self.routes.iter_mut().find(|(p, _)| *p == prefix) {
-            Some((_, policies)) => policies.push(policy),
-            None => self.routes.push((prefix, vec![policy])),
-        }
-        self
-    }
-
-    /// Requests for which `predicate` is true skip rate limiting (and get
-    /// no rate-limit headers).
-    pub fn exempt(
-        mut self,
-        predicate: impl Fn(&RequestInfo<'_>) -> bool + Send + Sync + 'static,
-    ) -> Self {
-        self.exempt = Some(Arc::new(predicate));
-        self
-    }
-
-    /// Proxies (CIDR networks or addresses) whose forwarding headers are
-    /// believed. Default: none, the TCP peer is the client.
-    pub fn trusted_proxies<I, S>(mut self, proxies: I) -> Self
-    where
-        I: IntoIterator<Item = S>,
-        S: AsRef<str>,
-    {
-        self.trusted = ClientIpConfig::parse_trusted(proxies);
-        self
-    }
-
-    /// Which header trusted proxies write (default `X-Forwarded-For`).
-    pub fn forwarded_header(mut self, header: ForwardedHeader) -> Self {
-        self.ip.header = header;
-        self
-    }
-
-    /// How many leading bits of an IPv6 address make one client (default
-    /// 64; 128 keys each address alone).
-    pub fn ipv6_prefix(mut self, bits: u8) -> Self {
-        self.ip.ipv6_prefix = bits;
-        self
-    }
-
-    /// Reads the TCP peer address from the request extensions with `hook`
-    /// when no [`PeerAddr`] is there (tonic's `TcpConnectInfo`, your own
-    /// type...).
-    pub fn peer_addr_with(
-        mut self,
-        hook: impl Fn(&Extensions) -> Option<IpAddr> + Send + Sync + 'static,
-    ) -> Self {
-        self.ip.peer_hook = Some(Arc::new(hook));
-        self
-    }
-
-    /// Which rate-limit headers responses carry (default
-    /// [`HeaderStyle::Ietf`]).
-    pub fn headers(mut self, style: HeaderStyle) -> Self {
-        self.headers = style;
-        self
-    }
-
-    /// What happens to a request without a key (default
-    /// [`UnknownKey::SharedBucket`]).
-    pub fn unknown_key(mut self, mode: UnknownKey) -> Self {
-        self.unknown_key = mode;
-        self
-    }
-
-    /// What happens when a store fails (default [`OnStoreError::Allow`]).
-    pub fn on_store_error(mut self, mode: OnStoreError) -> Self {
-        self.on_store_error = mode;
-        self
-    }
-
-    /// How rejections are rendered (default problem+json).
-    pub fn rejections(mut self, rejections: Rejections) -> Self {
-        self.rejections = rejections;
-        self
-    }
-
-    /// The key cap of each default memory store (default
-    /// [`DEFAULT_MAX_KEYS`]).
-    pub fn max_keys(mut self, max_keys: usize) -> Self {
-        self.max_keys = max_keys;
-        self
-    }
-
-    /// The clock of the default memory stores and of the layer's log
-    /// throttling (tests: paused tokio time).
-    pub fn clock(mut self, clock: impl Clock) -> Self {
-        self.clock = Some(Arc::new(clock));
-        self
-    }
-
-    fn build_set(
-        &self,
-        policies: Vec<Policy>,
-        names: &mut Vec<String>,
-    ) -> Result<PolicySet, ConfigError> {
-        let mut built = Vec::with_capacity(policies.len());
-        let mut header = String::new();
-        for policy in policies {
-            let name = &policy.name;
-            if name.is_empty()
-                || !name
-                    .bytes()
-                    .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
-            {
-                return Err(ConfigError::new(
-                    "policy",
-                    format!("name {name:?} must be non-empty printable ASCII without `\"` or `\\`"),
-                ));
-            }
-            if names.contains(name) {
-                return Err(ConfigError::new(
-                    "policy",
-                    format!("name `{name}` is used twice"),
-                ));
-            }
-            names.push(name.clone());
-            policy.quota.validate("quota")?;
-            let sf_name = format!("\"{name}\"");
-            if !header.is_empty() {
-                header.push_str(", ");
-            }
-            header.push_str(&format!(
-                "{sf_name};q={};w={}",
-                policy.quota.count(),
-                policy.quota.period().as_secs()
-            ));
-            let store = match policy.store {
-                Some(store) => store,
-                None => Arc::new(
-                    MemoryStore::builder()
-                        .max_keys(self.max_keys)
-                        .clock(self.layer_clock())
-                        .build(),
-                ),
-            };
-            built.push(BuiltPolicy {
-                name: Arc::from(policy.name.as_str()),
-                ratelimit_prefix: format!("{sf_name};r=").into(),
-                quota: policy.quota,
-                key: policy.key,
-                cost: policy.cost,
-                store,
-                legacy_limit: HeaderValue::from(policy.quota.count()),
-            });
-        }
-        let policy_header = HeaderValue::try_from(header)
-            .map_err(|_| ConfigError::new("policy", "name is not a valid header value"))?;
-        Ok(PolicySet {
-            policies: built,
-            policy_header: Some(policy_header),
-        })
-    }
-
-    fn layer_clock(&self) -> LayerClock {
-        match &self.clock {
-            Some(clock) => LayerClock::Custom(Arc::clone(clock)),
-            None => LayerClock::Monotonic(MonotonicClock::default()),
-        }
-    }
-
-    /// Checks the configuration and builds the layer.
-    ///
-    /// # Errors
-    ///
-    /// No policy; a policy name that is empty, repeated or not printable
-    /// ASCII; a zero count, burst or period, a period that is not whole
-    /// seconds or is longer than a year, or a rate above one request per
-    /// nanosecond (`quota`); a bad CIDR (`trusted_proxies`); an IPv6 prefix
-    /// above 128; a route prefix not starting with `/`; `max_keys` of 0.
-    pub fn build(mut self) -> Result<RateLimitLayer, ConfigError> {
-        if self.policies.is_empty() {
-            return Err(ConfigError::new("policy", "add at least one policy"));
-        }
-        if self.ip.ipv6_prefix > 128 {
-            return Err(ConfigError::new("ipv6_prefix", "must be at most 128"));
-        }
-        if self.max_keys == 0 {
-            return Err(ConfigError::new("max_keys", "must be at least 1"));
-        }
-        let mut ip = self.ip.clone();
-        ip.trusted = std::mem::replace(&mut self.trusted, Ok(Vec::new()))?;
-        let mut names = Vec::new();
-        let policies = std::mem::take(&mut self.policies);
-        let default = self.build_set(policies, &mut names)?;
-        let mut routes = Vec::new();
-        for (prefix, policies) in std::mem::take(&mut self.routes) {
-            if !prefix.starts_with('/') {
-                return Err(ConfigError::new(
-                    "route",
-                    format!("prefix `{prefix}` must start with `/`"),
-                ));
-            }
-            routes.push((prefix, self.build_set(policies, &mut names)?));
-        }
-        routes.sort_by_key(|(prefix, _)| std::cmp::Reverse(prefix.len()));
-        let clock = self.layer_clock();
-        Ok(RateLimitLayer {
-            config: Arc::new(Config {
-                default,
-                routes,
-                exempt: self.exempt,
-                ip,
-                headers: self.headers,
-                unknown_key: self.unknown_key,
-                on_store_error: self.on_store_error,
-                rejections: self.rejections,
-                unknown_warned: AtomicBool::new(false),
-                store_errors: AtomicU64::new(0),
-                store_error_warned_at: AtomicU64::new(0),
-                store_errors_at_warning: AtomicU64::new(0),
-                clock,
-            }),
-        })
-    }
-}
-
-/// Layer that applies [`RateLimit`]: GCRA quotas with `RateLimit` headers.
+/// Layer that applies [`LimitRate`]: GCRA quotas with `RateLimit` headers.
 /// See the [module docs](self).
 ///
 /// Cloning is cheap and clones share the state: every service made from it
 /// counts against the same quotas.
 #[derive(Clone, Debug)]
-pub struct RateLimitLayer {
+pub struct LimitRateLayer {
     config: Arc<Config>,
 }
 
-impl RateLimitLayer {
+impl LimitRateLayer {
     /// One policy named `default`: `quota` per client IP (the TCP peer),
     /// in memory.
     ///
@@ -735,8 +425,8 @@ impl RateLimitLayer {
     }
 
     /// A builder to customise the layer.
-    pub fn builder() -> RateLimitLayerBuilder {
-        RateLimitLayerBuilder {
+    pub fn builder() -> LimitRateLayerBuilder {
+        LimitRateLayerBuilder {
             policies: Vec::new(),
             routes: Vec::new(),
             exempt: None,
@@ -769,11 +459,11 @@ impl RateLimitLayer {
     }
 }
 
-impl<S> Layer<S> for RateLimitLayer {
-    type Service = RateLimit<S>;
+impl<S> Layer<S> for LimitRateLayer {
+    type Service = LimitRate<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        RateLimit {
+        LimitRate {
             inner,
             config: Arc::clone(&self.config),
         }

@@ -1,4 +1,12 @@
-//! The store trait, its decision, and the GCRA arithmetic every store shares.
+//! The plug-in API for store implementers: the store trait, the check it
+//! answers, its decision, the clock, and the GCRA arithmetic every store
+//! shares.
+//!
+//! Users configure a store on a [`Policy`](super::Policy) with
+//! [`Policy::store`](super::Policy::store); implementing one takes
+//! [`RateLimitStore`] (answer a [`Check`] with a [`Decision`] through a
+//! [`StoreFuture`]) and, for the same decisions as the built-in stores,
+//! [`gcra`].
 
 use std::fmt;
 use std::future::Future;
@@ -96,7 +104,7 @@ impl Decision {
 ///
 /// ```
 /// use std::time::Duration;
-/// use tower_edge::rate_limit::{Quota, gcra};
+/// use tower_edge::rate_limit::{Quota, store::gcra};
 ///
 /// let quota = Quota::per_second(2); // T = 500 ms, τ = 500 ms
 /// let now = Duration::from_secs(10);
@@ -160,7 +168,7 @@ pub(crate) fn gcra_nanos(
 /// The layer then fails open (the default: the request goes through and the
 /// error is counted and logged) or closed (503 / gRPC `UNAVAILABLE`), as
 /// configured with
-/// [`RateLimitLayerBuilder::on_store_error`](super::RateLimitLayerBuilder::on_store_error).
+/// [`LimitRateLayerBuilder::on_store_error`](super::LimitRateLayerBuilder::on_store_error).
 #[derive(Debug, thiserror::Error)]
 #[error("rate-limit store error: {message}")]
 pub struct StoreError {

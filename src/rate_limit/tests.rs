@@ -9,6 +9,7 @@ use http::{HeaderValue, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use tower::{Service, ServiceExt};
 
+use super::store::{Check, StoreFuture};
 use super::*;
 use crate::Subject;
 
@@ -20,12 +21,12 @@ fn tokio_clock() -> impl Clock {
     move || origin.elapsed()
 }
 
-fn layer(builder: RateLimitLayerBuilder) -> RateLimitLayer {
+fn layer(builder: LimitRateLayerBuilder) -> LimitRateLayer {
     builder.clock(tokio_clock()).build().unwrap()
 }
 
-fn single(quota: Quota) -> RateLimitLayer {
-    layer(RateLimitLayer::builder().policy(Policy::new("default", quota)))
+fn single(quota: Quota) -> LimitRateLayer {
+    layer(LimitRateLayer::builder().policy(Policy::new("default", quota)))
 }
 
 #[derive(Clone)]
@@ -49,7 +50,7 @@ impl Service<Request<Body>> for Ok200 {
     }
 }
 
-fn service(layer: &RateLimitLayer) -> (RateLimit<Ok200>, Arc<AtomicUsize>) {
+fn service(layer: &LimitRateLayer) -> (LimitRate<Ok200>, Arc<AtomicUsize>) {
     let calls = Arc::new(AtomicUsize::new(0));
     (tower::Layer::layer(layer, Ok200(Arc::clone(&calls))), calls)
 }
@@ -61,7 +62,7 @@ fn from(peer: &str) -> Request<Body> {
     req
 }
 
-async fn send(svc: &mut RateLimit<Ok200>, req: Request<Body>) -> Response<ResponseBody<Body>> {
+async fn send(svc: &mut LimitRate<Ok200>, req: Request<Body>) -> Response<ResponseBody<Body>> {
     svc.ready().await.unwrap().call(req).await.unwrap()
 }
 
@@ -180,7 +181,7 @@ async fn a_custom_rejection_body_keeps_the_429_headers() {
         body: bytes::Bytes::from(p.title().to_owned()),
     });
     let l = layer(
-        RateLimitLayer::builder()
+        LimitRateLayer::builder()
             .policy(Policy::new("default", Quota::per_minute(1)))
             .rejections(rejections),
     );
@@ -204,7 +205,7 @@ async fn a_custom_rejection_body_keeps_the_429_headers() {
 async fn headers_are_structured_fields_on_allowed_and_limited_responses() {
     use sfv::{BareItem, ListEntry, Parser};
     let l = layer(
-        RateLimitLayer::builder()
+        LimitRateLayer::builder()
             .policy(Policy::new("burst", Quota::per_second(1)))
             .policy(Policy::new("hourly", Quota::per_hour(100)).key(SubjectOrIp)),
     );
@@ -300,7 +301,7 @@ async fn every_clone_shares_one_limiter() {
 #[tokio::test(start_paused = true)]
 async fn xff_spoofing_from_an_untrusted_peer_does_not_change_the_key() {
     let l = layer(
-        RateLimitLayer::builder()
+        LimitRateLayer::builder()
             .policy(Policy::new("ip", Quota::per_minute(2)))
             .trusted_proxies(["10.0.0.0/8"]),
     );
@@ -332,7 +333,7 @@ async fn xff_spoofing_from_an_untrusted_peer_does_not_change_the_key() {
 #[tokio::test(start_paused = true)]
 async fn clients_behind_trusted_proxies_are_keyed_by_their_own_address() {
     let l = layer(
-        RateLimitLayer::builder()
+        LimitRateLayer::builder()
             .policy(Policy::new("ip", Quota::per_minute(1)))
             .trusted_proxies(["10.0.0.0/8"]),
     );
@@ -391,7 +392,7 @@ async fn ipv6_clients_share_their_64() {
     );
     // Configurable: /128 keys each address alone.
     let l = layer(
-        RateLimitLayer::builder()
+        LimitRateLayer::builder()
             .policy(Policy::new("ip", Quota::per_minute(1)))
             .ipv6_prefix(128),
     );
@@ -411,7 +412,7 @@ async fn ipv6_clients_share_their_64() {
 #[tokio::test(start_paused = true)]
 async fn authenticated_subject_is_keyed_apart_from_its_ip() {
     let l = layer(
-        RateLimitLayer::builder()
+        LimitRateLayer::builder()
             .policy(Policy::new("client", Quota::per_minute(1)).key(SubjectOrIp)),
     );
     let (mut svc, _) = service(&l);
@@ -440,7 +441,7 @@ async fn authenticated_subject_is_keyed_apart_from_its_ip() {
 #[tokio::test(start_paused = true)]
 async fn empty_subject_is_keyed_by_ip() {
     let l = layer(
-        RateLimitLayer::builder()
+        LimitRateLayer::builder()
             .policy(Policy::new("client", Quota::per_minute(1)).key(SubjectOrIp)),
     );
     let (mut svc, _) = service(&l);
@@ -469,7 +470,7 @@ async fn empty_subject_is_keyed_by_ip() {
 #[tokio::test(start_paused = true)]
 async fn several_policies_routes_and_exemptions() {
     let l = layer(
-        RateLimitLayer::builder()
+        LimitRateLayer::builder()
             .policy(Policy::new("per-ip", Quota::per_minute(3)))
             .policy(Policy::new("global", Quota::per_minute(100)).key(Global))
             .route("/login", Policy::new("login", Quota::per_minute(1)))
@@ -526,7 +527,7 @@ async fn requests_without_a_key_share_the_unknown_bucket() {
     );
 
     let l = layer(
-        RateLimitLayer::builder()
+        LimitRateLayer::builder()
             .policy(Policy::new("user", Quota::per_minute(1)).key(SubjectOnly))
             .unknown_key(UnknownKey::Skip),
     );
@@ -544,7 +545,7 @@ async fn peer_from_socket_addr_extension_or_hook() {
     #[derive(Clone)]
     struct MyConnInfo(std::net::IpAddr);
     let l = layer(
-        RateLimitLayer::builder()
+        LimitRateLayer::builder()
             .policy(Policy::new("ip", Quota::per_minute(1)))
             .peer_addr_with(|ext| ext.get::<MyConnInfo>().map(|c| c.0)),
     );
@@ -566,7 +567,7 @@ async fn peer_from_socket_addr_extension_or_hook() {
 #[tokio::test(start_paused = true)]
 async fn legacy_headers_are_an_option() {
     let l = layer(
-        RateLimitLayer::builder()
+        LimitRateLayer::builder()
             .policy(Policy::new("ip", Quota::per_minute(2)))
             .headers(HeaderStyle::Legacy),
     );
@@ -583,7 +584,7 @@ async fn legacy_headers_are_an_option() {
     assert_eq!(header(&res, "x-ratelimit-reset"), "60");
 
     let l = layer(
-        RateLimitLayer::builder()
+        LimitRateLayer::builder()
             .policy(Policy::new("ip", Quota::per_minute(2)))
             .headers(HeaderStyle::Off),
     );
@@ -598,7 +599,7 @@ async fn legacy_headers_are_an_option() {
 #[tokio::test(start_paused = true)]
 async fn cost_consumes_several_cells() {
     let l = layer(
-        RateLimitLayer::builder().policy(Policy::new("ip", Quota::per_minute(10)).cost(|req| {
+        LimitRateLayer::builder().policy(Policy::new("ip", Quota::per_minute(10)).cost(|req| {
             if req.method() == http::Method::POST {
                 4
             } else {
@@ -665,7 +666,7 @@ fn slow(fail: bool) -> SlowStore {
 #[tokio::test(start_paused = true)]
 async fn asynchronous_stores_plug_in() {
     let l = layer(
-        RateLimitLayer::builder()
+        LimitRateLayer::builder()
             .policy(Policy::new("remote", Quota::per_minute(2)).store(slow(false)))
             .policy(Policy::new("local", Quota::per_minute(3))),
     );
@@ -687,7 +688,7 @@ async fn asynchronous_stores_plug_in() {
 #[tokio::test(start_paused = true)]
 async fn store_errors_fail_open_by_default_or_closed() {
     let l = layer(
-        RateLimitLayer::builder()
+        LimitRateLayer::builder()
             .policy(Policy::new("remote", Quota::per_minute(1)).store(slow(true))),
     );
     let (mut svc, _) = service(&l);
@@ -699,7 +700,7 @@ async fn store_errors_fail_open_by_default_or_closed() {
     }
     assert_eq!(l.store_errors(), 3);
     let l = layer(
-        RateLimitLayer::builder()
+        LimitRateLayer::builder()
             .policy(Policy::new("remote", Quota::per_minute(1)).store(slow(true)))
             .on_store_error(OnStoreError::Reject),
     );
@@ -738,7 +739,7 @@ async fn a_failing_store_is_warned_of_once_per_interval() {
     let _default =
         tracing::subscriber::set_default(tracing_subscriber::registry().with(warnings.clone()));
     let l = layer(
-        RateLimitLayer::builder()
+        LimitRateLayer::builder()
             .policy(Policy::new("remote", Quota::per_minute(1)).store(slow(true))),
     );
     let (mut svc, _) = service(&l);
@@ -766,49 +767,49 @@ async fn a_failing_store_is_warned_of_once_per_interval() {
 
 #[test]
 fn bad_configuration_names_the_field() {
-    let err = |b: RateLimitLayerBuilder| b.build().unwrap_err().field();
-    assert_eq!(err(RateLimitLayer::builder()), "policy");
+    let err = |b: LimitRateLayerBuilder| b.build().unwrap_err().field();
+    assert_eq!(err(LimitRateLayer::builder()), "policy");
     let p = || Policy::new("a", Quota::per_second(1));
     assert_eq!(
-        err(RateLimitLayer::builder().policy(Policy::new("a", Quota::per_second(0)))),
+        err(LimitRateLayer::builder().policy(Policy::new("a", Quota::per_second(0)))),
         "quota"
     );
     assert_eq!(
-        err(RateLimitLayer::builder()
+        err(LimitRateLayer::builder()
             .policy(Policy::new("a", Quota::new(1, Duration::from_millis(1500))))),
         "quota"
     );
     assert_eq!(
-        err(RateLimitLayer::builder().policy(Policy::new(
+        err(LimitRateLayer::builder().policy(Policy::new(
             "a",
             Quota::per_second(1_500_000_000).with_burst(1000)
         ))),
         "quota"
     );
     assert_eq!(
-        err(RateLimitLayer::builder().policy(p()).policy(p())),
+        err(LimitRateLayer::builder().policy(p()).policy(p())),
         "policy"
     );
     assert_eq!(
-        err(RateLimitLayer::builder().policy(Policy::new("a\"b", Quota::per_second(1)))),
+        err(LimitRateLayer::builder().policy(Policy::new("a\"b", Quota::per_second(1)))),
         "policy"
     );
     assert_eq!(
-        err(RateLimitLayer::builder()
+        err(LimitRateLayer::builder()
             .policy(p())
             .trusted_proxies(["10.0.0.0/40"])),
         "trusted_proxies"
     );
     assert_eq!(
-        err(RateLimitLayer::builder().policy(p()).ipv6_prefix(129)),
+        err(LimitRateLayer::builder().policy(p()).ipv6_prefix(129)),
         "ipv6_prefix"
     );
     assert_eq!(
-        err(RateLimitLayer::builder().policy(p()).max_keys(0)),
+        err(LimitRateLayer::builder().policy(p()).max_keys(0)),
         "max_keys"
     );
     assert_eq!(
-        err(RateLimitLayer::builder()
+        err(LimitRateLayer::builder()
             .policy(p())
             .route("login", Policy::new("b", Quota::per_second(1)))),
         "route"
@@ -850,7 +851,7 @@ async fn closure_and_composite_keys() {
         Some(Key::from_bytes(tenant.as_bytes()))
     };
     let l = layer(
-        RateLimitLayer::builder()
+        LimitRateLayer::builder()
             .policy(Policy::new("tenant-key", Quota::per_minute(1)).key((api_key, tenant))),
     );
     let (mut svc, _) = service(&l);
@@ -905,7 +906,7 @@ async fn closure_and_composite_keys() {
 /// The `Cache-Control` lines of a response to a request through `layer`
 /// whose handler answers with `cache_control` (and `expires`).
 async fn cache_control_after(
-    layer: &RateLimitLayer,
+    layer: &LimitRateLayer,
     cache_control: &[&'static str],
     expires: bool,
 ) -> Vec<String> {
@@ -972,7 +973,7 @@ async fn per_client_fields_are_private_on_shared_cacheable_responses() {
 
     // The legacy fields are per client too (the limit itself is not).
     let both = layer(
-        RateLimitLayer::builder()
+        LimitRateLayer::builder()
             .policy(Policy::new("default", Quota::per_minute(100)))
             .headers(HeaderStyle::Both),
     );

@@ -1,4 +1,4 @@
-//! Our `RateLimitLayer` (in memory, keyed by peer IP) against
+//! Our `LimitRateLayer` (in memory, keyed by peer IP) against
 //! `tower_governor` 0.8 (`PeerIpKeyExtractor`) with the same quota, and the
 //! stores alone: our `MemoryStore::check_now` against raw `governor`
 //! `RateLimiter::keyed(..).check_key` (the floor).
@@ -35,7 +35,7 @@ use governor::{Quota as GovernorQuota, RateLimiter};
 use http::{Request, Response, StatusCode};
 use tower::Layer;
 use tower_edge::rate_limit::{
-    HeaderStyle, Key, MemoryStore, PeerAddr, Policy, Quota, RateLimitLayer,
+    HeaderStyle, Key, LimitRateLayer, MemoryStore, PeerAddr, Policy, Quota,
 };
 use tower_governor::GovernorLayer;
 use tower_governor::governor::GovernorConfigBuilder;
@@ -119,8 +119,8 @@ fn governor_layer_with_headers(
     )
 }
 
-fn ours_layer(quota: Quota, headers: HeaderStyle) -> RateLimitLayer {
-    RateLimitLayer::builder()
+fn ours_layer(quota: Quota, headers: HeaderStyle) -> LimitRateLayer {
+    LimitRateLayer::builder()
         .policy(Policy::new("default", quota))
         .headers(headers)
         .build()

@@ -92,20 +92,30 @@ fn bad_configuration_names_the_field() {
 // ARGV in the order gcra.lua reads them (T, tau, cost, burst).
 #[test]
 fn a_check_sends_one_evalsha_with_the_scripts_arguments() {
-    let script = redis::Script::new(SCRIPT);
-    let sha = script.get_hash();
+    let script = Script::new(SCRIPT);
+    let sha = script.sha1();
     assert_eq!(sha.len(), 40);
+    assert_eq!(sha, redis::Script::new(SCRIPT).get_hash());
     let quota = Quota::per_second(4).with_burst(3); // T = 250 ms, tau = 500 ms
-    let cmd = eval_cmd("EVALSHA", sha, "p:{h:00000000000000ab}:api", &quota, 2);
+    let call = gcra_call(&script, "p:{h:00000000000000ab}:api", &quota, 2);
     let expected = format!(
         "*8\r\n$7\r\nEVALSHA\r\n$40\r\n{sha}\r\n$1\r\n1\r\n\
          $26\r\np:{{h:00000000000000ab}}:api\r\n$9\r\n250000000\r\n\
          $9\r\n500000000\r\n$1\r\n2\r\n$1\r\n3\r\n"
     );
     assert_eq!(
-        String::from_utf8(cmd.get_packed_command()).unwrap(),
+        String::from_utf8(call.evalsha().get_packed_command()).unwrap(),
         expected
     );
+    // On NOSCRIPT: the same call as EVAL with the script's text.
+    let eval = String::from_utf8(call.eval().get_packed_command()).unwrap();
+    let expected = format!(
+        "*8\r\n$4\r\nEVAL\r\n${}\r\n{SCRIPT}\r\n$1\r\n1\r\n\
+         $26\r\np:{{h:00000000000000ab}}:api\r\n$9\r\n250000000\r\n\
+         $9\r\n500000000\r\n$1\r\n2\r\n$1\r\n3\r\n",
+        SCRIPT.len()
+    );
+    assert_eq!(eval, expected);
 }
 
 #[test]
@@ -232,4 +242,50 @@ fn a_full_deny_cache_sweeps_at_most_once_per_interval() {
     }
     // 1 000 inserts into a full cache over one second: one sweep.
     assert_eq!(crate::sync::lock(&cache.entries).sweeps, 1);
+}
+
+// One backend for every store of a process: stores built on it share its
+// failure count; backend settings belong to the backend's builder.
+#[test]
+fn stores_share_one_backend_and_its_settings() {
+    use crate::redis::{Health, RedisBackend};
+    let backend = RedisBackend::builder("redis://127.0.0.1:1")
+        .build()
+        .unwrap();
+    let a = RedisStore::with_backend(backend.clone())
+        .key_prefix("a")
+        .fallback(RedisFallback::Error)
+        .build()
+        .unwrap();
+    let b = RedisStore::with_backend(backend.clone())
+        .key_prefix("b")
+        .build()
+        .unwrap();
+    let quota = Quota::per_second(1);
+    for store in [&a, &b] {
+        let _ = store
+            .check(Check::new("p", &Key::global(), &quota, 1))
+            .into_ready()
+            .expect("answered at once (no runtime)");
+    }
+    assert_eq!(backend.failures(), 2);
+    assert_eq!(a.failures(), 2);
+    assert_eq!(b.backend().failures(), 2);
+    assert_eq!(backend.health(), Health::Up);
+    for (field, builder) in [
+        (
+            "timeout",
+            RedisStore::with_backend(backend.clone()).timeout(Duration::from_millis(5)),
+        ),
+        (
+            "trip_after",
+            RedisStore::with_backend(backend.clone()).trip_after(Duration::ZERO),
+        ),
+        (
+            "retry_interval",
+            RedisStore::with_backend(backend.clone()).retry_interval(Duration::ZERO),
+        ),
+    ] {
+        assert_eq!(builder.build().unwrap_err().field(), field);
+    }
 }

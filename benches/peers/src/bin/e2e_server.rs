@@ -28,7 +28,7 @@ use tower::ServiceBuilder;
 use tower_edge::cache_headers::CacheHeadersLayer;
 use tower_edge::correlation::CorrelationIdLayer;
 use tower_edge::jwt_auth::{Algorithm, AuthMode, JwtAuthLayer, VerificationKey};
-use tower_edge::rate_limit::{ClientIp, Policy, Quota, RateLimitLayer, SubjectOrIp};
+use tower_edge::rate_limit::{ClientIp, LimitRateLayer, Policy, Quota, SubjectOrIp};
 
 #[derive(Clone, PartialEq, Eq, Debug)]
 enum Stack {
@@ -56,18 +56,18 @@ fn app() -> Router {
 /// auth (optional mode) takes its "no credentials" path; the quotas are
 /// high enough that nothing is ever limited, so both rate limiters do their
 /// full work (key, store, `RateLimit` headers) on every request.
-fn layers() -> (RateLimitLayer, JwtAuthLayer, RateLimitLayer) {
+fn layers() -> (LimitRateLayer, JwtAuthLayer, LimitRateLayer) {
     let peer_ip = |ext: &http::Extensions| {
         ext.get::<ConnectInfo<SocketAddr>>()
             .map(|ConnectInfo(addr)| addr.ip())
     };
     let huge = Quota::per_second(1_000_000_000);
-    let flood_guard = RateLimitLayer::builder()
+    let flood_guard = LimitRateLayer::builder()
         .policy(Policy::new("ip", huge).key(ClientIp))
         .peer_addr_with(peer_ip)
         .build()
         .expect("valid flood guard");
-    let per_client = RateLimitLayer::builder()
+    let per_client = LimitRateLayer::builder()
         .policy(Policy::new("client", huge).key(SubjectOrIp))
         .peer_addr_with(peer_ip)
         .build()

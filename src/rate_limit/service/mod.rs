@@ -1,4 +1,5 @@
-//! The service, its response future, and how decisions become headers.
+//! The service and how decisions become headers; its response future is
+//! in [`future`].
 
 use std::fmt;
 use std::future::Future;
@@ -16,8 +17,13 @@ use tower_service::Service;
 use super::key::{Key, RequestInfo};
 use super::store::{Check, Decision, StoreError, StoreFuture};
 use super::{Config, OnStoreError, PolicySet, UnknownKey};
+
+mod future;
+
 use crate::body::ResponseBody;
 use crate::rejection::Problem;
+pub use future::ResponseFuture;
+use future::Waiting;
 
 pub(crate) const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
 pub(crate) const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
@@ -25,16 +31,44 @@ const X_LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit");
 const X_REMAINING: HeaderName = HeaderName::from_static("x-ratelimit-remaining");
 const X_RESET: HeaderName = HeaderName::from_static("x-ratelimit-reset");
 
-/// Middleware that rate-limits requests; see the [module docs](super).
+/// Middleware that limits the rate of requests per key (GCRA quotas,
+/// `RateLimit` headers, 429 answers); see the [module docs](super). Made by
+/// [`LimitRateLayer`](super::LimitRateLayer) or [`LimitRate::new`].
 ///
 /// Every clone shares the layer's state (stores, counters) through one
-/// `Arc`: one limiter for all connections.
-pub struct RateLimit<S> {
+/// `Arc`: one limiter for all connections. Named apart from
+/// `tower::limit::RateLimit` (a fixed number of requests per interval for
+/// the whole service), so both can be imported.
+pub struct LimitRate<S> {
     pub(crate) inner: S,
     pub(crate) config: Arc<Config>,
 }
 
-impl<S: Clone> Clone for RateLimit<S> {
+impl<S> LimitRate<S> {
+    /// Wraps `inner` with the limits of `layer` (what
+    /// [`Layer::layer`](tower_layer::Layer::layer) does); services made
+    /// from one layer share its state.
+    pub fn new(inner: S, layer: &super::LimitRateLayer) -> Self {
+        tower_layer::Layer::layer(layer, inner)
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The inner service, consuming the middleware.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S: Clone> Clone for LimitRate<S> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
@@ -43,9 +77,9 @@ impl<S: Clone> Clone for RateLimit<S> {
     }
 }
 
-impl<S: fmt::Debug> fmt::Debug for RateLimit<S> {
+impl<S: fmt::Debug> fmt::Debug for LimitRate<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RateLimit")
+        f.debug_struct("LimitRate")
             .field("inner", &self.inner)
             .field("config", &self.config)
             .finish()
@@ -394,7 +428,7 @@ fn reject<B, R>(
     response
 }
 
-impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for RateLimit<S>
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for LimitRate<S>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
 {
@@ -451,169 +485,18 @@ where
                     .collect();
                 let clone = self.inner.clone();
                 let inner = std::mem::replace(&mut self.inner, clone);
-                ResponseFuture {
-                    kind: Kind::Waiting {
-                        state: Some(Box::new(Waiting {
-                            inner,
-                            request,
-                            config: Arc::clone(&self.config),
-                            set: set_index,
-                            first: index,
-                            current: index,
-                            pending,
-                            keys,
-                            outcome,
-                        })),
-                    },
-                }
+                ResponseFuture::waiting(Box::new(Waiting {
+                    inner,
+                    request,
+                    config: Arc::clone(&self.config),
+                    set: set_index,
+                    first: index,
+                    current: index,
+                    pending,
+                    keys,
+                    outcome,
+                }))
             }
-        }
-    }
-}
-
-/// The state of a request waiting for a network store.
-struct Waiting<S, B> {
-    inner: S,
-    request: Request<B>,
-    config: Arc<Config>,
-    set: Option<usize>,
-    /// Index of the first policy in `keys`.
-    first: usize,
-    current: usize,
-    pending: StoreFuture,
-    keys: Vec<Option<(Key, u32)>>,
-    outcome: Outcome,
-}
-
-pin_project! {
-    /// Response future of [`RateLimit`].
-    pub struct ResponseFuture<S, ReqBody, ResBody>
-    where
-        S: Service<Request<ReqBody>>,
-    {
-        #[pin]
-        kind: Kind<S, ReqBody, ResBody>,
-    }
-}
-
-pin_project! {
-    #[project = KindProj]
-    enum Kind<S, ReqBody, ResBody>
-    where
-        S: Service<Request<ReqBody>>,
-    {
-        Inner {
-            #[pin]
-            future: S::Future,
-            headers: AddHeaders,
-        },
-        Rejected {
-            response: Option<Response<ResponseBody<ResBody>>>,
-        },
-        Waiting {
-            state: Option<Box<Waiting<S, ReqBody>>>,
-        },
-    }
-}
-
-impl<S, ReqBody, ResBody> ResponseFuture<S, ReqBody, ResBody>
-where
-    S: Service<Request<ReqBody>>,
-{
-    fn inner(future: S::Future, headers: AddHeaders) -> Self {
-        Self {
-            kind: Kind::Inner { future, headers },
-        }
-    }
-
-    fn rejected(response: Response<ResponseBody<ResBody>>) -> Self {
-        Self {
-            kind: Kind::Rejected {
-                response: Some(response),
-            },
-        }
-    }
-}
-
-impl<S, ReqBody, ResBody> fmt::Debug for ResponseFuture<S, ReqBody, ResBody>
-where
-    S: Service<Request<ReqBody>>,
-{
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let kind = match &self.kind {
-            Kind::Inner { .. } => "inner",
-            Kind::Rejected { .. } => "rejected",
-            Kind::Waiting { .. } => "waiting for the store",
-        };
-        f.debug_struct("ResponseFuture")
-            .field("kind", &kind)
-            .finish()
-    }
-}
-
-impl<S, ReqBody, ResBody> Future for ResponseFuture<S, ReqBody, ResBody>
-where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
-{
-    type Output = Result<Response<ResponseBody<ResBody>>, S::Error>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut kind = self.project().kind;
-        loop {
-            let next = match kind.as_mut().project() {
-                KindProj::Inner { future, headers } => {
-                    let mut response = ready!(future.poll(cx))?;
-                    std::mem::take(headers).apply(response.headers_mut());
-                    return Poll::Ready(Ok(response.map(ResponseBody::new)));
-                }
-                KindProj::Rejected { response } => {
-                    let response = response.take().expect("polled after completion");
-                    return Poll::Ready(Ok(response));
-                }
-                KindProj::Waiting { state } => {
-                    let waiting = state.as_mut().expect("polled after completion");
-                    let result = ready!(Pin::new(&mut waiting.pending).poll(cx));
-                    let config = Arc::clone(&waiting.config);
-                    let set = config.set(waiting.set);
-                    let mut stop =
-                        apply(&config, set, waiting.current, result, &mut waiting.outcome);
-                    if !stop {
-                        let first = waiting.first;
-                        let keys = &mut waiting.keys;
-                        match drive(
-                            &config,
-                            set,
-                            waiting.current + 1,
-                            |i| keys[i - first].take(),
-                            &mut waiting.outcome,
-                        ) {
-                            Progress::Finished => stop = true,
-                            Progress::Pending(index, pending) => {
-                                waiting.current = index;
-                                waiting.pending = pending;
-                            }
-                        }
-                    }
-                    if !stop {
-                        continue;
-                    }
-                    let mut waiting = state.take().expect("present");
-                    let outcome = std::mem::take(&mut waiting.outcome);
-                    if outcome.denied || outcome.store_failed {
-                        let response = reject(&config, set, outcome, &waiting.request);
-                        Kind::Rejected {
-                            response: Some(response),
-                        }
-                    } else {
-                        let headers = outcome.headers(&config, set);
-                        Kind::Inner {
-                            future: waiting.inner.call(waiting.request),
-                            headers,
-                        }
-                    }
-                }
-            };
-            kind.set(next);
         }
     }
 }

@@ -7,17 +7,17 @@
 //! check to the fallback for a whole retry interval (a security review
 //! pushed a limiter to fail open by load alone). So the breaker trips only
 //! when calls have kept failing, with no success in between, for at least
-//! [`trip_after`](super::RedisStoreBuilder::trip_after); a stall followed
+//! [`trip_after`](super::RedisBackendBuilder::trip_after); a stall followed
 //! by successful replies resets it. While tripped, checks skip Redis for
 //! the retry interval; the first failure after it trips again at once (the
 //! streak only ends with a success).
 //!
-//! Lock-free: two atomics of nanoseconds since the store was built.
+//! Lock-free: two atomics of nanoseconds since the backend was built.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-pub(super) struct Breaker {
+pub(crate) struct Breaker {
     origin: Instant,
     trip_after: u64,
     retry_interval: u64,
@@ -33,7 +33,7 @@ fn nanos(duration: Duration) -> u64 {
 }
 
 impl Breaker {
-    pub(super) fn new(trip_after: Duration, retry_interval: Duration) -> Self {
+    pub(crate) fn new(trip_after: Duration, retry_interval: Duration) -> Self {
         Self {
             origin: Instant::now(),
             trip_after: nanos(trip_after),
@@ -48,7 +48,7 @@ impl Breaker {
     }
 
     /// Whether checks skip Redis now.
-    pub(super) fn is_open(&self) -> bool {
+    pub(crate) fn is_open(&self) -> bool {
         self.is_open_at(self.now())
     }
 
@@ -58,7 +58,7 @@ impl Breaker {
     }
 
     /// Records a failed call; true when it trips the breaker.
-    pub(super) fn failure(&self) -> bool {
+    pub(crate) fn failure(&self) -> bool {
         self.failure_at(self.now())
     }
 
@@ -80,7 +80,7 @@ impl Breaker {
     }
 
     /// Records a successful call: the streak ends and the breaker closes.
-    pub(super) fn success(&self) {
+    pub(crate) fn success(&self) {
         // Loads first: the healthy path writes nothing shared.
         if self.failing_since.load(Ordering::Relaxed) != 0 {
             self.failing_since.store(0, Ordering::Relaxed);
