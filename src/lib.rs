@@ -144,9 +144,9 @@ mod builder;
 mod cache_control;
 #[cfg(any(feature = "jwt-auth", feature = "rate-limit", feature = "redis"))]
 mod sync;
-// The bounded TTL map of the in-memory caches; widen the `cfg` when another
-// layer uses it.
-#[cfg(feature = "jwt-auth")]
+// The bounded TTL map of the in-memory caches (JWT tokens, JWKS unknown
+// kids, the Redis deny cache); widen the `cfg` when another layer uses it.
+#[cfg(any(feature = "jwt-auth", feature = "redis"))]
 mod ttl_map;
 
 pub use body::ResponseBody;

@@ -1,15 +1,23 @@
 //! The deny cache: once Redis limited a key, its requests are denied
 //! locally until their `Retry-After` passes, without a round trip.
+//!
+//! A bounded [`TtlMap`](crate::ttl_map::TtlMap) keyed by policy and key:
+//! each denial expires at its `Retry-After`; when full, an insert drops the
+//! expired denials at the front of a shard and then its oldest one, in
+//! constant work, so clients choosing many limited keys cannot make a
+//! denial scan the cache.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use super::super::key::Key;
 use super::super::store::Decision;
+use crate::ttl_map::TtlMap;
 
-/// A remembered denial: until `retry_at`, requests of at least `cost` are
-/// denied without asking Redis.
+/// Shards of the cache: denials under a flood come from many threads.
+const MAX_SHARDS: usize = 8;
+
+/// A remembered denial: until it expires (its `Retry-After`), requests of
+/// at least `cost` are denied without asking Redis.
 #[derive(Clone, Copy)]
 struct Denied {
     retry_at: Instant,
@@ -18,96 +26,45 @@ struct Denied {
     cost: u32,
 }
 
-/// The least time between two sweeps of a full deny cache for expired
-/// entries: a sweep reads every entry under the lock, and clients choosing
-/// many limited keys must not make every denial pay for one.
-const DENY_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
-
 pub(super) struct DenyCache {
-    capacity: usize,
-    pub(super) entries: Mutex<DenyEntries>,
-}
-
-#[derive(Default)]
-pub(super) struct DenyEntries {
-    map: HashMap<Key, Denied>,
-    last_sweep: Option<Instant>,
-    /// Sweeps so far.
-    #[cfg(test)]
-    pub(super) sweeps: u64,
+    map: TtlMap<Key, Denied, Instant>,
 }
 
 impl DenyCache {
     pub(super) fn new(capacity: usize) -> Self {
         Self {
-            capacity,
-            entries: Mutex::new(DenyEntries::default()),
+            map: TtlMap::sharded(capacity, MAX_SHARDS),
         }
     }
 
     pub(super) fn get(&self, key: &Key, cost: u32, now: Instant) -> Option<Decision> {
-        let mut guard = crate::sync::lock(&self.entries);
-        let entries = &mut guard.map;
-        let entry = *entries.get(key)?;
-        if now >= entry.retry_at {
-            entries.remove(key);
-            return None;
-        }
+        let entry = self.map.get(key, now)?;
         (cost >= entry.cost).then(|| {
             Decision::denied(
                 entry.remaining,
                 entry.reset_at.saturating_duration_since(now),
-                entry.retry_at - now,
+                entry.retry_at.saturating_duration_since(now),
             )
         })
     }
 
     pub(super) fn insert(&self, key: Key, cost: u32, decision: &Decision, now: Instant) {
-        if decision.retry_after().is_zero() {
-            return;
-        }
-        let mut guard = crate::sync::lock(&self.entries);
-        let state = &mut *guard;
-        if state.map.len() >= self.capacity && !state.map.contains_key(&key) {
-            // Full: drop the expired entries, at most once per interval...
-            if state
-                .last_sweep
-                .is_none_or(|last| now.saturating_duration_since(last) >= DENY_SWEEP_INTERVAL)
-            {
-                state.map.retain(|_, e| e.retry_at > now);
-                state.last_sweep = Some(now);
-                #[cfg(test)]
-                {
-                    state.sweeps += 1;
-                }
-            }
-            // ...and else any one entry: the newest denial is the likeliest
-            // to be asked about again, and the work stays constant.
-            if state.map.len() >= self.capacity
-                && let Some(victim) = state.map.keys().next().copied()
-            {
-                state.map.remove(&victim);
-            }
-        }
-        state.map.insert(
-            key,
-            Denied {
-                retry_at: now + decision.retry_after(),
-                reset_at: now + decision.reset(),
-                remaining: decision.remaining(),
-                cost,
-            },
-        );
+        let retry_at = now + decision.retry_after();
+        let denied = Denied {
+            retry_at,
+            reset_at: now + decision.reset(),
+            remaining: decision.remaining(),
+            cost,
+        };
+        // Nothing is stored when `retry_at <= now` (no wait to remember).
+        self.map.insert(key, denied, retry_at, now);
     }
 
     pub(super) fn remove(&self, key: &Key) {
-        let mut entries = crate::sync::lock(&self.entries);
-        if !entries.map.is_empty() {
-            entries.map.remove(key);
-        }
+        self.map.remove(key);
     }
 
     pub(super) fn len(&self) -> usize {
-        crate::sync::lock(&self.entries).map.len()
+        self.map.len()
     }
 }
