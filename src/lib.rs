@@ -105,6 +105,7 @@
 
 pub mod body;
 pub mod config;
+pub mod decision;
 pub(crate) mod principal;
 pub mod rejection;
 

@@ -11,6 +11,7 @@ use http::{HeaderMap, HeaderName, Method, Response, StatusCode, Version};
 use super::date::HttpDate;
 use super::etag::{ETag, TagList, TagRef, match_list};
 use crate::body::ResponseBody;
+use crate::decision::{Decision, EdgeLayer, Reason};
 use crate::rejection::{GrpcProtocol, Problem, Rejections};
 
 /// What the current representation of the target resource is, as far as
@@ -279,6 +280,7 @@ impl ConditionalResponse {
         }
         let mut response = Response::new(ResponseBody::empty());
         *response.status_mut() = StatusCode::NOT_MODIFIED;
+        mark_not_modified(response.extensions_mut());
         let headers = response.headers_mut();
         match (self.etag, self.last_modified) {
             (Some(etag), _) => {
@@ -317,6 +319,15 @@ impl<S: Send + Sync> axum_core::extract::FromRequestParts<S> for Preconditions {
 pub(crate) fn precondition_failed() -> Problem {
     Problem::new(StatusCode::PRECONDITION_FAILED)
         .with_detail("a precondition of the request (If-Match or If-Unmodified-Since) is false")
+        .with_decision(Decision::new(
+            EdgeLayer::CacheHeaders,
+            Reason::PreconditionFailed,
+        ))
+}
+
+/// The marker of a 304 answered by this module (RFC 9110 §15.4.5).
+pub(crate) fn mark_not_modified(extensions: &mut http::Extensions) {
+    extensions.insert(Decision::new(EdgeLayer::CacheHeaders, Reason::NotModified));
 }
 
 /// RFC 9110 §13.2.2, in order. `headers` are the request's; only the four

@@ -230,6 +230,7 @@ pub use policy::{CacheControl, CacheRule};
 
 use crate::body::ResponseBody;
 use crate::config::ConfigError;
+use crate::decision::{Decision, EdgeLayer, Reason};
 use crate::rejection::{Problem, Rejections};
 use conditional::Current;
 use policy::Rule;
@@ -688,7 +689,11 @@ where
                             tracing::error!(reason, "cannot send the response");
                             this.config.rejections.http_response(
                                 Problem::new(StatusCode::INTERNAL_SERVER_ERROR)
-                                    .with_detail("the response could not be produced"),
+                                    .with_detail("the response could not be produced")
+                                    .with_decision(Decision::new(
+                                        EdgeLayer::CacheHeaders,
+                                        Reason::Internal,
+                                    )),
                             )
                         }
                     };
@@ -862,6 +867,7 @@ fn evaluate_response<B>(
         Evaluation::NotModified => {
             drop(body);
             parts.status = StatusCode::NOT_MODIFIED;
+            conditional::mark_not_modified(&mut parts.extensions);
             conditional::keep_on_304(&mut parts.headers);
             Response::from_parts(parts, ResponseBody::empty())
         }

@@ -15,7 +15,7 @@ use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry::trace::{
     Link, Span as _, SpanBuilder, SpanKind, Status, TraceContextExt, Tracer, TracerProvider,
 };
-use opentelemetry::{Context as OtelContext, KeyValue};
+use opentelemetry::{Context as OtelContext, KeyValue, StringValue};
 use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
@@ -26,6 +26,7 @@ use super::route::{self, MakeRoute, RequestHead, Route};
 use super::semconv::{self, *};
 use crate::config::ConfigError;
 use crate::correlation::CorrelationId;
+use crate::decision::{Decision, Reason};
 use crate::rejection::is_grpc;
 
 /// What the [`OtelLayer`] does with the trace context a request brings.
@@ -485,22 +486,34 @@ impl State {
         } else {
             None
         };
-        let rate_limited = status == StatusCode::TOO_MANY_REQUESTS || grpc_code == Some(8);
         let method_known = self.rpc_method.is_some() && semconv::answered_by_grpc_server(parts);
+        // A tower-edge layer's answer says what it decided; only the
+        // answers of other components (a handler, another limiter) are read
+        // from their headers.
+        let (auth, policy) = match parts.extensions.get::<Decision>() {
+            Some(decision) => (
+                decision
+                    .reason()
+                    .is_auth_failure()
+                    .then(|| decision.reason().as_str()),
+                (decision.reason() == Reason::RateLimited).then(|| {
+                    decision
+                        .policy_shared()
+                        .map_or(StringValue::from("unknown"), |policy| {
+                            StringValue::from(Arc::clone(policy))
+                        })
+                }),
+            ),
+            None => (
+                semconv::auth_failure(status, headers),
+                (status == StatusCode::TOO_MANY_REQUESTS || grpc_code == Some(8))
+                    .then(|| semconv::rate_limit_policy(headers).into()),
+            ),
+        };
         Completion {
             method_known,
-            auth: semconv::auth_failure(status, headers),
-            policy: rate_limited.then(|| {
-                // Ours name the policy that denied; another limiter's are
-                // read from its headers.
-                parts
-                    .extensions
-                    .get::<crate::rejection::RateLimitedBy>()
-                    .map_or_else(
-                        || semconv::rate_limit_policy(headers),
-                        |by| Cow::Owned(by.0.to_string()),
-                    )
-            }),
+            auth,
+            policy,
             state: self,
             status: Some(status),
             error_type,
@@ -537,7 +550,7 @@ struct Completion {
     error_type: Option<Cow<'static, str>>,
     grpc_code: Option<u16>,
     auth: Option<&'static str>,
-    policy: Option<Cow<'static, str>>,
+    policy: Option<StringValue>,
 }
 
 impl Completion {
@@ -545,7 +558,7 @@ impl Completion {
         if self.state.grpc && self.grpc_code.is_none() {
             self.grpc_code = semconv::grpc_status(trailers);
             if self.grpc_code == Some(8) && self.policy.is_none() {
-                self.policy = Some(semconv::rate_limit_policy(trailers));
+                self.policy = Some(semconv::rate_limit_policy(trailers).into());
             }
         }
     }
@@ -635,7 +648,7 @@ impl Drop for Completion {
         if let Some(policy) = self.policy.take() {
             edge.rate_limited(policy);
         } else if self.grpc_code == Some(8) {
-            edge.rate_limited(Cow::Borrowed("unknown"));
+            edge.rate_limited(StringValue::from("unknown"));
         }
         if self.status == Some(StatusCode::NOT_MODIFIED) {
             edge.not_modified(self.state.route.as_ref());

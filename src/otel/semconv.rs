@@ -138,7 +138,7 @@ pub(crate) fn answered_by_grpc_server(parts: &http::response::Parts) -> bool {
             || parts.headers.contains_key("grpc-status"))
         && parts
             .extensions
-            .get::<crate::rejection::EdgeRejection>()
+            .get::<crate::decision::Decision>()
             .is_none()
 }
 

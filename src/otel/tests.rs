@@ -1285,8 +1285,13 @@ async fn an_unknown_grpc_method_is_named_other() {
         .unwrap();
     layer
         .layer(service_fn(|req: Request<()>| async move {
+            // A tower-edge layer's answer carries its decision marker.
             let problem = crate::rejection::Problem::new(StatusCode::UNAUTHORIZED)
-                .with_grpc_code(crate::rejection::GrpcCode::Unauthenticated);
+                .with_grpc_code(crate::rejection::GrpcCode::Unauthenticated)
+                .with_decision(crate::decision::Decision::new(
+                    crate::decision::EdgeLayer::JwtAuth,
+                    crate::decision::Reason::InvalidToken,
+                ));
             Ok::<_, Infallible>(
                 crate::rejection::Rejections::default().respond::<(), _>(problem, &req),
             )
