@@ -470,6 +470,29 @@ pub struct CacheHeaders<S> {
     config: Arc<Config>,
 }
 
+impl<S> CacheHeaders<S> {
+    /// Sets cache headers around `inner`, configured as [`CacheHeadersLayer::new`] (the
+    /// defaults); use the layer's builder for another configuration.
+    pub fn new(inner: S) -> Self {
+        tower_layer::Layer::layer(&CacheHeadersLayer::new(), inner)
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
 impl<S: fmt::Debug> fmt::Debug for CacheHeaders<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CacheHeaders")

@@ -200,7 +200,7 @@ impl OtelLayerBuilder {
     }
 }
 
-/// Layer that applies [`OtelService`]: W3C trace-context extraction, an
+/// Layer that applies [`TraceAndMeter`]: W3C trace-context extraction, an
 /// HTTP (or gRPC) server span and the HTTP server metrics for every
 /// request. See the [module docs](super).
 #[derive(Clone)]
@@ -254,32 +254,57 @@ impl OtelLayer {
 }
 
 impl<S> Layer<S> for OtelLayer {
-    type Service = OtelService<S>;
+    type Service = TraceAndMeter<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        OtelService {
+        TraceAndMeter {
             inner,
             shared: Arc::clone(&self.shared),
         }
     }
 }
 
-/// Middleware made by [`OtelLayer`].
+/// Middleware that traces and meters each request: a server span in the
+/// extracted W3C trace context and the HTTP server metrics; made by
+/// [`OtelLayer`].
 #[derive(Clone)]
-pub struct OtelService<S> {
+pub struct TraceAndMeter<S> {
     inner: S,
     shared: Arc<Shared>,
 }
 
-impl<S: fmt::Debug> fmt::Debug for OtelService<S> {
+impl<S> TraceAndMeter<S> {
+    /// Traces and meters requests around `inner`, configured as [`OtelLayer::new`] (the
+    /// defaults); use the layer's builder for another configuration.
+    pub fn new(inner: S) -> Self {
+        tower_layer::Layer::layer(&OtelLayer::new(), inner)
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S: fmt::Debug> fmt::Debug for TraceAndMeter<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("OtelService")
+        f.debug_struct("TraceAndMeter")
             .field("inner", &self.inner)
             .finish_non_exhaustive()
     }
 }
 
-impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for OtelService<S>
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for TraceAndMeter<S>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
 {
@@ -657,7 +682,7 @@ impl Drop for Completion {
 }
 
 pin_project! {
-    /// Response body of [`OtelService`]: the inner body, unchanged. The
+    /// Response body of [`TraceAndMeter`]: the inner body, unchanged. The
     /// server span ends and the duration is recorded when it reaches its
     /// end (reading gRPC trailers on the way) or is dropped.
     pub struct OtelBody<B> {
@@ -726,7 +751,7 @@ impl<B: http_body::Body> http_body::Body for OtelBody<B> {
 }
 
 pin_project! {
-    /// Response future of [`OtelService`].
+    /// Response future of [`TraceAndMeter`].
     pub struct ResponseFuture<F> {
         #[pin]
         inner: F,

@@ -233,7 +233,7 @@ mod route;
 mod semconv;
 
 pub use layer::{
-    IncomingTrace, OtelBody, OtelLayer, OtelLayerBuilder, OtelService, ResponseFuture,
+    IncomingTrace, OtelBody, OtelLayer, OtelLayerBuilder, ResponseFuture, TraceAndMeter,
 };
 pub use metrics::{DURATION_BUCKETS, EdgeMetrics, RATE_LIMIT_POLICY};
 pub(crate) use propagation::Propagation;
