@@ -598,6 +598,31 @@ async fn context_is_current_inside_and_propagated_outgoing() {
     assert!(!OtelContext::current().has_active_span());
 }
 
+// Feature `otel` alone does not change what `PropagateCorrelationId` sends:
+// trace context is injected only when asked for.
+#[tokio::test]
+async fn propagate_correlation_id_injects_trace_context_only_when_asked() {
+    use opentelemetry::context::FutureExt;
+    let provider = SdkTracerProvider::builder().build();
+    let span = opentelemetry::trace::Tracer::start(
+        &opentelemetry::trace::TracerProvider::tracer(&provider, "t"),
+        "outer",
+    );
+    let cx = opentelemetry::Context::current_with_span(span);
+    let sent = |layer: PropagateCorrelationIdLayer| {
+        let client = layer.layer(service_fn(|req: Request<()>| async move {
+            Ok::<_, Infallible>(req.headers().contains_key("traceparent"))
+        }));
+        client.oneshot(Request::new(())).with_context(cx.clone())
+    };
+    assert!(!sent(PropagateCorrelationIdLayer::new()).await.unwrap());
+    assert!(
+        sent(PropagateCorrelationIdLayer::new().with_propagator(TraceContextPropagator::new()))
+            .await
+            .unwrap()
+    );
+}
+
 #[tokio::test]
 async fn outgoing_injection_keeps_existing_headers() {
     use opentelemetry::context::FutureExt;
