@@ -229,14 +229,14 @@
 mod layer;
 mod metrics;
 mod propagation;
+mod record;
 mod route;
 mod semconv;
 
-pub use layer::{
-    IncomingTrace, OtelBody, OtelLayer, OtelLayerBuilder, ResponseFuture, TraceAndMeter,
-};
+pub use layer::{IncomingTrace, OtelLayer, OtelLayerBuilder, TraceAndMeter};
 pub use metrics::{DURATION_BUCKETS, EdgeMetrics, RATE_LIMIT_POLICY};
 pub(crate) use propagation::Propagation;
+pub use record::{OtelBody, ResponseFuture};
 pub use route::{MakeRoute, RequestHead, Route};
 pub use semconv::CORRELATION_ID;
 
