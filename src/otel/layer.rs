@@ -138,8 +138,8 @@ impl OtelLayerBuilder {
         self
     }
 
-    /// Names routes that neither a [`Route`] extension nor axum's
-    /// `MatchedPath` names (see [`Route`] for the order).
+    /// Names routes that neither a [`Route`](super::Route) extension nor axum's
+    /// `MatchedPath` names (see [`Route`](super::Route) for the order).
     pub fn route_with(mut self, hook: impl MakeRoute) -> Self {
         self.route_hook = Some(Box::new(hook));
         self
