@@ -778,6 +778,7 @@ async fn a_request_cancelled_before_its_response_is_still_measured() {
 // `RateLimit-Policy`, which lists every policy of the layer, so a denial by
 // the second policy was counted for the first. Our limiter now names the
 // policy that denied.
+#[cfg(feature = "rate-limit")]
 #[tokio::test]
 async fn rate_limited_requests_are_counted_for_the_policy_that_denied() {
     use crate::rate_limit::{Global, Policy, Quota, RateLimitLayer};

@@ -54,7 +54,7 @@ use http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
 
 use crate::body::ResponseBody;
-use crate::decision::{Decision, EdgeLayer, Reason};
+use crate::decision::Decision;
 
 mod grpc;
 
@@ -70,8 +70,8 @@ pub(crate) fn token_required(challenge: HeaderValue) -> Problem {
         .with_detail("a bearer token is required")
         .with_header(http::header::WWW_AUTHENTICATE, challenge)
         .with_decision(Decision::new(
-            EdgeLayer::JwtAuth,
-            Reason::MissingCredentials,
+            crate::decision::EdgeLayer::JwtAuth,
+            crate::decision::Reason::MissingCredentials,
         ))
 }
 
@@ -345,6 +345,7 @@ fn extend_replacing(headers: &mut HeaderMap, extra: HeaderMap) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::decision::{EdgeLayer, Reason};
     use http::header::{RETRY_AFTER, WWW_AUTHENTICATE};
     use http_body::Body as _;
     use http_body_util::{BodyExt, Empty};
