@@ -68,7 +68,10 @@
 //!   every poll of the inner service), so the trace id is available to code
 //!   and log formatters inside, and
 //!   [`PropagateCorrelationIdLayer`](crate::correlation::PropagateCorrelationIdLayer)
-//!   injects it into outgoing requests.
+//!   injects it into outgoing requests when asked to
+//!   ([`with_global_propagator`](crate::correlation::PropagateCorrelationIdLayer::with_global_propagator)
+//!   or [`with_propagator`](crate::correlation::PropagateCorrelationIdLayer::with_propagator);
+//!   by default it sends only the correlation ID).
 //! * **Metrics**: `http.server.request.duration` (histogram, unit `s`,
 //!   buckets [`DURATION_BUCKETS`]; attributes `http.request.method`,
 //!   `http.response.status_code`, `http.route`, `url.scheme`, `error.type`,
