@@ -19,7 +19,7 @@ use tower_service::Service;
 
 use super::metrics::{EdgeMetrics, HttpInstruments, scope};
 use super::propagation::Propagation;
-use super::record::{ActiveRequest, OtelBody, ResponseFuture, State};
+use super::record::{ActiveRequest, Instruments, OtelBody, ResponseFuture, State};
 use super::route::{self, MakeRoute, RequestHead};
 use super::semconv::{self, *};
 use crate::config::ConfigError;
@@ -45,13 +45,12 @@ pub enum IncomingTrace {
     RestartWithLink,
 }
 
-pub(super) struct Shared {
+struct Shared {
     tracer: BoxedTracer,
     propagation: Propagation,
     incoming: IncomingTrace,
     route_hook: Option<Box<dyn MakeRoute>>,
-    pub(super) http: HttpInstruments,
-    pub(super) edge: EdgeMetrics,
+    instruments: Arc<Instruments>,
     default_scheme: &'static str,
     correlation_id: bool,
 }
@@ -188,8 +187,10 @@ impl OtelLayerBuilder {
                 propagation: self.propagation,
                 incoming: self.incoming,
                 route_hook: self.route_hook,
-                http: HttpInstruments::new(&meter),
-                edge: EdgeMetrics::from_meter(&meter),
+                instruments: Arc::new(Instruments {
+                    http: HttpInstruments::new(&meter),
+                    edge: EdgeMetrics::from_meter(&meter),
+                }),
                 default_scheme,
                 correlation_id: self.correlation_id,
             }),
@@ -246,7 +247,7 @@ impl OtelLayer {
     /// The counters this layer moves, to hand to other layers (Redis store,
     /// JWKS) so that all of tower-edge's metrics share one meter.
     pub fn metrics(&self) -> &EdgeMetrics {
-        &self.shared.edge
+        &self.shared.instruments.edge
     }
 }
 
@@ -368,7 +369,7 @@ where
         let rpc_method = grpc_method.map(|(_, method)| recording.then(|| method.to_owned()));
         let otel_cx = parent.with_span(span);
 
-        shared.http.active.add(
+        shared.instruments.http.active.add(
             1,
             &[
                 KeyValue::new(HTTP_REQUEST_METHOD, method),
@@ -376,7 +377,7 @@ where
             ],
         );
         let active = ActiveRequest {
-            shared: Arc::clone(&self.shared),
+            instruments: Arc::clone(&shared.instruments),
             method,
             scheme,
         };

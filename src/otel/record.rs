@@ -17,21 +17,28 @@ use opentelemetry::trace::{Status, TraceContextExt};
 use opentelemetry::{Context as OtelContext, KeyValue, StringValue};
 use pin_project_lite::pin_project;
 
-use super::layer::Shared;
+use super::metrics::{EdgeMetrics, HttpInstruments};
 use super::route::Route;
 use super::semconv::{self, *};
 use crate::decision::{Decision, Reason};
 
+/// The instruments a request records into, shared by every request of a
+/// layer.
+pub(super) struct Instruments {
+    pub(super) http: HttpInstruments,
+    pub(super) edge: EdgeMetrics,
+}
+
 /// Counts the request as active until dropped (completed or cancelled).
 pub(super) struct ActiveRequest {
-    pub(super) shared: Arc<Shared>,
+    pub(super) instruments: Arc<Instruments>,
     pub(super) method: &'static str,
     pub(super) scheme: &'static str,
 }
 
 impl Drop for ActiveRequest {
     fn drop(&mut self) {
-        self.shared.http.active.add(
+        self.instruments.http.active.add(
             -1,
             &[
                 KeyValue::new(HTTP_REQUEST_METHOD, self.method),
@@ -194,7 +201,7 @@ impl Completion {
             push(KeyValue::new(NETWORK_PROTOCOL_VERSION, protocol));
         }
         active
-            .shared
+            .instruments
             .http
             .duration
             .record(state.start.elapsed().as_secs_f64(), &attributes[..len]);
@@ -233,7 +240,7 @@ impl Drop for Completion {
         span.end();
         self.record_duration();
 
-        let edge = &self.state.active.shared.edge;
+        let edge = &self.state.active.instruments.edge;
         let auth = match self.grpc_code {
             Some(16) => Some("unauthenticated"),
             Some(7) => Some("permission_denied"),
