@@ -5,7 +5,10 @@
 //! lines; each member is `token [ "=" ( token / quoted-string ) ]`. A comma
 //! inside a quoted string (RFC 9110 §5.6.4) belongs to the value; empty
 //! members and optional whitespace around members are tolerated. Nothing
-//! is allocated: directives are slices of the field values.
+//! is allocated: directives are slices of the field values. The list is
+//! read by the crate's one list scanner, [`crate::list`].
+
+use crate::list::{self, Members, Quoting};
 
 /// One directive: a member of the list, trimmed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,19 +66,17 @@ impl<'a> Directive<'a> {
 /// [`directives`].
 #[derive(Debug, Clone)]
 pub(crate) struct Directives<'a, I> {
-    lines: I,
-    rest: &'a [u8],
+    members: Members<'a, I>,
 }
 
 /// The directives of every line in `lines` (the raw field values), as one
-/// list.
+/// list (RFC 9110 §5.6.1, quoted-strings per §5.6.4).
 pub(crate) fn directives<'a, I>(lines: I) -> Directives<'a, I::IntoIter>
 where
     I: IntoIterator<Item = &'a [u8]>,
 {
     Directives {
-        lines: lines.into_iter(),
-        rest: &[],
+        members: list::members(lines, Quoting::Rfc9110),
     }
 }
 
@@ -86,38 +87,8 @@ where
     type Item = Directive<'a>;
 
     fn next(&mut self) -> Option<Directive<'a>> {
-        loop {
-            if self.rest.is_empty() {
-                // Each line is a list of its own: a quote left open ends
-                // with its line.
-                self.rest = self.lines.next()?;
-                continue;
-            }
-            let end = member_end(self.rest);
-            let member = self.rest[..end].trim_ascii();
-            self.rest = self.rest.get(end + 1..).unwrap_or_default();
-            if !member.is_empty() {
-                return Some(Directive::parse(member));
-            }
-        }
+        self.members.next().map(Directive::parse)
     }
-}
-
-/// The index of the comma that ends the first member of `list` (outside
-/// quoted strings, where `\` escapes the next byte), or its length.
-fn member_end(list: &[u8]) -> usize {
-    let mut quoted = false;
-    let mut escaped = false;
-    for (i, &b) in list.iter().enumerate() {
-        match b {
-            _ if escaped => escaped = false,
-            b'\\' if quoted => escaped = true,
-            b'"' => quoted = !quoted,
-            b',' if !quoted => return i,
-            _ => {}
-        }
-    }
-    list.len()
 }
 
 /// The directives of every `Cache-Control` line of `headers`.

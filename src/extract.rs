@@ -22,6 +22,7 @@ use http::{HeaderValue, StatusCode};
 use crate::Subject;
 #[cfg(feature = "correlation-id")]
 use crate::correlation::CorrelationId;
+use crate::decision::{Decision, EdgeLayer, Reason};
 #[cfg(feature = "jwt-auth")]
 use crate::jwt_auth::Scopes;
 use crate::rejection::{Problem, Rejections, token_required};
@@ -102,6 +103,7 @@ impl IntoResponse for AuthRejection {
                 Problem::new(StatusCode::UNAUTHORIZED)
                     .with_detail("the access token has no subject")
                     .with_header(http::header::WWW_AUTHENTICATE, challenge)
+                    .with_decision(Decision::new(EdgeLayer::JwtAuth, Reason::InvalidToken))
             }),
             Self::Missing(missing) => missing.into_response(),
         }

@@ -106,6 +106,7 @@
 
 pub mod body;
 pub mod config;
+pub mod decision;
 pub(crate) mod principal;
 pub mod rejection;
 
@@ -142,12 +143,40 @@ mod builder;
     feature = "rate-limit"
 ))]
 mod cache_control;
+#[cfg(any(
+    feature = "jwt-auth",
+    feature = "cache-headers",
+    feature = "rate-limit",
+    feature = "otel"
+))]
+mod list;
 #[cfg(any(feature = "jwt-auth", feature = "rate-limit", feature = "redis"))]
 mod sync;
 // The bounded TTL map of the in-memory caches (JWT tokens, JWKS unknown
 // kids, the Redis deny cache); widen the `cfg` when another layer uses it.
 #[cfg(any(feature = "jwt-auth", feature = "redis"))]
 mod ttl_map;
+
+/// Entry points for the fuzz targets of `fuzz/` into crate-private kits;
+/// built only under `cfg(fuzzing)` (set by cargo-fuzz), never part of the
+/// API.
+#[cfg(all(fuzzing, feature = "cache-headers"))]
+#[doc(hidden)]
+pub mod __fuzz {
+    /// The members of `lines` left to right, then right to left
+    /// (RFC 9110 §5.6.1 list; quoted-strings per §5.6.4 when `quoted`).
+    pub fn list_members<'a>(lines: &[&'a [u8]], quoted: bool) -> (Vec<&'a [u8]>, Vec<&'a [u8]>) {
+        let quoting = if quoted {
+            crate::list::Quoting::Rfc9110
+        } else {
+            crate::list::Quoting::None
+        };
+        (
+            crate::list::members(lines.iter().copied(), quoting).collect(),
+            crate::list::members_rev(lines.iter().copied(), quoting).collect(),
+        )
+    }
+}
 
 pub use body::ResponseBody;
 pub use builder::ServiceBuilderExt;

@@ -301,7 +301,7 @@ impl CorrelationIdLayerBuilder {
     }
 }
 
-/// Layer that applies [`CorrelationIdService`]: validated correlation IDs on
+/// Layer that applies [`SetCorrelationId`]: validated correlation IDs on
 /// requests, responses and tracing spans. See the [module docs](self).
 #[derive(Clone)]
 pub struct CorrelationIdLayer {
@@ -349,33 +349,57 @@ impl CorrelationIdLayer {
 }
 
 impl<S> Layer<S> for CorrelationIdLayer {
-    type Service = CorrelationIdService<S>;
+    type Service = SetCorrelationId<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        CorrelationIdService {
+        SetCorrelationId {
             inner,
             config: Arc::clone(&self.config),
         }
     }
 }
 
-/// Middleware that gives every request a validated [`CorrelationId`].
+/// Middleware that sets a validated [`CorrelationId`] on every request and
+/// its response; made by [`CorrelationIdLayer`].
 #[derive(Clone)]
-pub struct CorrelationIdService<S> {
+pub struct SetCorrelationId<S> {
     inner: S,
     config: Arc<Config>,
 }
 
-impl<S: fmt::Debug> fmt::Debug for CorrelationIdService<S> {
+impl<S> SetCorrelationId<S> {
+    /// Sets correlation IDs around `inner`, configured as [`CorrelationIdLayer::new`] (the
+    /// defaults); use the layer's builder for another configuration.
+    pub fn new(inner: S) -> Self {
+        tower_layer::Layer::layer(&CorrelationIdLayer::new(), inner)
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S: fmt::Debug> fmt::Debug for SetCorrelationId<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CorrelationIdService")
+        f.debug_struct("SetCorrelationId")
             .field("inner", &self.inner)
             .field("header", &self.config.header)
             .finish_non_exhaustive()
     }
 }
 
-impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for CorrelationIdService<S>
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for SetCorrelationId<S>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>>,
 {
@@ -434,7 +458,7 @@ where
 }
 
 pin_project! {
-    /// Response future of [`CorrelationIdService`].
+    /// Response future of [`SetCorrelationId`].
     pub struct ResponseFuture<F> {
         #[pin]
         inner: F,

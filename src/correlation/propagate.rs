@@ -18,13 +18,15 @@ use super::{CorrelationId, X_REQUEST_ID};
 /// service, so calls made inside a handler carry it. An outgoing request that
 /// already has the header keeps its own value.
 ///
-/// With feature `otel`, it also injects the current OpenTelemetry context
-/// (`traceparent`, `tracestate`, `baggage`...) through the global text-map
-/// propagator, or the one given to
-/// [`with_propagator`](Self::with_propagator). Inside an
-/// [`OtelLayer`](crate::otel::OtelLayer) the current context is the
-/// request's server span, so outgoing calls continue its trace. Headers the
-/// outgoing request already has are kept.
+/// By default it sends the correlation-ID header and nothing else, with or
+/// without feature `otel`. With feature `otel` it can also inject the
+/// current OpenTelemetry context (`traceparent`, `tracestate`,
+/// `baggage`...): ask for it with
+/// [`with_global_propagator`](Self::with_global_propagator) (the global
+/// text-map propagator) or [`with_propagator`](Self::with_propagator).
+/// Inside an [`OtelLayer`](crate::otel::OtelLayer) the current context is
+/// the request's server span, so outgoing calls continue its trace. Headers
+/// the outgoing request already has are kept.
 ///
 /// ```
 /// use http::{Request, Response};
@@ -48,7 +50,7 @@ use super::{CorrelationId, X_REQUEST_ID};
 pub struct PropagateCorrelationIdLayer {
     header: HeaderName,
     #[cfg(feature = "otel")]
-    propagation: crate::otel::Propagation,
+    propagation: Option<crate::otel::Propagation>,
 }
 
 impl Default for PropagateCorrelationIdLayer {
@@ -68,19 +70,29 @@ impl PropagateCorrelationIdLayer {
         Self {
             header,
             #[cfg(feature = "otel")]
-            propagation: crate::otel::Propagation::Global,
+            propagation: None,
         }
     }
 
-    /// Injects the OpenTelemetry context with `propagator` instead of the
-    /// global one.
+    /// Also injects the current OpenTelemetry context into outgoing
+    /// requests, with the global text-map propagator
+    /// (`opentelemetry::global::get_text_map_propagator`). Off by default.
+    #[cfg(feature = "otel")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "otel")))]
+    pub fn with_global_propagator(mut self) -> Self {
+        self.propagation = Some(crate::otel::Propagation::Global);
+        self
+    }
+
+    /// Also injects the current OpenTelemetry context into outgoing
+    /// requests, with `propagator`. Off by default.
     #[cfg(feature = "otel")]
     #[cfg_attr(docsrs, doc(cfg(feature = "otel")))]
     pub fn with_propagator(
         mut self,
         propagator: impl opentelemetry::propagation::TextMapPropagator + Send + Sync + 'static,
     ) -> Self {
-        self.propagation = crate::otel::Propagation::explicit(propagator);
+        self.propagation = Some(crate::otel::Propagation::explicit(propagator));
         self
     }
 }
@@ -104,7 +116,30 @@ pub struct PropagateCorrelationId<S> {
     inner: S,
     header: HeaderName,
     #[cfg(feature = "otel")]
-    propagation: crate::otel::Propagation,
+    propagation: Option<crate::otel::Propagation>,
+}
+
+impl<S> PropagateCorrelationId<S> {
+    /// Propagates the current correlation ID around `inner`, configured as [`PropagateCorrelationIdLayer::new`] (the
+    /// defaults); use the layer's builder for another configuration.
+    pub fn new(inner: S) -> Self {
+        tower_layer::Layer::layer(&PropagateCorrelationIdLayer::new(), inner)
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
 }
 
 impl<S, B> Service<Request<B>> for PropagateCorrelationId<S>
@@ -128,8 +163,9 @@ where
                 .insert(self.header.clone(), id.into_header_value());
         }
         #[cfg(feature = "otel")]
-        self.propagation
-            .inject(&opentelemetry::Context::current(), request.headers_mut());
+        if let Some(propagation) = &self.propagation {
+            propagation.inject(&opentelemetry::Context::current(), request.headers_mut());
+        }
         self.inner.call(request)
     }
 }

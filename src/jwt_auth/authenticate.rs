@@ -215,6 +215,10 @@ impl<T: DeserializeOwned + Send + Sync + 'static> Shared<T> {
             .with_detail(detail)
             .with_grpc_code(GrpcCode::Unauthenticated)
             .with_header(WWW_AUTHENTICATE, challenge.clone())
+            .with_decision(crate::decision::Decision::auth(
+                status,
+                matches!(err, JwtError::Missing),
+            ))
     }
 
     pub(super) fn reject<B, R>(

@@ -1,12 +1,11 @@
 //! Instruments: the HTTP server metrics of the semantic conventions and
 //! tower-edge's own counters.
 
-use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 
 use opentelemetry::metrics::{Counter, Histogram, Meter, MeterProvider, UpDownCounter};
-use opentelemetry::{InstrumentationScope, Key, KeyValue, global};
+use opentelemetry::{InstrumentationScope, Key, KeyValue, StringValue, global};
 
 use super::semconv::{ERROR_TYPE, HTTP_ROUTE};
 
@@ -53,8 +52,8 @@ impl HttpInstruments {
 ///
 /// | instrument | unit | attributes | moved by |
 /// |---|---|---|---|
-/// | `tower_edge.auth.failures` | `{request}` | `error.type`: the `error` of `WWW-Authenticate` (`invalid_token`, `insufficient_scope`, `invalid_request`), `other` for another value, `missing_credentials` when there is none, `unknown` for a 401 without `WWW-Authenticate`, `unauthenticated` / `permission_denied` for gRPC 16 / 7 | the [`OtelLayer`](super::OtelLayer), from 401 responses, 403 responses carrying `WWW-Authenticate` and 400 responses whose challenge says `invalid_request` |
-/// | `tower_edge.rate_limit.limited` | `{request}` | `tower_edge.rate_limit.policy`: the policy that denied (a tower-edge limiter says which); for another limiter the first item of `RateLimit-Policy` (else `RateLimit`), `unknown` without one | the `OtelLayer`, from 429 responses and gRPC status 8 |
+/// | `tower_edge.auth.failures` | `{request}` | `error.type`: for a tower-edge answer its [`Reason`](crate::decision::Reason) (`missing_credentials`, `invalid_request`, `invalid_token`, `insufficient_scope`); for another component's the `error` of `WWW-Authenticate` (those three), `other` for another value, `missing_credentials` when there is none, `unknown` for a 401 without `WWW-Authenticate`; `unauthenticated` / `permission_denied` for gRPC 16 / 7 | the [`OtelLayer`](super::OtelLayer), from the [`Decision`](crate::decision::Decision) of a tower-edge answer; otherwise from 401 responses, 403 responses carrying `WWW-Authenticate` and 400 responses whose challenge says `invalid_request` |
+/// | `tower_edge.rate_limit.limited` | `{request}` | `tower_edge.rate_limit.policy`: for a tower-edge limiter the policy that denied (its [`Decision::policy`](crate::decision::Decision::policy)); for another limiter the first item of `RateLimit-Policy` (else `RateLimit`), `unknown` without one | the `OtelLayer`, from the `Decision` of a tower-edge limiter; otherwise from 429 responses and gRPC status 8 |
 /// | `tower_edge.cache.not_modified` | `{response}` | `http.route` when known | the `OtelLayer`, from 304 responses |
 /// | `tower_edge.rate_limit.store.errors` | `{error}` | `error.type` | [`store_error`](Self::store_error), for the Redis store |
 /// | `tower_edge.jwks.fetches` | `{fetch}` | `error.type` on failure | [`jwks_fetch_succeeded`](Self::jwks_fetch_succeeded) / [`jwks_fetch_failed`](Self::jwks_fetch_failed) |
@@ -160,7 +159,7 @@ impl EdgeMetrics {
             .add(1, &[KeyValue::new(ERROR_TYPE, reason)]);
     }
 
-    pub(crate) fn rate_limited(&self, policy: Cow<'static, str>) {
+    pub(crate) fn rate_limited(&self, policy: StringValue) {
         self.inner.rate_limited.add(
             1,
             &[KeyValue::new(

@@ -68,7 +68,10 @@
 //!   every poll of the inner service), so the trace id is available to code
 //!   and log formatters inside, and
 //!   [`PropagateCorrelationIdLayer`](crate::correlation::PropagateCorrelationIdLayer)
-//!   injects it into outgoing requests.
+//!   injects it into outgoing requests when asked to
+//!   ([`with_global_propagator`](crate::correlation::PropagateCorrelationIdLayer::with_global_propagator)
+//!   or [`with_propagator`](crate::correlation::PropagateCorrelationIdLayer::with_propagator);
+//!   by default it sends only the correlation ID).
 //! * **Metrics**: `http.server.request.duration` (histogram, unit `s`,
 //!   buckets [`DURATION_BUCKETS`]; attributes `http.request.method`,
 //!   `http.response.status_code`, `http.route`, `url.scheme`, `error.type`,
@@ -229,14 +232,14 @@
 mod layer;
 mod metrics;
 mod propagation;
+mod record;
 mod route;
 mod semconv;
 
-pub use layer::{
-    IncomingTrace, OtelBody, OtelLayer, OtelLayerBuilder, OtelService, ResponseFuture,
-};
+pub use layer::{IncomingTrace, OtelLayer, OtelLayerBuilder, TraceAndMeter};
 pub use metrics::{DURATION_BUCKETS, EdgeMetrics, RATE_LIMIT_POLICY};
 pub(crate) use propagation::Propagation;
+pub use record::{OtelBody, ResponseFuture};
 pub use route::{MakeRoute, RequestHead, Route};
 pub use semconv::CORRELATION_ID;
 

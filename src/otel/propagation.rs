@@ -10,6 +10,8 @@ use opentelemetry::Context;
 use opentelemetry::global;
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
 
+use crate::list::{self, Quoting};
+
 const TRACEPARENT: &str = "traceparent";
 const TRACESTATE: &str = "tracestate";
 const BAGGAGE: &str = "baggage";
@@ -224,16 +226,13 @@ pub(crate) fn valid_tracestate(value: &str) -> bool {
                 .all(|&b| (0x20..=0x7e).contains(&b) && b != b',' && b != b'=')
     }
     let mut keys: Vec<&[u8]> = Vec::new();
-    for member in value.split(',') {
-        let member = member.trim_matches([' ', '\t']);
-        if member.is_empty() {
-            continue;
-        }
-        let Some((key, value)) = member.split_once('=') else {
+    // W3C Trace Context §3.3.1.1: a list without quoted strings.
+    for member in list::members([value.as_bytes()], Quoting::None) {
+        let Some(at) = member.iter().position(|&b| b == b'=') else {
             return false;
         };
-        let key = key.as_bytes();
-        if !valid_key(key) || !valid_value(value.as_bytes()) || keys.contains(&key) {
+        let (key, value) = (&member[..at], &member[at + 1..]);
+        if !valid_key(key) || !valid_value(value) || keys.contains(&key) {
             return false;
         }
         if keys.len() == MAX_TRACESTATE_MEMBERS {
@@ -260,7 +259,11 @@ pub(crate) fn valid_tracestate(value: &str) -> bool {
 pub(crate) fn valid_baggage(value: &str) -> Option<String> {
     let mut out = String::new();
     let mut members = 0;
-    for member in value.split(',') {
+    // W3C Baggage §3.3.1: a list without quoted strings; empty members
+    // (never valid) are skipped.
+    for member in list::members([value.as_bytes()], Quoting::None) {
+        // A slice of a `str` cut at ASCII commas and OWS: still UTF-8.
+        let member = std::str::from_utf8(member).unwrap_or_default();
         if members == MAX_BAGGAGE_MEMBERS {
             break;
         }

@@ -5,21 +5,32 @@ use std::borrow::Cow;
 
 use http::{HeaderMap, Method, Request, StatusCode, Version};
 use opentelemetry::Key;
+use opentelemetry_semantic_conventions::attribute;
 
 use crate::rejection::GrpcProtocol;
 
-pub(crate) const HTTP_REQUEST_METHOD: Key = Key::from_static_str("http.request.method");
+// Stable attribute names come from `opentelemetry-semantic-conventions`
+// (the release matching our `opentelemetry`).
+pub(crate) const HTTP_REQUEST_METHOD: Key = Key::from_static_str(attribute::HTTP_REQUEST_METHOD);
 pub(crate) const HTTP_REQUEST_METHOD_ORIGINAL: Key =
-    Key::from_static_str("http.request.method_original");
-pub(crate) const HTTP_RESPONSE_STATUS_CODE: Key = Key::from_static_str("http.response.status_code");
-pub(crate) const HTTP_ROUTE: Key = Key::from_static_str("http.route");
-pub(crate) const URL_PATH: Key = Key::from_static_str("url.path");
-pub(crate) const URL_SCHEME: Key = Key::from_static_str("url.scheme");
-pub(crate) const ERROR_TYPE: Key = Key::from_static_str("error.type");
-pub(crate) const SERVER_ADDRESS: Key = Key::from_static_str("server.address");
-pub(crate) const SERVER_PORT: Key = Key::from_static_str("server.port");
-pub(crate) const USER_AGENT_ORIGINAL: Key = Key::from_static_str("user_agent.original");
-pub(crate) const NETWORK_PROTOCOL_VERSION: Key = Key::from_static_str("network.protocol.version");
+    Key::from_static_str(attribute::HTTP_REQUEST_METHOD_ORIGINAL);
+pub(crate) const HTTP_RESPONSE_STATUS_CODE: Key =
+    Key::from_static_str(attribute::HTTP_RESPONSE_STATUS_CODE);
+pub(crate) const HTTP_ROUTE: Key = Key::from_static_str(attribute::HTTP_ROUTE);
+pub(crate) const URL_PATH: Key = Key::from_static_str(attribute::URL_PATH);
+pub(crate) const URL_SCHEME: Key = Key::from_static_str(attribute::URL_SCHEME);
+pub(crate) const ERROR_TYPE: Key = Key::from_static_str(attribute::ERROR_TYPE);
+pub(crate) const SERVER_ADDRESS: Key = Key::from_static_str(attribute::SERVER_ADDRESS);
+pub(crate) const SERVER_PORT: Key = Key::from_static_str(attribute::SERVER_PORT);
+pub(crate) const USER_AGENT_ORIGINAL: Key = Key::from_static_str(attribute::USER_AGENT_ORIGINAL);
+pub(crate) const NETWORK_PROTOCOL_VERSION: Key =
+    Key::from_static_str(attribute::NETWORK_PROTOCOL_VERSION);
+// Copied by hand: in opentelemetry-semantic-conventions 0.33 these are
+// behind its `semconv_experimental` feature (`rpc.system`, `rpc.service`
+// and `rpc.grpc.status_code` also deprecated there, for `rpc.system.name`,
+// a fully-qualified `rpc.method` and `rpc.response.status_code`). They are the names of the RPC semantic
+// conventions this layer follows; switching to the new ones is a change of
+// what is emitted, for its own release.
 pub(crate) const RPC_SYSTEM: Key = Key::from_static_str("rpc.system");
 pub(crate) const RPC_SERVICE: Key = Key::from_static_str("rpc.service");
 pub(crate) const RPC_METHOD: Key = Key::from_static_str("rpc.method");
@@ -138,7 +149,7 @@ pub(crate) fn answered_by_grpc_server(parts: &http::response::Parts) -> bool {
             || parts.headers.contains_key("grpc-status"))
         && parts
             .extensions
-            .get::<crate::rejection::EdgeRejection>()
+            .get::<crate::decision::Decision>()
             .is_none()
 }
 

@@ -598,6 +598,31 @@ async fn context_is_current_inside_and_propagated_outgoing() {
     assert!(!OtelContext::current().has_active_span());
 }
 
+// Feature `otel` alone does not change what `PropagateCorrelationId` sends:
+// trace context is injected only when asked for.
+#[tokio::test]
+async fn propagate_correlation_id_injects_trace_context_only_when_asked() {
+    use opentelemetry::context::FutureExt;
+    let provider = SdkTracerProvider::builder().build();
+    let span = opentelemetry::trace::Tracer::start(
+        &opentelemetry::trace::TracerProvider::tracer(&provider, "t"),
+        "outer",
+    );
+    let cx = opentelemetry::Context::current_with_span(span);
+    let sent = |layer: PropagateCorrelationIdLayer| {
+        let client = layer.layer(service_fn(|req: Request<()>| async move {
+            Ok::<_, Infallible>(req.headers().contains_key("traceparent"))
+        }));
+        client.oneshot(Request::new(())).with_context(cx.clone())
+    };
+    assert!(!sent(PropagateCorrelationIdLayer::new()).await.unwrap());
+    assert!(
+        sent(PropagateCorrelationIdLayer::new().with_propagator(TraceContextPropagator::new()))
+            .await
+            .unwrap()
+    );
+}
+
 #[tokio::test]
 async fn outgoing_injection_keeps_existing_headers() {
     use opentelemetry::context::FutureExt;
@@ -753,6 +778,7 @@ async fn a_request_cancelled_before_its_response_is_still_measured() {
 // `RateLimit-Policy`, which lists every policy of the layer, so a denial by
 // the second policy was counted for the first. Our limiter now names the
 // policy that denied.
+#[cfg(feature = "rate-limit")]
 #[tokio::test]
 async fn rate_limited_requests_are_counted_for_the_policy_that_denied() {
     use crate::rate_limit::{Global, LimitRateLayer, Policy, Quota};
@@ -1285,8 +1311,13 @@ async fn an_unknown_grpc_method_is_named_other() {
         .unwrap();
     layer
         .layer(service_fn(|req: Request<()>| async move {
+            // A tower-edge layer's answer carries its decision marker.
             let problem = crate::rejection::Problem::new(StatusCode::UNAUTHORIZED)
-                .with_grpc_code(crate::rejection::GrpcCode::Unauthenticated);
+                .with_grpc_code(crate::rejection::GrpcCode::Unauthenticated)
+                .with_decision(crate::decision::Decision::new(
+                    crate::decision::EdgeLayer::JwtAuth,
+                    crate::decision::Reason::InvalidToken,
+                ));
             Ok::<_, Infallible>(
                 crate::rejection::Rejections::default().respond::<(), _>(problem, &req),
             )

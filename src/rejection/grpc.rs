@@ -203,19 +203,15 @@ pub(crate) fn grpc_content_type(version: Version, headers: &HeaderMap) -> Option
 /// printable ASCII, and `%` itself (gRPC over HTTP/2 protocol spec).
 const GRPC_MESSAGE: &AsciiSet = &CONTROLS.add(b'%');
 
-/// Marks a gRPC answer made by a tower-edge layer (before any handler or
-/// router saw the call), so the OpenTelemetry layer does not take the
-/// client's method name as one the server knows.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct EdgeRejection;
-
 /// The trailers-only answer to a gRPC request (see [`GrpcProtocol`]).
 pub(super) fn grpc_response<B>(
     problem: Problem,
     content_type: HeaderValue,
 ) -> Response<ResponseBody<B>> {
     let mut response = Response::new(ResponseBody::empty());
-    response.extensions_mut().insert(EdgeRejection);
+    if let Some(decision) = problem.decision {
+        response.extensions_mut().insert(decision);
+    }
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, content_type);
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));

@@ -54,11 +54,10 @@ use http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
 
 use crate::body::ResponseBody;
+use crate::decision::Decision;
 
 mod grpc;
 
-#[cfg(feature = "otel")]
-pub(crate) use grpc::EdgeRejection;
 pub(crate) use grpc::grpc_content_type;
 pub use grpc::{GrpcCode, GrpcProtocol, is_grpc};
 
@@ -70,6 +69,10 @@ pub(crate) fn token_required(challenge: HeaderValue) -> Problem {
     Problem::new(StatusCode::UNAUTHORIZED)
         .with_detail("a bearer token is required")
         .with_header(http::header::WWW_AUTHENTICATE, challenge)
+        .with_decision(Decision::new(
+            crate::decision::EdgeLayer::JwtAuth,
+            crate::decision::Reason::MissingCredentials,
+        ))
 }
 
 /// What went wrong, independent of how it is rendered.
@@ -77,7 +80,9 @@ pub(crate) fn token_required(challenge: HeaderValue) -> Problem {
 /// Members follow RFC 9457: `type` (a URI, `about:blank` by default),
 /// `title` (defaults to the status' reason phrase), `status` and an optional
 /// `detail`. Headers added with [`Problem::with_header`] are *required*
-/// headers: they are sent whatever the body format.
+/// headers: they are sent whatever the body format. A [`Decision`] added
+/// with [`Problem::with_decision`] goes into the response extensions, on
+/// HTTP and gRPC answers alike.
 #[derive(Debug, Clone)]
 pub struct Problem {
     status: StatusCode,
@@ -86,6 +91,7 @@ pub struct Problem {
     detail: Option<Cow<'static, str>>,
     grpc_code: GrpcCode,
     headers: HeaderMap,
+    decision: Option<Decision>,
 }
 
 impl Problem {
@@ -99,6 +105,7 @@ impl Problem {
             detail: None,
             grpc_code: GrpcCode::from_http_status(status),
             headers: HeaderMap::new(),
+            decision: None,
         }
     }
 
@@ -135,6 +142,15 @@ impl Problem {
         self
     }
 
+    /// Says which tower-edge layer answered and why: the [`Decision`] is
+    /// put in the extensions of the response (HTTP or gRPC), for the layers
+    /// and metrics outside to read. Every layer of this crate sets one on
+    /// the problems it answers with.
+    pub fn with_decision(mut self, decision: Decision) -> Self {
+        self.decision = Some(decision);
+        self
+    }
+
     /// The HTTP status.
     pub fn status(&self) -> StatusCode {
         self.status
@@ -163,6 +179,11 @@ impl Problem {
     /// The required headers.
     pub fn headers(&self) -> &HeaderMap {
         &self.headers
+    }
+
+    /// The layer's decision, if one was set.
+    pub fn decision(&self) -> Option<&Decision> {
+        self.decision.as_ref()
     }
 }
 
@@ -291,6 +312,9 @@ impl Rejections {
         let rendered = self.body.render(&problem);
         let mut response = Response::new(ResponseBody::full(rendered.body));
         *response.status_mut() = problem.status;
+        if let Some(decision) = problem.decision {
+            response.extensions_mut().insert(decision);
+        }
         let headers = response.headers_mut();
         headers.insert(CONTENT_TYPE, rendered.content_type);
         headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -298,13 +322,6 @@ impl Rejections {
         response
     }
 }
-
-/// On a response the rate limiter denied: the policy that denied it (the
-/// OpenTelemetry layer counts rate-limited requests by it; the response
-/// headers list every policy, not which one decided).
-#[derive(Clone, Debug)]
-#[cfg_attr(not(feature = "otel"), allow(dead_code))]
-pub(crate) struct RateLimitedBy(pub(crate) std::sync::Arc<str>);
 
 /// Moves `extra` into `headers`; a name present in `extra` replaces what
 /// `headers` had, repeated names in `extra` are all kept.
@@ -328,6 +345,7 @@ fn extend_replacing(headers: &mut HeaderMap, extra: HeaderMap) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::decision::{EdgeLayer, Reason};
     use http::header::{RETRY_AFTER, WWW_AUTHENTICATE};
     use http_body::Body as _;
     use http_body_util::{BodyExt, Empty};
@@ -470,6 +488,22 @@ mod tests {
             &grpc_request("application/grpc"),
         );
         assert_eq!(response.headers()["grpc-message"], "Forbidden");
+    }
+
+    #[test]
+    fn the_decision_is_in_the_extensions_of_http_and_grpc_answers() {
+        let decision = Decision::new(EdgeLayer::RateLimit, Reason::RateLimited).with_policy("p");
+        let problem = Problem::new(StatusCode::TOO_MANY_REQUESTS).with_decision(decision.clone());
+        assert_eq!(problem.decision(), Some(&decision));
+        let http: Response<Body> = Rejections::default().http_response(problem.clone());
+        assert_eq!(http.extensions().get::<Decision>(), Some(&decision));
+        let grpc: Response<Body> =
+            Rejections::default().respond(problem, &grpc_request("application/grpc"));
+        assert_eq!(grpc.extensions().get::<Decision>(), Some(&decision));
+        // None set, none sent.
+        let plain: Response<Body> =
+            Rejections::default().http_response(Problem::new(StatusCode::BAD_REQUEST));
+        assert!(plain.extensions().get::<Decision>().is_none());
     }
 
     #[tokio::test]

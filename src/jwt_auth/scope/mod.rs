@@ -79,6 +79,7 @@ impl ScopeRule {
         Problem::new(StatusCode::FORBIDDEN)
             .with_detail("the access token lacks a required scope")
             .with_header(WWW_AUTHENTICATE, self.challenge.clone())
+            .with_decision(crate::decision::Decision::insufficient_scope())
     }
 }
 

@@ -405,7 +405,8 @@ fn reject<B, R>(
     if outcome.store_failed {
         let problem = Problem::new(StatusCode::SERVICE_UNAVAILABLE)
             .with_detail("the rate limiter is unavailable")
-            .with_header(RETRY_AFTER, HeaderValue::from_static("1"));
+            .with_header(RETRY_AFTER, HeaderValue::from_static("1"))
+            .with_decision(crate::decision::Decision::store_unavailable());
         return config.rejections.respond(problem, request);
     }
     let (index, decision) = outcome
@@ -417,15 +418,12 @@ fn reject<B, R>(
             "rate limit `{}` exceeded; retry in {retry_after} s",
             set.policies[index].name
         ))
-        .with_header(RETRY_AFTER, HeaderValue::from(retry_after));
-    let problem = outcome.headers(config, set).into_problem(problem);
-    let mut response = config.rejections.respond(problem, request);
-    response
-        .extensions_mut()
-        .insert(crate::rejection::RateLimitedBy(Arc::clone(
+        .with_header(RETRY_AFTER, HeaderValue::from(retry_after))
+        .with_decision(crate::decision::Decision::rate_limited(
             &set.policies[index].name,
-        )));
-    response
+        ));
+    let problem = outcome.headers(config, set).into_problem(problem);
+    config.rejections.respond(problem, request)
 }
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for LimitRate<S>
