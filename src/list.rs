@@ -13,20 +13,28 @@
 //! Baggage §3.3.1) have no quoted strings.
 //!
 //! [`members`] walks left to right, [`members_rev`] right to left (for
-//! `Forwarded` and `X-Forwarded-For`, read from the nearest proxy); both
-//! yield the same members, trimmed, as slices of the field values. Nothing
-//! is allocated, except by [`members_rev`] for a line that holds a quote
-//! under [`Quoting::Rfc9110`] (the separators of that line are found in one
-//! forward pass, then walked back).
+//! `Forwarded` and `X-Forwarded-For`, read from the nearest proxy); on
+//! well-formed lines both yield the same members, trimmed, as slices of the
+//! field values. Each is anchored at the end it starts from, so a malformed
+//! part (a quote left open) never swallows what lies on the other side of
+//! it in that direction: see [`members_rev`]. Nothing is allocated.
 
 /// Whether quoted-strings hide commas.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Quoting {
     /// RFC 9110 §5.6.4: a comma inside `"..."` (with `\` escapes) is not a
     /// separator.
+    #[cfg_attr(
+        not(any(
+            feature = "jwt-auth",
+            feature = "cache-headers",
+            feature = "rate-limit"
+        )),
+        allow(dead_code)
+    )]
     Rfc9110,
-    /// Every comma separates (the W3C lists).
-    #[cfg_attr(not(feature = "otel"), allow(dead_code))]
+    /// Every comma separates (the W3C lists, `X-Forwarded-For`).
+    #[cfg_attr(not(any(feature = "otel", feature = "rate-limit")), allow(dead_code))]
     None,
 }
 
@@ -108,9 +116,18 @@ where
     }
 }
 
-/// The members of every line in `lines`, as one list, right to left: the
-/// members of [`members`] in reverse order.
-#[cfg_attr(not(test), allow(dead_code))]
+/// The members of every line in `lines`, as one list, right to left.
+///
+/// Each line is read from its right end: a quoted-string is recognised by
+/// its closing quote first, and an unescaped quote before it opens it
+/// (a quote preceded by an odd number of `\` is escaped). On well-formed
+/// lines this yields the members of [`members`] in reverse order. On a
+/// line with a quote left open, each direction is anchored where it
+/// starts: forward reading takes the rest of the line into the open
+/// member, reverse reading takes the start of the line. So what a proxy
+/// appended to the right of a client's malformed text (RFC 7239 §4,
+/// `X-Forwarded-For`) is always read whole by the reverse walk.
+#[cfg_attr(not(feature = "rate-limit"), allow(dead_code))]
 pub(crate) fn members_rev<'a, I>(lines: I, quoting: Quoting) -> MembersRev<'a, I::IntoIter>
 where
     I: IntoIterator<Item = &'a [u8]>,
@@ -119,42 +136,55 @@ where
     MembersRev {
         lines: lines.into_iter(),
         rest: None,
-        separators: Vec::new(),
-        quoted_line: false,
         quoting,
+        keep_empty: false,
     }
 }
 
-/// Iterator of [`members_rev`].
+/// [`members_rev`], empty members included (trimmed to nothing): for a
+/// parser that treats an empty element as malformed rather than skipping
+/// it (the client-IP walk stops there).
+#[cfg_attr(not(feature = "rate-limit"), allow(dead_code))]
+pub(crate) fn elements_rev<'a, I>(lines: I, quoting: Quoting) -> MembersRev<'a, I::IntoIter>
+where
+    I: IntoIterator<Item = &'a [u8]>,
+    I::IntoIter: DoubleEndedIterator,
+{
+    MembersRev {
+        keep_empty: true,
+        ..members_rev(lines, quoting)
+    }
+}
+
+/// Iterator of [`members_rev`] and [`elements_rev`].
 #[derive(Debug, Clone)]
 pub(crate) struct MembersRev<'a, I> {
     lines: I,
     /// What is left of the current line (`None`: take the previous line).
     rest: Option<&'a [u8]>,
-    /// For a line with a quote: the separators of `rest`, ascending.
-    separators: Vec<usize>,
-    quoted_line: bool,
     quoting: Quoting,
+    keep_empty: bool,
 }
 
-impl<'a, I> MembersRev<'a, I> {
-    fn load(&mut self, line: &'a [u8]) {
-        self.rest = Some(line);
-        self.quoted_line = self.quoting == Quoting::Rfc9110 && line.contains(&b'"');
-        if self.quoted_line {
-            // Whether a comma separates depends on everything left of it:
-            // one forward pass finds the separators.
-            self.separators.clear();
-            let mut at = 0;
-            while at < line.len() {
-                let end = at + member_end(&line[at..], self.quoting);
-                if end < line.len() {
-                    self.separators.push(end);
-                }
-                at = end + 1;
+/// The index of the comma that starts the last member of `list`, read
+/// from the right (see [`members_rev`]); `None` when it is the only one.
+fn member_start_rev(list: &[u8], quoting: Quoting) -> Option<usize> {
+    if quoting == Quoting::None {
+        return list.iter().rposition(|&b| b == b',');
+    }
+    let mut quoted = false;
+    for i in (0..list.len()).rev() {
+        match list[i] {
+            b'"' if quoted => {
+                let backslashes = list[..i].iter().rev().take_while(|&&b| b == b'\\').count();
+                quoted = backslashes % 2 == 1;
             }
+            b'"' => quoted = true,
+            b',' if !quoted => return Some(i),
+            _ => {}
         }
     }
+    None
 }
 
 impl<'a, I> Iterator for MembersRev<'a, I>
@@ -166,16 +196,10 @@ where
     fn next(&mut self) -> Option<&'a [u8]> {
         loop {
             let Some(rest) = self.rest else {
-                let line = self.lines.next_back()?;
-                self.load(line);
+                self.rest = Some(self.lines.next_back()?);
                 continue;
             };
-            let separator = if self.quoted_line {
-                self.separators.pop()
-            } else {
-                rest.iter().rposition(|&b| b == b',')
-            };
-            let member = match separator {
+            let member = match member_start_rev(rest, self.quoting) {
                 Some(at) => {
                     self.rest = Some(&rest[..at]);
                     &rest[at + 1..]
@@ -186,7 +210,7 @@ where
                 }
             };
             let member = trim_ows(member);
-            if !member.is_empty() {
+            if self.keep_empty || !member.is_empty() {
                 return Some(member);
             }
         }
@@ -242,9 +266,11 @@ mod tests {
         );
     }
 
-    // A quote left open ends with its line.
+    // A quote left open ends with its line; each direction is anchored at
+    // the end it starts from (a proxy's entry appended on the right is read
+    // whole by the reverse walk, RFC 7239 §4).
     #[test]
-    fn an_open_quote_ends_with_its_line() {
+    fn an_open_quote_ends_with_its_line_and_each_walk_is_anchored() {
         let lines = [r#"a="open, b"#, "c, d"];
         assert_eq!(
             forward(&lines, Quoting::Rfc9110),
@@ -252,8 +278,24 @@ mod tests {
         );
         assert_eq!(
             reverse(&lines, Quoting::Rfc9110),
-            ["d", "c", r#"a="open, b"#]
+            ["d", "c", "b", r#"a="open"#]
         );
+        // The client's unbalanced quote never swallows the proxy's entry.
+        for client in [r#"for=9.9.9.9;x=""#, r#"for=9.9.9.9;x="\""#, r#"x=a""#] {
+            let line = format!("{client}, for=203.0.113.50");
+            assert_eq!(
+                reverse(&[line.as_str()], Quoting::Rfc9110)[0],
+                "for=203.0.113.50"
+            );
+        }
+    }
+
+    #[test]
+    fn elements_rev_keeps_empty_elements() {
+        let lines = ["a,, b", ""];
+        let got: Vec<&[u8]> =
+            elements_rev(lines.iter().map(|l| l.as_bytes()), Quoting::None).collect();
+        assert_eq!(got, [&b""[..], b"b", b"", b"a"]);
     }
 
     #[test]
@@ -279,22 +321,63 @@ mod tests {
         )
     }
 
+    /// A well-formed list line: tokens and quoted-strings (with escapes),
+    /// OWS and empty members.
+    fn well_formed_line() -> impl Strategy<Value = Vec<u8>> {
+        let member = prop_oneof![
+            "[a-z0-9=.:;\\[\\]-]{0,6}".prop_map(String::into_bytes),
+            (
+                "[a-z=]{0,3}",
+                proptest::collection::vec(
+                    prop_oneof![
+                        Just("a".to_owned()),
+                        Just(",".to_owned()),
+                        Just(" ".to_owned()),
+                        Just("\\\"".to_owned()),
+                        Just("\\\\".to_owned()),
+                    ],
+                    0..5
+                )
+            )
+                .prop_map(|(name, parts)| format!("{name}\"{}\"", parts.concat()).into_bytes()),
+        ];
+        let ows = prop_oneof![Just(""), Just(" "), Just("\t "), Just(" \t")];
+        proptest::collection::vec((ows.clone(), member, ows), 0..5).prop_map(|members| {
+            members
+                .into_iter()
+                .map(|(a, m, b)| [a.as_bytes(), &m, b.as_bytes()].concat())
+                .collect::<Vec<_>>()
+                .join(&b","[..])
+        })
+    }
+
     proptest! {
-        // Forward and reverse agree, for either quoting, on any bytes.
+        // Forward and reverse agree on well-formed lines, for either quoting.
         #[test]
-        fn forward_and_reverse_agree(lines in proptest::collection::vec(line(), 0..5)) {
+        fn forward_and_reverse_agree(lines in proptest::collection::vec(well_formed_line(), 0..5)) {
             for quoting in [Quoting::Rfc9110, Quoting::None] {
                 let refs = || lines.iter().map(Vec::as_slice);
                 let mut forward: Vec<&[u8]> = members(refs(), quoting).collect();
                 let reverse: Vec<&[u8]> = members_rev(refs(), quoting).collect();
                 forward.reverse();
                 prop_assert_eq!(&forward, &reverse);
-                for member in &forward {
+            }
+        }
+
+        // On any bytes: members are trimmed and non-empty; without quotes a
+        // member is exactly a trimmed piece between commas; and the reverse
+        // walk reads a member appended on the right whole, whatever the
+        // bytes to its left (right anchoring).
+        #[test]
+        fn any_bytes_members_and_right_anchoring(lines in proptest::collection::vec(line(), 0..5)) {
+            for quoting in [Quoting::Rfc9110, Quoting::None] {
+                let refs = || lines.iter().map(Vec::as_slice);
+                let forward: Vec<&[u8]> = members(refs(), quoting).collect();
+                let reverse: Vec<&[u8]> = members_rev(refs(), quoting).collect();
+                for member in forward.iter().chain(&reverse) {
                     prop_assert!(!member.is_empty());
                     prop_assert_eq!(trim_ows(member), *member);
                 }
-                // Without a quote, a member is exactly a trimmed piece
-                // between commas.
                 if quoting == Quoting::None || !lines.iter().any(|l| l.contains(&b'"')) {
                     let split: Vec<&[u8]> = refs()
                         .flat_map(|l| l.split(|&b| b == b','))
@@ -302,7 +385,18 @@ mod tests {
                         .filter(|m| !m.is_empty())
                         .rev()
                         .collect();
+                    prop_assert_eq!(&reverse, &split);
+                    let mut forward = forward.clone();
+                    forward.reverse();
                     prop_assert_eq!(&forward, &split);
+                }
+                if let Some(last) = lines.last() {
+                    let mut appended = last.clone();
+                    appended.extend_from_slice(b", for=\"[2001:db8::1]:80\"");
+                    let first = members_rev([appended.as_slice()], quoting).next();
+                    if quoting == Quoting::Rfc9110 {
+                        prop_assert_eq!(first, Some(&b"for=\"[2001:db8::1]:80\""[..]));
+                    }
                 }
             }
         }

@@ -6,10 +6,11 @@ use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
 use std::sync::Arc;
 
-use http::{Extensions, HeaderMap, HeaderName};
+use http::{Extensions, HeaderMap, HeaderName, HeaderValue};
 use ipnet::IpNet;
 
 use crate::ConfigError;
+use crate::list::{self, Quoting};
 
 /// The TCP peer's address, put in the request extensions by your server.
 ///
@@ -169,34 +170,26 @@ impl ClientIpConfig {
             return Some(peer);
         }
         let mut client = peer;
-        // Each line is split into its entries from the right, on bytes: what
-        // the nearest proxy appended is read first and intact, whatever the
-        // client wrote to its left (bytes that are not ASCII, an unbalanced
-        // quote). The client's part only counts if the walk gets there.
-        let name = match self.header {
-            ForwardedHeader::XForwardedFor => X_FORWARDED_FOR,
-            ForwardedHeader::Forwarded => http::header::FORWARDED,
+        // All lines are one list (RFC 9110 §5.3), walked from the right
+        // (the list kit's right-anchored reverse walk): what the nearest
+        // proxy appended is read first and intact, whatever the client
+        // wrote to its left (bytes that are not ASCII, an unbalanced quote).
+        // The client's part only counts if the walk gets there. Empty
+        // elements are kept: like garbage, they stop the walk.
+        let (name, quoting) = match self.header {
+            ForwardedHeader::XForwardedFor => (X_FORWARDED_FOR, Quoting::None),
+            ForwardedHeader::Forwarded => (http::header::FORWARDED, Quoting::Rfc9110),
         };
-        for line in headers.get_all(name).iter().rev() {
-            let line = line.as_bytes();
-            let mut walk = |node: Option<IpAddr>| match step(self, node) {
-                Step::Next(ip) => {
-                    client = ip;
-                    None
-                }
-                Step::Done(ip) => Some(ip),
-                Step::Stop => Some(client),
+        let lines = headers.get_all(name).iter().map(HeaderValue::as_bytes);
+        for element in list::elements_rev(lines, quoting) {
+            let node = match self.header {
+                ForwardedHeader::XForwardedFor => xff_node(element),
+                ForwardedHeader::Forwarded => forwarded_for(element),
             };
-            let found = match self.header {
-                ForwardedHeader::XForwardedFor => line
-                    .rsplit(|&b| b == b',')
-                    .find_map(|entry| walk(xff_node(entry))),
-                ForwardedHeader::Forwarded => {
-                    forwarded_elements_rev(line).find_map(|element| walk(forwarded_for(element)))
-                }
-            };
-            if let Some(ip) = found {
-                return Some(ip);
+            match step(self, node) {
+                Step::Next(ip) => client = ip,
+                Step::Done(ip) => return Some(ip),
+                Step::Stop => return Some(client),
             }
         }
         // Every hop was trusted: the request started inside the trusted
@@ -257,37 +250,6 @@ fn xff_node(entry: &[u8]) -> Option<IpAddr> {
     std::str::from_utf8(entry)
         .ok()
         .and_then(|entry| parse_node(entry.trim()))
-}
-
-/// The elements of one `Forwarded` line, right to left: the line split at
-/// commas outside quoted strings. Read from the right, an element a proxy
-/// appended is found whole even when the client's part to its left is
-/// malformed (an unbalanced quote would otherwise swallow it); a malformed
-/// part becomes one element that [`forwarded_for`] rejects.
-fn forwarded_elements_rev(line: &[u8]) -> impl Iterator<Item = &[u8]> {
-    let mut end = Some(line.len());
-    std::iter::from_fn(move || {
-        let stop = end?;
-        let mut in_quotes = false;
-        for i in (0..stop).rev() {
-            match line[i] {
-                // Inside a quoted string, a quote preceded by an odd number
-                // of backslashes is escaped; otherwise it opens the string.
-                b'"' if in_quotes => {
-                    let backslashes = line[..i].iter().rev().take_while(|&&b| b == b'\\').count();
-                    in_quotes = backslashes % 2 == 1;
-                }
-                b'"' => in_quotes = true,
-                b',' if !in_quotes => {
-                    end = Some(i);
-                    return Some(&line[i + 1..stop]);
-                }
-                _ => {}
-            }
-        }
-        end = None;
-        Some(&line[..stop])
-    })
 }
 
 /// The address in the `for` parameter of one `Forwarded` element, or
