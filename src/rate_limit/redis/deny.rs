@@ -13,8 +13,11 @@ use super::super::key::Key;
 use super::super::store::Decision;
 use crate::ttl_map::TtlMap;
 
-/// Shards of the cache: denials under a flood come from many threads.
+/// Shards of a large cache: denials under a flood come from many threads.
 const MAX_SHARDS: usize = 8;
+/// Entries per shard at least: a small cache keeps one shard, so its
+/// eviction rule (oldest first) holds across the whole cache.
+const MIN_SHARD_CAPACITY: usize = 1024;
 
 /// A remembered denial: until it expires (its `Retry-After`), requests of
 /// at least `cost` are denied without asking Redis.
@@ -33,7 +36,10 @@ pub(super) struct DenyCache {
 impl DenyCache {
     pub(super) fn new(capacity: usize) -> Self {
         Self {
-            map: TtlMap::sharded(capacity, MAX_SHARDS),
+            map: TtlMap::sharded(
+                capacity,
+                (capacity / MIN_SHARD_CAPACITY).clamp(1, MAX_SHARDS),
+            ),
         }
     }
 
