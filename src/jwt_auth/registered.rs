@@ -39,9 +39,11 @@ impl<'p> Registered<'p> {
     /// [`JwtError::InvalidClaim`] naming a registered claim of the wrong
     /// type, repeated, or cut short; [`JwtError::Malformed`] when the
     /// payload is not one JSON object.
-    pub(crate) fn read(payload: &'p [u8], required: &[Box<str>]) -> Result<Self, JwtError> {
+    pub(crate) fn read(payload: &'p str, required: &[Box<str>]) -> Result<Self, JwtError> {
         let bad = Cell::new(None);
-        let mut de = serde_json::Deserializer::from_slice(payload);
+        // From a `str`: the caller checked UTF-8 once (RFC 7519 §7.2), so
+        // serde_json does not check each string again.
+        let mut de = serde_json::Deserializer::from_str(payload);
         let read = ClaimsSeed {
             required,
             bad: &bad,
@@ -252,7 +254,7 @@ mod tests {
 
     #[test]
     fn registered_claims_are_read_and_nested_ones_ignored() {
-        let out = Registered::read(FULL.as_bytes(), &[]).expect("reads");
+        let out = Registered::read(FULL, &[]).expect("reads");
         assert_eq!(out.exp, Some(1_700_000_000));
         assert_eq!(out.nbf, Some(-5));
         assert_eq!(out.iat, Some(1_600_000_000));
@@ -277,11 +279,11 @@ mod tests {
             (r#"{"nbf":null}"#, "nbf"),
             (r#"{"e\u0078p":"escaped key"}"#, "exp"),
         ] {
-            let err = Registered::read(payload.as_bytes(), &[]).unwrap_err();
+            let err = Registered::read(&payload, &[]).unwrap_err();
             assert_eq!(err, JwtError::InvalidClaim(claim), "{payload}");
         }
         for payload in ["[1]", "\"x\"", "{} {}", "{\"a\":1", "{\"a\":1,\"a\":2"] {
-            let err = Registered::read(payload.as_bytes(), &[]).unwrap_err();
+            let err = Registered::read(&payload, &[]).unwrap_err();
             assert_eq!(
                 err,
                 JwtError::Malformed("claims are not a JSON object"),
@@ -293,7 +295,7 @@ mod tests {
     #[test]
     fn required_non_registered_claims_are_recorded() {
         let required: Vec<Box<str>> = vec!["tenant".into(), "exp".into(), "role".into()];
-        let out = Registered::read(br#"{"tenant":1,"exp":2}"#, &required).expect("reads");
+        let out = Registered::read(r#"{"tenant":1,"exp":2}"#, &required).expect("reads");
         assert_eq!(out.others_present, 0b001);
         assert!(out.has("tenant", 0) && out.has("exp", 1) && !out.has("role", 2));
     }
