@@ -279,11 +279,11 @@ mod tests {
             (r#"{"nbf":null}"#, "nbf"),
             (r#"{"e\u0078p":"escaped key"}"#, "exp"),
         ] {
-            let err = Registered::read(&payload, &[]).unwrap_err();
+            let err = Registered::read(payload, &[]).unwrap_err();
             assert_eq!(err, JwtError::InvalidClaim(claim), "{payload}");
         }
         for payload in ["[1]", "\"x\"", "{} {}", "{\"a\":1", "{\"a\":1,\"a\":2"] {
-            let err = Registered::read(&payload, &[]).unwrap_err();
+            let err = Registered::read(payload, &[]).unwrap_err();
             assert_eq!(
                 err,
                 JwtError::Malformed("claims are not a JSON object"),
