@@ -541,21 +541,7 @@ async fn connections_over_max_connections_wait_until_one_closes() {
         ..Config::default()
     };
     let addr = serve(&config).await;
-    let mut open = Vec::new();
-    for _ in 0..2 {
-        let mut stream = TcpStream::connect(addr).await.unwrap();
-        stream.write_all(socket::GET_HEALTH).await.unwrap();
-        let head = socket::response_head(&mut stream, socket::PROMPTLY).await;
-        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-        open.push(stream); // kept alive, holding its place
-    }
-    let mut third = TcpStream::connect(addr).await.unwrap();
-    third.write_all(socket::GET_HEALTH).await.unwrap();
-    socket::assert_not_served(&mut third, Duration::from_millis(500)).await;
-
-    drop(open.pop());
-    let head = socket::response_head(&mut third, socket::PROMPTLY).await;
-    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    socket::assert_connections_over_max_wait(addr, 2).await;
 }
 
 // Graceful shutdown, now that the example serves through hyper-util itself

@@ -80,3 +80,25 @@ pub async fn assert_not_served(stream: &mut TcpStream, quiet: Duration) {
         Ok(Err(err)) => panic!("reset instead of waiting: {err}"),
     }
 }
+
+/// With `max` connections open and served (`GET /health`, kept alive), one
+/// more is not served until one of them closes, then it is: what
+/// `MAX_CONNECTIONS = max` must do for an HTTP/1.1 example on `addr`.
+pub async fn assert_connections_over_max_wait(addr: std::net::SocketAddr, max: usize) {
+    use tokio::io::AsyncWriteExt;
+    let mut open = Vec::new();
+    for _ in 0..max {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        stream.write_all(GET_HEALTH).await.unwrap();
+        let head = response_head(&mut stream, PROMPTLY).await;
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        open.push(stream); // kept alive, holding its place
+    }
+    let mut extra = TcpStream::connect(addr).await.unwrap();
+    extra.write_all(GET_HEALTH).await.unwrap();
+    assert_not_served(&mut extra, Duration::from_millis(500)).await;
+
+    drop(open.pop());
+    let head = response_head(&mut extra, PROMPTLY).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+}
