@@ -7,6 +7,7 @@ use std::sync::Arc;
 use jsonwebtoken::DecodingKey;
 
 use super::algorithm::Algorithm;
+use super::hmac_key::HmacKey;
 use crate::config::ConfigError;
 
 /// A public key (or HMAC secret) bound to exactly one [`Algorithm`], with an
@@ -20,6 +21,8 @@ pub struct VerificationKey {
     pub(super) alg: Algorithm,
     pub(super) kid: Option<Arc<str>>,
     key: DecodingKey,
+    /// For HMAC keys: keyed once, cloned per verification.
+    hmac: Option<Arc<HmacKey>>,
 }
 
 impl fmt::Debug for VerificationKey {
@@ -68,7 +71,11 @@ impl VerificationKey {
             ));
         }
         let key = DecodingKey::from_secret(secret).map_err(|e| key_error("HMAC secret", e))?;
-        Ok(Self::from_parts(alg, key))
+        let hmac = HmacKey::new(alg, secret).map(Arc::new);
+        Ok(Self {
+            hmac,
+            ..Self::from_parts(alg, key)
+        })
     }
 
     /// An RSA public key in PEM (`PUBLIC KEY` or `RSA PUBLIC KEY`) for
@@ -225,6 +232,7 @@ impl VerificationKey {
             alg,
             kid: None,
             key,
+            hmac: None,
         }
     }
 
@@ -247,6 +255,11 @@ impl VerificationKey {
 
     pub(crate) fn decoding_key(&self) -> &DecodingKey {
         &self.key
+    }
+
+    /// The HMAC keyed once, for HMAC keys built by [`hmac`](Self::hmac).
+    pub(super) fn keyed_hmac(&self) -> Option<&HmacKey> {
+        self.hmac.as_deref()
     }
 }
 

@@ -181,6 +181,7 @@ mod claims;
 mod error;
 mod future;
 mod header;
+mod hmac_key;
 #[cfg(feature = "jwks")]
 #[cfg_attr(docsrs, doc(cfg(feature = "jwks")))]
 pub mod jwks;
