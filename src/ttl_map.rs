@@ -16,6 +16,13 @@
 //! * **Hashing**: XXH3 with a random seed per map, so that a client cannot
 //!   aim keys at one shard or bucket; a lookup compares the full key, so a
 //!   hash collision never serves another key's value.
+//! * **Why not `moka`**: measured on the hit path, the one every cached
+//!   JWT takes (callgrind, 2026-12-03, 20 000 gets of one 183-byte token
+//!   key with an `Arc` value, release build): this map 454 instructions
+//!   per get, `moka` 0.12 `sync::Cache` 1 517 (with the expiry check done
+//!   by the caller, as moka's per-entry expiry would). `moka` also has no
+//!   per-entry deadline in the caller's clock, which the JWT cache (Unix
+//!   seconds) and the JWKS cache (tokio time, paused in tests) need.
 //! * **Locking**: the shard's lock is held for the map operation alone and
 //!   never returned to the caller, so it is never held across an `.await`.
 //!   A hit costs one hash, one lock and a clone of the value (keep values
