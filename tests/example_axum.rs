@@ -514,19 +514,7 @@ async fn a_half_sent_request_head_is_closed_after_the_header_read_timeout() {
         ..Config::default()
     };
     let addr = serve(&config).await;
-    let mut half = TcpStream::connect(addr).await.unwrap();
-    half.write_all(b"GET /health HTTP/1.1\r\nHost: example.test\r\nX-Slow: ")
-        .await
-        .unwrap();
-    let mut silent = TcpStream::connect(addr).await.unwrap();
-    let mut kept_alive = TcpStream::connect(addr).await.unwrap();
-    kept_alive.write_all(socket::GET_HEALTH).await.unwrap();
-    let head = socket::response_head(&mut kept_alive, socket::PROMPTLY).await;
-    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-
-    socket::assert_closed_within("half", &mut half, socket::PROMPTLY).await;
-    socket::assert_closed_within("silent", &mut silent, socket::PROMPTLY).await;
-    socket::assert_closed_within("kept alive", &mut kept_alive, socket::PROMPTLY).await;
+    socket::assert_slow_clients_are_closed(addr).await;
     // A client that sends its head at once is served as before.
     assert_eq!(call("GET", "/health").send(addr).await.status(), 200);
 }

@@ -102,3 +102,23 @@ pub async fn assert_connections_over_max_wait(addr: std::net::SocketAddr, max: u
     let head = response_head(&mut extra, PROMPTLY).await;
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
 }
+
+/// An HTTP/1.1 example on `addr` (header read timeout well under
+/// [`PROMPTLY`]) closes a connection that sent half a request head, one
+/// that sent nothing, and a kept-alive one gone silent after a request.
+pub async fn assert_slow_clients_are_closed(addr: std::net::SocketAddr) {
+    use tokio::io::AsyncWriteExt;
+    let mut half = TcpStream::connect(addr).await.unwrap();
+    half.write_all(b"GET /health HTTP/1.1\r\nHost: example.test\r\nX-Slow: ")
+        .await
+        .unwrap();
+    let mut silent = TcpStream::connect(addr).await.unwrap();
+    let mut kept_alive = TcpStream::connect(addr).await.unwrap();
+    kept_alive.write_all(GET_HEALTH).await.unwrap();
+    let head = response_head(&mut kept_alive, PROMPTLY).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+
+    assert_closed_within("half", &mut half, PROMPTLY).await;
+    assert_closed_within("silent", &mut silent, PROMPTLY).await;
+    assert_closed_within("kept alive", &mut kept_alive, PROMPTLY).await;
+}
