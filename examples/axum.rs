@@ -132,7 +132,8 @@ pub fn app(config: &Config) -> Result<Router, ConfigError> {
                     .path_prefix("/products"),
                 )
                 .build()?,
-        );
+        )
+        .option_layer(common::origin_delay(config));
 
     let can_write = RequireScopeLayer::builder()
         .scope("products:write")

@@ -259,6 +259,7 @@ pub fn app(
                 )
                 .build()?,
         )
+        .option_layer(common::origin_delay(config))
         .service_fn(move |request| route(products.clone(), request)))
 }
 

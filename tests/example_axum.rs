@@ -312,7 +312,12 @@ async fn me_needs_a_token_and_shows_subject_and_scopes() {
     assert_eq!(body["subject"], "dev-user");
     assert_eq!(
         body["scopes"],
-        serde_json::json!(["products:read", "products:write", "greeter:call"])
+        serde_json::json!([
+            "products:read",
+            "products:write",
+            "orders:write",
+            "greeter:call"
+        ])
     );
     // RFC 9111 §3.5: a response to an authorized request is private.
     assert_eq!(header(&res, "cache-control"), "private");

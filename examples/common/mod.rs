@@ -73,6 +73,15 @@ pub struct Config {
     /// replica, instead of in this process (feature `redis`).
     #[cfg(feature = "redis")]
     pub redis: Option<tower_edge::rate_limit::redis::RedisStore>,
+    /// `REDIS_URL`: the one connection every Redis-backed layer of the
+    /// example shares (rate limits, and the layers that keep state in
+    /// Redis); `None` keeps everything in this process (feature `redis`).
+    #[cfg(feature = "redis")]
+    pub redis_backend: Option<tower_edge::redis::RedisBackend>,
+    /// `ORIGIN_DELAY_MS`: every handler of the example sleeps this long
+    /// first (default 0), to watch conflicts, coalescing and shedding by
+    /// hand. See [`origin_delay`].
+    pub origin_delay: Duration,
 }
 
 impl Default for Config {
@@ -92,6 +101,9 @@ impl Default for Config {
             jwks: None,
             #[cfg(feature = "redis")]
             redis: None,
+            #[cfg(feature = "redis")]
+            redis_backend: None,
+            origin_delay: Duration::ZERO,
         }
     }
 }
@@ -191,16 +203,23 @@ impl Config {
             use tower_edge::rate_limit::redis::{RedisFallback, RedisStore};
             // Never connects here: a Redis that is down at start-up is
             // treated like one that fails later (local buckets meanwhile).
-            let store = RedisStore::builder(url.as_str())
+            let backend = tower_edge::redis::RedisBackend::new(url.as_str())?;
+            let store = RedisStore::with_backend(backend.clone())
                 .key_prefix("tower-edge-example:rl")
                 .fallback(RedisFallback::Memory)
                 .build()?;
             println!("rate limits: buckets in Redis (shared by every replica)");
             config.redis = Some(store);
+            config.redis_backend = Some(backend);
         }
         #[cfg(not(feature = "redis"))]
         if var("REDIS_URL").is_some() {
             println!("note: REDIS_URL needs `--features redis`; ignoring it");
+        }
+        if let Some(ms) = var("ORIGIN_DELAY_MS") {
+            let ms: u64 = ms.parse().map_err(|e| format!("ORIGIN_DELAY_MS: {e}"))?;
+            config.origin_delay = Duration::from_millis(ms);
+            println!("ORIGIN_DELAY_MS: every handler sleeps {ms} ms first");
         }
         config.refuse_public_dev_secret()?;
         println!(
@@ -324,7 +343,7 @@ pub fn per_client(config: &Config) -> LimitRateLayerBuilder {
 }
 
 /// The scopes of the development token.
-pub const DEV_SCOPES: &str = "products:read products:write greeter:call";
+pub const DEV_SCOPES: &str = "products:read products:write orders:write greeter:call";
 
 /// An HS256 token for `subject` with `scope`, valid for `ttl`, as an
 /// identity provider would issue it.
@@ -663,4 +682,63 @@ pub async fn serve_http<F, S, B>(
     }
     drop(acceptor); // stop listening: new clients are refused, not left waiting
     graceful.shutdown().await;
+}
+
+/// The innermost layer of the examples: every handler sleeps
+/// [`Config::origin_delay`] first, like a slow database would make it
+/// (`ORIGIN_DELAY_MS`). `None` when the delay is zero, so the default stack
+/// pays nothing for it.
+pub fn origin_delay(config: &Config) -> Option<OriginDelayLayer> {
+    (!config.origin_delay.is_zero()).then_some(OriginDelayLayer(config.origin_delay))
+}
+
+/// See [`origin_delay`].
+#[derive(Debug, Clone, Copy)]
+pub struct OriginDelayLayer(Duration);
+
+impl<S> tower::Layer<S> for OriginDelayLayer {
+    type Service = OriginDelay<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        OriginDelay {
+            inner,
+            delay: self.0,
+        }
+    }
+}
+
+/// See [`origin_delay`].
+#[derive(Debug, Clone)]
+pub struct OriginDelay<S> {
+    inner: S,
+    delay: Duration,
+}
+
+impl<S, R> tower::Service<R> for OriginDelay<S>
+where
+    S: tower::Service<R> + Clone + Send + 'static,
+    S::Future: Send,
+    R: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future =
+        std::pin::Pin<Box<dyn std::future::Future<Output = Result<S::Response, S::Error>> + Send>>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: R) -> Self::Future {
+        // The ready service goes into the future; its clone stays behind.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let delay = self.delay;
+        Box::pin(async move {
+            tokio::time::sleep(delay).await;
+            inner.call(request).await
+        })
+    }
 }

@@ -3,4 +3,6 @@
 #![allow(dead_code)]
 
 pub mod logs;
+#[cfg(feature = "redis")]
+pub mod redis;
 pub mod socket;
