@@ -40,6 +40,9 @@ const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 fn bearer() -> HeaderValue {
     let exp = jsonwebtoken::get_current_timestamp() + 24 * 3600;
     let claims = serde_json::json!({ "sub": "user-42", "exp": exp, "scope": "orders:read" });
+    // jsonwebtoken signs with its process default, which a build with both
+    // of its providers (tower-edge's `aws-lc-rs` feature) does not have.
+    let _ = jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER.install_default();
     let token = jsonwebtoken::encode(
         &Header::new(jsonwebtoken::Algorithm::HS256),
         &claims,

@@ -4,6 +4,7 @@
 # hold on a loaded machine where wall-clock figures do not.
 #
 #   benches/icount.sh [--peers] <bench> <case>...
+#   ICOUNT_FEATURES=aws-lc-rs benches/icount.sh --peers jwt_peers ...
 #   benches/icount.sh --peers correlation_peers \
 #       correlation_vs_tower_http/bare/generated \
 #       correlation_vs_tower_http/tower_edge/generated
@@ -23,6 +24,10 @@ if [ "${1:-}" = --peers ]; then
     manifest="$dir/peers/Cargo.toml"
     features=()
     shift
+fi
+# ICOUNT_FEATURES=aws-lc-rs (say) builds with those features instead.
+if [ -n "${ICOUNT_FEATURES:-}" ]; then
+    features=(--features "$ICOUNT_FEATURES")
 fi
 bench="${1:?usage: benches/icount.sh [--peers] <bench> <case>...}"
 shift

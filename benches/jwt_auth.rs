@@ -46,6 +46,9 @@ fn cases() -> Vec<Case> {
         "scope": "orders:read orders:write",
     });
     let sign = |alg: jsonwebtoken::Algorithm, key: EncodingKey| {
+        // jsonwebtoken signs with its process default, which a build with both
+        // of its providers (tower-edge's `aws-lc-rs` feature) does not have.
+        let _ = jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER.install_default();
         let token = jsonwebtoken::encode(&Header::new(alg), &claims, &key).expect("signed");
         HeaderValue::try_from(format!("Bearer {token}")).expect("a header value")
     };

@@ -41,6 +41,9 @@ fn grpc(headers: &[(&'static str, &str)]) -> Request<Full<Bytes>> {
 
 fn token(scope: &str) -> String {
     let claims = serde_json::json!({"sub": "alice", "exp": 4_000_000_000u64, "scope": scope});
+    // jsonwebtoken signs with its process default, which a build with both
+    // of its providers (tower-edge's `aws-lc-rs` feature) does not have.
+    let _ = jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER.install_default();
     jsonwebtoken::encode(
         &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
         &claims,

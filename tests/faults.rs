@@ -289,6 +289,9 @@ async fn a_failing_key_source_rejects_with_401() {
         .service_fn(|_req: Request<String>| async move {
             Ok::<_, Infallible>(Response::new(String::new()))
         });
+    // jsonwebtoken signs with its process default, which a build with both
+    // of its providers (tower-edge's `aws-lc-rs` feature) does not have.
+    let _ = jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER.install_default();
     let token = jsonwebtoken::encode(
         &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
         &serde_json::json!({ "sub": "u", "exp": 4_000_000_000u64 }),
@@ -334,6 +337,9 @@ async fn a_key_source_with_the_wrong_algorithm_rejects_with_401() {
                 Ok::<_, Infallible>(Response::new(String::new()))
             });
     // HS256 MACed with the RSA public key as the secret (CVE-2015-9235 class).
+    // jsonwebtoken signs with its process default, which a build with both
+    // of its providers (tower-edge's `aws-lc-rs` feature) does not have.
+    let _ = jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER.install_default();
     let token = jsonwebtoken::encode(
         &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
         &serde_json::json!({ "sub": "u", "exp": 4_000_000_000u64 }),

@@ -125,6 +125,9 @@ fn signed(alg: jsonwebtoken::Algorithm, kid: Option<&str>) -> String {
     // A distinct `jti` per token: no verified-token cache hit across tests.
     static N: AtomicUsize = AtomicUsize::new(0);
     let claims = json!({ "sub": "ann", "exp": now() + 600, "jti": N.fetch_add(1, Ordering::Relaxed).to_string() });
+    // jsonwebtoken signs with its process default, which a build with both
+    // of its providers (tower-edge's `aws-lc-rs` feature) does not have.
+    let _ = jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER.install_default();
     jsonwebtoken::encode(&header, &claims, &key).unwrap()
 }
 

@@ -12,6 +12,9 @@ use tower_edge::jwt_auth::{Algorithm, Claims, JwtAuthLayer, RequireScopeLayer, V
 const SECRET: &[u8] = b"socket-test-secret-of-32-bytes!!";
 
 fn token(claims: serde_json::Value) -> String {
+    // jsonwebtoken signs with its process default, which a build with both
+    // of its providers (tower-edge's `aws-lc-rs` feature) does not have.
+    let _ = jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER.install_default();
     jsonwebtoken::encode(
         &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
         &claims,

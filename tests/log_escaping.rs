@@ -69,6 +69,9 @@ async fn a_claim_name_in_a_rejected_token_is_logged_escaped() {
         "exp": jsonwebtoken::get_current_timestamp() + 600,
     });
     claims[forged("forged-claim")] = serde_json::json!(1);
+    // jsonwebtoken signs with its process default, which a build with both
+    // of its providers (tower-edge's `aws-lc-rs` feature) does not have.
+    let _ = jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER.install_default();
     let token = jsonwebtoken::encode(
         &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
         &claims,

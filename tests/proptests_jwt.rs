@@ -64,6 +64,9 @@ fn sign(secret: &[u8], header: &str, payload: &str) -> String {
         URL_SAFE_NO_PAD.encode(header),
         URL_SAFE_NO_PAD.encode(payload)
     );
+    // jsonwebtoken signs with its process default, which a build with both
+    // of its providers (tower-edge's `aws-lc-rs` feature) does not have.
+    let _ = jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER.install_default();
     let signature = jsonwebtoken::crypto::sign(
         signing_input.as_bytes(),
         &jsonwebtoken::EncodingKey::from_secret(secret).unwrap(),

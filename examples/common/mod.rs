@@ -364,6 +364,9 @@ pub fn token(config: &Config, subject: &str, scope: &str, ttl: Duration) -> Stri
     let key = jsonwebtoken::EncodingKey::from_secret(config.jwt_secret.as_bytes())
         .expect("a valid HS256 secret");
     let header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+    // jsonwebtoken signs with its process default, which a build with both
+    // of its providers (tower-edge's `aws-lc-rs` feature) does not have.
+    let _ = jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER.install_default();
     jsonwebtoken::encode(&header, &claims, &key).expect("HS256 signing does not fail")
 }
 

@@ -9,6 +9,7 @@ use http::HeaderName;
 
 use super::algorithm::Algorithm;
 use super::authenticate::{Challenges, Clock, Shared, system_now};
+use super::backend::CryptoBackend;
 use super::cache::TokenCache;
 use super::claims::StandardClaims;
 use super::header::HeaderRules;
@@ -324,6 +325,13 @@ impl<T> JwtAuthLayerBuilder<T> {
                 "algorithms",
                 "allow at least one algorithm",
             ));
+        }
+        for &alg in &algorithms {
+            tracing::debug!(
+                algorithm = %alg,
+                backend = CryptoBackend::for_algorithm(alg).name(),
+                "jwt_auth: signatures of this algorithm are verified with this crypto library"
+            );
         }
         if !valid_realm(&self.realm) {
             return Err(ConfigError::new(

@@ -57,11 +57,19 @@
 //! # Crypto backend
 //!
 //! Signatures are checked by `jsonwebtoken` with its `rust_crypto` backend
-//! (RustCrypto's `rsa`, `p256`, `p384`, `ed25519-dalek`, `hmac`): pure Rust,
-//! no C toolchain or cmake, builds on every target. `aws_lc_rs` is faster
-//! (mostly for RSA) but needs cmake and a C compiler; it is not enabled.
+//! by default (RustCrypto's `rsa`, `p256`, `p384`, `ed25519-dalek`,
+//! `hmac`): pure Rust, no C toolchain or cmake, builds on every target.
 //!
-//! The layer names that backend itself rather than going through
+//! The `aws-lc-rs` feature verifies RS*, PS* and ES* signatures with
+//! aws-lc-rs instead (and gives the JWKS client's TLS the same provider):
+//! several times faster per token the cache has not seen yet, at the cost of
+//! a C compiler and cmake at build time. Turn it on when most tokens are new
+//! (short-lived service tokens, many users behind one gateway) and they are
+//! RSA or ECDSA; HMAC and EdDSA stay on RustCrypto, where aws-lc-rs is not
+//! faster. [`CryptoBackend::for_algorithm`] says which library a build uses,
+//! and each layer logs it at `debug` level when it is built.
+//!
+//! The layer names the library itself rather than going through
 //! jsonwebtoken's process-wide `CryptoProvider`: an application that also
 //! enables jsonwebtoken's `aws_lc_rs` feature (Cargo unifies the features,
 //! and jsonwebtoken then has no default provider), or installs a provider of
@@ -91,6 +99,7 @@
 //!
 //! // A token, as your identity provider would issue it.
 //! let exp = jsonwebtoken::get_current_timestamp() + 300;
+//! # let _ = jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER.install_default();
 //! let token = jsonwebtoken::encode(
 //!     &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
 //!     &serde_json::json!({ "sub": "user-42", "exp": exp }),
@@ -175,6 +184,7 @@
 
 mod algorithm;
 mod authenticate;
+mod backend;
 mod builder;
 mod cache;
 mod claims;
@@ -196,6 +206,7 @@ mod verify;
 use std::time::Duration;
 
 pub use algorithm::Algorithm;
+pub use backend::CryptoBackend;
 pub use builder::{AuthMode, JwtAuthLayerBuilder};
 pub use claims::{Claims, Scopes, StandardClaims};
 pub use error::JwtError;

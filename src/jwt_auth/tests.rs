@@ -61,12 +61,25 @@ const ED_PUBLIC: &[u8] = include_bytes!("testdata/ed25519_public.pem");
 
 type Body = ResponseBody<String>;
 
+/// jsonwebtoken's signing, with RustCrypto installed as its process default
+/// first: a build with both providers (the `aws-lc-rs` feature) has none,
+/// and signing always goes through it. The layer never uses that default
+/// (`tests/jwt_crypto_provider.rs`).
+fn sign_rustcrypto(
+    message: &[u8],
+    key: &EncodingKey,
+    alg: J,
+) -> jsonwebtoken::errors::Result<String> {
+    let _ = jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER.install_default();
+    jsonwebtoken::crypto::sign(message, key, alg)
+}
+
 /// A compact JWS with exactly the given header and claims JSON.
 fn sign(alg: J, header: Value, claims: Value, key: &EncodingKey) -> String {
     let h = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&header).unwrap());
     let c = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims).unwrap());
     let message = format!("{h}.{c}");
-    let signature = jsonwebtoken::crypto::sign(message.as_bytes(), key, alg).unwrap();
+    let signature = sign_rustcrypto(message.as_bytes(), key, alg).unwrap();
     format!("{message}.{signature}")
 }
 
@@ -908,8 +921,7 @@ async fn duplicate_header_members_are_rejected() {
     ] {
         let header = URL_SAFE_NO_PAD.encode(header);
         let message = format!("{header}.{payload}");
-        let signature =
-            jsonwebtoken::crypto::sign(message.as_bytes(), &hs_key(), J::HS256).unwrap();
+        let signature = sign_rustcrypto(message.as_bytes(), &hs_key(), J::HS256).unwrap();
         assert_invalid(
             &layer,
             &format!("{message}.{signature}"),
@@ -932,8 +944,7 @@ async fn header_and_claims_must_be_utf8() {
             URL_SAFE_NO_PAD.encode(header),
             URL_SAFE_NO_PAD.encode(payload)
         );
-        let signature =
-            jsonwebtoken::crypto::sign(message.as_bytes(), &hs_key(), J::HS256).unwrap();
+        let signature = sign_rustcrypto(message.as_bytes(), &hs_key(), J::HS256).unwrap();
         format!("{message}.{signature}")
     };
     let payload = serde_json::to_vec(&claims()).unwrap();
@@ -1138,7 +1149,7 @@ async fn non_numeric_dates_are_rejected() {
     let payload =
         URL_SAFE_NO_PAD.encode(format!(r#"{{"exp":{},"exp":{}}}"#, NOW - 9999, NOW + 600));
     let message = format!("{header}.{payload}");
-    let signature = jsonwebtoken::crypto::sign(message.as_bytes(), &hs_key(), J::HS256).unwrap();
+    let signature = sign_rustcrypto(message.as_bytes(), &hs_key(), J::HS256).unwrap();
     assert_invalid(
         &layer,
         &format!("{message}.{signature}"),

@@ -1,5 +1,5 @@
 //! Signature and claims: the signature check through jsonwebtoken's
-//! RustCrypto backend (RFC 7515 §5.2), then the claim validation of RFC 7519
+//! provider of the [`CryptoBackend`] (RFC 7515 §5.2), then the claim validation of RFC 7519
 //! §7.2 and RFC 8725 §3 on the registered claims, then the caller's claims
 //! type, each part of the token decoded once.
 
@@ -8,21 +8,20 @@ use std::sync::Arc;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
+use super::backend::CryptoBackend;
 use super::error::JwtError;
 use super::header::{HeaderRules, Parsed};
 use super::key::VerificationKey;
 use super::registered::Registered;
 
-/// Checks the signature of `parsed` with jsonwebtoken's RustCrypto backend,
-/// named rather than taken from jsonwebtoken's process-wide default
-/// provider: that default does not exist (and `jsonwebtoken::crypto::verify`
-/// panics) when Cargo unified jsonwebtoken's `aws_lc_rs` feature, enabled
-/// elsewhere in the application, with our `rust_crypto`. An installed
-/// process default is not used either: the layer always verifies the same
-/// way.
+/// Checks the signature of `parsed` with the library [`CryptoBackend`]
+/// names for its algorithm (RFC 7515 §5.2), named rather than taken from
+/// jsonwebtoken's process-wide default provider: that default does not
+/// exist (and `jsonwebtoken::crypto::verify` panics) when Cargo unified
+/// jsonwebtoken's `aws_lc_rs` feature, enabled elsewhere in the application,
+/// with our `rust_crypto`. An installed process default is not used either:
+/// the layer always verifies the same way.
 fn signature_is_valid(parsed: &Parsed<'_>, key: &VerificationKey) -> bool {
-    use jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER;
-
     if let Some(hmac) = key.keyed_hmac() {
         // At most 64 octets (HS512): decoded on the stack.
         let mut signature = [0u8; 66];
@@ -32,8 +31,9 @@ fn signature_is_valid(parsed: &Parsed<'_>, key: &VerificationKey) -> bool {
         return hmac.verifies(parsed.message.as_bytes(), &signature[..n]);
     }
 
-    let Ok(verifier) =
-        (DEFAULT_PROVIDER.verifier_factory)(&parsed.alg.to_jsonwebtoken(), key.decoding_key())
+    let Ok(verifier) = (CryptoBackend::for_algorithm(parsed.alg)
+        .provider()
+        .verifier_factory)(&parsed.alg.to_jsonwebtoken(), key.decoding_key())
     else {
         return false;
     };

@@ -5,6 +5,10 @@
 //! tokens, same validation: `iss`, `aud`, `exp` (required) with 60 s
 //! leeway, the algorithm pinned by the key.
 //!
+//! With `--features aws-lc-rs`, both sides verify RS256 and ES256 with
+//! aws-lc-rs (our `aws-lc-rs` feature; the floor's jsonwebtoken process
+//! default), so each provider is compared with itself.
+//!
 //! HS256, RS256 and ES256, tokens signed at setup with the test-only keys of
 //! `src/jwt_auth/testdata/`.
 
@@ -53,6 +57,12 @@ struct Case {
 }
 
 fn cases() -> Vec<Case> {
+    // With both jsonwebtoken providers compiled in, jsonwebtoken has no
+    // process default: the floor's `decode` (and the signing below) use
+    // aws-lc-rs, the library our layer names for RS256 and ES256 then.
+    // HS256 stays on RustCrypto in our layer (see `CryptoBackend`).
+    #[cfg(feature = "aws-lc-rs")]
+    let _ = jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.install_default();
     let exp = jsonwebtoken::get_current_timestamp() + 24 * 3600;
     let claims = serde_json::json!({
         "iss": ISSUER,

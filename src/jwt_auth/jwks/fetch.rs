@@ -1,5 +1,6 @@
 //! The HTTP client: hyper-util's pooled client over hyper-rustls (ring
-//! provider, Mozilla roots from `webpki-roots`).
+//! provider, or aws-lc-rs with the `aws-lc-rs` feature; Mozilla roots from
+//! `webpki-roots`).
 
 use std::time::Duration;
 
@@ -32,6 +33,12 @@ pub(super) struct Fetched {
 
 impl HttpClient {
     pub(super) fn new(timeout: Duration, max_size: usize) -> Result<Self, JwksError> {
+        // The same library as the signature checks: aws-lc-rs with the
+        // `aws-lc-rs` feature, else ring (already in the tree of most TLS
+        // users; RustCrypto has no TLS provider of rustls' own).
+        #[cfg(feature = "aws-lc-rs")]
+        let provider = rustls::crypto::aws_lc_rs::default_provider();
+        #[cfg(not(feature = "aws-lc-rs"))]
         let provider = rustls::crypto::ring::default_provider();
         let https = hyper_rustls::HttpsConnectorBuilder::new()
             .with_provider_and_webpki_roots(provider)
