@@ -105,3 +105,33 @@ async fn verification_never_uses_the_process_default_provider() {
         assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{alg:?}");
     }
 }
+
+mod support;
+
+// Issue 26: the library that checks each algorithm's signatures is named in
+// a debug line when a layer is built (RSA through aws-lc-rs with the
+// `aws-lc-rs` feature, RustCrypto otherwise; EdDSA on RustCrypto always).
+#[test]
+fn building_a_layer_logs_the_library_of_each_algorithm() {
+    support::logs::install();
+    JwtAuthLayer::builder()
+        .key(VerificationKey::rsa_pem(Algorithm::RS256, RSA_PUBLIC).unwrap())
+        .key(VerificationKey::ed_pem(Algorithm::EdDSA, ED_PUBLIC).unwrap())
+        .build()
+        .unwrap();
+    let logs = support::logs::captured();
+    let rsa = if cfg!(feature = "aws-lc-rs") {
+        "aws-lc-rs"
+    } else {
+        "RustCrypto"
+    };
+    let logged = |alg: &str, backend: &str| {
+        logs.lines().any(|line| {
+            line.contains("DEBUG")
+                && line.contains(&format!("algorithm={alg}"))
+                && line.contains(&format!("backend=\"{backend}\""))
+        })
+    };
+    assert!(logged("RS256", rsa), "{logs}");
+    assert!(logged("EdDSA", "RustCrypto"), "{logs}");
+}
