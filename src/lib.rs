@@ -129,6 +129,9 @@ pub mod extract;
 #[cfg(feature = "otel")]
 #[cfg_attr(docsrs, doc(cfg(feature = "otel")))]
 pub mod otel;
+#[cfg(feature = "overload")]
+#[cfg_attr(docsrs, doc(cfg(feature = "overload")))]
+pub mod overload;
 #[cfg(feature = "rate-limit")]
 #[cfg_attr(docsrs, doc(cfg(feature = "rate-limit")))]
 pub mod rate_limit;
