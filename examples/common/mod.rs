@@ -20,6 +20,8 @@ use tower_edge::rate_limit::{
 };
 use tower_edge::rejection::Problem;
 
+pub mod overload;
+
 /// The `realm` of every `WWW-Authenticate` challenge.
 pub const REALM: &str = "tower-edge-example";
 
@@ -82,6 +84,9 @@ pub struct Config {
     /// first (default 0), to watch conflicts, coalescing and shedding by
     /// hand. See [`origin_delay`].
     pub origin_delay: Duration,
+    /// `MAX_IN_FLIGHT`: the global in-flight limit (feature `overload`).
+    /// See [`overload::DEFAULT_MAX_IN_FLIGHT`].
+    pub max_in_flight: usize,
 }
 
 impl Default for Config {
@@ -104,6 +109,7 @@ impl Default for Config {
             #[cfg(feature = "redis")]
             redis_backend: None,
             origin_delay: Duration::ZERO,
+            max_in_flight: overload::DEFAULT_MAX_IN_FLIGHT,
         }
     }
 }
@@ -221,6 +227,15 @@ impl Config {
             config.origin_delay = Duration::from_millis(ms);
             println!("ORIGIN_DELAY_MS: every handler sleeps {ms} ms first");
         }
+        if let Some(max) = var("MAX_IN_FLIGHT") {
+            config.max_in_flight = overload::parse_max_in_flight(&max)?;
+        }
+        #[cfg(feature = "overload")]
+        println!(
+            "overload: at most {} requests in flight, {} per client (MAX_IN_FLIGHT)",
+            config.max_in_flight,
+            overload::per_client_in_flight(&config)
+        );
         config.refuse_public_dev_secret()?;
         println!(
             "JWT: issuer {:?}, audience {:?}",
