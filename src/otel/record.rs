@@ -17,7 +17,7 @@ use opentelemetry::trace::{Status, TraceContextExt};
 use opentelemetry::{Context as OtelContext, KeyValue, StringValue};
 use pin_project_lite::pin_project;
 
-use super::metrics::{EdgeMetrics, HttpInstruments};
+use super::metrics::{EdgeMetrics, HttpInstruments, OVERLOAD_PARTITION, OVERLOAD_REASON};
 use super::route::Route;
 use super::semconv::{self, *};
 use crate::decision::{Decision, EdgeLayer, Reason};
@@ -106,6 +106,12 @@ impl State {
                         .map(|policy| StringValue::from(Arc::clone(policy))),
                 )
             });
+        if let Some((reason, partition)) = &shed {
+            span.set_attribute(KeyValue::new(OVERLOAD_REASON, *reason));
+            if let Some(partition) = partition {
+                span.set_attribute(KeyValue::new(OVERLOAD_PARTITION, partition.clone()));
+            }
+        }
         let (auth, policy) = match parts.extensions.get::<Decision>() {
             Some(decision) => (
                 decision

@@ -1529,4 +1529,57 @@ async fn overload_sheds_are_counted_by_reason_and_partition() {
         && has(a, OVERLOAD_REASON, "concurrency_limited")
         && has(a, OVERLOAD_PARTITION, "per-client")));
     assert!(sum_points(&exported, "tower_edge.rate_limit.limited").is_empty());
+    // The server span of a shed request says why.
+    let spans = t.spans();
+    assert_eq!(
+        spans
+            .iter()
+            .filter(|s| attr(s, OVERLOAD_REASON) == Some(&Value::from("overloaded")))
+            .filter(|s| attr(s, OVERLOAD_PARTITION) == Some(&Value::from("everyone")))
+            .count(),
+        1
+    );
+}
+
+// The overload layer's gauges: in flight (per partition) and the limit.
+#[cfg(feature = "overload")]
+#[tokio::test]
+async fn overload_gauges_report_in_flight_and_the_limit() {
+    use crate::overload::{OverloadLayer, Partition};
+    let t = Telemetry::new();
+    let overload = OverloadLayer::builder()
+        .max_in_flight(10)
+        .partition(Partition::new("everyone", 50))
+        .build()
+        .unwrap();
+    overload.register_gauges(&t.meter);
+    let service = ServiceBuilder::new()
+        .layer(overload.clone())
+        .service(respond(200, &[]));
+    let held = service
+        .clone()
+        .oneshot(get("/").body(()).unwrap())
+        .await
+        .unwrap();
+    let exported = t.collect();
+    let gauge = |name: &str| match find(&exported, name).map(|m| m.data()) {
+        Some(AggregatedMetrics::U64(MetricData::Gauge(gauge))) => gauge
+            .data_points()
+            .map(|p| (p.attributes().cloned().collect::<Vec<_>>(), p.value()))
+            .collect::<Vec<_>>(),
+        other => panic!("{name}: {other:?}"),
+    };
+    let in_flight = gauge("tower_edge.overload.in_flight");
+    assert!(
+        in_flight
+            .iter()
+            .any(|(a, v)| *v == 1 && has(a, OVERLOAD_PARTITION, "everyone"))
+    );
+    assert!(
+        in_flight
+            .iter()
+            .any(|(a, v)| *v == 0 && has(a, OVERLOAD_PARTITION, "other"))
+    );
+    assert_eq!(gauge("tower_edge.overload.limit")[0].1, 10);
+    drop(held);
 }

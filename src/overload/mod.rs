@@ -64,8 +64,12 @@
 //! Every shed response carries a [`Decision`](crate::decision::Decision)
 //! (layer `overload`; reason `overloaded`, `queue_timeout` or
 //! `concurrency_limited`; the partition or per-key limit as its policy),
-//! which the OpenTelemetry layer counts. The layer reports what is in
-//! flight, the current limit and what was shed ([`OverloadLayer::stats`]).
+//! which the OpenTelemetry layer counts (`tower_edge.overload.shed`, by
+//! reason and partition). The layer reports what is in flight, the current
+//! limit and what was shed ([`OverloadLayer::stats`]); with the `otel`
+//! feature, `OverloadLayer::register_gauges` exports the first two as
+//! gauges. A shed request also logs a `debug` event with the reason,
+//! partition, in-flight count and limit, inside the request's span.
 //!
 //! # Default setup
 //!
@@ -124,6 +128,8 @@ mod builder;
 mod future;
 mod keyed;
 mod limiter;
+#[cfg(feature = "otel")]
+mod metrics;
 mod permit;
 mod queue;
 mod service;
