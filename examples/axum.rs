@@ -114,6 +114,7 @@ pub fn app(config: &Config) -> Result<Router, ConfigError> {
     let stack = ServiceBuilder::new()
         .layer(CorrelationIdLayer::new())
         .layer(otel_layer()?)
+        .layer(common::overload::global_shedding(config)?)
         .layer(
             common::flood_guard(config)
                 .peer_addr_with(peer_ip)
@@ -121,6 +122,7 @@ pub fn app(config: &Config) -> Result<Router, ConfigError> {
         )
         .layer(common::auth_layer(config, AuthMode::Optional)?)
         .layer(common::per_client(config).peer_addr_with(peer_ip).build()?)
+        .layer(common::overload::per_client(config, peer_ip)?)
         .layer(
             CacheHeadersLayer::builder()
                 .rule(

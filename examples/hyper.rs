@@ -244,9 +244,12 @@ pub fn app(
     let products = seed();
     Ok(ServiceBuilder::new()
         .layer(CorrelationIdLayer::new())
+        .layer(common::overload::global_shedding(config)?)
         .layer(common::flood_guard(config).build()?)
         .layer(common::auth_layer(config, AuthMode::Optional)?)
         .layer(common::per_client(config).build()?)
+        // The peer is the `PeerAddr` that `serve` inserts.
+        .layer(common::overload::per_client(config, |_| None)?)
         .layer(
             CacheHeadersLayer::builder()
                 .rule(

@@ -130,6 +130,7 @@ pub async fn serve(
     // Every RPC, outermost first: correlation ID, per-IP flood guard.
     let everyone = ServiceBuilder::new()
         .layer(CorrelationIdLayer::new())
+        .layer(common::overload::global_shedding(&config)?)
         .layer(
             common::flood_guard(&config)
                 .peer_addr_with(peer_ip)
@@ -144,12 +145,14 @@ pub async fn serve(
                 .peer_addr_with(peer_ip)
                 .build()?,
         )
+        .layer(common::overload::per_client(&config, peer_ip)?)
         .layer(
             RequireScopeLayer::builder()
                 .scope("greeter:call")
                 .realm(common::REALM)
                 .build()?,
         )
+        .option_layer(common::origin_delay(&config))
         .named_layer(GreeterServer::new(MyGreeter));
 
     // The connection limits (see `common`): `Acceptor` holds the number of

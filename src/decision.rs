@@ -45,16 +45,20 @@ pub enum EdgeLayer {
     /// The cache headers layer (`CacheHeadersLayer`) or the conditional
     /// responses of `Preconditions::check`.
     CacheHeaders,
+    /// The overload protection layer (`OverloadLayer`): a request shed
+    /// because too many were in flight.
+    Overload,
 }
 
 impl EdgeLayer {
-    /// A short, fixed name (`jwt_auth`, `rate_limit`, `cache_headers`),
-    /// fit for a metric attribute.
+    /// A short, fixed name (`jwt_auth`, `rate_limit`, `cache_headers`,
+    /// `overload`), fit for a metric attribute.
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::JwtAuth => "jwt_auth",
             Self::RateLimit => "rate_limit",
             Self::CacheHeaders => "cache_headers",
+            Self::Overload => "overload",
         }
     }
 }
@@ -93,13 +97,26 @@ pub enum Reason {
     PreconditionFailed,
     /// The layer could not produce the response (500, RFC 9110 §15.6.1).
     Internal,
+    /// The server is overloaded: the in-flight limit (global, or the
+    /// request's partition share) is reached and the request was shed
+    /// (503, RFC 9110 §15.6.4); the [`Decision::policy`] names the
+    /// partition when the layer has partitions.
+    Overloaded,
+    /// The request waited in the overload layer's queue until its deadline
+    /// without getting a slot (503, RFC 9110 §15.6.4).
+    QueueTimeout,
+    /// A per-key in-flight limit is reached: this client has too many
+    /// requests in flight (429, RFC 6585 §4); the [`Decision::policy`]
+    /// names the limit.
+    ConcurrencyLimited,
 }
 
 impl Reason {
     /// A short, fixed name (`missing_credentials`, `invalid_request`,
     /// `invalid_token`, `insufficient_scope`, `rate_limited`,
     /// `store_unavailable`, `not_modified`, `precondition_failed`,
-    /// `internal`), fit for a metric attribute. The four auth reasons are
+    /// `internal`, `overloaded`, `queue_timeout`, `concurrency_limited`),
+    /// fit for a metric attribute. The four auth reasons are
     /// the `error` codes of RFC 6750 §3.1 (and `missing_credentials`).
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -112,6 +129,9 @@ impl Reason {
             Self::NotModified => "not_modified",
             Self::PreconditionFailed => "precondition_failed",
             Self::Internal => "internal",
+            Self::Overloaded => "overloaded",
+            Self::QueueTimeout => "queue_timeout",
+            Self::ConcurrencyLimited => "concurrency_limited",
         }
     }
 

@@ -15,6 +15,7 @@
 //! | cache headers | [`cache_headers`] | `cache-headers` | `Cache-Control` policies, ETags, RFC 9110 conditional requests (304 / 412) |
 //! | correlation IDs | [`correlation`] | `correlation-id` | validated request/correlation IDs, echoed, on every log line |
 //! | OpenTelemetry | [`otel`] | `otel` | W3C trace-context propagation, HTTP/gRPC server spans and metrics per semantic conventions |
+//! | overload protection | `overload` | `overload` | in-flight limits (global, per key, partitions with guaranteed shares), adaptive limit (Gradient2, AIMD), immediate 503 / 429 shedding |
 //!
 //! Every layer answers a rejected request with a response, never a service
 //! error, built in one place ([`rejection`]): RFC 9457 problem+json for HTTP
@@ -25,17 +26,23 @@
 //! Outermost first:
 //!
 //! ```text
-//! correlation -> otel -> rate_limit(by IP) -> jwt_auth -> rate_limit(by user) -> cache_headers -> handler
+//! correlation -> otel -> overload (global) -> rate_limit(by IP) -> jwt_auth
+//!   -> rate_limit(by user) -> overload (per client) -> cache_headers -> handler
 //! ```
 //!
 //! * **correlation** first, so every response — rejections included —
 //!   carries the ID, and every log line inside has it.
 //! * **otel** next, so the server span covers the work of all other layers.
+//! * **global overload shedding** right after otel (shed requests are
+//!   still traced and counted), before any crypto or Redis work: a shed
+//!   request must cost next to nothing.
 //! * a coarse **per-IP flood guard** before signature checks, so floods of
 //!   bad tokens cost little; its quota sits well above any per-client quota.
 //! * **jwt_auth** puts the verified claims in the request extensions; the
 //!   **per-client limiter** after it keys by subject for authenticated
 //!   requests and by IP for anonymous ones.
+//! * the **per-client in-flight limit** (`overload` with a per-key limit)
+//!   after authentication, keyed by subject (by IP when anonymous).
 //! * **cache_headers** innermost: it sees the handler's real response and
 //!   never turns a 401 or 429 into a 304.
 //!
@@ -129,6 +136,9 @@ pub mod extract;
 #[cfg(feature = "otel")]
 #[cfg_attr(docsrs, doc(cfg(feature = "otel")))]
 pub mod otel;
+#[cfg(feature = "overload")]
+#[cfg_attr(docsrs, doc(cfg(feature = "overload")))]
+pub mod overload;
 #[cfg(feature = "rate-limit")]
 #[cfg_attr(docsrs, doc(cfg(feature = "rate-limit")))]
 pub mod rate_limit;

@@ -569,3 +569,97 @@ async fn graceful_shutdown_stops_accepting_and_drains() {
         .unwrap();
     assert!(TcpStream::connect(addr).await.is_err(), "still listening");
 }
+
+/// Sends `calls` at once (each on its own connection) and returns the
+/// responses.
+#[cfg(feature = "overload")]
+async fn all_at_once(addr: SocketAddr, calls: Vec<Call<'static>>) -> Vec<http::Response<Bytes>> {
+    let tasks: Vec<_> = calls
+        .into_iter()
+        .map(|call| tokio::spawn(call.send(addr)))
+        .collect();
+    let mut responses = Vec::new();
+    for task in tasks {
+        responses.push(task.await.unwrap());
+    }
+    responses
+}
+
+#[cfg(feature = "overload")]
+fn count(responses: &[http::Response<Bytes>], status: u16) -> usize {
+    responses
+        .iter()
+        .filter(|r| r.status().as_u16() == status)
+        .count()
+}
+
+// MAX_IN_FLIGHT with a slow origin: the global limit (right after OTel,
+// before auth) admits two of six concurrent requests (six clients, one
+// request each) and sheds the others at once: 503 problem+json with
+// Retry-After (RFC 9110 §15.6.4, §10.2.3; RFC 9457). Health checks pass.
+#[cfg(feature = "overload")]
+#[tokio::test]
+async fn max_in_flight_sheds_the_excess_with_503() {
+    let config = Config {
+        max_in_flight: 2,
+        origin_delay: Duration::from_secs(1),
+        ..config()
+    };
+    let addr = serve(&config).await;
+    let calls = (0..6)
+        .map(|i| {
+            let token = common::token(
+                &config,
+                &format!("user-{i}"),
+                "products:read",
+                Duration::from_secs(60),
+            );
+            call("GET", "/products").bearer(&token)
+        })
+        .collect();
+    let (responses, health) = tokio::join!(all_at_once(addr, calls), async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        call("GET", "/health").send(addr).await
+    });
+    assert_eq!(count(&responses, 200), 2);
+    assert_eq!(count(&responses, 503), 4);
+    for shed in responses.iter().filter(|r| r.status() == 503) {
+        assert_eq!(shed.headers()["retry-after"], "1");
+        assert_eq!(shed.headers()["content-type"], "application/problem+json");
+        assert!(shed.headers().contains_key("x-request-id"));
+    }
+    assert_eq!(health.status(), 200, "health checks are exempt");
+}
+
+// The per-client in-flight limit (after auth, keyed by subject, by IP when
+// anonymous): one client over its share (MAX_IN_FLIGHT / 8) gets 429 with
+// the RateLimit fields (RFC 6585 §4; draft-ietf-httpapi-ratelimit-headers,
+// quota unit `concurrent-requests`) while another client is still served.
+#[cfg(feature = "overload")]
+#[tokio::test]
+async fn one_client_over_its_in_flight_share_gets_429() {
+    let config = Config {
+        max_in_flight: 16, // two per client
+        origin_delay: Duration::from_secs(1),
+        ..config()
+    };
+    let addr = serve(&config).await;
+    let token = common::token(&config, "ann", "products:read", Duration::from_secs(60));
+    let mut calls: Vec<_> = (0..4)
+        .map(|_| call("GET", "/products").bearer(&token))
+        .collect();
+    calls.push(call("GET", "/products"));
+    let responses = all_at_once(addr, calls).await;
+    let ann = &responses[..4];
+    assert_eq!(count(ann, 200), 2);
+    assert_eq!(count(ann, 429), 2);
+    for limited in ann.iter().filter(|r| r.status() == 429) {
+        assert_eq!(
+            limited.headers()["ratelimit-policy"],
+            r#""client-in-flight";q=2;qu="concurrent-requests""#
+        );
+        assert_eq!(limited.headers()["ratelimit"], r#""client-in-flight";r=0"#);
+        assert_eq!(limited.headers()["retry-after"], "1");
+    }
+    assert_eq!(responses[4].status(), 200, "another client is unaffected");
+}

@@ -316,3 +316,26 @@ async fn graceful_shutdown_is_not_held_up_by_a_half_sent_preface() {
         .unwrap();
     assert!(TcpStream::connect(addr).await.is_err(), "still listening");
 }
+
+// MAX_IN_FLIGHT with a slow origin (ORIGIN_DELAY_MS): a call over the
+// global in-flight limit gets UNAVAILABLE (14) at once, trailers-only,
+// never an HTTP 503 (gRPC status codes; gRPC over HTTP/2, "Responses").
+#[cfg(feature = "overload")]
+#[tokio::test]
+async fn calls_over_max_in_flight_are_unavailable() {
+    let config = Config {
+        max_in_flight: 1,
+        origin_delay: std::time::Duration::from_secs(1),
+        ..Config::default()
+    };
+    let token = common::dev_token(&config);
+    let channel = start(config).await;
+    let mut first = GreeterClient::new(channel.clone());
+    let mut second = GreeterClient::new(channel);
+    let slow = tokio::spawn(async move { first.say_hello(hello(Some(&token))).await });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let token = common::dev_token(&Config::default());
+    let status = second.say_hello(hello(Some(&token))).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unavailable);
+    assert!(slow.await.unwrap().is_ok(), "the admitted call completes");
+}

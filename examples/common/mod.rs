@@ -20,6 +20,8 @@ use tower_edge::rate_limit::{
 };
 use tower_edge::rejection::Problem;
 
+pub mod overload;
+
 /// The `realm` of every `WWW-Authenticate` challenge.
 pub const REALM: &str = "tower-edge-example";
 
@@ -82,6 +84,17 @@ pub struct Config {
     /// first (default 0), to watch conflicts, coalescing and shedding by
     /// hand. See [`origin_delay`].
     pub origin_delay: Duration,
+    /// `ORIGIN_CAPACITY`: at most this many handlers run their
+    /// `ORIGIN_DELAY_MS` at once, the others wait for a turn, like requests
+    /// waiting for a database pool (default: no bound). Makes overload
+    /// visible: past it, latency grows with the queue.
+    pub origin_capacity: Option<usize>,
+    /// `MAX_IN_FLIGHT`: the global in-flight limit (feature `overload`).
+    /// See [`overload::DEFAULT_MAX_IN_FLIGHT`].
+    pub max_in_flight: usize,
+    /// `MAX_IN_FLIGHT_PER_CLIENT`: the in-flight limit of each client
+    /// (feature `overload`; default `MAX_IN_FLIGHT / 8`).
+    pub max_in_flight_per_client: Option<u32>,
 }
 
 impl Default for Config {
@@ -104,6 +117,9 @@ impl Default for Config {
             #[cfg(feature = "redis")]
             redis_backend: None,
             origin_delay: Duration::ZERO,
+            origin_capacity: None,
+            max_in_flight: overload::DEFAULT_MAX_IN_FLIGHT,
+            max_in_flight_per_client: None,
         }
     }
 }
@@ -221,6 +237,27 @@ impl Config {
             config.origin_delay = Duration::from_millis(ms);
             println!("ORIGIN_DELAY_MS: every handler sleeps {ms} ms first");
         }
+        if let Some(n) = var("ORIGIN_CAPACITY") {
+            let n: usize = n.parse().map_err(|e| format!("ORIGIN_CAPACITY: {e}"))?;
+            if !(1..=tokio::sync::Semaphore::MAX_PERMITS).contains(&n) {
+                return Err("ORIGIN_CAPACITY: at least 1".into());
+            }
+            config.origin_capacity = Some(n);
+            println!("ORIGIN_CAPACITY: at most {n} handlers at once, the others queue");
+        }
+        if let Some(max) = var("MAX_IN_FLIGHT") {
+            config.max_in_flight = overload::parse_max_in_flight(&max)?;
+        }
+        if let Some(max) = var("MAX_IN_FLIGHT_PER_CLIENT") {
+            let max = overload::parse_max_in_flight(&max)?;
+            config.max_in_flight_per_client = Some(u32::try_from(max).unwrap_or(u32::MAX));
+        }
+        #[cfg(feature = "overload")]
+        println!(
+            "overload: at most {} requests in flight, {} per client (MAX_IN_FLIGHT)",
+            config.max_in_flight,
+            overload::per_client_in_flight(&config)
+        );
         config.refuse_public_dev_secret()?;
         println!(
             "JWT: issuer {:?}, audience {:?}",
@@ -692,19 +729,29 @@ pub async fn serve_http<F, S, B>(
 /// (`ORIGIN_DELAY_MS`). `None` when the delay is zero, so the default stack
 /// pays nothing for it.
 pub fn origin_delay(config: &Config) -> Option<OriginDelayLayer> {
-    (!config.origin_delay.is_zero()).then_some(OriginDelayLayer(config.origin_delay))
+    (!config.origin_delay.is_zero()).then(|| OriginDelayLayer {
+        delay: config.origin_delay,
+        capacity: config
+            .origin_capacity
+            .map(|n| Arc::new(tokio::sync::Semaphore::new(n))),
+    })
 }
 
 /// See [`origin_delay`].
-#[derive(Debug, Clone, Copy)]
-pub struct OriginDelayLayer(Duration);
+#[derive(Debug, Clone)]
+pub struct OriginDelayLayer {
+    delay: Duration,
+    /// `ORIGIN_CAPACITY`: the turns to sleep, shared by every request.
+    capacity: Option<Arc<tokio::sync::Semaphore>>,
+}
 
 impl<S> tower::Layer<S> for OriginDelayLayer {
     type Service = OriginDelay<S>;
     fn layer(&self, inner: S) -> Self::Service {
         OriginDelay {
             inner,
-            delay: self.0,
+            delay: self.delay,
+            capacity: self.capacity.clone(),
         }
     }
 }
@@ -714,6 +761,7 @@ impl<S> tower::Layer<S> for OriginDelayLayer {
 pub struct OriginDelay<S> {
     inner: S,
     delay: Duration,
+    capacity: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 impl<S, R> tower::Service<R> for OriginDelay<S>
@@ -739,7 +787,12 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let delay = self.delay;
+        let capacity = self.capacity.clone();
         Box::pin(async move {
+            let _turn = match &capacity {
+                Some(turns) => turns.acquire().await.ok(),
+                None => None,
+            };
             tokio::time::sleep(delay).await;
             inner.call(request).await
         })

@@ -18,6 +18,15 @@ pub const DURATION_BUCKETS: [f64; 14] = [
 /// Attribute naming the rate-limit policy on `tower_edge.rate_limit.limited`.
 pub const RATE_LIMIT_POLICY: &str = "tower_edge.rate_limit.policy";
 
+/// Attribute giving why a request was shed on `tower_edge.overload.shed`
+/// (`overloaded`, `queue_timeout`, `concurrency_limited`).
+pub const OVERLOAD_REASON: &str = "tower_edge.overload.reason";
+
+/// Attribute naming the partition (or per-key limit) of a shed request on
+/// `tower_edge.overload.shed`; absent for a global limit without
+/// partitions.
+pub const OVERLOAD_PARTITION: &str = "tower_edge.overload.partition";
+
 pub(crate) fn scope() -> InstrumentationScope {
     InstrumentationScope::builder("tower-edge")
         .with_version(env!("CARGO_PKG_VERSION"))
@@ -54,6 +63,7 @@ impl HttpInstruments {
 /// |---|---|---|---|
 /// | `tower_edge.auth.failures` | `{request}` | `error.type`: for a tower-edge answer its [`Reason`](crate::decision::Reason) (`missing_credentials`, `invalid_request`, `invalid_token`, `insufficient_scope`); for another component's the `error` of `WWW-Authenticate` (those three), `other` for another value, `missing_credentials` when there is none, `unknown` for a 401 without `WWW-Authenticate`; `unauthenticated` / `permission_denied` for gRPC 16 / 7 | the [`OtelLayer`](super::OtelLayer), from the [`Decision`](crate::decision::Decision) of a tower-edge answer; otherwise from 401 responses, 403 responses carrying `WWW-Authenticate` and 400 responses whose challenge says `invalid_request` |
 /// | `tower_edge.rate_limit.limited` | `{request}` | `tower_edge.rate_limit.policy`: for a tower-edge limiter the policy that denied (its [`Decision::policy`](crate::decision::Decision::policy)); for another limiter the first item of `RateLimit-Policy` (else `RateLimit`), `unknown` without one | the `OtelLayer`, from the `Decision` of a tower-edge limiter; otherwise from 429 responses and gRPC status 8 |
+/// | `tower_edge.overload.shed` | `{request}` | `tower_edge.overload.reason` (the [`Reason`](crate::decision::Reason): `overloaded`, `queue_timeout`, `concurrency_limited`); `tower_edge.overload.partition`: the partition, or the per-key limit, when there is one | the `OtelLayer`, from the `Decision` of the overload layer |
 /// | `tower_edge.cache.not_modified` | `{response}` | `http.route` when known | the `OtelLayer`, from 304 responses |
 /// | `tower_edge.rate_limit.store.errors` | `{error}` | `error.type` | [`store_error`](Self::store_error), for the Redis store |
 /// | `tower_edge.jwks.fetches` | `{fetch}` | `error.type` on failure | [`jwks_fetch_succeeded`](Self::jwks_fetch_succeeded) / [`jwks_fetch_failed`](Self::jwks_fetch_failed) |
@@ -68,6 +78,7 @@ pub struct EdgeMetrics {
 struct Counters {
     auth_failures: Counter<u64>,
     rate_limited: Counter<u64>,
+    overload_shed: Counter<u64>,
     not_modified: Counter<u64>,
     store_errors: Counter<u64>,
     jwks_fetches: Counter<u64>,
@@ -111,6 +122,11 @@ impl EdgeMetrics {
                     "tower_edge.rate_limit.limited",
                     "{request}",
                     "Requests refused by a rate limit.",
+                ),
+                overload_shed: counter(
+                    "tower_edge.overload.shed",
+                    "{request}",
+                    "Requests shed by overload protection (in-flight limits).",
                 ),
                 not_modified: counter(
                     "tower_edge.cache.not_modified",
@@ -167,6 +183,20 @@ impl EdgeMetrics {
                 policy,
             )],
         );
+    }
+
+    pub(crate) fn overload_shed(&self, reason: &'static str, partition: Option<StringValue>) {
+        let reason = KeyValue::new(Key::from_static_str(OVERLOAD_REASON), reason);
+        match partition {
+            Some(partition) => self.inner.overload_shed.add(
+                1,
+                &[
+                    reason,
+                    KeyValue::new(Key::from_static_str(OVERLOAD_PARTITION), partition),
+                ],
+            ),
+            None => self.inner.overload_shed.add(1, &[reason]),
+        }
     }
 
     pub(crate) fn not_modified(&self, route: Option<&super::Route>) {

@@ -237,7 +237,9 @@ mod route;
 mod semconv;
 
 pub use layer::{IncomingTrace, OtelLayer, OtelLayerBuilder, TraceAndMeter};
-pub use metrics::{DURATION_BUCKETS, EdgeMetrics, RATE_LIMIT_POLICY};
+pub use metrics::{
+    DURATION_BUCKETS, EdgeMetrics, OVERLOAD_PARTITION, OVERLOAD_REASON, RATE_LIMIT_POLICY,
+};
 pub(crate) use propagation::Propagation;
 pub use record::{OtelBody, ResponseFuture};
 pub use route::{MakeRoute, RequestHead, Route};

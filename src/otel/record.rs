@@ -17,10 +17,10 @@ use opentelemetry::trace::{Status, TraceContextExt};
 use opentelemetry::{Context as OtelContext, KeyValue, StringValue};
 use pin_project_lite::pin_project;
 
-use super::metrics::{EdgeMetrics, HttpInstruments};
+use super::metrics::{EdgeMetrics, HttpInstruments, OVERLOAD_PARTITION, OVERLOAD_REASON};
 use super::route::Route;
 use super::semconv::{self, *};
-use crate::decision::{Decision, Reason};
+use crate::decision::{Decision, EdgeLayer, Reason};
 
 /// The instruments a request records into, shared by every request of a
 /// layer.
@@ -94,6 +94,24 @@ impl State {
         // A tower-edge layer's answer says what it decided; only the
         // answers of other components (a handler, another limiter) are read
         // from their headers.
+        let shed = parts
+            .extensions
+            .get::<Decision>()
+            .filter(|decision| decision.layer() == EdgeLayer::Overload)
+            .map(|decision| {
+                (
+                    decision.reason().as_str(),
+                    decision
+                        .policy_shared()
+                        .map(|policy| StringValue::from(Arc::clone(policy))),
+                )
+            });
+        if let Some((reason, partition)) = &shed {
+            span.set_attribute(KeyValue::new(OVERLOAD_REASON, *reason));
+            if let Some(partition) = partition {
+                span.set_attribute(KeyValue::new(OVERLOAD_PARTITION, partition.clone()));
+            }
+        }
         let (auth, policy) = match parts.extensions.get::<Decision>() {
             Some(decision) => (
                 decision
@@ -118,6 +136,7 @@ impl State {
             method_known,
             auth,
             policy,
+            shed,
             state: self,
             status: Some(status),
             error_type,
@@ -138,6 +157,7 @@ impl State {
             grpc_code: None,
             auth: None,
             policy: None,
+            shed: None,
         });
     }
 }
@@ -155,6 +175,8 @@ struct Completion {
     grpc_code: Option<u16>,
     auth: Option<&'static str>,
     policy: Option<StringValue>,
+    /// The overload layer shed the request: its reason and partition.
+    shed: Option<(&'static str, Option<StringValue>)>,
 }
 
 impl Completion {
@@ -251,6 +273,10 @@ impl Drop for Completion {
         }
         if let Some(policy) = self.policy.take() {
             edge.rate_limited(policy);
+        } else if let Some((reason, partition)) = self.shed.take() {
+            // A per-key in-flight limit answers gRPC 8 too: counted here,
+            // not as a rate limit.
+            edge.overload_shed(reason, partition);
         } else if self.grpc_code == Some(8) {
             edge.rate_limited(StringValue::from("unknown"));
         }

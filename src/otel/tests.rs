@@ -1466,3 +1466,120 @@ async fn axum_matched_path_wins_over_a_grpc_content_type() {
     );
     assert_eq!(attr(&span, "rpc.method"), Some(&Value::from("SayHello")));
 }
+
+// The overload layer's sheds are counted from its decision marker, by
+// reason and partition; its per-key 429 / gRPC 8 is a shed, not a rate
+// limit.
+#[cfg(feature = "overload")]
+#[tokio::test]
+async fn overload_sheds_are_counted_by_reason_and_partition() {
+    use crate::overload::{KeyLimit, OverloadLayer, Partition};
+    use crate::rate_limit::Global;
+    let t = Telemetry::new();
+    let global = OverloadLayer::builder()
+        .max_in_flight(1)
+        .partition(Partition::new("everyone", 100))
+        .build()
+        .unwrap();
+    let service = ServiceBuilder::new()
+        .layer(t.layer())
+        .layer(global)
+        .service(respond(200, &[]));
+    let held = service
+        .clone()
+        .oneshot(get("/").body(()).unwrap())
+        .await
+        .unwrap();
+    let shed = service
+        .clone()
+        .oneshot(get("/").body(()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(shed.status(), StatusCode::SERVICE_UNAVAILABLE);
+    drop((held, shed));
+    let per_key = OverloadLayer::builder()
+        .per_key(KeyLimit::new("per-client", 1).key(Global))
+        .build()
+        .unwrap();
+    let service = ServiceBuilder::new()
+        .layer(t.layer())
+        .layer(per_key)
+        .service(respond(200, &[]));
+    let held = service
+        .clone()
+        .oneshot(grpc_call("/pkg.Greeter/SayHello"))
+        .await
+        .unwrap();
+    let shed = service
+        .clone()
+        .oneshot(grpc_call("/pkg.Greeter/SayHello"))
+        .await
+        .unwrap();
+    assert_eq!(shed.headers()["grpc-status"], "8");
+    drop((held, shed));
+
+    let exported = t.collect();
+    let mut shed = sum_points(&exported, "tower_edge.overload.shed");
+    shed.sort_by_key(|(_, v)| *v);
+    assert_eq!(shed.len(), 2, "{shed:?}");
+    assert!(shed.iter().any(|(a, v)| *v == 1
+        && has(a, OVERLOAD_REASON, "overloaded")
+        && has(a, OVERLOAD_PARTITION, "everyone")));
+    assert!(shed.iter().any(|(a, v)| *v == 1
+        && has(a, OVERLOAD_REASON, "concurrency_limited")
+        && has(a, OVERLOAD_PARTITION, "per-client")));
+    assert!(sum_points(&exported, "tower_edge.rate_limit.limited").is_empty());
+    // The server span of a shed request says why.
+    let spans = t.spans();
+    assert_eq!(
+        spans
+            .iter()
+            .filter(|s| attr(s, OVERLOAD_REASON) == Some(&Value::from("overloaded")))
+            .filter(|s| attr(s, OVERLOAD_PARTITION) == Some(&Value::from("everyone")))
+            .count(),
+        1
+    );
+}
+
+// The overload layer's gauges: in flight (per partition) and the limit.
+#[cfg(feature = "overload")]
+#[tokio::test]
+async fn overload_gauges_report_in_flight_and_the_limit() {
+    use crate::overload::{OverloadLayer, Partition};
+    let t = Telemetry::new();
+    let overload = OverloadLayer::builder()
+        .max_in_flight(10)
+        .partition(Partition::new("everyone", 50))
+        .build()
+        .unwrap();
+    overload.register_gauges(&t.meter);
+    let service = ServiceBuilder::new()
+        .layer(overload.clone())
+        .service(respond(200, &[]));
+    let held = service
+        .clone()
+        .oneshot(get("/").body(()).unwrap())
+        .await
+        .unwrap();
+    let exported = t.collect();
+    let gauge = |name: &str| match find(&exported, name).map(|m| m.data()) {
+        Some(AggregatedMetrics::U64(MetricData::Gauge(gauge))) => gauge
+            .data_points()
+            .map(|p| (p.attributes().cloned().collect::<Vec<_>>(), p.value()))
+            .collect::<Vec<_>>(),
+        other => panic!("{name}: {other:?}"),
+    };
+    let in_flight = gauge("tower_edge.overload.in_flight");
+    assert!(
+        in_flight
+            .iter()
+            .any(|(a, v)| *v == 1 && has(a, OVERLOAD_PARTITION, "everyone"))
+    );
+    assert!(
+        in_flight
+            .iter()
+            .any(|(a, v)| *v == 0 && has(a, OVERLOAD_PARTITION, "other"))
+    );
+    assert_eq!(gauge("tower_edge.overload.limit")[0].1, 10);
+    drop(held);
+}

@@ -1,0 +1,102 @@
+//! A request's hold on the limits: released when the response body ends
+//! or is dropped.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::Shared;
+use super::limiter::Slot;
+use crate::rate_limit::Key;
+
+/// The slots one request holds (its key's, the global limit's) until it
+/// is dropped; the first [`record`](Self::record) feeds the adaptive limit.
+pub(crate) struct Permit {
+    shared: Arc<Shared>,
+    slot: Option<Slot>,
+    key: Option<Key>,
+    /// Clock reading at admission (adaptive limits only).
+    started: Duration,
+    /// Requests in flight at admission, this one included.
+    in_flight: usize,
+    sampled: bool,
+}
+
+impl Permit {
+    /// A permit holding `key`'s slot only (the global slot comes later, if
+    /// the layer has a global limit).
+    #[inline]
+    pub(crate) fn new(shared: Arc<Shared>, key: Option<Key>) -> Self {
+        Self {
+            shared,
+            slot: None,
+            key,
+            started: Duration::ZERO,
+            in_flight: 0,
+            sampled: false,
+        }
+    }
+
+    /// Adds the global `slot`, taken with `in_flight` requests in flight.
+    #[inline]
+    pub(crate) fn hold(&mut self, slot: Slot, in_flight: usize) {
+        self.slot = Some(slot);
+        self.in_flight = in_flight;
+        if let Some(adaptive) = self
+            .shared
+            .global
+            .as_ref()
+            .and_then(|g| g.adaptive.as_ref())
+        {
+            self.started = adaptive.now();
+        }
+    }
+
+    /// The response head is here (or the inner service failed): feeds the
+    /// adaptive limit with the latency so far, once.
+    #[inline]
+    pub(crate) fn record(&mut self, dropped: bool) {
+        if std::mem::replace(&mut self.sampled, true) || self.slot.is_none() {
+            return;
+        }
+        if let Some(global) = &self.shared.global
+            && let Some(adaptive) = &global.adaptive
+        {
+            adaptive.record(&global.limit, self.started, self.in_flight, dropped);
+        }
+    }
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        // A request dropped before its response head (the client left, a
+        // timeout outside fired) still says its latency was at least this.
+        self.record(false);
+        if let (Some(key), Some(keyed)) = (self.key, &self.shared.keyed) {
+            keyed.release(key);
+        }
+        if let (Some(slot), Some(global)) = (self.slot, &self.shared.global) {
+            global.release(slot);
+        }
+    }
+}
+
+impl Permit {
+    /// The layer's shared state.
+    pub(crate) fn shared(&self) -> &Shared {
+        &self.shared
+    }
+
+    /// The layer's shared state, as its `Arc`.
+    pub(crate) fn shared_arc(&self) -> Arc<Shared> {
+        Arc::clone(&self.shared)
+    }
+
+    /// How long a queued request waits at most.
+    pub(crate) fn queue_wait(&self) -> Duration {
+        self.shared
+            .global
+            .as_ref()
+            .and_then(|g| g.queue.as_ref())
+            .map_or(Duration::ZERO, |q| q.max_wait)
+    }
+}

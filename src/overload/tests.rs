@@ -1,0 +1,605 @@
+//! Unit tests of the overload layer: admission, shedding, permits,
+//! per-key limits, partitions, the queue and configuration. The adaptive
+//! limit's tests are in `tests/adaptive.rs`.
+
+mod adaptive;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode, Version};
+use http_body::{Body as _, Frame};
+use http_body_util::{BodyExt, Full, StreamBody};
+use tower::{Service, ServiceExt};
+
+use super::*;
+use crate::Subject;
+use crate::decision::{Decision, EdgeLayer, Reason};
+use crate::rate_limit::{ClientIp, PeerAddr};
+
+type Body = Full<Bytes>;
+
+/// An inner service answering 200 "ok" at once, counting its calls.
+#[derive(Clone, Default)]
+struct Ok200(Arc<AtomicUsize>);
+
+impl Service<Request<Body>> for Ok200 {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = std::future::Ready<Result<Response<Body>, Infallible>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _: Request<Body>) -> Self::Future {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        std::future::ready(Ok(Response::new(Full::new(Bytes::from_static(b"ok")))))
+    }
+}
+
+fn get(path: &str) -> Request<Body> {
+    Request::get(path).body(Body::default()).unwrap()
+}
+
+fn from(peer: &str) -> Request<Body> {
+    let mut req = get("/");
+    let peer: SocketAddr = peer.parse().unwrap();
+    req.extensions_mut().insert(PeerAddr(peer));
+    req
+}
+
+fn grpc(path: &str) -> Request<Body> {
+    Request::post(path)
+        .version(Version::HTTP_2)
+        .header("content-type", "application/grpc")
+        .body(Body::default())
+        .unwrap()
+}
+
+/// Calls the service once; the call must answer on its first poll (no
+/// waiting: nothing here sleeps or waits on another task).
+fn call_now<S>(service: &mut S, request: Request<Body>) -> S::Response
+where
+    S: Service<Request<Body>, Error = Infallible>,
+{
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+    assert!(service.poll_ready(&mut cx).is_ready());
+    let mut future = pin!(service.call(request));
+    match future.as_mut().poll(&mut cx) {
+        Poll::Ready(Ok(response)) => response,
+        Poll::Ready(Err(e)) => match e {},
+        Poll::Pending => panic!("the layer made the request wait"),
+    }
+}
+
+fn decision<B>(response: &Response<B>) -> &Decision {
+    response
+        .extensions()
+        .get::<Decision>()
+        .expect("a decision marker")
+}
+
+// tower #793 / vector #26457: a permit taken in `poll_ready` is held by
+// every idle connection. Here `poll_ready` takes nothing.
+#[test]
+fn poll_ready_takes_no_permit() {
+    let layer = OverloadLayer::new(2);
+    let mut services: Vec<_> = (0..100).map(|_| layer.layer(Ok200::default())).collect();
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+    for service in &mut services {
+        assert!(service.poll_ready(&mut cx).is_ready());
+    }
+    assert_eq!(layer.stats().in_flight, 0);
+    // And the limit still admits two requests from any of them.
+    let a = call_now(&mut services[7], get("/"));
+    let b = call_now(&mut services[42], get("/"));
+    assert_eq!((a.status(), b.status()), (StatusCode::OK, StatusCode::OK));
+    assert_eq!(layer.stats().in_flight, 2);
+}
+
+// Over the global limit: 503 (RFC 9110 §15.6.4) with Retry-After
+// (RFC 9110 §10.2.3), as an RFC 9457 problem document, answered at once;
+// the inner service is never called.
+#[tokio::test]
+async fn over_the_limit_is_503_problem_json_with_retry_after_at_once() {
+    let layer = OverloadLayer::new(2);
+    let inner = Ok200::default();
+    let mut service = layer.layer(inner.clone());
+    let held = [
+        call_now(&mut service, get("/")),
+        call_now(&mut service, get("/")),
+    ];
+    let shed = call_now(&mut service, get("/"));
+    assert_eq!(
+        inner.0.load(Ordering::SeqCst),
+        2,
+        "the shed request never reached the handler"
+    );
+    assert_eq!(shed.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(shed.headers()["retry-after"], "1");
+    assert_eq!(shed.headers()["content-type"], "application/problem+json");
+    assert_eq!(shed.headers()["cache-control"], "no-store");
+    let d = decision(&shed);
+    assert_eq!(
+        (d.layer(), d.reason()),
+        (EdgeLayer::Overload, Reason::Overloaded)
+    );
+    assert_eq!(d.policy(), None);
+    let body = shed.into_body().collect().await.unwrap().to_bytes();
+    let doc: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(doc["status"], 503);
+    let stats = layer.stats();
+    assert_eq!((stats.in_flight, stats.shed_overloaded), (2, 1));
+    drop(held);
+    assert_eq!(layer.stats().in_flight, 0);
+    assert_eq!(call_now(&mut service, get("/")).status(), StatusCode::OK);
+}
+
+// gRPC over HTTP/2: an overloaded server answers trailers-only
+// UNAVAILABLE (14), never an HTTP 503 (gRPC over HTTP/2 protocol spec,
+// "Responses"; gRPC status codes).
+#[test]
+fn grpc_overload_is_trailers_only_unavailable() {
+    let layer = OverloadLayer::new(1);
+    let mut service = layer.layer(Ok200::default());
+    let _held = call_now(&mut service, grpc("/shop.Orders/Get"));
+    let shed = call_now(&mut service, grpc("/shop.Orders/Get"));
+    assert_eq!(shed.status(), StatusCode::OK);
+    assert_eq!(shed.headers()["grpc-status"], "14");
+    assert_eq!(shed.headers()["content-type"], "application/grpc");
+    assert!(shed.body().is_end_stream());
+}
+
+// The permit lives until the response body ends: a streamed body holds
+// it while frames remain, and gives it back at its end.
+#[tokio::test]
+async fn permit_is_released_at_body_end() {
+    let layer = OverloadLayer::new(1);
+    let mut service = layer.layer(tower::service_fn(|_req: Request<Body>| async {
+        let frames = vec![
+            Ok::<_, Infallible>(Frame::data(Bytes::from_static(b"a"))),
+            Ok(Frame::data(Bytes::from_static(b"b"))),
+        ];
+        Ok::<_, Infallible>(Response::new(StreamBody::new(tokio_stream::iter(frames))))
+    }));
+    let response = service.ready().await.unwrap().call(get("/")).await.unwrap();
+    let mut body = response.into_body();
+    assert_eq!(layer.stats().in_flight, 1);
+    assert!(body.frame().await.unwrap().is_ok());
+    assert!(body.frame().await.unwrap().is_ok());
+    assert_eq!(
+        layer.stats().in_flight,
+        1,
+        "the stream may still have frames"
+    );
+    assert!(body.frame().await.is_none());
+    assert_eq!(layer.stats().in_flight, 0);
+    drop(body);
+    assert_eq!(layer.stats().in_flight, 0);
+
+    // A body that knows it has ended gives the permit back with its last
+    // frame, before anyone polls it again.
+    let mut service = layer.layer(Ok200::default());
+    let mut body = call_now(&mut service, get("/")).into_body();
+    assert_eq!(layer.stats().in_flight, 1);
+    assert_eq!(
+        body.frame().await.unwrap().unwrap().into_data().unwrap(),
+        "ok"
+    );
+    assert_eq!(layer.stats().in_flight, 0);
+}
+
+#[tokio::test]
+async fn permit_is_released_when_the_body_is_dropped() {
+    let layer = OverloadLayer::new(1);
+    let mut service = layer.layer(Ok200::default());
+    let response = call_now(&mut service, get("/"));
+    assert_eq!(layer.stats().in_flight, 1);
+    drop(response);
+    assert_eq!(layer.stats().in_flight, 0);
+    // A response future dropped before it answered releases it too.
+    let mut slow = layer.layer(tower::service_fn(|_req: Request<Body>| async {
+        std::future::pending::<()>().await;
+        Ok::<_, Infallible>(Response::new(Body::default()))
+    }));
+    let future = slow.ready().await.unwrap().call(get("/"));
+    assert_eq!(layer.stats().in_flight, 1);
+    drop(future);
+    assert_eq!(layer.stats().in_flight, 0);
+}
+
+// An inner error is passed through unchanged (the error type is the inner
+// one) and releases the permit.
+#[tokio::test]
+async fn inner_errors_pass_through_and_release() {
+    let layer = OverloadLayer::new(1);
+    let service = layer.layer(tower::service_fn(|_req: Request<Body>| async {
+        Err::<Response<Body>, _>(std::io::Error::other("boom"))
+    }));
+    let error = service.oneshot(get("/")).await.unwrap_err();
+    assert_eq!(error.to_string(), "boom");
+    assert_eq!(layer.stats().in_flight, 0);
+}
+
+#[test]
+fn health_and_readiness_paths_are_exempt() {
+    let layer = OverloadLayer::new(1);
+    let mut service = layer.layer(Ok200::default());
+    let _held = call_now(&mut service, get("/orders"));
+    for path in ["/healthz", "/readyz", "/livez", "/health"] {
+        let response = call_now(&mut service, get(path));
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+    }
+    assert_eq!(
+        call_now(&mut service, grpc("/grpc.health.v1.Health/Check"))
+            .headers()
+            .get("grpc-status"),
+        None
+    );
+    assert_eq!(layer.stats().in_flight, 1, "exempt requests hold no slot");
+    assert_eq!(
+        call_now(&mut service, get("/healthz/x")).status(),
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+
+    let custom = OverloadLayer::builder()
+        .max_in_flight(1)
+        .exempt_paths(["/status"])
+        .exempt(|req| req.method() == http::Method::OPTIONS)
+        .build()
+        .unwrap();
+    let mut service = custom.layer(Ok200::default());
+    let _held = call_now(&mut service, get("/"));
+    assert_eq!(
+        call_now(&mut service, get("/status")).status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        call_now(&mut service, get("/healthz")).status(),
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    let options = Request::options("/").body(Body::default()).unwrap();
+    assert_eq!(call_now(&mut service, options).status(), StatusCode::OK);
+}
+
+// Clones of the layer and every service made from it share one limit
+// (axum #2634, tower #764: state cloned per connection).
+#[test]
+fn clones_share_the_limit() {
+    let layer = OverloadLayer::new(2);
+    let mut a = layer.clone().layer(Ok200::default());
+    let mut b = a.clone();
+    let mut c = Overload::new(Ok200::default(), &layer);
+    let _x = call_now(&mut a, get("/"));
+    let _y = call_now(&mut b, get("/"));
+    assert_eq!(
+        call_now(&mut c, get("/")).status(),
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+}
+
+// Per-key limit: 429 (RFC 6585 §4) with Retry-After and the RateLimit
+// fields, the quota unit `concurrent-requests`
+// (draft-ietf-httpapi-ratelimit-headers-11, RateLimit-Policy `q`, `qu`;
+// RateLimit `r`); other keys are unaffected.
+#[test]
+fn per_key_limit_is_429_with_ratelimit_fields() {
+    let layer = OverloadLayer::builder()
+        .per_key(KeyLimit::new("per-ip", 2).key(ClientIp))
+        .build()
+        .unwrap();
+    let mut service = layer.layer(Ok200::default());
+    let held = [
+        call_now(&mut service, from("192.0.2.1:1")),
+        call_now(&mut service, from("192.0.2.1:2")),
+    ];
+    let limited = call_now(&mut service, from("192.0.2.1:3"));
+    assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(limited.headers()["retry-after"], "1");
+    assert_eq!(
+        limited.headers()["ratelimit-policy"],
+        r#""per-ip";q=2;qu="concurrent-requests""#
+    );
+    assert_eq!(limited.headers()["ratelimit"], r#""per-ip";r=0"#);
+    let d = decision(&limited);
+    assert_eq!(
+        (d.reason(), d.policy()),
+        (Reason::ConcurrencyLimited, Some("per-ip"))
+    );
+    assert_eq!(
+        call_now(&mut service, from("192.0.2.2:1")).status(),
+        StatusCode::OK
+    );
+    assert_eq!(layer.stats().shed_concurrency_limited, 1);
+    assert_eq!(layer.stats().tracked_keys, Some(1));
+    drop(held);
+    // Keys are forgotten once nothing of theirs is in flight.
+    assert_eq!(layer.stats().tracked_keys, Some(0));
+    assert_eq!(
+        call_now(&mut service, from("192.0.2.1:4")).status(),
+        StatusCode::OK
+    );
+}
+
+// gRPC callers over a per-key limit get RESOURCE_EXHAUSTED (8).
+#[test]
+fn grpc_per_key_limit_is_resource_exhausted() {
+    let layer = OverloadLayer::builder()
+        .per_key(KeyLimit::new("per-client", 1))
+        .build()
+        .unwrap();
+    let mut service = layer.layer(Ok200::default());
+    let request = || {
+        let mut req = grpc("/shop.Orders/List");
+        req.extensions_mut().insert(Subject::new("alice"));
+        req
+    };
+    let _held = call_now(&mut service, request());
+    let limited = call_now(&mut service, request());
+    assert_eq!(limited.status(), StatusCode::OK);
+    assert_eq!(limited.headers()["grpc-status"], "8");
+}
+
+// Key state is bounded: past `max_keys` keys with requests in flight, a
+// new key is shed (503) instead of growing the map.
+#[test]
+fn per_key_state_is_bounded() {
+    let layer = OverloadLayer::builder()
+        .per_key(KeyLimit::new("per-ip", 4).key(ClientIp))
+        .max_keys(16)
+        .build()
+        .unwrap();
+    let mut service = layer.layer(Ok200::default());
+    let mut held = Vec::new();
+    let mut shed = 0;
+    for i in 0..1000u32 {
+        let peer = format!("10.{}.{}.{}:1", i >> 16, (i >> 8) & 255, i & 255);
+        let response = call_now(&mut service, from(&peer));
+        if response.status() == StatusCode::SERVICE_UNAVAILABLE {
+            shed += 1;
+        }
+        held.push(response);
+    }
+    let tracked = layer.stats().tracked_keys.unwrap();
+    // Exactly the cap (1000 random keys fill each of the 16 shards).
+    assert_eq!(tracked, 16);
+    assert_eq!(shed, 1000 - tracked);
+    drop(held);
+    assert_eq!(layer.stats().tracked_keys, Some(0));
+}
+
+// Netflix concurrency-limits' partitioned limiter: a partition under its
+// guaranteed share always gets in, so a flood from one partition does not
+// take another's share.
+#[test]
+fn a_flood_from_one_partition_does_not_take_another_share() {
+    let layer = OverloadLayer::builder()
+        .max_in_flight(10)
+        .partition(Partition::authenticated(80))
+        .partition(Partition::new("anonymous", 20))
+        .build()
+        .unwrap();
+    let mut service = layer.layer(Ok200::default());
+    let authenticated = || {
+        let mut req = get("/");
+        req.extensions_mut().insert(Subject::new("alice"));
+        req
+    };
+    // An anonymous flood: 100 requests held in flight.
+    let mut held = Vec::new();
+    let mut anonymous_ok = 0;
+    for _ in 0..100 {
+        let response = call_now(&mut service, get("/"));
+        if response.status() == StatusCode::OK {
+            anonymous_ok += 1;
+        } else {
+            let d = decision(&response);
+            assert_eq!(d.policy(), Some("anonymous"));
+        }
+        held.push(response);
+    }
+    assert_eq!(
+        anonymous_ok, 2,
+        "anonymous gets its 20 % while authenticated holds 80 %"
+    );
+    // Authenticated clients still get all of their 80 %.
+    for i in 0..8 {
+        let response = call_now(&mut service, authenticated());
+        assert_eq!(response.status(), StatusCode::OK, "#{i}");
+        held.push(response);
+    }
+    assert_eq!(
+        call_now(&mut service, authenticated()).status(),
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    let stats = layer.stats();
+    assert_eq!(stats.in_flight, 10);
+    let names: Vec<_> = stats
+        .partitions
+        .iter()
+        .map(|p| (&*p.name, p.in_flight, p.share, p.shed))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("authenticated", 8, 8, 1),
+            ("anonymous", 2, 2, 98),
+            ("other", 0, 0, 0)
+        ]
+    );
+    drop(held);
+
+    // And the other way round: an authenticated flood leaves anonymous
+    // its 20 %.
+    let mut held: Vec<_> = (0..50)
+        .map(|_| call_now(&mut service, authenticated()))
+        .collect();
+    assert_eq!(
+        held.iter().filter(|r| r.status() == StatusCode::OK).count(),
+        8
+    );
+    held.push(call_now(&mut service, get("/")));
+    held.push(call_now(&mut service, get("/")));
+    assert!(held[50..].iter().all(|r| r.status() == StatusCode::OK));
+}
+
+// Shares below 100 % leave a common pool any partition may use.
+#[test]
+fn unreserved_capacity_is_shared() {
+    let layer = OverloadLayer::builder()
+        .max_in_flight(10)
+        .partition(Partition::authenticated(50))
+        .build()
+        .unwrap();
+    let mut service = layer.layer(Ok200::default());
+    // Anonymous requests ("other") get the unreserved half, no more.
+    let held: Vec<_> = (0..20).map(|_| call_now(&mut service, get("/"))).collect();
+    assert_eq!(
+        held.iter().filter(|r| r.status() == StatusCode::OK).count(),
+        5
+    );
+    let stats = layer.stats();
+    assert_eq!(stats.partitions[1].in_flight, 5);
+    assert_eq!(&*stats.partitions[1].name, "other");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_queue_admits_newest_first_and_sheds_at_the_deadline() {
+    let layer = OverloadLayer::builder()
+        .max_in_flight(1)
+        .queue(2, Duration::from_millis(50))
+        .build()
+        .unwrap();
+    let mut service = layer.layer(Ok200::default());
+    let held = call_now(&mut service, get("/"));
+    let first = tokio::spawn(service.clone().oneshot(get("/first")));
+    tokio::task::yield_now().await;
+    let second = tokio::spawn(service.clone().oneshot(get("/second")));
+    tokio::task::yield_now().await;
+    assert_eq!(layer.stats().queued, 2);
+    // The queue is full: the next one is shed at once.
+    assert_eq!(
+        call_now(&mut service, get("/third")).status(),
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    drop(held);
+    // LIFO: the newest waiter gets the slot.
+    let second = second.await.unwrap().unwrap();
+    assert_eq!(second.status(), StatusCode::OK);
+    assert!(!first.is_finished());
+    // The first one waits until its deadline, then is shed.
+    let first = first.await.unwrap().unwrap();
+    assert_eq!(first.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(decision(&first).reason(), Reason::QueueTimeout);
+    drop(second);
+    let stats = layer.stats();
+    assert_eq!(
+        (
+            stats.shed_queue_timeout,
+            stats.shed_overloaded,
+            stats.in_flight
+        ),
+        (1, 1, 0)
+    );
+}
+
+#[test]
+fn bad_configuration_fails_at_build_naming_the_field() {
+    let field = |builder: OverloadLayerBuilder| builder.build().unwrap_err().field();
+    let b = OverloadLayer::builder;
+    assert_eq!(field(b()), "max_in_flight");
+    assert_eq!(field(b().max_in_flight(0)), "max_in_flight");
+    assert_eq!(
+        field(b().adaptive(AdaptiveLimit::gradient2().min(0))),
+        "adaptive"
+    );
+    assert_eq!(
+        field(b().adaptive(AdaptiveLimit::gradient2().min(50).max(10))),
+        "adaptive"
+    );
+    assert_eq!(
+        field(b().adaptive(AdaptiveLimit::gradient2().initial(2000))),
+        "adaptive"
+    );
+    assert_eq!(
+        field(
+            b().per_key(KeyLimit::new("k", 1))
+                .partition(Partition::new("a", 10))
+        ),
+        "partition"
+    );
+    assert_eq!(
+        field(b().max_in_flight(5).partition(Partition::new("a", 0))),
+        "partition"
+    );
+    assert_eq!(
+        field(
+            b().max_in_flight(5)
+                .partition(Partition::new("a", 60))
+                .partition(Partition::new("b", 50))
+        ),
+        "partition"
+    );
+    assert_eq!(
+        field(
+            b().max_in_flight(5)
+                .partition(Partition::new("a", 6))
+                .partition(Partition::new("a", 5))
+        ),
+        "partition"
+    );
+    assert_eq!(
+        field(b().max_in_flight(5).partition(Partition::new("other", 5))),
+        "partition"
+    );
+    assert_eq!(field(b().per_key(KeyLimit::new("k", 0))), "per_key");
+    assert_eq!(field(b().per_key(KeyLimit::new("a\"b", 1))), "per_key");
+    assert_eq!(field(b().max_in_flight(1).max_keys(0)), "max_keys");
+    assert_eq!(
+        field(b().max_in_flight(1).queue(0, Duration::from_millis(1))),
+        "queue"
+    );
+    assert_eq!(
+        field(b().max_in_flight(1).queue(1, Duration::ZERO)),
+        "queue"
+    );
+    assert_eq!(
+        field(
+            b().per_key(KeyLimit::new("k", 1))
+                .queue(1, Duration::from_millis(1))
+        ),
+        "queue"
+    );
+    assert_eq!(
+        field(b().max_in_flight(1).retry_after(Duration::ZERO)),
+        "retry_after"
+    );
+    assert_eq!(
+        field(b().max_in_flight(1).exempt_paths(["healthz"])),
+        "exempt_paths"
+    );
+    assert_eq!(
+        field(b().max_in_flight(1).trusted_proxies(["10.0.0.0/33"])),
+        "trusted_proxies"
+    );
+    assert_eq!(field(b().max_in_flight(1).ipv6_prefix(129)), "ipv6_prefix");
+    let layer = b()
+        .max_in_flight(1)
+        .retry_after(Duration::from_millis(1500))
+        .build()
+        .unwrap();
+    let mut service = layer.layer(Ok200::default());
+    let _held = call_now(&mut service, get("/"));
+    assert_eq!(
+        call_now(&mut service, get("/")).headers()["retry-after"],
+        "2"
+    );
+}
