@@ -15,6 +15,7 @@
 //! | cache headers | [`cache_headers`] | `cache-headers` | `Cache-Control` policies, ETags, RFC 9110 conditional requests (304 / 412) |
 //! | correlation IDs | [`correlation`] | `correlation-id` | validated request/correlation IDs, echoed, on every log line |
 //! | OpenTelemetry | [`otel`] | `otel` | W3C trace-context propagation, HTTP/gRPC server spans and metrics per semantic conventions |
+//! | idempotency keys | `idempotency` | `idempotency` | retried unsafe requests (HTTP and gRPC unary) run once; outcomes replayed; keys scoped by principal; memory or Redis |
 //!
 //! Every layer answers a rejected request with a response, never a service
 //! error, built in one place ([`rejection`]): RFC 9457 problem+json for HTTP
@@ -25,7 +26,7 @@
 //! Outermost first:
 //!
 //! ```text
-//! correlation -> otel -> rate_limit(by IP) -> jwt_auth -> rate_limit(by user) -> cache_headers -> handler
+//! correlation -> otel -> rate_limit(by IP) -> jwt_auth -> rate_limit(by user) -> idempotency -> cache_headers -> handler
 //! ```
 //!
 //! * **correlation** first, so every response — rejections included —
@@ -36,6 +37,8 @@
 //! * **jwt_auth** puts the verified claims in the request extensions; the
 //!   **per-client limiter** after it keys by subject for authenticated
 //!   requests and by IP for anonymous ones.
+//! * **idempotency** after authentication, so keys are scoped by subject,
+//!   and after the limiters, so a retry storm is still limited.
 //! * **cache_headers** innermost: it sees the handler's real response and
 //!   never turns a 401 or 429 into a 304.
 //!

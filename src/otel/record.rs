@@ -94,7 +94,8 @@ impl State {
         // A tower-edge layer's answer says what it decided; only the
         // answers of other components (a handler, another limiter) are read
         // from their headers.
-        let (auth, policy) = match parts.extensions.get::<Decision>() {
+        let answer = parts.extensions.get::<Decision>().filter(|d| d.is_answer());
+        let (auth, policy) = match answer {
             Some(decision) => (
                 decision
                     .reason()

@@ -161,7 +161,7 @@
 //! # let _ = service;
 //! ```
 
-mod client_ip;
+pub(crate) mod client_ip;
 mod key;
 mod layer_builder;
 mod memory;
