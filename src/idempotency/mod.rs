@@ -129,6 +129,8 @@ mod flow;
 mod key;
 mod memory;
 mod outcome;
+#[cfg(feature = "redis")]
+mod redis;
 mod route;
 mod scope;
 mod service;
@@ -149,6 +151,9 @@ pub use fingerprint::{Fingerprint, Fingerprinter, RequestFingerprint};
 pub use key::{DEFAULT_MAX_KEY_LENGTH, IdempotencyKey, InvalidKey};
 pub use memory::{DEFAULT_MAX_BYTES, DEFAULT_MAX_KEYS, MemoryStore, MemoryStoreBuilder};
 pub use outcome::{DEFAULT_REPLAYED_HEADERS, StoredOutcomes, StoredResponse};
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use redis::{DEFAULT_KEY_PREFIX, RedisStore, RedisStoreBuilder};
 pub use route::Route;
 pub use scope::{Scope, ScopeExtractor, StoreKey, SubjectOrClientIp};
 pub use service::{Idempotency, IdempotencyLayer, ResponseFuture};
