@@ -48,19 +48,22 @@ fn post(body: &'static str) -> Request<Full<Bytes>> {
     request
 }
 
+type Req = Request<RequestBody<Full<Bytes>>>;
+type Res = Result<Response<Full<Bytes>>, Infallible>;
+
 /// A handler that counts its runs, and, when gated, waits for the gate.
 fn handler(
     runs: Arc<AtomicUsize>,
     gate: Option<Arc<Notify>>,
 ) -> impl tower::Service<
-    Request<RequestBody<Full<Bytes>>>,
+    Req,
     Response = Response<Full<Bytes>>,
     Error = Infallible,
-    Future = impl Future<Output = Result<Response<Full<Bytes>>, Infallible>> + Send,
+    Future = impl Future<Output = Res> + Send,
 > + Clone
 + Send
 + 'static {
-    tower::service_fn(move |_request: Request<RequestBody<Full<Bytes>>>| {
+    tower::service_fn(move |_request: Req| {
         let n = runs.fetch_add(1, Ordering::SeqCst) + 1;
         let gate = gate.clone();
         async move {
