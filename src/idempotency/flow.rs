@@ -311,7 +311,13 @@ where
     // An error drops `release`, armed: the key is freed.
     let response = inner.call(request).await?;
     let (head, body) = response.into_parts();
-    if grpc.is_none() && !config.outcomes.stores(head.status) {
+    // An answer of another tower-edge layer further in (a scope check's
+    // 403, a limiter's 429) is about this attempt, not the operation.
+    let edge_answer = head
+        .extensions
+        .get::<Decision>()
+        .is_some_and(Decision::is_answer);
+    if edge_answer || (grpc.is_none() && !config.outcomes.stores(head.status)) {
         drop(release);
         let mut response = Response::from_parts(head, IdempotencyBody::inner(body));
         if took_over {

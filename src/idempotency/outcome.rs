@@ -168,8 +168,11 @@ fn get_map(buf: &mut &[u8]) -> Option<HeaderMap> {
 /// INVALID_ARGUMENT, 5 NOT_FOUND, 6 ALREADY_EXISTS, 7 PERMISSION_DENIED,
 /// 9 FAILED_PRECONDITION, 11 OUT_OF_RANGE, 12 UNIMPLEMENTED, 16
 /// UNAUTHENTICATED** (the codes a retry would get again). A 5xx, any other
-/// gRPC status, a handler error, a response body that fails, or a request
-/// dropped before its response is complete always release the key.
+/// gRPC status, a handler error, a response body that fails, a request
+/// dropped before its response is complete, and an answer of another
+/// tower-edge layer further in (one carrying a
+/// [`Decision`](crate::decision::Decision): a route's scope check, a
+/// limiter) always release the key.
 ///
 /// ```
 /// use http::StatusCode;

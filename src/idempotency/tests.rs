@@ -871,3 +871,30 @@ async fn memory_store_is_bounded_in_keys_and_bytes() {
         Claim::Acquired { .. }
     ));
 }
+
+// Another tower-edge layer's answer further in (a route's scope check)
+// concerns this attempt, not the operation: the key is released.
+#[tokio::test]
+async fn answers_of_other_edge_layers_are_not_stored() {
+    let runs = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&runs);
+    let handler = tower::service_fn(move |_r: Req| {
+        let n = counter.fetch_add(1, Ordering::SeqCst);
+        async move {
+            let mut response = Response::new(Full::new(Bytes::new()));
+            if n == 0 {
+                *response.status_mut() = StatusCode::FORBIDDEN;
+                response
+                    .extensions_mut()
+                    .insert(Decision::new(EdgeLayer::JwtAuth, Reason::InsufficientScope));
+            }
+            Ok::<_, Infallible>(response)
+        }
+    });
+    let svc = IdempotencyLayer::new().layer(handler);
+    let first = svc.clone().oneshot(post(Some(KEY), "x")).await.unwrap();
+    assert_eq!(first.status(), StatusCode::FORBIDDEN);
+    let second = svc.clone().oneshot(post(Some(KEY), "x")).await.unwrap();
+    assert_eq!(second.status(), StatusCode::OK);
+    assert_eq!(runs.load(Ordering::SeqCst), 2);
+}
