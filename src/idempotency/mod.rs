@@ -130,7 +130,8 @@ mod key;
 mod memory;
 mod outcome;
 #[cfg(feature = "redis")]
-mod redis;
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub mod redis;
 mod route;
 mod scope;
 mod service;

@@ -56,6 +56,7 @@ impl HttpInstruments {
 /// | `tower_edge.rate_limit.limited` | `{request}` | `tower_edge.rate_limit.policy`: for a tower-edge limiter the policy that denied (its [`Decision::policy`](crate::decision::Decision::policy)); for another limiter the first item of `RateLimit-Policy` (else `RateLimit`), `unknown` without one | the `OtelLayer`, from the `Decision` of a tower-edge limiter; otherwise from 429 responses and gRPC status 8 |
 /// | `tower_edge.cache.not_modified` | `{response}` | `http.route` when known | the `OtelLayer`, from 304 responses |
 /// | `tower_edge.rate_limit.store.errors` | `{error}` | `error.type` | [`store_error`](Self::store_error), for the Redis store |
+/// | `tower_edge.idempotency.decisions` | `{request}` | `tower_edge.idempotency.reason`: the [`Reason`](crate::decision::Reason) of the idempotency layer's [`Decision`](crate::decision::Decision): `replayed`, `request_in_flight` (conflicts), `key_reused` (mismatches), `lease_expired`, `store_unavailable` (store errors), `missing_idempotency_key`, `invalid_idempotency_key`, `content_too_large`, `unreadable_body` | the `OtelLayer`, from the idempotency layer's `Decision` (an answer, or observed on the handler's response) |
 /// | `tower_edge.jwks.fetches` | `{fetch}` | `error.type` on failure | [`jwks_fetch_succeeded`](Self::jwks_fetch_succeeded) / [`jwks_fetch_failed`](Self::jwks_fetch_failed) |
 ///
 /// Get the handle the layer uses with [`OtelLayer::metrics`](super::OtelLayer::metrics)
@@ -71,6 +72,7 @@ struct Counters {
     not_modified: Counter<u64>,
     store_errors: Counter<u64>,
     jwks_fetches: Counter<u64>,
+    idempotency: Counter<u64>,
 }
 
 impl fmt::Debug for EdgeMetrics {
@@ -127,6 +129,11 @@ impl EdgeMetrics {
                     "{fetch}",
                     "JWKS key set fetches.",
                 ),
+                idempotency: counter(
+                    "tower_edge.idempotency.decisions",
+                    "{request}",
+                    "Idempotency-layer replays, conflicts, mismatches, lease expiries and store errors.",
+                ),
             }),
         }
     }
@@ -165,6 +172,16 @@ impl EdgeMetrics {
             &[KeyValue::new(
                 Key::from_static_str(RATE_LIMIT_POLICY),
                 policy,
+            )],
+        );
+    }
+
+    pub(crate) fn idempotency(&self, reason: &'static str) {
+        self.inner.idempotency.add(
+            1,
+            &[KeyValue::new(
+                Key::from_static_str("tower_edge.idempotency.reason"),
+                reason,
             )],
         );
     }

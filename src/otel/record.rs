@@ -20,7 +20,7 @@ use pin_project_lite::pin_project;
 use super::metrics::{EdgeMetrics, HttpInstruments};
 use super::route::Route;
 use super::semconv::{self, *};
-use crate::decision::{Decision, Reason};
+use crate::decision::{Decision, EdgeLayer, Reason};
 
 /// The instruments a request records into, shared by every request of a
 /// layer.
@@ -94,6 +94,11 @@ impl State {
         // A tower-edge layer's answer says what it decided; only the
         // answers of other components (a handler, another limiter) are read
         // from their headers.
+        let idempotency = parts
+            .extensions
+            .get::<Decision>()
+            .filter(|d| d.layer() == EdgeLayer::Idempotency)
+            .map(|d| d.reason().as_str());
         let answer = parts.extensions.get::<Decision>().filter(|d| d.is_answer());
         let (auth, policy) = match answer {
             Some(decision) => (
@@ -119,6 +124,7 @@ impl State {
             method_known,
             auth,
             policy,
+            idempotency,
             state: self,
             status: Some(status),
             error_type,
@@ -139,6 +145,7 @@ impl State {
             grpc_code: None,
             auth: None,
             policy: None,
+            idempotency: None,
         });
     }
 }
@@ -156,6 +163,8 @@ struct Completion {
     grpc_code: Option<u16>,
     auth: Option<&'static str>,
     policy: Option<StringValue>,
+    /// The idempotency layer's decision (answered or observed).
+    idempotency: Option<&'static str>,
 }
 
 impl Completion {
@@ -257,6 +266,9 @@ impl Drop for Completion {
         }
         if self.status == Some(StatusCode::NOT_MODIFIED) {
             edge.not_modified(self.state.route.as_ref());
+        }
+        if let Some(reason) = self.idempotency {
+            edge.idempotency(reason);
         }
     }
 }

@@ -8,11 +8,12 @@ local lease = tonumber(ARGV[2])
 local clock = redis.call('TIME')
 local now_ms = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 local now_us = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
-local h = redis.call('HMGET', KEYS[1], 's', 'fp', 't', 'u')
+-- One read for every path (a replay included).
+local h = redis.call('HMGET', KEYS[1], 's', 'fp', 't', 'u', 'r')
 local took = 0
 if h[1] == 'c' then
   if h[2] ~= ARGV[1] then return {3} end
-  return {2, redis.call('HGET', KEYS[1], 'r')}
+  return {2, h[5]}
 end
 if h[1] == 'f' then
   if tonumber(h[4]) > now_ms then
