@@ -14,10 +14,13 @@
 //!   (`Cache-Control: public, max-age=60`, ETag, 304 on `If-None-Match`).
 //! * `PUT /products/{id}`: needs scope `products:write`; honours `If-Match`.
 //! * `GET /me`: needs a token; returns its subject and scopes.
+//! * `POST /orders`: needs scope `orders:write` and an `Idempotency-Key`;
+//!   a retry replays the first 201 (see `common::orders`); `GET /orders/{id}`.
 //!
 //! Layers, outermost first: correlation ID → OpenTelemetry (feature `otel`)
 //! → per-IP flood guard → JWT (optional mode: public routes work
-//! anonymously) → per-client quota (by subject, else IP) → cache headers.
+//! anonymously) → per-client quota (by subject, else IP) → idempotency
+//! keys → cache headers.
 //!
 //! Connections, against slow clients ("slowloris"): at most
 //! `MAX_CONNECTIONS` (default 512) are open at once, further clients wait
@@ -124,6 +127,11 @@ pub fn app(config: &Config) -> Result<Router, ConfigError> {
         .layer(common::per_client(config).peer_addr_with(peer_ip).build()?)
         .layer(common::overload::per_client(config, peer_ip)?)
         .layer(
+            common::orders::idempotency(config, &[])?
+                .peer_addr_with(peer_ip)
+                .build()?,
+        )
+        .layer(
             CacheHeadersLayer::builder()
                 .rule(
                     CacheRule::new(
@@ -151,7 +159,56 @@ pub fn app(config: &Config) -> Result<Router, ConfigError> {
         )
         .route("/me", get(me))
         .with_state(seed())
+        .merge(orders_routes()?)
         .layer(stack))
+}
+
+/// `POST /orders` (scope `orders:write`; the idempotency layer requires an
+/// `Idempotency-Key`) and `GET /orders/{id}`: see `common::orders`.
+fn orders_routes() -> Result<Router, ConfigError> {
+    use common::orders::{Orders, SCOPE};
+    let can_order = RequireScopeLayer::builder()
+        .scope(SCOPE)
+        .realm(common::REALM)
+        .build()?;
+    let create = |State(orders): State<Orders>, body: axum::body::Bytes| async move {
+        match orders.create(&body) {
+            Ok((location, json)) => (
+                StatusCode::CREATED,
+                [
+                    (header::LOCATION, location),
+                    (
+                        header::CONTENT_TYPE,
+                        HeaderValue::from_static("application/json"),
+                    ),
+                ],
+                json,
+            )
+                .into_response(),
+            Err(problem) => Rejections::default()
+                .http_response::<Body>(problem)
+                .into_response(),
+        }
+    };
+    let read = |State(orders): State<Orders>, Path(id): Path<String>| async move {
+        match orders.get(&id) {
+            Some(json) => (
+                [(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                )],
+                json,
+            )
+                .into_response(),
+            None => Rejections::default()
+                .http_response::<Body>(Problem::new(StatusCode::NOT_FOUND))
+                .into_response(),
+        }
+    };
+    Ok(Router::new()
+        .route("/orders", axum::routing::post(create.layer(can_order)))
+        .route("/orders/{id}", get(read))
+        .with_state(Orders::default()))
 }
 
 /// Serves [`app`] on `listener` until `shutdown`, then drains the
@@ -377,6 +434,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     println!(
         "  for i in $(seq 100); do curl -s -o /dev/null -w '%{{http_code}} ' http://{addr}/health; done   # 429s"
+    );
+    println!(
+        "  curl -i -X POST http://{addr}/orders -H \"authorization: Bearer $TOKEN\" -H 'idempotency-key: \"order-1\"' \\\n       -H 'content-type: application/json' -d '{{\"product_id\": 1, \"quantity\": 2}}'   # twice: replayed"
     );
     println!();
     println!("Ctrl-C stops the server gracefully.");

@@ -12,7 +12,9 @@
 //!
 //! Routes: `GET /health`, `GET /products`, `GET /products/{id}` (public,
 //! cacheable, ETag and 304), `PUT /products/{id}` (scope `products:write`,
-//! `If-Match` → 412), `GET /me` (needs a token).
+//! `If-Match` → 412), `GET /me` (needs a token), `POST /orders` (scope
+//! `orders:write`, `Idempotency-Key` required, a retry replays the first
+//! 201; see `common::orders`), `GET /orders/{id}`.
 //!
 //! Connections, against slow clients ("slowloris"): at most
 //! `MAX_CONNECTIONS` (default 512) are open at once, further clients wait
@@ -56,6 +58,8 @@ use tower_edge::{ConfigError, Subject};
 use common::Config;
 
 type Body = http_body_util::combinators::UnsyncBoxBody<Bytes, BoxError>;
+/// The request body behind the idempotency layer (buffered when it applies).
+type AppBody = tower_edge::idempotency::RequestBody<Incoming>;
 
 /// The in-memory "database": id → (name, price in cents). The lock is
 /// never held across an `.await`.
@@ -98,7 +102,8 @@ fn problem(problem: Problem) -> Response<Body> {
 /// The application's router: a plain async function.
 async fn route(
     products: Products,
-    request: Request<Incoming>,
+    orders: common::orders::Orders,
+    request: Request<AppBody>,
 ) -> Result<Response<Body>, Infallible> {
     let path = request.uri().path().to_owned();
     let id = path
@@ -106,6 +111,13 @@ async fn route(
         .map(|id| id.parse::<u64>().ok());
     Ok(match (request.method().clone(), path.as_str(), id) {
         (Method::PUT, _, Some(Some(id))) => put_product(&products, id, request).await,
+        (Method::POST, "/orders", _) => create_order(&orders, request).await,
+        (Method::GET | Method::HEAD, p, _) if p.starts_with("/orders/") => {
+            match orders.get(&p["/orders/".len()..]) {
+                Some(order) => json_bytes(StatusCode::OK, order),
+                None => problem(Problem::new(StatusCode::NOT_FOUND)),
+            }
+        }
         (Method::GET | Method::HEAD, "/products", _) => {
             // The cache layer hashes these bodies into ETags and answers 304.
             let all = products.read().unwrap();
@@ -136,7 +148,7 @@ async fn route(
 
 /// `PUT /products/{id}`: needs scope `products:write`; with `If-Match`, only
 /// when the client's copy is the current one (else 412).
-async fn put_product(products: &Products, id: u64, request: Request<Incoming>) -> Response<Body> {
+async fn put_product(products: &Products, id: u64, request: Request<AppBody>) -> Response<Body> {
     if request.extensions().get::<Subject>().is_none() {
         return problem(common::token_required());
     }
@@ -203,9 +215,67 @@ async fn put_product(products: &Products, id: u64, request: Request<Incoming>) -
     response
 }
 
+/// `POST /orders`: needs scope `orders:write` (the idempotency layer in
+/// front requires the `Idempotency-Key`); 201 with the order and its
+/// `Location` (see `common::orders`).
+async fn create_order(
+    orders: &common::orders::Orders,
+    request: Request<AppBody>,
+) -> Response<Body> {
+    let can_order = request
+        .extensions()
+        .get::<Scopes>()
+        .is_some_and(|scopes| scopes.contains(common::orders::SCOPE));
+    if request.extensions().get::<Subject>().is_none() {
+        return problem(common::token_required());
+    }
+    if !can_order {
+        return problem(
+            Problem::new(StatusCode::FORBIDDEN)
+                .with_detail("the token lacks scope `orders:write`")
+                .with_header(
+                    header::WWW_AUTHENTICATE,
+                    http::HeaderValue::from_static(
+                        "Bearer realm=\"tower-edge-example\", error=\"insufficient_scope\", scope=\"orders:write\"",
+                    ),
+                ),
+        );
+    }
+    let body = match http_body_util::Limited::new(request.into_body(), MAX_BODY)
+        .collect()
+        .await
+    {
+        Ok(body) => body.to_bytes(),
+        Err(_) => return problem(Problem::new(StatusCode::PAYLOAD_TOO_LARGE)),
+    };
+    match orders.create(&body) {
+        Ok((location, order)) => {
+            let mut response = json_bytes(StatusCode::CREATED, order);
+            response.headers_mut().insert(header::LOCATION, location);
+            response
+        }
+        Err(rejected) => problem(rejected),
+    }
+}
+
+/// A JSON response of ready-made bytes.
+fn json_bytes(status: StatusCode, body: Bytes) -> Response<Body> {
+    let mut response = Response::new(
+        Full::new(body)
+            .map_err(|never| match never {})
+            .boxed_unsync(),
+    );
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
 /// Who the token says you are; the JWT layer (optional mode) put the
 /// subject and scopes in the extensions, or nothing for anonymous requests.
-fn me(request: &Request<Incoming>) -> Response<Body> {
+fn me(request: &Request<AppBody>) -> Response<Body> {
     let Some(subject) = request.extensions().get::<Subject>() else {
         return problem(common::token_required());
     };
@@ -242,6 +312,7 @@ pub fn app(
     ConfigError,
 > {
     let products = seed();
+    let orders = common::orders::Orders::default();
     Ok(ServiceBuilder::new()
         .layer(CorrelationIdLayer::new())
         .layer(common::overload::global_shedding(config)?)
@@ -250,6 +321,7 @@ pub fn app(
         .layer(common::per_client(config).build()?)
         // The peer is the `PeerAddr` that `serve` inserts.
         .layer(common::overload::per_client(config, |_| None)?)
+        .layer(common::orders::idempotency(config, &[])?.build()?)
         .layer(
             CacheHeadersLayer::builder()
                 .rule(
@@ -263,7 +335,7 @@ pub fn app(
                 .build()?,
         )
         .option_layer(common::origin_delay(config))
-        .service_fn(move |request| route(products.clone(), request)))
+        .service_fn(move |request| route(products.clone(), orders.clone(), request)))
 }
 
 /// Accepts connections on `listener` until `shutdown`, then drains them,

@@ -15,7 +15,9 @@
 //! the per-subject quota and the `greeter:call` scope, so health checks and
 //! reflection work without a token. Rejections are gRPC statuses: 16
 //! `UNAUTHENTICATED` (no or bad token), 7 `PERMISSION_DENIED` (scope
-//! missing), 8 `RESOURCE_EXHAUSTED` (rate limited).
+//! missing), 8 `RESOURCE_EXHAUSTED` (rate limited). `SayHello` is
+//! idempotent when called with `idempotency-key` metadata: a retry gets the
+//! first reply (see `tower_edge::idempotency` for the codes).
 //!
 //! Connections, against slow clients ("slowloris"): at most
 //! `MAX_CONNECTIONS` (default 512) are open at once, further clients wait
@@ -50,6 +52,7 @@ use tonic::{Request, Response, Status};
 use tower::ServiceBuilder;
 use tower_edge::Subject;
 use tower_edge::correlation::{CorrelationId, CorrelationIdLayer};
+use tower_edge::idempotency::Route;
 use tower_edge::jwt_auth::{AuthMode, RequireScopeLayer};
 
 use common::Config;
@@ -102,6 +105,9 @@ impl Greeter for MyGreeter {
     }
 }
 
+/// The gRPC path of `SayHello`, the idempotent unary method.
+pub const SAY_HELLO: &str = "/greeter.v1.Greeter/SayHello";
+
 /// The client IP from tonic's connection info, for the rate limiters.
 fn peer_ip(extensions: &http::Extensions) -> Option<std::net::IpAddr> {
     let info = extensions.get::<TcpConnectInfo>()?;
@@ -153,6 +159,15 @@ pub async fn serve(
                 .build()?,
         )
         .option_layer(common::origin_delay(&config))
+        // `SayHello` with `idempotency-key` metadata is idempotent: a retry
+        // gets the first reply (its correlation ID shows it), another name
+        // with the same key 9 FAILED_PRECONDITION, a duplicate in flight 10
+        // ABORTED. Without the key it runs as usual.
+        .layer(
+            common::orders::idempotency(&config, &[Route::exact(SAY_HELLO).key_optional()])?
+                .peer_addr_with(peer_ip)
+                .build()?,
+        )
         .named_layer(GreeterServer::new(MyGreeter));
 
     // The connection limits (see `common`): `Acceptor` holds the number of
@@ -197,6 +212,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     );
     println!(
         "  grpcurl -plaintext -H \"authorization: Bearer $TOKEN\" -d '{{\"name\":\"Ada\"}}' {addr} greeter.v1.Greeter/SayHello"
+    );
+    println!(
+        "  grpcurl -plaintext -H \"authorization: Bearer $TOKEN\" -H 'idempotency-key: hello-1' -d '{{\"name\":\"Ada\"}}' {addr} greeter.v1.Greeter/SayHello   # twice: same reply"
     );
     println!();
     println!("Ctrl-C stops the server gracefully.");

@@ -12,7 +12,10 @@
 //! HTTP 200 whose `grpc-status` says what happened), so a reader never needs
 //! to know the shape of the answer. A response without a `Decision` was not
 //! made by a tower-edge layer: the handler, a router or another middleware
-//! answered.
+//! answered. A layer that let a request through may still mark the
+//! handler's response with an [observed](Decision::observed) decision (the
+//! idempotency layer: a lease taken over, a store error passed through);
+//! [`Decision::is_answer`] tells the two apart.
 //!
 //! ```
 //! use http::StatusCode;
@@ -48,17 +51,20 @@ pub enum EdgeLayer {
     /// The overload protection layer (`OverloadLayer`): a request shed
     /// because too many were in flight.
     Overload,
+    /// The idempotency layer (`IdempotencyLayer`).
+    Idempotency,
 }
 
 impl EdgeLayer {
     /// A short, fixed name (`jwt_auth`, `rate_limit`, `cache_headers`,
-    /// `overload`), fit for a metric attribute.
+    /// `overload`, `idempotency`), fit for a metric attribute.
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::JwtAuth => "jwt_auth",
             Self::RateLimit => "rate_limit",
             Self::CacheHeaders => "cache_headers",
             Self::Overload => "overload",
+            Self::Idempotency => "idempotency",
         }
     }
 }
@@ -88,8 +94,9 @@ pub enum Reason {
     /// A rate-limit policy denied the request (429, RFC 6585 §4); the
     /// [`Decision::policy`] names it.
     RateLimited,
-    /// The rate limiter's shared store failed and the layer is configured
-    /// to refuse then (503, RFC 9110 §15.6.4).
+    /// A layer's shared store failed: the layer refused (503, RFC 9110
+    /// §15.6.4), or — an observed decision — let the request through
+    /// without it (fail open).
     StoreUnavailable,
     /// The client's copy is current (304, RFC 9110 §15.4.5).
     NotModified,
@@ -109,14 +116,41 @@ pub enum Reason {
     /// requests in flight (429, RFC 6585 §4); the [`Decision::policy`]
     /// names the limit.
     ConcurrencyLimited,
+    /// A required `Idempotency-Key` is missing (400,
+    /// draft-ietf-httpapi-idempotency-key-header-07 §2.7).
+    MissingIdempotencyKey,
+    /// The `Idempotency-Key` is malformed, too long or repeated (400,
+    /// draft-07 §2.1, §2.7).
+    InvalidIdempotencyKey,
+    /// The request body is over the layer's buffering cap (413, RFC 9110
+    /// §15.5.14).
+    ContentTooLarge,
+    /// The first request with this key is still running (409, draft-07
+    /// §2.7): a conflict.
+    RequestInFlight,
+    /// The key was used before with another payload (422, draft-07 §2.7):
+    /// a mismatch.
+    KeyReused,
+    /// The stored outcome of the key's first request was replayed.
+    Replayed,
+    /// The request body could not be read to the end (400, RFC 9110
+    /// §15.5.1), so it could not be fingerprinted.
+    UnreadableBody,
+    /// The request took over a key whose previous holder's lease expired
+    /// (it died mid-request), or its own completion was refused because it
+    /// lost its lease (fenced). Observed: the handler answered.
+    LeaseExpired,
 }
 
 impl Reason {
     /// A short, fixed name (`missing_credentials`, `invalid_request`,
     /// `invalid_token`, `insufficient_scope`, `rate_limited`,
     /// `store_unavailable`, `not_modified`, `precondition_failed`,
-    /// `internal`, `overloaded`, `queue_timeout`, `concurrency_limited`),
-    /// fit for a metric attribute. The four auth reasons are
+    /// `internal`, `overloaded`, `queue_timeout`, `concurrency_limited`,
+    /// `missing_idempotency_key`, `invalid_idempotency_key`,
+    /// `content_too_large`, `request_in_flight`, `key_reused`, `replayed`,
+    /// `unreadable_body`, `lease_expired`), fit for a metric attribute. The
+    /// four auth reasons are
     /// the `error` codes of RFC 6750 §3.1 (and `missing_credentials`).
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -132,6 +166,14 @@ impl Reason {
             Self::Overloaded => "overloaded",
             Self::QueueTimeout => "queue_timeout",
             Self::ConcurrencyLimited => "concurrency_limited",
+            Self::MissingIdempotencyKey => "missing_idempotency_key",
+            Self::InvalidIdempotencyKey => "invalid_idempotency_key",
+            Self::ContentTooLarge => "content_too_large",
+            Self::RequestInFlight => "request_in_flight",
+            Self::KeyReused => "key_reused",
+            Self::Replayed => "replayed",
+            Self::UnreadableBody => "unreadable_body",
+            Self::LeaseExpired => "lease_expired",
         }
     }
 
@@ -164,6 +206,7 @@ pub struct Decision {
     layer: EdgeLayer,
     reason: Reason,
     policy: Option<Arc<str>>,
+    answered: bool,
 }
 
 impl Decision {
@@ -173,7 +216,27 @@ impl Decision {
             layer,
             reason,
             policy: None,
+            answered: true,
         }
+    }
+
+    /// `layer` let the request through to the handler, but something worth
+    /// counting happened (an idempotency lease taken over, a store error
+    /// passed through): the handler's response carries the marker, with
+    /// [`is_answer`](Self::is_answer) false.
+    pub const fn observed(layer: EdgeLayer, reason: Reason) -> Self {
+        Self {
+            layer,
+            reason,
+            policy: None,
+            answered: false,
+        }
+    }
+
+    /// Whether the layer answered the request itself (every marker but an
+    /// [`observed`](Self::observed) one).
+    pub const fn is_answer(&self) -> bool {
+        self.answered
     }
 
     /// Names the policy that decided (the rate-limit policy that denied).

@@ -16,6 +16,7 @@
 //! | correlation IDs | [`correlation`] | `correlation-id` | validated request/correlation IDs, echoed, on every log line |
 //! | OpenTelemetry | [`otel`] | `otel` | W3C trace-context propagation, HTTP/gRPC server spans and metrics per semantic conventions |
 //! | overload protection | `overload` | `overload` | in-flight limits (global, per key, partitions with guaranteed shares), adaptive limit (Gradient2, AIMD), immediate 503 / 429 shedding |
+//! | idempotency keys | `idempotency` | `idempotency` | retried unsafe requests (HTTP and gRPC unary) run once; outcomes replayed; keys scoped by principal; memory or Redis |
 //!
 //! Every layer answers a rejected request with a response, never a service
 //! error, built in one place ([`rejection`]): RFC 9457 problem+json for HTTP
@@ -27,7 +28,8 @@
 //!
 //! ```text
 //! correlation -> otel -> overload (global) -> rate_limit(by IP) -> jwt_auth
-//!   -> rate_limit(by user) -> overload (per client) -> cache_headers -> handler
+//!   -> rate_limit(by user) -> overload (per client) -> idempotency
+//!   -> cache_headers -> handler
 //! ```
 //!
 //! * **correlation** first, so every response — rejections included —
@@ -43,6 +45,8 @@
 //!   requests and by IP for anonymous ones.
 //! * the **per-client in-flight limit** (`overload` with a per-key limit)
 //!   after authentication, keyed by subject (by IP when anonymous).
+//! * **idempotency** after authentication, so keys are scoped by subject,
+//!   and after the limiters, so a retry storm is still limited.
 //! * **cache_headers** innermost: it sees the handler's real response and
 //!   never turns a 401 or 429 into a 304.
 //!
@@ -132,6 +136,10 @@ pub mod jwt_auth;
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub mod extract;
+
+#[cfg(feature = "idempotency")]
+#[cfg_attr(docsrs, doc(cfg(feature = "idempotency")))]
+pub mod idempotency;
 
 #[cfg(feature = "otel")]
 #[cfg_attr(docsrs, doc(cfg(feature = "otel")))]

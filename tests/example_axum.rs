@@ -663,3 +663,149 @@ async fn one_client_over_its_in_flight_share_gets_429() {
     }
     assert_eq!(responses[4].status(), 200, "another client is unaffected");
 }
+
+// The orders contract (draft-ietf-httpapi-idempotency-key-header-07):
+// `POST /orders` needs scope `orders:write` and an `Idempotency-Key`
+// (§2.7: missing → 400); 201 with a new unique `id` and `Location`; a
+// retry with the same key replays the first outcome byte for byte
+// (`Idempotent-Replayed: true`), another body → 422; `GET /orders/{id}`.
+#[tokio::test]
+async fn orders_are_created_once_per_idempotency_key() {
+    let config = config();
+    let addr = serve(&config).await;
+    let token = common::dev_token(&config);
+    let order = r#"{"product_id": 1, "quantity": 2}"#;
+    let post = |key: &'static str, body: &'static str| {
+        call("POST", "/orders")
+            .bearer(&token)
+            .header("idempotency-key", key)
+            .json(body)
+    };
+
+    let missing = call("POST", "/orders")
+        .bearer(&token)
+        .json(order)
+        .send(addr)
+        .await;
+    assert_eq!(missing.status(), 400);
+    assert_eq!(header(&missing, "content-type"), "application/problem+json");
+
+    let first = post("\"order-a\"", order).send(addr).await;
+    assert_eq!(first.status(), 201);
+    let created = json(&first);
+    let id = created["id"].as_str().unwrap().to_owned();
+    assert_eq!(header(&first, "location"), format!("/orders/{id}"));
+    assert_eq!(
+        (created["product_id"].as_u64(), created["quantity"].as_u64()),
+        (Some(1), Some(2))
+    );
+
+    let retry = post("\"order-a\"", order).send(addr).await;
+    assert_eq!(retry.status(), 201);
+    assert_eq!(header(&retry, "idempotent-replayed"), "true");
+    assert_eq!(header(&retry, "location"), header(&first, "location"));
+    assert_eq!(retry.body(), first.body());
+
+    let other = post("\"order-a\"", r#"{"product_id": 1, "quantity": 3}"#)
+        .send(addr)
+        .await;
+    assert_eq!(other.status(), 422);
+
+    let second = post("\"order-b\"", order).send(addr).await;
+    assert_eq!(second.status(), 201);
+    assert_ne!(json(&second)["id"], created["id"], "a new key, a new order");
+
+    let path = format!("/orders/{id}");
+    let read = Call {
+        method: "GET",
+        path: &path,
+        headers: Vec::new(),
+        body: "",
+    }
+    .send(addr)
+    .await;
+    assert_eq!(read.status(), 200);
+    assert_eq!(json(&read)["id"], created["id"]);
+
+    // Scope `orders:write` (RFC 6750 §3.1: 403 insufficient_scope).
+    let reader = common::token(&config, "ann", "products:read", Duration::from_secs(60));
+    let denied = call("POST", "/orders")
+        .bearer(&reader)
+        .header("idempotency-key", "\"order-c\"")
+        .json(order)
+        .send(addr)
+        .await;
+    assert_eq!(denied.status(), 403);
+}
+
+// `ORIGIN_DELAY_MS`: while the first request runs, a duplicate gets 409
+// with `Retry-After` (draft-07 §2.7).
+#[tokio::test]
+async fn a_duplicate_while_the_first_order_runs_gets_409() {
+    let mut config = config();
+    // Long enough that the duplicate, sent 50 ms later, surely finds the
+    // first still running, even on a loaded machine.
+    config.origin_delay = Duration::from_secs(2);
+    let addr = serve(&config).await;
+    let token = common::dev_token(&config);
+    let post = || {
+        call("POST", "/orders")
+            .bearer(&token)
+            .header("idempotency-key", "\"slow\"")
+            .json(r#"{"product_id": 1, "quantity": 2}"#)
+            .send(addr)
+    };
+    let (a, b) = tokio::join!(post(), async {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        post().await
+    });
+    let mut statuses = [a.status().as_u16(), b.status().as_u16()];
+    statuses.sort_unstable();
+    assert_eq!(statuses, [201, 409]);
+    let conflict = if a.status() == 409 { &a } else { &b };
+    assert_eq!(header(conflict, "retry-after"), "1");
+}
+
+/// `REDIS_URL`: the idempotency keys live in Redis, so a retry landing on
+/// another replica replays the first replica's order (needs Redis on
+/// 127.0.0.1:6379, feature `redis`).
+#[cfg(feature = "redis")]
+#[tokio::test]
+async fn a_retry_on_another_replica_replays_the_order_from_redis() {
+    let backend = tower_edge::redis::RedisBackend::builder("redis://127.0.0.1:6379")
+        .timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    if let Err(err) = backend.ping(Duration::from_secs(2)).await {
+        panic!(
+            "this test needs Redis on 127.0.0.1:6379 ({err}): run `redis-server` (apt-get install redis-server)"
+        );
+    }
+    let mut config = config();
+    config.redis_backend = Some(backend);
+    let replica_a = serve(&config).await;
+    let replica_b = serve(&config).await;
+    let token = common::dev_token(&config);
+    // A key no other run used (the example's prefix is fixed).
+    let key = format!(
+        "\"redis-{}-{}\"",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    );
+    let post = |addr| {
+        call("POST", "/orders")
+            .bearer(&token)
+            .header("idempotency-key", key.clone())
+            .json(r#"{"product_id": 1, "quantity": 2}"#)
+            .send(addr)
+    };
+    let first = post(replica_a).await;
+    assert_eq!(first.status(), 201);
+    let retry = post(replica_b).await;
+    assert_eq!(retry.status(), 201);
+    assert_eq!(header(&retry, "idempotent-replayed"), "true");
+    assert_eq!(retry.body(), first.body());
+}

@@ -275,3 +275,71 @@ async fn connections_over_max_connections_wait_until_one_closes() {
     let addr = start(config).await;
     socket::assert_connections_over_max_wait(addr, 2).await;
 }
+
+async fn post_order(
+    addr: SocketAddr,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> http::Response<Bytes> {
+    let client = Client::builder(TokioExecutor::new()).build_http::<http_body_util::Full<Bytes>>();
+    let mut req = http::Request::post(format!("http://{addr}/orders"))
+        .header("content-type", "application/json");
+    for (name, value) in headers {
+        req = req.header(*name, *value);
+    }
+    let res = client
+        .request(
+            req.body(http_body_util::Full::new(Bytes::from(body.to_owned())))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let (parts, body) = res.into_parts();
+    http::Response::from_parts(parts, body.collect().await.unwrap().to_bytes())
+}
+
+// The orders contract (draft-ietf-httpapi-idempotency-key-header-07 §2.7):
+// key required (400), 201 + unique `id` + `Location`, a retry replayed
+// byte for byte and marked, another body 422, scope `orders:write`.
+#[tokio::test]
+async fn orders_are_created_once_per_idempotency_key() {
+    let config = Config::default();
+    let token = format!("Bearer {}", common::dev_token(&config));
+    let addr = start(config.clone()).await;
+    let order = r#"{"product_id": 1, "quantity": 2}"#;
+    let auth = ("authorization", token.as_str());
+
+    assert_eq!(post_order(addr, &[auth], order).await.status(), 400);
+    let key = ("idempotency-key", "\"order-a\"");
+    let first = post_order(addr, &[auth, key], order).await;
+    assert_eq!(first.status(), 201);
+    let created: serde_json::Value = serde_json::from_slice(first.body()).unwrap();
+    let id = created["id"].as_str().unwrap();
+    assert_eq!(
+        first.headers()["location"],
+        format!("/orders/{id}").as_str()
+    );
+    let retry = post_order(addr, &[auth, key], order).await;
+    assert_eq!(retry.status(), 201);
+    assert_eq!(retry.headers()["idempotent-replayed"], "true");
+    assert_eq!(retry.body(), first.body());
+    let other = post_order(addr, &[auth, key], r#"{"product_id": 2, "quantity": 2}"#).await;
+    assert_eq!(other.status(), 422);
+    let second = post_order(addr, &[auth, ("idempotency-key", "\"order-b\"")], order).await;
+    let second: serde_json::Value = serde_json::from_slice(second.body()).unwrap();
+    assert_ne!(second["id"], created["id"]);
+    let read = get(addr, &format!("/orders/{id}"), &[]).await;
+    assert_eq!(read.status(), 200);
+    assert_eq!(read.body(), first.body());
+    let reader = format!(
+        "Bearer {}",
+        common::token(&config, "ann", "products:read", Duration::from_secs(60))
+    );
+    let denied = post_order(
+        addr,
+        &[("authorization", &reader), ("idempotency-key", "\"c\"")],
+        order,
+    )
+    .await;
+    assert_eq!(denied.status(), 403);
+}

@@ -339,3 +339,31 @@ async fn calls_over_max_in_flight_are_unavailable() {
     assert_eq!(status.code(), tonic::Code::Unavailable);
     assert!(slow.await.unwrap().is_ok(), "the admitted call completes");
 }
+
+// `SayHello` with `idempotency-key` metadata (draft-ietf-httpapi-
+// idempotency-key-header-07 over gRPC): a retry gets the first reply (the
+// same correlation ID), another message with the key 9
+// FAILED_PRECONDITION, never an HTTP status; without the key each call runs.
+#[tokio::test]
+async fn say_hello_with_an_idempotency_key_replays_the_first_reply() {
+    let config = Config::default();
+    let token = common::dev_token(&config);
+    let mut client = GreeterClient::new(start(config).await);
+    let keyed = |name: &str| {
+        let mut request = hello(Some(&token));
+        request.get_mut().name = name.into();
+        request
+            .metadata_mut()
+            .insert("idempotency-key", "\"hello-1\"".parse().unwrap());
+        request
+    };
+    let first = client.say_hello(keyed("Ada")).await.unwrap();
+    let retry = client.say_hello(keyed("Ada")).await.unwrap();
+    assert_eq!(retry.metadata().get("idempotent-replayed").unwrap(), "true");
+    assert_eq!(retry.get_ref(), first.get_ref());
+    let other = client.say_hello(keyed("Bob")).await.unwrap_err();
+    assert_eq!(other.code(), Code::FailedPrecondition);
+    let a = client.say_hello(hello(Some(&token))).await.unwrap();
+    let b = client.say_hello(hello(Some(&token))).await.unwrap();
+    assert_ne!(a.get_ref().correlation_id, b.get_ref().correlation_id);
+}

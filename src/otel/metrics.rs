@@ -66,6 +66,7 @@ impl HttpInstruments {
 /// | `tower_edge.overload.shed` | `{request}` | `tower_edge.overload.reason` (the [`Reason`](crate::decision::Reason): `overloaded`, `queue_timeout`, `concurrency_limited`); `tower_edge.overload.partition`: the partition, or the per-key limit, when there is one | the `OtelLayer`, from the `Decision` of the overload layer |
 /// | `tower_edge.cache.not_modified` | `{response}` | `http.route` when known | the `OtelLayer`, from 304 responses |
 /// | `tower_edge.rate_limit.store.errors` | `{error}` | `error.type` | [`store_error`](Self::store_error), for the Redis store |
+/// | `tower_edge.idempotency.decisions` | `{request}` | `tower_edge.idempotency.reason`: the [`Reason`](crate::decision::Reason) of the idempotency layer's [`Decision`](crate::decision::Decision): `replayed`, `request_in_flight` (conflicts), `key_reused` (mismatches), `lease_expired`, `store_unavailable` (store errors), `missing_idempotency_key`, `invalid_idempotency_key`, `content_too_large`, `unreadable_body` | the `OtelLayer`, from the idempotency layer's `Decision` (an answer, or observed on the handler's response) |
 /// | `tower_edge.jwks.fetches` | `{fetch}` | `error.type` on failure | [`jwks_fetch_succeeded`](Self::jwks_fetch_succeeded) / [`jwks_fetch_failed`](Self::jwks_fetch_failed) |
 ///
 /// Get the handle the layer uses with [`OtelLayer::metrics`](super::OtelLayer::metrics)
@@ -82,6 +83,7 @@ struct Counters {
     not_modified: Counter<u64>,
     store_errors: Counter<u64>,
     jwks_fetches: Counter<u64>,
+    idempotency: Counter<u64>,
 }
 
 impl fmt::Debug for EdgeMetrics {
@@ -143,6 +145,11 @@ impl EdgeMetrics {
                     "{fetch}",
                     "JWKS key set fetches.",
                 ),
+                idempotency: counter(
+                    "tower_edge.idempotency.decisions",
+                    "{request}",
+                    "Idempotency-layer replays, conflicts, mismatches, lease expiries and store errors.",
+                ),
             }),
         }
     }
@@ -197,6 +204,16 @@ impl EdgeMetrics {
             ),
             None => self.inner.overload_shed.add(1, &[reason]),
         }
+    }
+
+    pub(crate) fn idempotency(&self, reason: &'static str) {
+        self.inner.idempotency.add(
+            1,
+            &[KeyValue::new(
+                Key::from_static_str("tower_edge.idempotency.reason"),
+                reason,
+            )],
+        );
     }
 
     pub(crate) fn not_modified(&self, route: Option<&super::Route>) {

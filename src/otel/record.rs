@@ -112,7 +112,13 @@ impl State {
                 span.set_attribute(KeyValue::new(OVERLOAD_PARTITION, partition.clone()));
             }
         }
-        let (auth, policy) = match parts.extensions.get::<Decision>() {
+        let idempotency = parts
+            .extensions
+            .get::<Decision>()
+            .filter(|d| d.layer() == EdgeLayer::Idempotency)
+            .map(|d| d.reason().as_str());
+        let answer = parts.extensions.get::<Decision>().filter(|d| d.is_answer());
+        let (auth, policy) = match answer {
             Some(decision) => (
                 decision
                     .reason()
@@ -137,6 +143,7 @@ impl State {
             auth,
             policy,
             shed,
+            idempotency,
             state: self,
             status: Some(status),
             error_type,
@@ -158,6 +165,7 @@ impl State {
             auth: None,
             policy: None,
             shed: None,
+            idempotency: None,
         });
     }
 }
@@ -177,6 +185,8 @@ struct Completion {
     policy: Option<StringValue>,
     /// The overload layer shed the request: its reason and partition.
     shed: Option<(&'static str, Option<StringValue>)>,
+    /// The idempotency layer's decision (answered or observed).
+    idempotency: Option<&'static str>,
 }
 
 impl Completion {
@@ -282,6 +292,9 @@ impl Drop for Completion {
         }
         if self.status == Some(StatusCode::NOT_MODIFIED) {
             edge.not_modified(self.state.route.as_ref());
+        }
+        if let Some(reason) = self.idempotency {
+            edge.idempotency(reason);
         }
     }
 }

@@ -150,7 +150,7 @@ pub(crate) fn answered_by_grpc_server(parts: &http::response::Parts) -> bool {
         && parts
             .extensions
             .get::<crate::decision::Decision>()
-            .is_none()
+            .is_none_or(|decision| !decision.is_answer())
 }
 
 /// The `grpc-status` of a response (in its headers for trailers-only

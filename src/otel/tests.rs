@@ -1583,3 +1583,50 @@ async fn overload_gauges_report_in_flight_and_the_limit() {
     assert_eq!(gauge("tower_edge.overload.limit")[0].1, 10);
     drop(held);
 }
+
+// The idempotency layer's decisions (replays, conflicts, mismatches...)
+// reach the metrics through its `Decision` marker.
+#[cfg(feature = "idempotency")]
+#[tokio::test]
+async fn idempotency_decisions_are_counted_by_reason() {
+    use crate::idempotency::{IdempotencyLayer, RequestBody};
+    let t = Telemetry::new();
+    let handler = tower::service_fn(
+        |_r: http::Request<RequestBody<http_body_util::Full<bytes::Bytes>>>| async {
+            Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::new(
+                bytes::Bytes::from_static(b"created"),
+            )))
+        },
+    );
+    let service = ServiceBuilder::new()
+        .layer(t.layer())
+        .layer(IdempotencyLayer::new())
+        .service(handler);
+    let post =
+        |body: &'static str| {
+            let mut request = http::Request::post("/orders")
+                .header("idempotency-key", "\"k\"")
+                .body(http_body_util::Full::new(bytes::Bytes::from_static(
+                    body.as_bytes(),
+                )))
+                .unwrap();
+            request.extensions_mut().insert(crate::rate_limit::PeerAddr(
+                std::net::SocketAddr::from(([192, 0, 2, 1], 1)),
+            ));
+            request
+        };
+    for body in ["a", "a", "a", "b"] {
+        let response = service.clone().oneshot(post(body)).await.unwrap();
+        let _ = http_body_util::BodyExt::collect(response.into_body()).await;
+    }
+    let counted = sum_points(&t.collect(), "tower_edge.idempotency.decisions");
+    let count = |reason: &'static str| {
+        counted
+            .iter()
+            .find(|(attrs, _)| has(attrs, "tower_edge.idempotency.reason", reason))
+            .map_or(0, |(_, n)| *n)
+    };
+    assert_eq!(count("replayed"), 2);
+    assert_eq!(count("key_reused"), 1);
+    assert_eq!(counted.len(), 2);
+}

@@ -25,6 +25,9 @@ pub enum GrpcCode {
     ResourceExhausted,
     /// 9: a precondition of the call failed.
     FailedPrecondition,
+    /// 10: aborted by a concurrency conflict (the idempotency layer: the
+    /// first call with this key is still running).
+    Aborted,
     /// 13: an internal error.
     Internal,
     /// 14: the service is unavailable (e.g. the rate-limit store is down and
@@ -43,6 +46,7 @@ impl GrpcCode {
             Self::PermissionDenied => 7,
             Self::ResourceExhausted => 8,
             Self::FailedPrecondition => 9,
+            Self::Aborted => 10,
             Self::Internal => 13,
             Self::Unavailable => 14,
             Self::Unauthenticated => 16,
@@ -71,6 +75,7 @@ impl GrpcCode {
             Self::PermissionDenied => HeaderValue::from_static("7"),
             Self::ResourceExhausted => HeaderValue::from_static("8"),
             Self::FailedPrecondition => HeaderValue::from_static("9"),
+            Self::Aborted => HeaderValue::from_static("10"),
             Self::Internal => HeaderValue::from_static("13"),
             Self::Unavailable => HeaderValue::from_static("14"),
             Self::Unauthenticated => HeaderValue::from_static("16"),

@@ -1,0 +1,251 @@
+//! The Redis store of idempotency keys, on the crate's shared
+//! [`RedisBackend`]: every replica sharing it recognises a retry.
+//!
+//! * One Lua script per transition — claim, complete, release — each
+//!   atomic, reading the time of Redis (`TIME`), so replicas need no
+//!   synchronised clocks. Fencing tokens grow with every claim (never below
+//!   the microseconds of Redis `TIME`), so a holder whose lease expired
+//!   cannot complete or release the key in a newer holder's place.
+//! * One hash per key, `<prefix>:{<hex of SHA-256(scope, key)>}:k`, in
+//!   `KEYS[1]` with a Cluster hash tag. Every key has a TTL: twice the
+//!   lease while in flight, the retention once completed; a released key
+//!   is deleted.
+//! * The stored outcome (status, allowlisted headers, body, trailers) is
+//!   bounded by the layer's response cap, streamed or chunked alike.
+//! * Connection, per-call timeout, circuit breaker and failure counting
+//!   are the backend's. Building never connects; start-up never waits for
+//!   Redis. A failed call is a [`StoreError`]: the layer's
+//!   [`OnStoreError`](super::OnStoreError) decides (serve without
+//!   idempotency, logged once per outage and counted; or 503).
+//!
+//! ```
+//! use tower_edge::idempotency::{IdempotencyLayer, RedisStore};
+//! use tower_edge::redis::RedisBackend;
+//!
+//! # fn main() -> Result<(), tower_edge::ConfigError> {
+//! let backend = RedisBackend::builder("redis://127.0.0.1:6379").build()?; // does not connect
+//! let store = RedisStore::with_backend(backend).key_prefix("orders-api:idem").build()?;
+//! let layer = IdempotencyLayer::builder().store(store).build()?;
+//! # let _ = layer; Ok(()) }
+//! ```
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::fingerprint::Fingerprint;
+use super::outcome::StoredResponse;
+use super::scope::StoreKey;
+use super::store::{Claim, Completion, FencingToken, IdempotencyStore, StoreError, StoreFuture};
+use crate::ConfigError;
+use crate::redis::{RedisBackend, RedisFailure, Script};
+
+/// Default key prefix; give each application sharing a Redis its own.
+pub const DEFAULT_KEY_PREFIX: &str = "tower-edge:idem";
+
+struct Scripts {
+    claim: Script,
+    complete: Script,
+    release: Script,
+}
+
+struct Inner {
+    backend: RedisBackend,
+    scripts: Scripts,
+    prefix: Box<str>,
+}
+
+/// An [`IdempotencyStore`] in Redis (one node or a Cluster); see the
+/// [module docs](self). Cheap to clone.
+#[derive(Clone)]
+pub struct RedisStore {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("backend", &self.inner.backend)
+            .field("key_prefix", &self.inner.prefix)
+            .finish()
+    }
+}
+
+/// Builds a [`RedisStore`].
+#[derive(Debug)]
+pub struct RedisStoreBuilder {
+    backend: Result<RedisBackend, ConfigError>,
+    prefix: String,
+}
+
+impl RedisStoreBuilder {
+    /// The prefix of every key (default [`DEFAULT_KEY_PREFIX`]): 1 to 64
+    /// printable ASCII characters, without spaces, `{` or `}`.
+    pub fn key_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// Checks the configuration and builds the store, without connecting.
+    ///
+    /// # Errors
+    ///
+    /// A bad `url` (from [`RedisStore::new`]) or `key_prefix`.
+    pub fn build(self) -> Result<RedisStore, ConfigError> {
+        crate::redis::key::validate_prefix(&self.prefix)?;
+        Ok(RedisStore {
+            inner: Arc::new(Inner {
+                backend: self.backend?,
+                scripts: Scripts {
+                    claim: Script::new(include_str!("claim.lua")),
+                    complete: Script::new(include_str!("complete.lua")),
+                    release: Script::new(include_str!("release.lua")),
+                },
+                prefix: self.prefix.into_boxed_str(),
+            }),
+        })
+    }
+}
+
+impl RedisStore {
+    /// A store on the Redis at `url` with a backend of its own and the
+    /// defaults; connects on first use.
+    ///
+    /// # Errors
+    ///
+    /// When `url` does not parse (field `url`).
+    pub fn new(url: impl Into<String>) -> Result<Self, ConfigError> {
+        RedisStoreBuilder {
+            backend: RedisBackend::builder(url).build(),
+            prefix: DEFAULT_KEY_PREFIX.to_owned(),
+        }
+        .build()
+    }
+
+    /// A builder for a store on `backend`, shared with the other
+    /// Redis-backed stores of the process.
+    pub fn with_backend(backend: RedisBackend) -> RedisStoreBuilder {
+        RedisStoreBuilder {
+            backend: Ok(backend),
+            prefix: DEFAULT_KEY_PREFIX.to_owned(),
+        }
+    }
+
+    /// The backend the store runs on.
+    pub fn backend(&self) -> &RedisBackend {
+        &self.inner.backend
+    }
+
+    fn redis_key(&self, key: &StoreKey) -> String {
+        crate::redis::key::tagged_key(&self.inner.prefix, key.to_hex(), "k")
+    }
+}
+
+fn store_error(failure: RedisFailure) -> StoreError {
+    StoreError::with_source(failure.to_string(), failure)
+}
+
+fn ms(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis())
+        .unwrap_or(u64::MAX)
+        .max(1)
+}
+
+fn int(value: &redis::Value) -> Option<i64> {
+    match value {
+        redis::Value::Int(n) => Some(*n),
+        _ => None,
+    }
+}
+
+/// The claim script's reply.
+fn parse_claim(reply: Vec<redis::Value>) -> Result<Claim, RedisFailure> {
+    let bad = || RedisFailure::bad_reply("unexpected idempotency claim reply");
+    match reply.first().and_then(int).ok_or_else(bad)? {
+        0 => {
+            let token = reply.get(1).and_then(int).ok_or_else(bad)?;
+            let took_over = reply.get(2).and_then(int).ok_or_else(bad)? == 1;
+            Ok(Claim::Acquired {
+                token: FencingToken::new(u64::try_from(token).map_err(|_| bad())?),
+                took_over,
+            })
+        }
+        1 => Ok(Claim::InFlight),
+        2 => match reply.get(1) {
+            Some(redis::Value::BulkString(bytes)) => StoredResponse::decode(bytes)
+                .map(|stored| Claim::Completed(Arc::new(stored)))
+                .ok_or_else(|| RedisFailure::bad_reply("undecodable stored idempotency outcome")),
+            _ => Err(bad()),
+        },
+        3 => Ok(Claim::Mismatch),
+        _ => Err(bad()),
+    }
+}
+
+impl IdempotencyStore for RedisStore {
+    fn claim(
+        &self,
+        key: &StoreKey,
+        fingerprint: &Fingerprint,
+        lease: Duration,
+    ) -> StoreFuture<Claim> {
+        let redis_key = self.redis_key(key);
+        let call = self
+            .inner
+            .scripts
+            .claim
+            .call_with_capacity(&[&redis_key], 2, 32 + 20)
+            .arg(&fingerprint.as_bytes()[..])
+            .arg(ms(lease));
+        match self.inner.backend.eval_map(call, parse_claim) {
+            Ok(reply) => StoreFuture::boxed(async move { reply.await.map_err(store_error) }),
+            Err(failure) => StoreFuture::ready(Err(store_error(failure))),
+        }
+    }
+
+    fn complete(
+        &self,
+        key: &StoreKey,
+        fingerprint: &Fingerprint,
+        token: FencingToken,
+        response: Arc<StoredResponse>,
+        retention: Duration,
+    ) -> StoreFuture<Completion> {
+        let redis_key = self.redis_key(key);
+        let outcome = response.encode();
+        let call = self
+            .inner
+            .scripts
+            .complete
+            .call_with_capacity(&[&redis_key], 4, 32 + 40 + outcome.len())
+            .arg(&fingerprint.as_bytes()[..])
+            .arg(token.get())
+            .arg(outcome)
+            .arg(ms(retention));
+        let parse = |stored: i64| {
+            Ok(if stored == 1 {
+                Completion::Stored
+            } else {
+                Completion::Fenced
+            })
+        };
+        match self.inner.backend.eval_map(call, parse) {
+            Ok(reply) => StoreFuture::boxed(async move { reply.await.map_err(store_error) }),
+            Err(failure) => StoreFuture::ready(Err(store_error(failure))),
+        }
+    }
+
+    fn release(&self, key: &StoreKey, token: FencingToken) -> StoreFuture<()> {
+        let redis_key = self.redis_key(key);
+        let call = self
+            .inner
+            .scripts
+            .release
+            .call_with_capacity(&[&redis_key], 1, 20)
+            .arg(token.get());
+        match self.inner.backend.eval_map(call, |_: i64| Ok(())) {
+            Ok(reply) => StoreFuture::boxed(async move { reply.await.map_err(store_error) }),
+            Err(failure) => StoreFuture::ready(Err(store_error(failure))),
+        }
+    }
+}
