@@ -45,16 +45,20 @@ pub enum EdgeLayer {
     /// The cache headers layer (`CacheHeadersLayer`) or the conditional
     /// responses of `Preconditions::check`.
     CacheHeaders,
+    /// The response cache (`ResponseCacheLayer`): a hit, a 304 from a
+    /// stored entry, or a stale entry served.
+    ResponseCache,
 }
 
 impl EdgeLayer {
-    /// A short, fixed name (`jwt_auth`, `rate_limit`, `cache_headers`),
-    /// fit for a metric attribute.
+    /// A short, fixed name (`jwt_auth`, `rate_limit`, `cache_headers`,
+    /// `response_cache`), fit for a metric attribute.
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::JwtAuth => "jwt_auth",
             Self::RateLimit => "rate_limit",
             Self::CacheHeaders => "cache_headers",
+            Self::ResponseCache => "response_cache",
         }
     }
 }

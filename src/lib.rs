@@ -13,6 +13,7 @@
 //! | distributed store | `rate_limit::redis` | `redis` | the same GCRA, atomic in Redis (single node or Cluster), so N replicas share one quota |
 //! | Redis backend | `redis` | `redis` | one Redis connection (single node or Cluster) shared by every Redis-backed store: timeout, circuit breaker, scripts |
 //! | cache headers | [`cache_headers`] | `cache-headers` | `Cache-Control` policies, ETags, RFC 9110 conditional requests (304 / 412) |
+//! | response cache | `response_cache` | `response-cache` | RFC 9111 shared cache in memory: one fill per key, stale serving, `Cache-Status`, purge by group |
 //! | correlation IDs | [`correlation`] | `correlation-id` | validated request/correlation IDs, echoed, on every log line |
 //! | OpenTelemetry | [`otel`] | `otel` | W3C trace-context propagation, HTTP/gRPC server spans and metrics per semantic conventions |
 //!
@@ -25,7 +26,8 @@
 //! Outermost first:
 //!
 //! ```text
-//! correlation -> otel -> rate_limit(by IP) -> jwt_auth -> rate_limit(by user) -> cache_headers -> handler
+//! correlation -> otel -> rate_limit(by IP) -> jwt_auth -> rate_limit(by user)
+//!   -> response_cache -> cache_headers -> handler
 //! ```
 //!
 //! * **correlation** first, so every response — rejections included —
@@ -38,6 +40,11 @@
 //!   requests and by IP for anonymous ones.
 //! * **cache_headers** innermost: it sees the handler's real response and
 //!   never turns a 401 or 429 into a 304.
+//! * **response_cache** right outside it: it stores what `cache_headers`
+//!   made of the handler's answer (its `Cache-Control` and `ETag`), so a
+//!   hit answers 304 from the stored validators without running the
+//!   handler or hashing the body again; it sits after authentication and
+//!   the limits, so it never stores or serves a 401, 403 or 429.
 //!
 //! ## Example: the default layers in the recommended order
 //!
@@ -135,6 +142,9 @@ pub mod rate_limit;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub mod redis;
+#[cfg(feature = "response-cache")]
+#[cfg_attr(docsrs, doc(cfg(feature = "response-cache")))]
+pub mod response_cache;
 
 mod builder;
 #[cfg(any(
@@ -150,7 +160,12 @@ mod cache_control;
     feature = "otel"
 ))]
 mod list;
-#[cfg(any(feature = "jwt-auth", feature = "rate-limit", feature = "redis"))]
+#[cfg(any(
+    feature = "jwt-auth",
+    feature = "rate-limit",
+    feature = "redis",
+    feature = "response-cache"
+))]
 mod sync;
 // The bounded TTL map of the in-memory caches (JWT tokens, JWKS unknown
 // kids, the Redis deny cache); widen the `cfg` when another layer uses it.
