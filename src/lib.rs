@@ -191,6 +191,19 @@ pub mod __fuzz {
             crate::list::members_rev(lines.iter().copied(), quoting).collect(),
         )
     }
+
+    /// What the response cache decides for a response with these fields
+    /// (`authorized`: the request carried `Authorization`): `Some((freshness
+    /// lifetime in seconds, may serve requests with Authorization))` when
+    /// it stores it, with its `Vary` names and `Cache-Groups` read too.
+    #[cfg(feature = "response-cache")]
+    pub fn response_cache_verdict(
+        status: u16,
+        headers: &http::HeaderMap,
+        authorized: bool,
+    ) -> Option<(u64, bool)> {
+        crate::response_cache::__fuzz_verdict(status, headers, authorized)
+    }
 }
 
 pub use body::ResponseBody;

@@ -202,6 +202,24 @@ pub const DEFAULT_NAME: &str = "tower-edge";
 /// default: `Edge-Cache-Control`.
 pub const TARGETED_FIELD: HeaderName = HeaderName::from_static("edge-cache-control");
 
+/// The verdict, `Vary` and `Cache-Groups` handling of one response (the
+/// fuzz target's entry point, see `crate::__fuzz`).
+#[cfg(fuzzing)]
+pub(crate) fn __fuzz_verdict(
+    status: u16,
+    headers: &http::HeaderMap,
+    authorized: bool,
+) -> Option<(u64, bool)> {
+    let status = http::StatusCode::from_u16(status).ok()?;
+    let verdict = directives::verdict(status, headers, &TARGETED_FIELD, None, authorized).ok()?;
+    key::vary_names(headers)?;
+    let _ = groups::parse(headers, &CACHE_GROUPS);
+    Some((
+        verdict.lifetime.as_secs(),
+        verdict.shareable_with_authorization,
+    ))
+}
+
 /// The configuration shared by a layer's services.
 #[derive(Debug)]
 pub(crate) struct Config {

@@ -290,3 +290,111 @@ async fn byte_caps() {
     assert!(get(&mut svc, "/small/9").await.is_hit());
     assert!(!get(&mut svc, "/small/0").await.is_hit());
 }
+
+/// A streaming handler: each request gets a body fed by a channel the
+/// test holds; `content_type` and an unknown length.
+fn streaming(
+    content_type: &'static str,
+) -> (
+    ResponseCache<
+        impl Service<
+            Request<Full<Bytes>>,
+            Response = Response<
+                http_body_util::StreamBody<
+                    tokio_stream::wrappers::ReceiverStream<
+                        Result<http_body::Frame<Bytes>, Infallible>,
+                    >,
+                >,
+            >,
+            Error = Infallible,
+            Future: Send,
+        > + Clone
+        + Send,
+    >,
+    tokio::sync::mpsc::Receiver<
+        tokio::sync::mpsc::Sender<Result<http_body::Frame<Bytes>, Infallible>>,
+    >,
+) {
+    let (senders_tx, senders_rx) = tokio::sync::mpsc::channel(8);
+    let inner = tower::service_fn(move |_req: Request<Full<Bytes>>| {
+        let senders_tx = senders_tx.clone();
+        async move {
+            let (tx, rx) = tokio::sync::mpsc::channel(8);
+            senders_tx.send(tx).await.unwrap();
+            let body =
+                http_body_util::StreamBody::new(tokio_stream::wrappers::ReceiverStream::new(rx));
+            Ok::<_, Infallible>(
+                Response::builder()
+                    .header("content-type", content_type)
+                    .header("cache-control", "max-age=60")
+                    .body(body)
+                    .unwrap(),
+            )
+        }
+    });
+    let layer = ResponseCacheLayer::builder()
+        .max_entry_bytes(10)
+        .build()
+        .unwrap();
+    (layer.layer(inner), senders_rx)
+}
+
+// Streaming is never held back: an event stream's first event reaches the
+// client while the stream is open, and is never stored; a body of unknown
+// length is copied only while under the entry cap.
+#[tokio::test]
+async fn streams_pass_through_and_are_copied_only_under_the_cap() {
+    use http_body::Frame;
+    let (mut svc, mut senders) = streaming("text/event-stream");
+    let request = || Request::get("/events").body(Full::default()).unwrap();
+    let response = svc.ready().await.unwrap().call(request()).await.unwrap();
+    assert!(!cache_status(response.headers()).contains_key("stored"));
+    let tx = senders.recv().await.unwrap();
+    tx.send(Ok(Frame::data(Bytes::from_static(b"data: 1\n\n"))))
+        .await
+        .unwrap();
+    let mut body = response.into_body();
+    let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
+    assert_eq!(first, "data: 1\n\n");
+    drop(tx);
+    assert!(body.frame().await.is_none());
+    // Not stored: the second request streams from the handler again.
+    let again = svc.ready().await.unwrap().call(request()).await.unwrap();
+    assert!(!cache_status(again.headers()).contains_key("hit"));
+    drop(senders.recv().await.unwrap());
+
+    // Unknown length, over the cap of 10 bytes: streamed, not stored.
+    let (mut svc, mut senders) = streaming("text/plain");
+    let big = svc.ready().await.unwrap().call(request()).await.unwrap();
+    let tx = senders.recv().await.unwrap();
+    for chunk in [&b"0123456"[..], b"789abc"] {
+        tx.send(Ok(Frame::data(Bytes::from_static(chunk))))
+            .await
+            .unwrap();
+    }
+    drop(tx);
+    assert_eq!(
+        big.into_body().collect().await.unwrap().to_bytes(),
+        "0123456789abc"
+    );
+    let again = svc.ready().await.unwrap().call(request()).await.unwrap();
+    assert!(!cache_status(again.headers()).contains_key("hit"));
+    let tx = senders.recv().await.unwrap();
+    // Under the cap, in two frames: stored when it ends.
+    for chunk in [&b"01234"[..], b"56789"] {
+        tx.send(Ok(Frame::data(Bytes::from_static(chunk))))
+            .await
+            .unwrap();
+    }
+    drop(tx);
+    assert_eq!(
+        again.into_body().collect().await.unwrap().to_bytes(),
+        "0123456789"
+    );
+    let hit = svc.ready().await.unwrap().call(request()).await.unwrap();
+    assert!(cache_status(hit.headers()).contains_key("hit"));
+    assert_eq!(
+        hit.into_body().collect().await.unwrap().to_bytes(),
+        "0123456789"
+    );
+}
