@@ -50,6 +50,8 @@ pub(crate) struct Fill {
     /// Give the entry a strong `ETag` of its body when it has none (the
     /// same xxh3 tag the cache-headers layer makes, so both agree).
     pub(crate) make_etag: bool,
+    /// Store in Redis too, releasing this fill lease (0: none held).
+    pub(crate) remote_token: Option<u64>,
 }
 
 impl Fill {
@@ -75,6 +77,7 @@ impl Fill {
             engine,
             guard,
             make_etag,
+            remote_token,
             ..
         } = *self;
         entry.body = match chunks.len() {
@@ -94,7 +97,7 @@ impl Fill {
             entry.headers.insert(ETAG, etag.header_value().clone());
             entry.etag = Some(etag);
         }
-        engine.store(entry);
+        engine.store(entry, remote_token);
         drop(guard);
     }
 }

@@ -28,6 +28,10 @@ pub struct ResponseCacheLayerBuilder {
     origin_timeout: Option<Duration>,
     name: String,
     make_etag: bool,
+    #[cfg(feature = "redis")]
+    redis: Option<crate::redis::RedisBackend>,
+    #[cfg(feature = "redis")]
+    redis_key_prefix: String,
 }
 
 impl ResponseCacheLayerBuilder {
@@ -42,6 +46,10 @@ impl ResponseCacheLayerBuilder {
             origin_timeout: None,
             name: DEFAULT_NAME.to_owned(),
             make_etag: true,
+            #[cfg(feature = "redis")]
+            redis: None,
+            #[cfg(feature = "redis")]
+            redis_key_prefix: "tower-edge:cache".to_owned(),
         }
     }
 
@@ -110,6 +118,25 @@ impl ResponseCacheLayerBuilder {
         self
     }
 
+    /// A Redis tier behind the memory tier, shared by every replica (see
+    /// the module docs' "Redis tier"); clones of one
+    /// [`RedisBackend`](crate::redis::RedisBackend) share its connection.
+    #[cfg(feature = "redis")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+    pub fn redis(mut self, backend: crate::redis::RedisBackend) -> Self {
+        self.redis = Some(backend);
+        self
+    }
+
+    /// The prefix of the Redis keys (default `tower-edge:cache`): one per
+    /// application sharing a Redis.
+    #[cfg(feature = "redis")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+    pub fn redis_key_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.redis_key_prefix = prefix.into();
+        self
+    }
+
     /// Checks the configuration and builds the layer.
     ///
     /// # Errors
@@ -157,9 +184,23 @@ impl ResponseCacheLayerBuilder {
                 "must be a field of its own (RFC 9213), not `Cache-Control`",
             ));
         }
+        #[allow(unused_mut)]
+        let mut engine = Engine::new(self.max_memory_bytes);
+        #[cfg(feature = "redis")]
+        {
+            crate::redis::key::validate_prefix(&self.redis_key_prefix)
+                .map_err(|e| ConfigError::new("redis_key_prefix", e.message().to_owned()))?;
+            engine.remote = self.redis.map(|backend| {
+                Arc::new(super::remote::RemoteTier::new(
+                    backend,
+                    self.redis_key_prefix,
+                    self.lock_timeout,
+                ))
+            });
+        }
         Ok(ResponseCacheLayer {
             config: Arc::new(Config {
-                engine: Arc::new(Engine::new(self.max_memory_bytes)),
+                engine: Arc::new(engine),
                 rules,
                 query: self.query,
                 targeted: self.targeted,

@@ -32,6 +32,8 @@ pub struct CacheStats {
     pub bytes: u64,
     /// Entries the memory tier holds now.
     pub entries: u64,
+    /// Requests that bypassed the cache because Redis failed.
+    pub redis_bypassed: u64,
 }
 
 #[derive(Debug, Default)]
@@ -57,6 +59,8 @@ pub(crate) struct Engine {
     pub(crate) flights: Arc<Flights>,
     pub(crate) hasher: KeyHasher,
     pub(crate) counters: Counters,
+    #[cfg(feature = "redis")]
+    pub(crate) remote: Option<Arc<super::remote::RemoteTier>>,
 }
 
 impl Engine {
@@ -66,13 +70,73 @@ impl Engine {
             flights: Arc::default(),
             hasher: KeyHasher::random(),
             counters: Counters::default(),
+            #[cfg(feature = "redis")]
+            remote: None,
         }
     }
 
-    /// Stores a complete entry.
-    pub(crate) fn store(&self, entry: Entry) {
-        self.memory.insert(entry);
+    /// Whether a Redis tier is configured.
+    pub(crate) fn has_remote(&self) -> bool {
+        #[cfg(feature = "redis")]
+        return self.remote.is_some();
+        #[cfg(not(feature = "redis"))]
+        false
+    }
+
+    /// Stores a complete entry; in Redis too with `remote_token` (the
+    /// fill lease's token, 0 without one).
+    pub(crate) fn store(&self, entry: Entry, remote_token: Option<u64>) {
+        #[cfg(feature = "redis")]
+        if let (Some(remote), Some(token)) = (&self.remote, remote_token) {
+            remote.spawn_store(&entry, token);
+        }
+        #[cfg(not(feature = "redis"))]
+        let _ = remote_token;
+        self.memory.insert(Arc::new(entry));
         Counters::add(&self.counters.stored);
+    }
+
+    /// Removes the entries of group `name` (RFC 9875) here, and in Redis
+    /// and on every replica in the background.
+    pub(crate) fn purge_group(&self, name: &str) -> usize {
+        self.purge_remote(format!("g:{name}"));
+        self.purge_group_hash(self.hasher.group(name))
+    }
+
+    /// Removes the entries of a URI (every variant and principal), here,
+    /// and in Redis and on every replica in the background.
+    pub(crate) fn purge_uri(&self, path: &str, query: &str) -> usize {
+        #[cfg(feature = "redis")]
+        if self.remote.is_some() {
+            self.purge_remote(super::remote::uri_group_name(path, query));
+        }
+        self.purge_group_hash(self.hasher.uri(path, query))
+    }
+
+    #[cfg_attr(not(feature = "redis"), allow(unused_variables))]
+    fn purge_remote(&self, group: String) {
+        #[cfg(feature = "redis")]
+        if let Some(remote) = &self.remote
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            let remote = Arc::clone(remote);
+            runtime.spawn(async move {
+                let _ = remote.purge(&group).await;
+            });
+        }
+    }
+
+    /// Applies a purge published by a replica (`g:<name>` or
+    /// `u:<path>?<query>`) to the memory tier.
+    #[cfg(feature = "redis")]
+    pub(crate) fn purge_local(&self, message: &str) {
+        if let Some(name) = message.strip_prefix("g:") {
+            self.purge_group_hash(self.hasher.group(name));
+        } else if let Some(uri) = message.strip_prefix("u:")
+            && let Some((path, query)) = uri.split_once('?')
+        {
+            self.purge_group_hash(self.hasher.uri(path, query));
+        }
     }
 
     /// Removes the entries of the group with this hash.
@@ -97,6 +161,13 @@ impl Engine {
             invalidated: load(&c.invalidated),
             bytes: self.memory.bytes(),
             entries: self.memory.len() as u64,
+            #[cfg(feature = "redis")]
+            redis_bypassed: self
+                .remote
+                .as_ref()
+                .map_or(0, |r| r.bypassed.load(Ordering::Relaxed)),
+            #[cfg(not(feature = "redis"))]
+            redis_bypassed: 0,
         }
     }
 }

@@ -45,6 +45,10 @@ pub(crate) struct Entry {
     /// Hashes of the groups it belongs to: its URI's and its
     /// `Cache-Groups`.
     pub(crate) groups: Box<[u64]>,
+    /// The `Cache-Groups` names (for the Redis tier, whose replicas hash
+    /// them each with their own seed).
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) group_names: Box<[Box<str>]>,
     /// What it costs the memory tier, in bytes (estimated: body, fields,
     /// key).
     pub(crate) size: usize,

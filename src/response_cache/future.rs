@@ -34,8 +34,34 @@ pin_project! {
             service: Option<S>,
             request: Option<Request<R>>,
         },
+        Remote {
+            lookup: RemoteFuture,
+            service: Option<S>,
+            request: Option<Request<R>>,
+        },
     }
 }
+
+/// What the Redis tier said for a key this process fills.
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+pub(crate) enum RemoteOutcome {
+    /// A fresh entry (now in the memory tier too).
+    Hit(Arc<super::entry::Entry>),
+    /// Fill it (holding the lease's token, 0 when another replica's lease
+    /// ran out).
+    Fill(u64),
+    /// Redis failed: bypass.
+    Down,
+}
+
+pub(crate) type RemoteFuture = Pin<Box<dyn Future<Output = RemoteOutcome> + Send>>;
+
+#[cfg(not(feature = "redis"))]
+fn remote_lookup(_config: &Arc<Config>, _miss: &Miss) -> RemoteFuture {
+    Box::pin(std::future::ready(RemoteOutcome::Fill(0)))
+}
+#[cfg(feature = "redis")]
+use super::remote::remote_lookup;
 
 pin_project! {
     /// Response future of [`ResponseCache`](super::ResponseCache).
@@ -71,6 +97,23 @@ impl<F, S, R, B> ResponseFuture<F, S, R, B> {
                 deadline: origin_deadline(config, &plan),
             },
             plan: Some(plan),
+            config: Arc::clone(config),
+        }
+    }
+
+    pub(crate) fn remote(
+        miss: Box<Miss>,
+        service: S,
+        request: Request<R>,
+        config: &Arc<Config>,
+    ) -> Self {
+        Self {
+            state: State::Remote {
+                lookup: remote_lookup(config, &miss),
+                service: Some(service),
+                request: Some(request),
+            },
+            plan: Some(Plan::Miss(miss)),
             config: Arc::clone(config),
         }
     }
@@ -176,13 +219,6 @@ where
                             response: Some(response),
                         },
                         Step::Forward(plan) => {
-                            let plan = match plan {
-                                Plan::Miss(mut miss) => {
-                                    miss.collapsed = false;
-                                    Plan::Miss(miss)
-                                }
-                                plan => plan,
-                            };
                             let deadline = origin_deadline(this.config, &plan);
                             *this.plan = Some(plan);
                             State::Forward {
@@ -190,9 +226,71 @@ where
                                 deadline,
                             }
                         }
+                        Step::Remote(miss) => {
+                            let lookup = remote_lookup(this.config, &miss);
+                            *this.plan = Some(Plan::Miss(miss));
+                            State::Remote {
+                                lookup,
+                                service: Some(service),
+                                request: Some(request),
+                            }
+                        }
                         Step::Follow(_) => unreachable!("a second wait is a forward"),
                     };
                     self.as_mut().project().state.set(next);
+                }
+                StateProj::Remote {
+                    lookup,
+                    service,
+                    request,
+                } => {
+                    let outcome = ready!(lookup.as_mut().poll(cx));
+                    let request = request.take().expect("polled after completion");
+                    let mut service = service.take().expect("polled after completion");
+                    let Some(Plan::Miss(mut miss)) = this.plan.take() else {
+                        unreachable!("a Redis lookup is for a miss")
+                    };
+                    let config = this.config;
+                    match outcome {
+                        RemoteOutcome::Hit(entry) => {
+                            let now = Instant::now();
+                            let status = Status {
+                                detail: Some("redis"),
+                                ..Status::hit(entry.ttl(now))
+                            };
+                            if let Some(response) = from_entry(
+                                config,
+                                &entry,
+                                request.method(),
+                                request.headers(),
+                                now,
+                                status,
+                            ) {
+                                Counters::add(&config.engine.counters.hits);
+                                // The guard goes: the waiters find it.
+                                drop(miss);
+                                self.as_mut().project().state.set(State::Ready {
+                                    response: Some(response),
+                                });
+                                continue;
+                            }
+                            miss.store = false;
+                        }
+                        RemoteOutcome::Fill(token) => miss.remote_token = Some(token),
+                        RemoteOutcome::Down => {
+                            miss.store = false;
+                            miss.fwd = Fwd::Bypass;
+                            miss.remote_token = None;
+                        }
+                    }
+                    let plan = Plan::Miss(miss);
+                    let deadline = origin_deadline(config, &plan);
+                    let future = service.call(request);
+                    *this.plan = Some(plan);
+                    self.as_mut()
+                        .project()
+                        .state
+                        .set(State::Forward { future, deadline });
                 }
                 StateProj::Forward { future, deadline } => {
                     let outcome = match future.poll(cx) {

@@ -27,23 +27,24 @@ impl ResponseCacheHandle {
     }
 
     /// Removes every entry in the group `name` (a `Cache-Groups` member,
-    /// RFC 9875 §2); returns how many.
+    /// RFC 9875 §2); returns how many this process held. With a Redis
+    /// tier, its entries there and on every replica go too, in the
+    /// background.
     pub fn purge_group(&self, name: &str) -> usize {
-        let engine = &self.config.engine;
-        engine.purge_group_hash(engine.hasher.group(name))
+        self.config.engine.purge_group(name)
     }
 
     /// Removes every entry of this path and query (`/products?page=2`):
     /// all its `Vary` variants and principals, as an unsafe method would
-    /// (RFC 9111 §4.4); returns how many.
+    /// (RFC 9111 §4.4); returns how many this process held (Redis and the
+    /// other replicas as for [`purge_group`](Self::purge_group)).
     pub fn purge_path(&self, path_and_query: &str) -> usize {
         let (path, query) = match path_and_query.split_once('?') {
             Some((path, query)) => (path, Some(query)),
             None => (path_and_query, None),
         };
         let query = self.config.query.normalise(query);
-        let engine = &self.config.engine;
-        engine.purge_group_hash(engine.hasher.uri(path, &query))
+        self.config.engine.purge_uri(path, &query)
     }
 
     /// Removes every entry.

@@ -141,11 +141,10 @@ impl MemoryTier {
     /// Stores `entry`, replacing the same variant, then evicts the oldest
     /// entries until the tier is within its bytes. Returns how many were
     /// evicted.
-    pub(crate) fn insert(&self, entry: Entry) -> usize {
+    pub(crate) fn insert(&self, entry: Arc<Entry>) -> usize {
         if entry.size > self.max_bytes {
             return 0;
         }
-        let entry = Arc::new(entry);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let key = entry.key.hash;
         let mut inner = lock(&self.inner);

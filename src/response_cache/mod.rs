@@ -155,6 +155,8 @@
 
 mod body;
 mod builder;
+#[cfg(feature = "redis")]
+mod codec;
 mod directives;
 mod engine;
 mod entry;
@@ -164,6 +166,8 @@ mod groups;
 mod handle;
 mod key;
 mod memory;
+#[cfg(feature = "redis")]
+mod remote;
 mod respond;
 mod rule;
 mod service;

@@ -42,6 +42,8 @@ pub(crate) struct Miss {
     /// Store the response (a GET; HEAD responses have no body to store).
     pub(crate) store: bool,
     pub(crate) collapsed: bool,
+    /// Store in Redis too, releasing this fill lease (0: none held).
+    pub(crate) remote_token: Option<u64>,
 }
 
 /// The stored entry as a response: 304 when the request's preconditions
@@ -194,9 +196,12 @@ fn prepare_fill<B: Body>(
         .and_then(|v| HttpDate::from_header_value(v).ok());
     let engine = &config.engine;
     let mut groups = vec![miss.uri_group];
-    if let Some(names) = groups::parse(headers, &CACHE_GROUPS) {
-        groups.extend(names.iter().map(|name| engine.hasher.group(name)));
-    }
+    let group_names: Box<[Box<str>]> = groups::parse(headers, &CACHE_GROUPS)
+        .unwrap_or_default()
+        .into_iter()
+        .map(String::into_boxed_str)
+        .collect();
+    groups.extend(group_names.iter().map(|name| engine.hasher.group(name)));
     let size = 256
         + miss.key.path.len()
         + miss.key.query.len()
@@ -222,6 +227,7 @@ fn prepare_fill<B: Body>(
             etag,
             last_modified,
             groups: groups.into_boxed_slice(),
+            group_names,
             size,
         },
         chunks: Vec::new(),
@@ -229,6 +235,7 @@ fn prepare_fill<B: Body>(
         cap: config.max_entry_bytes,
         engine: Arc::clone(engine),
         guard: miss.guard,
+        remote_token: miss.remote_token,
         make_etag: config.make_etag
             && status.is_success()
             && !headers.contains_key(CONTENT_ENCODING),

@@ -62,7 +62,8 @@ impl<S: fmt::Debug> fmt::Debug for ResponseCache<S> {
 /// RFC 9875 §3).
 #[derive(Debug)]
 pub(crate) struct Invalidate {
-    pub(crate) uri_group: u64,
+    pub(crate) path: Box<str>,
+    pub(crate) query: Box<str>,
 }
 
 /// What the response future does with the handler's response.
@@ -89,6 +90,8 @@ pub(crate) enum Step<B> {
     Forward(Plan),
     /// Wait for another request's fill.
     Follow(Arc<Flight>),
+    /// Ask the Redis tier first.
+    Remote(Box<Miss>),
 }
 
 /// The primary key's parts of a request; `None`: bypass.
@@ -137,8 +140,10 @@ pub(crate) fn step<R, B>(config: &Arc<Config>, request: &Request<R>, waited: boo
             return Step::Forward(Plan::Bypass(Fwd::Method));
         }
         let query = config.query.normalise(request.uri().query());
-        let uri_group = config.engine.hasher.uri(request.uri().path(), &query);
-        return Step::Forward(Plan::Invalidate(Invalidate { uri_group }));
+        return Step::Forward(Plan::Invalidate(Invalidate {
+            path: request.uri().path().into(),
+            query: query.into(),
+        }));
     }
     let (key, uri_group, authorized) = match key_of(config, request) {
         Ok(parts) => parts,
@@ -203,6 +208,7 @@ pub(crate) fn step<R, B>(config: &Arc<Config>, request: &Request<R>, waited: boo
                             guard: Some(guard),
                             store: true,
                             collapsed: false,
+                            remote_token: engine.has_remote().then_some(0),
                         };
                         return Step::Refresh(response, Box::new(miss));
                     }
@@ -242,7 +248,12 @@ pub(crate) fn step<R, B>(config: &Arc<Config>, request: &Request<R>, waited: boo
         guard,
         store: !head,
         collapsed: false,
+        remote_token: engine.has_remote().then_some(0),
     };
+    if miss.guard.is_some() && engine.has_remote() {
+        // This process fills: Redis may have it, or another replica fill.
+        return Step::Remote(Box::new(miss));
+    }
     Step::Forward(Plan::Miss(Box::new(miss)))
 }
 
@@ -261,7 +272,7 @@ fn rule_lifetime<R>(config: &Config, request: &Request<R>) -> Option<std::time::
 /// `Cache-Group-Invalidation` (RFC 9875 §3) are invalidated.
 pub(crate) fn invalidate(config: &Config, invalidate: &Invalidate, headers: &HeaderMap) {
     let engine = &config.engine;
-    engine.purge_group_hash(invalidate.uri_group);
+    engine.purge_uri(&invalidate.path, &invalidate.query);
     for name in [LOCATION, CONTENT_LOCATION] {
         let Some(target) = headers.get(&name).and_then(|v| v.to_str().ok()) else {
             continue;
@@ -274,11 +285,11 @@ pub(crate) fn invalidate(config: &Config, invalidate: &Invalidate, headers: &Hea
             None => (target, None),
         };
         let query = config.query.normalise(query);
-        engine.purge_group_hash(engine.hasher.uri(path, &query));
+        engine.purge_uri(path, &query);
     }
     if let Some(names) = groups::parse(headers, &CACHE_GROUP_INVALIDATION) {
         for name in names {
-            engine.purge_group_hash(engine.hasher.group(&name));
+            engine.purge_group(&name);
         }
     }
 }
@@ -317,6 +328,11 @@ where
                 let clone = self.inner.clone();
                 let ready = std::mem::replace(&mut self.inner, clone);
                 ResponseFuture::follow(flight, ready, request, &self.config)
+            }
+            Step::Remote(miss) => {
+                let clone = self.inner.clone();
+                let ready = std::mem::replace(&mut self.inner, clone);
+                ResponseFuture::remote(miss, ready, request, &self.config)
             }
         }
     }
