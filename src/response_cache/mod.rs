@@ -153,6 +153,7 @@
 //! # }
 //! ```
 
+mod aside;
 mod body;
 mod builder;
 #[cfg(feature = "redis")]
@@ -181,6 +182,7 @@ use std::time::Duration;
 use http::HeaderName;
 use tower_layer::Layer;
 
+pub use aside::CacheAside;
 pub use body::CacheBody;
 pub use builder::ResponseCacheLayerBuilder;
 pub use engine::CacheStats;
@@ -269,6 +271,12 @@ impl ResponseCacheLayer {
     /// A handle on this cache: purges and counters.
     pub fn handle(&self) -> ResponseCacheHandle {
         ResponseCacheHandle::new(Arc::clone(&self.config))
+    }
+
+    /// A typed cache-aside handle for handlers, on this cache's engine
+    /// (its memory tier, one load per key, purges by group).
+    pub fn cache_aside(&self) -> CacheAside {
+        CacheAside::new(Arc::clone(&self.config))
     }
 }
 

@@ -1,5 +1,6 @@
 //! Tests of the response cache through its `tower::Service`.
 
+mod aside;
 mod invalidation;
 mod stale;
 mod storage;
