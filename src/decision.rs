@@ -97,13 +97,23 @@ pub enum Reason {
     PreconditionFailed,
     /// The layer could not produce the response (500, RFC 9110 §15.6.1).
     Internal,
+    /// The response cache answered from a fresh stored response
+    /// (RFC 9111 §4).
+    CacheHit,
+    /// The response cache answered with a stale stored response
+    /// (`stale-while-revalidate` or `stale-if-error`, RFC 5861).
+    CacheStale,
+    /// The response cache answered a request that waited for another
+    /// request's fill of its key (RFC 9211 §2.6 `collapsed`).
+    CacheCollapsed,
 }
 
 impl Reason {
     /// A short, fixed name (`missing_credentials`, `invalid_request`,
     /// `invalid_token`, `insufficient_scope`, `rate_limited`,
     /// `store_unavailable`, `not_modified`, `precondition_failed`,
-    /// `internal`), fit for a metric attribute. The four auth reasons are
+    /// `internal`, `cache_hit`, `cache_stale`, `cache_collapsed`), fit for
+    /// a metric attribute. The four auth reasons are
     /// the `error` codes of RFC 6750 §3.1 (and `missing_credentials`).
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -116,6 +126,9 @@ impl Reason {
             Self::NotModified => "not_modified",
             Self::PreconditionFailed => "precondition_failed",
             Self::Internal => "internal",
+            Self::CacheHit => "cache_hit",
+            Self::CacheStale => "cache_stale",
+            Self::CacheCollapsed => "cache_collapsed",
         }
     }
 

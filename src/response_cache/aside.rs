@@ -178,12 +178,11 @@ impl CacheAside {
     fn kept<T: DeserializeOwned>(&self, key: &KeyParts) -> Option<Option<T>> {
         let engine = &self.config.engine;
         let now = Instant::now();
-        let Lookup::Found(entry) = engine.memory.lookup(
-            key.hash,
-            |e| e.key == *key,
-            &HeaderMap::new(),
-            now,
-        ) else {
+        let Lookup::Found(entry) =
+            engine
+                .memory
+                .lookup(key.hash, |e| e.key == *key, &HeaderMap::new(), now)
+        else {
             return None;
         };
         if !entry.is_fresh(now) {
@@ -237,7 +236,14 @@ impl CacheAside {
         Ok(value)
     }
 
-    fn keep(&self, key: KeyParts, status: StatusCode, body: Bytes, lifetime: Duration, groups: &[&str]) {
+    fn keep(
+        &self,
+        key: KeyParts,
+        status: StatusCode,
+        body: Bytes,
+        lifetime: Duration,
+        groups: &[&str],
+    ) {
         let engine = &self.config.engine;
         let mut hashes = vec![engine.hasher.uri(&key.path, "")];
         hashes.extend(groups.iter().map(|g| engine.hasher.group(g)));

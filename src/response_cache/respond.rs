@@ -23,6 +23,7 @@ use super::groups::{self, CACHE_GROUPS};
 use super::key::{field_value, vary_names};
 use super::status::{CACHE_STATUS, Fwd, Status};
 use crate::cache_headers::{ETag, Evaluation, HttpDate, Preconditions, Representation};
+use crate::decision::{Decision, EdgeLayer, Reason};
 
 /// What a forwarded request may do to the cache once answered.
 #[derive(Debug)]
@@ -84,18 +85,24 @@ pub(crate) fn from_entry<B>(
         CacheBody::stored(entry.body.clone())
     });
     *response.headers_mut() = entry.headers.clone();
-    if not_modified {
+    let reason = if not_modified {
         *response.status_mut() = StatusCode::NOT_MODIFIED;
         crate::cache_headers::keep_on_304(response.headers_mut());
-        response
-            .extensions_mut()
-            .insert(crate::decision::Decision::new(
-                crate::decision::EdgeLayer::ResponseCache,
-                crate::decision::Reason::NotModified,
-            ));
+        Reason::NotModified
     } else {
         *response.status_mut() = entry.status;
-    }
+        if status.collapsed {
+            Reason::CacheCollapsed
+        } else if status.detail.is_some_and(|d| d.starts_with("stale")) {
+            Reason::CacheStale
+        } else {
+            Reason::CacheHit
+        }
+    };
+    // The marker metrics read (which layer answered and why).
+    response
+        .extensions_mut()
+        .insert(Decision::new(EdgeLayer::ResponseCache, reason));
     response
         .headers_mut()
         .insert(AGE, HeaderValue::from(entry.age_secs(now)));

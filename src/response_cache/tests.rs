@@ -61,6 +61,8 @@ struct Got {
     status: StatusCode,
     headers: HeaderMap,
     body: Bytes,
+    /// The decision marker's reason, when the cache answered.
+    reason: Option<crate::decision::Reason>,
 }
 
 impl Got {
@@ -108,7 +110,15 @@ fn cache_status(headers: &HeaderMap) -> BTreeMap<String, String> {
 async fn send(svc: &mut Svc, request: Request<Full<Bytes>>) -> Got {
     let response = svc.ready().await.unwrap().call(request).await.unwrap();
     let (parts, body) = response.into_parts();
+    let reason = parts
+        .extensions
+        .get::<crate::decision::Decision>()
+        .map(|d| {
+            assert_eq!(d.layer(), crate::decision::EdgeLayer::ResponseCache);
+            d.reason()
+        });
     Got {
+        reason,
         status: parts.status,
         headers: parts.headers,
         body: body.collect().await.unwrap().to_bytes(),
@@ -153,6 +163,9 @@ async fn a_fresh_entry_answers_without_the_handler() {
     assert!(second.is_hit());
     assert_eq!(second.cache_status()["ttl"], "50");
     assert_eq!(second.headers["age"], "10");
+    // Metrics read the decision marker.
+    assert_eq!(first.reason, None);
+    assert_eq!(second.reason, Some(crate::decision::Reason::CacheHit));
     // Another path is another key.
     get(&mut svc, "/other").await;
     assert_eq!(calls(&n), 2);
@@ -199,6 +212,10 @@ async fn conditional_hits_answer_304_without_the_handler() {
     );
     let not_modified = get_with(&mut svc, "/p", &[("if-none-match", &etag)]).await;
     assert_eq!(not_modified.status, StatusCode::NOT_MODIFIED);
+    assert_eq!(
+        not_modified.reason,
+        Some(crate::decision::Reason::NotModified)
+    );
     assert!(not_modified.body.is_empty());
     assert!(not_modified.headers.get("content-type").is_none());
     assert_eq!(not_modified.headers["etag"], etag.as_str());
@@ -238,6 +255,7 @@ async fn concurrent_misses_run_the_handler_once() {
         assert_eq!(got.status, StatusCode::OK);
         assert_eq!(got.body, "slow");
         if got.cache_status().contains_key("collapsed") {
+            assert_eq!(got.reason, Some(crate::decision::Reason::CacheCollapsed));
             assert_eq!(got.cache_status()["fwd-status"], "200");
             collapsed += 1;
         }

@@ -101,12 +101,27 @@ async fn invalidation_by_key_and_group() {
     assert!(cache.invalidate("a"));
     assert!(!cache.invalidate("a"));
     assert_eq!(cache.get_or_load("a", ttl, value(3)).await, Ok(3));
-    assert_eq!(cache.get_or_load_in("p1", ttl, &["products"], value(10)).await, Ok(10));
-    assert_eq!(cache.get_or_load_in("p2", ttl, &["products"], value(20)).await, Ok(20));
+    assert_eq!(
+        cache
+            .get_or_load_in("p1", ttl, &["products"], value(10))
+            .await,
+        Ok(10)
+    );
+    assert_eq!(
+        cache
+            .get_or_load_in("p2", ttl, &["products"], value(20))
+            .await,
+        Ok(20)
+    );
     assert_eq!(cache.invalidate_group("products"), 2);
     assert_eq!(cache.get_or_load("p1", ttl, value(11)).await, Ok(11));
     // A response's `Cache-Group-Invalidation` reaches them.
-    assert_eq!(cache.get_or_load_in("p3", ttl, &["products"], value(30)).await, Ok(30));
+    assert_eq!(
+        cache
+            .get_or_load_in("p3", ttl, &["products"], value(30))
+            .await,
+        Ok(30)
+    );
     let (mut svc, _) = service(
         &layer,
         answering(&[("cache-group-invalidation", "\"products\"")], ""),

@@ -55,6 +55,7 @@ async fn stale_while_revalidate_refreshes_exactly_once() {
             // 15 s old (and a few ms), fresh for 10: 5 to 6 s stale.
             assert!(matches!(status["ttl"].as_str(), "-5" | "-6"));
             assert_eq!(status["detail"], "stale-while-revalidate");
+            assert_eq!(stale.reason, Some(crate::decision::Reason::CacheStale));
         }
         // Let the background refresh run (it takes 200 ms): one, however
         // many stale answers before and while it runs.
