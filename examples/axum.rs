@@ -121,6 +121,7 @@ pub fn app(config: &Config) -> Result<Router, ConfigError> {
         )
         .layer(common::auth_layer(config, AuthMode::Optional)?)
         .layer(common::per_client(config).peer_addr_with(peer_ip).build()?)
+        .layer(common::response_cache::layer(config)?)
         .layer(
             CacheHeadersLayer::builder()
                 .rule(
@@ -133,6 +134,7 @@ pub fn app(config: &Config) -> Result<Router, ConfigError> {
                 )
                 .build()?,
         )
+        .layer(common::response_cache::ProductCacheFieldsLayer)
         .option_layer(common::origin_delay(config));
 
     let can_write = RequireScopeLayer::builder()

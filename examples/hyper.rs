@@ -247,6 +247,7 @@ pub fn app(
         .layer(common::flood_guard(config).build()?)
         .layer(common::auth_layer(config, AuthMode::Optional)?)
         .layer(common::per_client(config).build()?)
+        .layer(common::response_cache::layer(config)?)
         .layer(
             CacheHeadersLayer::builder()
                 .rule(
@@ -259,6 +260,7 @@ pub fn app(
                 )
                 .build()?,
         )
+        .layer(common::response_cache::ProductCacheFieldsLayer)
         .option_layer(common::origin_delay(config))
         .service_fn(move |request| route(products.clone(), request)))
 }

@@ -6,6 +6,8 @@
 //! and [`rate_limit_store`] (where buckets live) — are the places to plug
 //! a JWKS key source or a Redis store.
 
+pub mod response_cache;
+
 use std::error::Error;
 use std::net::SocketAddr;
 use std::sync::Arc;
