@@ -49,7 +49,7 @@ fn replica(
         let put = req.method() == http::Method::PUT;
         async move {
             tokio::time::sleep(delay).await;
-            let mut response = Response::new(Full::from(format!("{path}")));
+            let mut response = Response::new(Full::from(path));
             if put {
                 response.headers_mut().insert(
                     "cache-group-invalidation",

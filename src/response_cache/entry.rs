@@ -26,12 +26,15 @@ impl KeyParts {
     }
 }
 
+/// The secondary key: each `Vary` name and the request's value then.
+pub(crate) type VaryKey = Box<[(HeaderName, Option<Box<[u8]>>)]>;
+
 /// One stored response.
 #[derive(Debug)]
 pub(crate) struct Entry {
     pub(crate) key: KeyParts,
     /// The secondary key: each `Vary` name and the request's value then.
-    pub(crate) vary: Box<[(HeaderName, Option<Box<[u8]>>)]>,
+    pub(crate) vary: VaryKey,
     pub(crate) status: StatusCode,
     /// The response's fields, without hop-by-hop fields, `Age`, our
     /// targeted field and `Cache-Status`.

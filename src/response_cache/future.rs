@@ -18,8 +18,8 @@ use super::Config;
 use super::body::CacheBody;
 use super::engine::Counters;
 use super::flight::Flight;
-use super::respond::{Miss, forwarded, from_entry};
-use super::service::{Plan, Step, invalidate, step};
+use super::lookup::{Plan, Step, invalidate, step};
+use super::respond::{Miss, RemoteFuture, RemoteOutcome, forwarded, from_entry};
 use super::status::{Fwd, Status};
 
 pin_project! {
@@ -42,26 +42,12 @@ pin_project! {
     }
 }
 
-/// What the Redis tier said for a key this process fills.
-#[cfg_attr(not(feature = "redis"), allow(dead_code))]
-pub(crate) enum RemoteOutcome {
-    /// A fresh entry (now in the memory tier too).
-    Hit(Arc<super::entry::Entry>),
-    /// Fill it (holding the lease's token, 0 when another replica's lease
-    /// ran out).
-    Fill(u64),
-    /// Redis failed: bypass.
-    Down,
-}
-
-pub(crate) type RemoteFuture = Pin<Box<dyn Future<Output = RemoteOutcome> + Send>>;
-
 #[cfg(not(feature = "redis"))]
 fn remote_lookup(_config: &Arc<Config>, _miss: &Miss) -> RemoteFuture {
     Box::pin(std::future::ready(RemoteOutcome::Fill(0)))
 }
 #[cfg(feature = "redis")]
-use super::remote::remote_lookup;
+use super::remote_step::remote_lookup;
 
 pin_project! {
     /// Response future of [`ResponseCache`](super::ResponseCache).
@@ -341,7 +327,7 @@ where
                             }
                         }
                         (Err(error), Plan::Miss(miss)) => {
-                            stale_answer(config, &miss, None).map_or(Err(error), Ok)
+                            stale_answer(config, &miss, None).ok_or(error)
                         }
                         (Err(error), _) => Err(error),
                     });

@@ -166,9 +166,12 @@ mod future;
 mod groups;
 mod handle;
 mod key;
+mod lookup;
 mod memory;
 #[cfg(feature = "redis")]
 mod remote;
+#[cfg(feature = "redis")]
+mod remote_step;
 mod respond;
 mod rule;
 mod service;

@@ -21,19 +21,16 @@
 //! * Redis failing: the request bypasses the cache (`fwd=bypass`, nothing
 //!   stored), counted in [`CacheStats::redis_bypassed`](super::CacheStats).
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::HeaderMap;
 use xxhash_rust::xxh3::{Xxh3, xxh3_64};
 
 use super::codec;
-use super::engine::Engine;
 use super::entry::{Entry, KeyParts};
 use crate::redis::key::tagged_key;
-use crate::redis::subscribe::Subscription;
 use crate::redis::{RedisBackend, RedisFailure, Script};
 
 const LOOKUP: &str = r"
@@ -227,22 +224,13 @@ impl RemoteTier {
         Ok(n.max(0) as usize)
     }
 
-    /// Starts the subscription to purges once (needs a tokio runtime).
-    pub(crate) fn ensure_subscribed(self: &Arc<Self>, engine: &Arc<Engine>) {
-        if self.subscribed.load(Ordering::Relaxed) {
-            return;
+    /// The backend and channel of the purge subscription, the first time
+    /// only (the caller starts it).
+    pub(crate) fn claim_subscription(&self) -> Option<(RedisBackend, String)> {
+        if self.subscribed.load(Ordering::Relaxed) || self.subscribed.swap(true, Ordering::AcqRel) {
+            return None;
         }
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        if self.subscribed.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        runtime.spawn(listen(
-            self.backend.clone(),
-            self.channel(),
-            Arc::downgrade(engine),
-        ));
+        Some((self.backend.clone(), self.channel()))
     }
 }
 
@@ -250,95 +238,4 @@ impl RemoteTier {
 fn rand_token() -> u64 {
     use std::hash::{BuildHasher, RandomState};
     RandomState::new().hash_one(std::time::SystemTime::now())
-}
-
-/// Applies the purges other replicas publish to this replica's memory
-/// tier, resubscribing after a lost connection (and clearing the tier
-/// then: what was published meanwhile is lost).
-async fn listen(backend: RedisBackend, channel: String, engine: Weak<Engine>) {
-    loop {
-        if let Ok(mut subscription) = Subscription::open(&backend, &channel).await {
-            match engine.upgrade() {
-                Some(engine) => engine.memory.clear(),
-                None => return,
-            }
-            while let Some(message) = subscription.next().await {
-                let Some(engine) = engine.upgrade() else {
-                    return;
-                };
-                if let Ok(message) = std::str::from_utf8(&message) {
-                    engine.purge_local(message);
-                }
-            }
-        }
-        if engine.strong_count() == 0 {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
-
-/// The first fresh-enough variant of `found` for a request with `headers`,
-/// decoded and ready for the memory tier.
-pub(crate) fn pick(
-    engine: &Engine,
-    variants: Vec<(Bytes, Duration)>,
-    key: &KeyParts,
-    uri_group: u64,
-    headers: &HeaderMap,
-) -> Option<Entry> {
-    variants.into_iter().find_map(|(bytes, age)| {
-        let entry = codec::decode(bytes, age, &engine.hasher, uri_group, key.hash)?;
-        (entry.key == *key && entry.matches_vary(headers)).then_some(entry)
-    })
-}
-
-/// The Redis step of a key this process fills (see the module docs).
-pub(crate) fn remote_lookup(
-    config: &Arc<super::Config>,
-    miss: &super::respond::Miss,
-) -> super::future::RemoteFuture {
-    use super::future::RemoteOutcome;
-    let engine = Arc::clone(&config.engine);
-    let Some(remote) = engine.remote.clone() else {
-        return Box::pin(std::future::ready(RemoteOutcome::Fill(0)));
-    };
-    remote.ensure_subscribed(&engine);
-    let key = miss.key.clone();
-    let uri_group = miss.uri_group;
-    let headers = miss.request_headers.clone();
-    let authorized = miss.authorized;
-    let deadline = tokio::time::Instant::now() + config.lock_timeout;
-    Box::pin(async move {
-        let id = RemoteTier::id(&key);
-        loop {
-            match remote.lookup(&id).await {
-                Err(_) => {
-                    remote.bypassed.fetch_add(1, Ordering::Relaxed);
-                    return RemoteOutcome::Down;
-                }
-                Ok(Found::Lease(token)) => return RemoteOutcome::Fill(token),
-                Ok(Found::Variants(variants)) => {
-                    let now = tokio::time::Instant::now();
-                    return match pick(&engine, variants, &key, uri_group, &headers) {
-                        Some(entry)
-                            if entry.is_fresh(now)
-                                && (!authorized || entry.verdict.shareable_with_authorization) =>
-                        {
-                            let entry = Arc::new(entry);
-                            engine.memory.insert(Arc::clone(&entry));
-                            RemoteOutcome::Hit(entry)
-                        }
-                        _ => RemoteOutcome::Fill(0),
-                    };
-                }
-                Ok(Found::Filling) => {
-                    if tokio::time::Instant::now() >= deadline {
-                        return RemoteOutcome::Fill(0);
-                    }
-                    tokio::time::sleep(Duration::from_millis(25)).await;
-                }
-            }
-        }
-    })
 }

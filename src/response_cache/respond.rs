@@ -2,6 +2,8 @@
 //! validators), stale answers, and forwarded responses, stored when they
 //! may be.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -46,6 +48,20 @@ pub(crate) struct Miss {
     /// Store in Redis too, releasing this fill lease (0: none held).
     pub(crate) remote_token: Option<u64>,
 }
+
+/// What the Redis tier said for a key this process fills.
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+pub(crate) enum RemoteOutcome {
+    /// A fresh entry (now in the memory tier too).
+    Hit(Arc<Entry>),
+    /// Fill it (holding the lease's token, 0 when another replica's lease
+    /// ran out).
+    Fill(u64),
+    /// Redis failed: bypass.
+    Down,
+}
+
+pub(crate) type RemoteFuture = Pin<Box<dyn Future<Output = RemoteOutcome> + Send>>;
 
 /// The stored entry as a response: 304 when the request's preconditions
 /// say the client's copy is current (RFC 9110 §13.2.2, from the stored

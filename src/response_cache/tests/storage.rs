@@ -291,29 +291,17 @@ async fn byte_caps() {
     assert!(!get(&mut svc, "/small/0").await.is_hit());
 }
 
+type Frames = Result<http_body::Frame<Bytes>, Infallible>;
+type Stream = http_body_util::StreamBody<tokio_stream::wrappers::ReceiverStream<Frames>>;
+type StreamService = BoxCloneService<Request<Full<Bytes>>, Response<Stream>, Infallible>;
+
 /// A streaming handler: each request gets a body fed by a channel the
 /// test holds; `content_type` and an unknown length.
 fn streaming(
     content_type: &'static str,
 ) -> (
-    ResponseCache<
-        impl Service<
-            Request<Full<Bytes>>,
-            Response = Response<
-                http_body_util::StreamBody<
-                    tokio_stream::wrappers::ReceiverStream<
-                        Result<http_body::Frame<Bytes>, Infallible>,
-                    >,
-                >,
-            >,
-            Error = Infallible,
-            Future: Send,
-        > + Clone
-        + Send,
-    >,
-    tokio::sync::mpsc::Receiver<
-        tokio::sync::mpsc::Sender<Result<http_body::Frame<Bytes>, Infallible>>,
-    >,
+    ResponseCache<StreamService>,
+    tokio::sync::mpsc::Receiver<tokio::sync::mpsc::Sender<Frames>>,
 ) {
     let (senders_tx, senders_rx) = tokio::sync::mpsc::channel(8);
     let inner = tower::service_fn(move |_req: Request<Full<Bytes>>| {
@@ -336,7 +324,7 @@ fn streaming(
         .max_entry_bytes(10)
         .build()
         .unwrap();
-    (layer.layer(inner), senders_rx)
+    (layer.layer(BoxCloneService::new(inner)), senders_rx)
 }
 
 // Streaming is never held back: an event stream's first event reaches the
