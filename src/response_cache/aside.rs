@@ -37,10 +37,8 @@ const ASIDE: &str = "aside:";
 /// let cache = ResponseCacheLayer::new().cache_aside();
 /// let load = || async { Ok::<_, std::io::Error>(vec![1, 2, 3]) }; // the database
 /// let first: Vec<u32> = cache.get_or_load("user:42", Duration::from_secs(30), load).await.unwrap();
-/// let again: Vec<u32> = cache
-///     .get_or_load("user:42", Duration::from_secs(30), || async { unreachable!("cached") })
-///     .await
-///     .unwrap();
+/// let not_again = || async { Ok::<_, std::io::Error>(vec![9]) }; // not called: kept
+/// let again: Vec<u32> = cache.get_or_load("user:42", Duration::from_secs(30), not_again).await.unwrap();
 /// assert_eq!(first, again);
 /// cache.invalidate("user:42");
 /// # }
