@@ -13,7 +13,7 @@
 //! | distributed store | `rate_limit::redis` | `redis` | the same GCRA, atomic in Redis (single node or Cluster), so N replicas share one quota |
 //! | Redis backend | `redis` | `redis` | one Redis connection (single node or Cluster) shared by every Redis-backed store: timeout, circuit breaker, scripts |
 //! | cache headers | [`cache_headers`] | `cache-headers` | `Cache-Control` policies, ETags, RFC 9110 conditional requests (304 / 412) |
-//! | response cache | `response_cache` | `response-cache` | RFC 9111 shared cache in memory: one fill per key, stale serving, `Cache-Status`, purge by group |
+//! | response cache | `response_cache` | `response-cache` | RFC 9111 shared cache in memory and Redis: one fill per key across replicas, stale serving, `Cache-Status`, purge by group; cache-aside for handlers |
 //! | correlation IDs | [`correlation`] | `correlation-id` | validated request/correlation IDs, echoed, on every log line |
 //! | OpenTelemetry | [`otel`] | `otel` | W3C trace-context propagation, HTTP/gRPC server spans and metrics per semantic conventions |
 //!
