@@ -131,6 +131,7 @@ pub fn app(config: &Config) -> Result<Router, ConfigError> {
                 .peer_addr_with(peer_ip)
                 .build()?,
         )
+        .layer(common::response_cache::layer(config)?)
         .layer(
             CacheHeadersLayer::builder()
                 .rule(
@@ -143,6 +144,7 @@ pub fn app(config: &Config) -> Result<Router, ConfigError> {
                 )
                 .build()?,
         )
+        .layer(common::response_cache::ProductCacheFieldsLayer)
         .option_layer(common::origin_delay(config));
 
     let can_write = RequireScopeLayer::builder()

@@ -322,6 +322,7 @@ pub fn app(
         // The peer is the `PeerAddr` that `serve` inserts.
         .layer(common::overload::per_client(config, |_| None)?)
         .layer(common::orders::idempotency(config, &[])?.build()?)
+        .layer(common::response_cache::layer(config)?)
         .layer(
             CacheHeadersLayer::builder()
                 .rule(
@@ -334,6 +335,7 @@ pub fn app(
                 )
                 .build()?,
         )
+        .layer(common::response_cache::ProductCacheFieldsLayer)
         .option_layer(common::origin_delay(config))
         .service_fn(move |request| route(products.clone(), orders.clone(), request)))
 }

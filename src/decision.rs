@@ -53,11 +53,15 @@ pub enum EdgeLayer {
     Overload,
     /// The idempotency layer (`IdempotencyLayer`).
     Idempotency,
+    /// The response cache (`ResponseCacheLayer`): a hit, a 304 from a
+    /// stored entry, or a stale entry served.
+    ResponseCache,
 }
 
 impl EdgeLayer {
     /// A short, fixed name (`jwt_auth`, `rate_limit`, `cache_headers`,
-    /// `overload`, `idempotency`), fit for a metric attribute.
+    /// `overload`, `idempotency`, `response_cache`), fit for a metric
+    /// attribute.
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::JwtAuth => "jwt_auth",
@@ -65,6 +69,7 @@ impl EdgeLayer {
             Self::CacheHeaders => "cache_headers",
             Self::Overload => "overload",
             Self::Idempotency => "idempotency",
+            Self::ResponseCache => "response_cache",
         }
     }
 }
@@ -140,6 +145,15 @@ pub enum Reason {
     /// (it died mid-request), or its own completion was refused because it
     /// lost its lease (fenced). Observed: the handler answered.
     LeaseExpired,
+    /// The response cache answered from a fresh stored response
+    /// (RFC 9111 §4).
+    CacheHit,
+    /// The response cache answered with a stale stored response
+    /// (`stale-while-revalidate` or `stale-if-error`, RFC 5861).
+    CacheStale,
+    /// The response cache answered a request that waited for another
+    /// request's fill of its key (RFC 9211 §2.6 `collapsed`).
+    CacheCollapsed,
 }
 
 impl Reason {
@@ -149,9 +163,9 @@ impl Reason {
     /// `internal`, `overloaded`, `queue_timeout`, `concurrency_limited`,
     /// `missing_idempotency_key`, `invalid_idempotency_key`,
     /// `content_too_large`, `request_in_flight`, `key_reused`, `replayed`,
-    /// `unreadable_body`, `lease_expired`), fit for a metric attribute. The
-    /// four auth reasons are
-    /// the `error` codes of RFC 6750 §3.1 (and `missing_credentials`).
+    /// `unreadable_body`, `lease_expired`, `cache_hit`, `cache_stale`,
+    /// `cache_collapsed`), fit for a metric attribute. The four auth reasons
+    /// are the `error` codes of RFC 6750 §3.1 (and `missing_credentials`).
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::MissingCredentials => "missing_credentials",
@@ -174,6 +188,9 @@ impl Reason {
             Self::Replayed => "replayed",
             Self::UnreadableBody => "unreadable_body",
             Self::LeaseExpired => "lease_expired",
+            Self::CacheHit => "cache_hit",
+            Self::CacheStale => "cache_stale",
+            Self::CacheCollapsed => "cache_collapsed",
         }
     }
 

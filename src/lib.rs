@@ -13,6 +13,7 @@
 //! | distributed store | `rate_limit::redis` | `redis` | the same GCRA, atomic in Redis (single node or Cluster), so N replicas share one quota |
 //! | Redis backend | `redis` | `redis` | one Redis connection (single node or Cluster) shared by every Redis-backed store: timeout, circuit breaker, scripts |
 //! | cache headers | [`cache_headers`] | `cache-headers` | `Cache-Control` policies, ETags, RFC 9110 conditional requests (304 / 412) |
+//! | response cache | `response_cache` | `response-cache` | RFC 9111 shared cache in memory and Redis: one fill per key across replicas, stale serving, `Cache-Status`, purge by group; cache-aside for handlers |
 //! | correlation IDs | [`correlation`] | `correlation-id` | validated request/correlation IDs, echoed, on every log line |
 //! | OpenTelemetry | [`otel`] | `otel` | W3C trace-context propagation, HTTP/gRPC server spans and metrics per semantic conventions |
 //! | overload protection | `overload` | `overload` | in-flight limits (global, per key, partitions with guaranteed shares), adaptive limit (Gradient2, AIMD), immediate 503 / 429 shedding |
@@ -29,7 +30,7 @@
 //! ```text
 //! correlation -> otel -> overload (global) -> rate_limit(by IP) -> jwt_auth
 //!   -> rate_limit(by user) -> overload (per client) -> idempotency
-//!   -> cache_headers -> handler
+//!   -> response_cache -> cache_headers -> handler
 //! ```
 //!
 //! * **correlation** first, so every response — rejections included —
@@ -49,6 +50,11 @@
 //!   and after the limiters, so a retry storm is still limited.
 //! * **cache_headers** innermost: it sees the handler's real response and
 //!   never turns a 401 or 429 into a 304.
+//! * **response_cache** right outside it: it stores what `cache_headers`
+//!   made of the handler's answer (its `Cache-Control` and `ETag`), so a
+//!   hit answers 304 from the stored validators without running the
+//!   handler or hashing the body again; it sits after authentication and
+//!   the limits, so it never stores or serves a 401, 403 or 429.
 //!
 //! ## Example: the default layers in the recommended order
 //!
@@ -153,6 +159,9 @@ pub mod rate_limit;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub mod redis;
+#[cfg(feature = "response-cache")]
+#[cfg_attr(docsrs, doc(cfg(feature = "response-cache")))]
+pub mod response_cache;
 
 mod builder;
 #[cfg(any(
@@ -168,7 +177,12 @@ mod cache_control;
     feature = "otel"
 ))]
 mod list;
-#[cfg(any(feature = "jwt-auth", feature = "rate-limit", feature = "redis"))]
+#[cfg(any(
+    feature = "jwt-auth",
+    feature = "rate-limit",
+    feature = "redis",
+    feature = "response-cache"
+))]
 mod sync;
 // The bounded TTL map of the in-memory caches (JWT tokens, JWKS unknown
 // kids, the Redis deny cache); widen the `cfg` when another layer uses it.
@@ -193,6 +207,19 @@ pub mod __fuzz {
             crate::list::members(lines.iter().copied(), quoting).collect(),
             crate::list::members_rev(lines.iter().copied(), quoting).collect(),
         )
+    }
+
+    /// What the response cache decides for a response with these fields
+    /// (`authorized`: the request carried `Authorization`): `Some((freshness
+    /// lifetime in seconds, may serve requests with Authorization))` when
+    /// it stores it, with its `Vary` names and `Cache-Groups` read too.
+    #[cfg(feature = "response-cache")]
+    pub fn response_cache_verdict(
+        status: u16,
+        headers: &http::HeaderMap,
+        authorized: bool,
+    ) -> Option<(u64, bool)> {
+        crate::response_cache::__fuzz_verdict(status, headers, authorized)
     }
 }
 

@@ -809,3 +809,38 @@ async fn a_retry_on_another_replica_replays_the_order_from_redis() {
     assert_eq!(header(&retry, "idempotent-replayed"), "true");
     assert_eq!(retry.body(), first.body());
 }
+
+// The response cache of the example (feature `response-cache`): products
+// are kept 30 s on the server (RFC 9213 targeted field, not sent on) while
+// browsers get `max-age=60`; a hit answers without the handler (RFC 9211
+// `Cache-Status: tower-edge; hit`), and a PUT purges the product's groups
+// (RFC 9875 §3) so readers see the change at once.
+#[cfg(feature = "response-cache")]
+#[tokio::test]
+async fn products_come_from_the_response_cache_until_a_put_purges_them() {
+    let config = config();
+    let addr = serve(&config).await;
+    let token = common::dev_token(&config);
+    let first = call("GET", "/products/1").send(addr).await;
+    assert!(header(&first, "cache-status").contains("fwd=uri-miss"));
+    assert_eq!(header(&first, "cache-control"), "public, max-age=60");
+    assert!(first.headers().get("edge-cache-control").is_none());
+    let hit = call("GET", "/products/1").send(addr).await;
+    let status = header(&hit, "cache-status");
+    assert!(status.starts_with("tower-edge; hit; ttl="), "{status}");
+    assert_eq!(header(&hit, "cache-groups"), "\"products\", \"product-1\"");
+    assert_eq!(header(&hit, "etag"), header(&first, "etag"));
+    call("GET", "/products").send(addr).await;
+    let res = call("PUT", "/products/1")
+        .bearer(&token)
+        .json(r#"{"name":"keyboard","price_cents":3900}"#)
+        .send(addr)
+        .await;
+    assert_eq!(res.status(), 200);
+    for path in ["/products/1", "/products"] {
+        let after = call("GET", path).send(addr).await;
+        assert!(!header(&after, "cache-status").contains("hit"), "{path}");
+    }
+    let after = call("GET", "/products/1").send(addr).await;
+    assert_eq!(json(&after)["price_cents"], 3_900);
+}

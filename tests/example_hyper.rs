@@ -343,3 +343,21 @@ async fn orders_are_created_once_per_idempotency_key() {
     .await;
     assert_eq!(denied.status(), 403);
 }
+
+// The response cache of the example (feature `response-cache`): the
+// second GET is a hit (RFC 9211), with the groups of RFC 9875 §2; the
+// targeted field (RFC 9213) stays between the handler and the cache.
+#[cfg(feature = "response-cache")]
+#[tokio::test]
+async fn products_come_from_the_response_cache() {
+    let addr = start(Config::default()).await;
+    let first = get(addr, "/products", &[]).await;
+    let status = first.headers()["cache-status"].to_str().unwrap();
+    assert!(status.contains("fwd=uri-miss"), "{status}");
+    assert!(first.headers().get("edge-cache-control").is_none());
+    let hit = get(addr, "/products", &[]).await;
+    let status = hit.headers()["cache-status"].to_str().unwrap();
+    assert!(status.starts_with("tower-edge; hit"), "{status}");
+    assert_eq!(hit.headers()["cache-groups"], "\"products\"");
+    assert_eq!(hit.body(), first.body());
+}

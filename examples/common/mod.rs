@@ -7,6 +7,7 @@
 //! a JWKS key source or a Redis store.
 
 pub mod orders;
+pub mod response_cache;
 
 use std::error::Error;
 use std::net::SocketAddr;

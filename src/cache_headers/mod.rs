@@ -228,6 +228,12 @@ use crate::body::ResponseBody;
 use crate::config::ConfigError;
 use crate::rejection::Rejections;
 use policy::Rule;
+// The response cache matches its rules like ours and answers 304s with
+// the same fields.
+#[cfg(feature = "response-cache")]
+pub(crate) use conditional::keep_on_304;
+#[cfg(feature = "response-cache")]
+pub(crate) use policy::PathMatch;
 pub use respond::ResponseFuture;
 
 /// The default cap on a body buffered to compute its ETag: 1 MiB.

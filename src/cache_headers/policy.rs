@@ -218,7 +218,7 @@ impl fmt::Display for CacheControl {
 
 /// Which request paths a [`CacheRule`] applies to.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum PathMatch {
+pub(crate) enum PathMatch {
     Any,
     Exact(String),
     /// Segment-aware prefix: `/static` matches `/static` and `/static/x`,
@@ -229,7 +229,7 @@ enum PathMatch {
 }
 
 impl PathMatch {
-    fn check(&self) -> Result<(), &'static str> {
+    pub(crate) fn check(&self) -> Result<(), &'static str> {
         let path = match self {
             Self::Any => return Ok(()),
             Self::Exact(p) | Self::Prefix(p) | Self::Pattern(p) => p,
@@ -251,7 +251,7 @@ impl PathMatch {
         Ok(())
     }
 
-    fn matches(&self, path: &str) -> bool {
+    pub(crate) fn matches(&self, path: &str) -> bool {
         match self {
             Self::Any => true,
             Self::Exact(p) => p == path,

@@ -125,6 +125,13 @@ impl RedisBackend {
         }
     }
 
+    /// The Redis client, for a connection of a store's own (the response
+    /// cache's invalidation subscription).
+    #[cfg(feature = "response-cache")]
+    pub(crate) fn target(&self) -> &Target {
+        &self.shared.target
+    }
+
     /// The per-call timeout.
     pub fn timeout(&self) -> Duration {
         self.shared.timeout

@@ -63,6 +63,8 @@ mod builder;
 mod failure;
 pub(crate) mod key;
 mod script;
+#[cfg(feature = "response-cache")]
+pub(crate) mod subscribe;
 
 pub use backend::{Health, RedisBackend};
 pub use builder::RedisBackendBuilder;

@@ -1,0 +1,241 @@
+//! The Redis tier, shared by every replica: entries with a TTL, a short
+//! fill lease so one replica fills a cold key, and invalidation that every
+//! replica's memory tier sees (a pub/sub channel).
+//!
+//! * Keys: `<prefix>:{rc}:e:<key>` (a hash of the key's variants, with a
+//!   TTL of the longest lifetime plus stale windows), `<prefix>:{rc}:l:<key>`
+//!   (the fill lease), `<prefix>:{rc}:g:<group>` (the entries of a group,
+//!   URIs included). All share the hash tag `{rc}`, so the scripts run on
+//!   one Cluster node: a cache of hot responses, not a sharded store.
+//! * Time is Redis's (`TIME`): an entry's age is the same on every replica.
+//! * A lookup is one script: the variants and, when there are none, the
+//!   lease (`SET NX PX`). The replica that gets the lease fills the key and
+//!   releases it when storing; the others poll the key every 25 ms until
+//!   the entry arrives or `lock_timeout` passes (then they fill too).
+//! * A purge deletes the group's entries in Redis and `PUBLISH`es the
+//!   group's name on `<prefix>:rc:purge`; every replica subscribes and
+//!   purges its memory tier (and clears it whenever it (re)subscribes:
+//!   messages sent meanwhile are lost). Redis Cluster subscriptions are
+//!   not supported yet: with a Cluster, memory entries of other replicas
+//!   live out their lifetime.
+//! * Redis failing: the request bypasses the cache (`fwd=bypass`, nothing
+//!   stored), counted in [`CacheStats::redis_bypassed`](super::CacheStats).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use xxhash_rust::xxh3::{Xxh3, xxh3_64};
+
+use super::codec;
+use super::entry::{Entry, KeyParts};
+use crate::redis::key::tagged_key;
+use crate::redis::{RedisBackend, RedisFailure, Script};
+
+const LOOKUP: &str = r"
+local v = redis.call('HGETALL', KEYS[1])
+local lease = 0
+if #v == 0 and redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  lease = 1
+end
+local t = redis.call('TIME')
+return {lease, t[1] * 1000 + math.floor(t[2] / 1000), v}
+";
+
+const STORE: &str = r"
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+local ttl = tonumber(ARGV[3])
+redis.call('HSET', KEYS[1], ARGV[1], now .. ':' .. ARGV[2])
+if redis.call('PTTL', KEYS[1]) < ttl then redis.call('PEXPIRE', KEYS[1], ttl) end
+for i = 3, #KEYS do
+  redis.call('SADD', KEYS[i], KEYS[1])
+  if redis.call('PTTL', KEYS[i]) < ttl then redis.call('PEXPIRE', KEYS[i], ttl) end
+end
+if redis.call('GET', KEYS[2]) == ARGV[4] then redis.call('DEL', KEYS[2]) end
+return now
+";
+
+const PURGE: &str = r"
+local members = redis.call('SMEMBERS', KEYS[1])
+for _, k in ipairs(members) do redis.call('DEL', k) end
+redis.call('DEL', KEYS[1])
+redis.call('PUBLISH', ARGV[1], ARGV[2])
+return #members
+";
+
+/// What a lookup in Redis found.
+pub(crate) enum Found {
+    /// Stored variants, each with its age by Redis's clock.
+    Variants(Vec<(Bytes, Duration)>),
+    /// Nothing; this replica holds the fill lease (its token).
+    Lease(u64),
+    /// Nothing; another replica fills.
+    Filling,
+}
+
+/// See the module docs.
+pub(crate) struct RemoteTier {
+    backend: RedisBackend,
+    prefix: Box<str>,
+    lookup: Script,
+    store: Script,
+    purge: Script,
+    pub(crate) lease: Duration,
+    pub(crate) bypassed: AtomicU64,
+    subscribed: AtomicBool,
+}
+
+impl std::fmt::Debug for RemoteTier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemoteTier")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The message of a purge: `g:<group>` or `u:<path>?<query>`.
+pub(crate) fn uri_group_name(path: &str, query: &str) -> String {
+    format!("u:{path}?{query}")
+}
+
+impl RemoteTier {
+    pub(crate) fn new(backend: RedisBackend, prefix: String, lease: Duration) -> Self {
+        Self {
+            backend,
+            prefix: prefix.into_boxed_str(),
+            lookup: Script::new(LOOKUP),
+            store: Script::new(STORE),
+            purge: Script::new(PURGE),
+            lease,
+            bypassed: AtomicU64::new(0),
+            subscribed: AtomicBool::new(false),
+        }
+    }
+
+    /// The key's name in Redis: a hash of its parts without a seed, the
+    /// same on every replica.
+    pub(crate) fn id(key: &KeyParts) -> String {
+        let mut h = Xxh3::new();
+        h.update(key.path.as_bytes());
+        h.update(&[0xff]);
+        h.update(key.query.as_bytes());
+        if let Some(subject) = &key.subject {
+            h.update(&[0xfe]);
+            h.update(subject.as_bytes());
+        }
+        format!("{:032x}", h.digest128())
+    }
+
+    fn key(&self, kind: &str, id: &str) -> String {
+        tagged_key(&self.prefix, "rc", &format!("{kind}:{id}"))
+    }
+
+    fn group_key(&self, name: &str) -> String {
+        self.key("g", &format!("{:016x}", xxh3_64(name.as_bytes())))
+    }
+
+    fn channel(&self) -> String {
+        format!("{}:rc:purge", self.prefix)
+    }
+
+    /// The variants of `id`, or the fill lease when there are none.
+    pub(crate) async fn lookup(&self, id: &str) -> Result<Found, RedisFailure> {
+        let token = rand_token();
+        let call = self
+            .lookup
+            .call(&[&self.key("e", id), &self.key("l", id)])
+            .arg(token)
+            .arg(self.lease.as_millis() as u64);
+        let (lease, now, flat): (i64, i64, Vec<Vec<u8>>) = self.backend.run(call).await?;
+        if flat.is_empty() {
+            return Ok(if lease == 1 {
+                Found::Lease(token)
+            } else {
+                Found::Filling
+            });
+        }
+        let mut variants = Vec::new();
+        for value in flat.into_iter().skip(1).step_by(2) {
+            let Some(at) = value.iter().position(|&b| b == b':') else {
+                continue;
+            };
+            let Some(stored) = std::str::from_utf8(&value[..at])
+                .ok()
+                .and_then(|s| s.parse::<i64>().ok())
+            else {
+                continue;
+            };
+            let age = Duration::from_millis(now.saturating_sub(stored).max(0) as u64);
+            let mut bytes = Bytes::from(value);
+            let _ = bytes.split_to(at + 1);
+            variants.push((bytes, age));
+        }
+        Ok(Found::Variants(variants))
+    }
+
+    /// Stores `entry` in the background (releasing the lease `token`).
+    pub(crate) fn spawn_store(self: &Arc<Self>, entry: &Entry, token: u64) {
+        let id = Self::id(&entry.key);
+        let mut variant = Xxh3::new();
+        for (name, value) in entry.vary.iter() {
+            variant.update(name.as_str().as_bytes());
+            variant.update(&[0xff]);
+            if let Some(value) = value {
+                variant.update(value);
+            }
+            variant.update(&[0xfe]);
+        }
+        let v = &entry.verdict;
+        let ttl = v.lifetime + v.stale_while_revalidate.max(v.stale_if_error);
+        let ttl = ttl
+            .saturating_sub(v.initial_age)
+            .max(Duration::from_secs(1));
+        let mut keys = vec![self.key("e", &id), self.key("l", &id)];
+        keys.push(self.group_key(&uri_group_name(&entry.key.path, &entry.key.query)));
+        for name in entry.group_names.iter() {
+            keys.push(self.group_key(&format!("g:{name}")));
+        }
+        let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+        let call = self
+            .store
+            .call(&refs)
+            .arg(format!("{:016x}", variant.digest()))
+            .arg(codec::encode(entry))
+            .arg(ttl.as_millis() as u64)
+            .arg(token);
+        if let Ok(future) = self.backend.eval::<i64>(call)
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(future);
+        }
+    }
+
+    /// Deletes the entries of `group` (`g:<name>` or a URI's
+    /// `u:<path>?<query>`) and tells every replica.
+    pub(crate) async fn purge(&self, group: &str) -> Result<usize, RedisFailure> {
+        let call = self
+            .purge
+            .call(&[&self.group_key(group)])
+            .arg(self.channel())
+            .arg(group);
+        let n: i64 = self.backend.run(call).await?;
+        Ok(n.max(0) as usize)
+    }
+
+    /// The backend and channel of the purge subscription, the first time
+    /// only (the caller starts it).
+    pub(crate) fn claim_subscription(&self) -> Option<(RedisBackend, String)> {
+        if self.subscribed.load(Ordering::Relaxed) || self.subscribed.swap(true, Ordering::AcqRel) {
+            return None;
+        }
+        Some((self.backend.clone(), self.channel()))
+    }
+}
+
+/// A random lease token.
+fn rand_token() -> u64 {
+    use std::hash::{BuildHasher, RandomState};
+    RandomState::new().hash_one(std::time::SystemTime::now())
+}

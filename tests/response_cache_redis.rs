@@ -1,0 +1,211 @@
+//! The response cache's Redis tier against real Redis servers (features
+//! `response-cache` and `redis`): one fill across replicas, purges seen by
+//! every replica, and Redis down.
+//!
+//! Needs a Redis on 127.0.0.1:6379 (`.ci/run` starts one) and
+//! `redis-server` on the PATH for the outage test. Each test uses its own
+//! key prefix.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use tower::{Layer, Service, ServiceExt};
+use tower_edge::redis::RedisBackend;
+use tower_edge::response_cache::{ResponseCacheHandle, ResponseCacheLayer};
+
+mod support;
+use support::redis::{OwnRedis, SHARED, shared_redis, unique_prefix};
+
+type Inner = tower::util::BoxCloneService<Request<Full<Bytes>>, Response<Full<Bytes>>, Infallible>;
+type Replica = tower_edge::response_cache::ResponseCache<Inner>;
+
+/// One replica: its own layer (its own memory tier) on the Redis at `url`
+/// under `prefix`, around a handler that counts its calls in `calls` and
+/// takes `delay`.
+fn replica(
+    url: &str,
+    prefix: &str,
+    calls: &Arc<AtomicUsize>,
+    delay: Duration,
+) -> (Replica, ResponseCacheHandle) {
+    let backend = RedisBackend::builder(url)
+        .timeout(Duration::from_secs(1))
+        .build()
+        .unwrap();
+    let layer = ResponseCacheLayer::builder()
+        .redis(backend)
+        .redis_key_prefix(prefix)
+        .build()
+        .unwrap();
+    let calls = Arc::clone(calls);
+    let inner = tower::service_fn(move |req: Request<Full<Bytes>>| {
+        calls.fetch_add(1, Ordering::SeqCst);
+        let path = req.uri().path().to_owned();
+        let put = req.method() == http::Method::PUT;
+        async move {
+            tokio::time::sleep(delay).await;
+            let mut response = Response::new(Full::from(path));
+            if put {
+                response.headers_mut().insert(
+                    "cache-group-invalidation",
+                    http::HeaderValue::from_static("\"products\""),
+                );
+            } else {
+                response.headers_mut().insert(
+                    "cache-control",
+                    http::HeaderValue::from_static("public, max-age=5"),
+                );
+                response.headers_mut().insert(
+                    "edge-cache-control",
+                    http::HeaderValue::from_static("max-age=30"),
+                );
+                response.headers_mut().insert(
+                    "cache-groups",
+                    http::HeaderValue::from_static("\"products\""),
+                );
+            }
+            Ok::<_, Infallible>(response)
+        }
+    });
+    (
+        layer.layer(tower::util::BoxCloneService::new(inner)),
+        layer.handle(),
+    )
+}
+
+async fn send(svc: &mut Replica, method: &str, uri: &str) -> (StatusCode, String, String) {
+    let request = Request::builder()
+        .method(method)
+        .uri(uri)
+        .body(Full::default())
+        .unwrap();
+    let response = svc.ready().await.unwrap().call(request).await.unwrap();
+    let status = response.status();
+    let cache_status = response.headers()["cache-status"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        cache_status,
+        String::from_utf8(body.to_vec()).unwrap(),
+    )
+}
+
+// One fill per key across replicas: 100 concurrent cold requests spread
+// over two services sharing Redis run the handler once (the other
+// replica waits on the fill lease, then reads the entry from Redis).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_fill_across_two_replicas() {
+    shared_redis();
+    let prefix = unique_prefix("rc-fill");
+    let calls = Arc::new(AtomicUsize::new(0));
+    let (a, _) = replica(SHARED, &prefix, &calls, Duration::from_millis(300));
+    let (b, _) = replica(SHARED, &prefix, &calls, Duration::from_millis(300));
+    let tasks: Vec<_> = (0..100)
+        .map(|i| {
+            let mut svc = if i % 2 == 0 { a.clone() } else { b.clone() };
+            tokio::spawn(async move { send(&mut svc, "GET", "/products/1").await })
+        })
+        .collect();
+    let mut from_redis = 0;
+    for task in tasks {
+        let (status, cache_status, body) = task.await.unwrap();
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body, "/products/1");
+        from_redis += usize::from(cache_status.contains("detail=redis"));
+    }
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "one handler run for both replicas"
+    );
+    assert!(
+        from_redis >= 1,
+        "the other replica read the entry from Redis"
+    );
+}
+
+/// Sends GETs to `svc` until `done` says the answer is what the test
+/// waits for (pub/sub delivery is asynchronous), at most 5 s.
+async fn eventually(svc: &mut Replica, uri: &str, done: impl Fn(&str) -> bool) -> String {
+    for _ in 0..100 {
+        let (_, cache_status, _) = send(svc, "GET", uri).await;
+        if done(&cache_status) {
+            return cache_status;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{uri} never got there");
+}
+
+// RFC 9875 §3: a `Cache-Group-Invalidation` on one replica purges the
+// group in Redis and in every replica's memory tier.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_purge_on_one_replica_is_seen_by_the_other() {
+    shared_redis();
+    let prefix = unique_prefix("rc-purge");
+    let calls = Arc::new(AtomicUsize::new(0));
+    let (mut a, _) = replica(SHARED, &prefix, &calls, Duration::ZERO);
+    let (mut b, handle_b) = replica(SHARED, &prefix, &calls, Duration::ZERO);
+    send(&mut a, "GET", "/products/1").await;
+    // B reads it from Redis, then from its memory tier.
+    let (_, from_redis, _) = send(&mut b, "GET", "/products/1").await;
+    assert!(
+        from_redis.contains("hit") && from_redis.contains("redis"),
+        "{from_redis}"
+    );
+    let (_, from_memory, _) = send(&mut b, "GET", "/products/1").await;
+    assert!(
+        from_memory.contains("hit") && !from_memory.contains("redis"),
+        "{from_memory}"
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    // A's PUT invalidates the group: B's memory entry goes.
+    send(&mut a, "PUT", "/products/1").await;
+    eventually(&mut b, "/products/1", |s| !s.contains("hit")).await;
+    assert!(calls.load(Ordering::SeqCst) >= 3);
+    // And a purge in code on B reaches A.
+    send(&mut a, "GET", "/products/2").await;
+    // Once B reads it, it is in Redis (stores are written in the
+    // background).
+    eventually(&mut b, "/products/2", |s| s.contains("hit")).await;
+    let calls_before = calls.load(Ordering::SeqCst);
+    handle_b.purge_group("products");
+    eventually(&mut a, "/products/2", |s| !s.contains("hit")).await;
+    assert!(calls.load(Ordering::SeqCst) > calls_before);
+}
+
+// Redis unreachable: the cache is bypassed (`fwd=bypass`, nothing stored)
+// and the handler answers, never an error; counted. When Redis answers
+// again, the cache is used again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_down_bypasses_the_cache() {
+    let mut redis = OwnRedis::on_free_port();
+    redis.start();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let (mut svc, handle) = replica(&redis.url(), "rc-down", &calls, Duration::ZERO);
+    let (_, first, _) = send(&mut svc, "GET", "/a").await;
+    assert!(first.contains("fwd=uri-miss"), "{first}");
+    redis.stop();
+    for i in 0..3 {
+        let (status, cache_status, body) = send(&mut svc, "GET", &format!("/down/{i}")).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body, format!("/down/{i}"));
+        assert!(cache_status.contains("fwd=bypass"), "{cache_status}");
+        assert!(!cache_status.contains("stored"), "{cache_status}");
+    }
+    // Nothing was stored while Redis was down.
+    let (_, again, _) = send(&mut svc, "GET", "/down/0").await;
+    assert!(again.contains("fwd=bypass"), "{again}");
+    assert!(handle.stats().redis_bypassed >= 4);
+    redis.start();
+    let stored = eventually(&mut svc, "/back", |s| s.contains("uri-miss")).await;
+    assert!(stored.contains("stored"), "{stored}");
+}
