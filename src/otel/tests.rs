@@ -1500,10 +1500,10 @@ async fn idempotency_decisions_are_counted_by_reason() {
         };
     for body in ["a", "a", "a", "b"] {
         let response = service.clone().oneshot(post(body)).await.unwrap();
-        let _ = response.into_body().collect().await;
+        let _ = http_body_util::BodyExt::collect(response.into_body()).await;
     }
     let counted = sum_points(&t.collect(), "tower_edge.idempotency.decisions");
-    let count = |reason: &str| {
+    let count = |reason: &'static str| {
         counted
             .iter()
             .find(|(attrs, _)| has(attrs, "tower_edge.idempotency.reason", reason))
