@@ -30,15 +30,15 @@ use tower_edge::redis::RedisBackend;
 const ORDER: &[u8] =
     br#"{"id":"0190b6f2-6a3e-7c3a-9d2e-1f0a2b3c4d5e","product_id":1,"quantity":2}"#;
 
-fn handler() -> impl Service<
-    Request<RequestBody<Empty<Bytes>>>,
-    Response = Response<Full<Bytes>>,
-    Error = Infallible,
-    Future = std::future::Ready<Result<Response<Full<Bytes>>, Infallible>>,
-> + Clone
+type Req = Request<RequestBody<Empty<Bytes>>>;
+type Ready = std::future::Ready<Result<Response<Full<Bytes>>, Infallible>>;
+
+fn handler()
+-> impl Service<Req, Response = Response<Full<Bytes>>, Error = Infallible, Future = Ready>
++ Clone
 + Send
 + 'static {
-    tower::service_fn(|_request: Request<RequestBody<Empty<Bytes>>>| {
+    tower::service_fn(|_request: Req| {
         let mut response = Response::new(Full::new(Bytes::from_static(ORDER)));
         response
             .headers_mut()

@@ -188,7 +188,7 @@ fn orders_routes() -> Result<Router, ConfigError> {
             )
                 .into_response(),
             Err(problem) => Rejections::default()
-                .http_response::<Body>(problem)
+                .http_response::<Body>(*problem)
                 .into_response(),
         }
     };

@@ -254,7 +254,7 @@ async fn create_order(
             response.headers_mut().insert(header::LOCATION, location);
             response
         }
-        Err(rejected) => problem(rejected),
+        Err(rejected) => problem(*rejected),
     }
 }
 

@@ -331,5 +331,16 @@ mod tests {
             Decision::new(EdgeLayer::RateLimit, Reason::RateLimited).with_policy("per hour");
         assert_eq!(limited.policy(), Some("per hour"));
         assert_eq!(limited.clone(), limited);
+        assert!(limited.is_answer());
+        let observed = Decision::observed(EdgeLayer::Idempotency, Reason::LeaseExpired);
+        assert!(!observed.is_answer());
+        assert_ne!(
+            observed,
+            Decision::new(EdgeLayer::Idempotency, Reason::LeaseExpired)
+        );
+        assert_eq!(
+            (observed.layer().as_str(), observed.reason().as_str()),
+            ("idempotency", "lease_expired")
+        );
     }
 }

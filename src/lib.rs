@@ -17,7 +17,7 @@
 //! | correlation IDs | [`correlation`] | `correlation-id` | validated request/correlation IDs, echoed, on every log line |
 //! | OpenTelemetry | [`otel`] | `otel` | W3C trace-context propagation, HTTP/gRPC server spans and metrics per semantic conventions |
 //! | overload protection | `overload` | `overload` | in-flight limits (global, per key, partitions with guaranteed shares), adaptive limit (Gradient2, AIMD), immediate 503 / 429 shedding |
-//! | idempotency keys | `idempotency` | `idempotency` | retried unsafe requests (HTTP and gRPC unary) run once; outcomes replayed; keys scoped by principal; memory or Redis |
+//! | idempotency keys | [`idempotency`] | `idempotency` | retried unsafe requests (HTTP and gRPC unary) run once; outcomes replayed; keys scoped by principal; memory or Redis |
 //!
 //! Every layer answers a rejected request with a response, never a service
 //! error, built in one place ([`rejection`]): RFC 9457 problem+json for HTTP

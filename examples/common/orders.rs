@@ -51,13 +51,17 @@ pub struct Orders(Arc<RwLock<HashMap<String, Order>>>);
 impl Orders {
     /// Creates the order of `body` (JSON): the 201 response's `Location`
     /// and body, or the problem (400 unreadable JSON, 422 bad values).
-    pub fn create(&self, body: &[u8]) -> Result<(HeaderValue, Bytes), Problem> {
+    pub fn create(&self, body: &[u8]) -> Result<(HeaderValue, Bytes), Box<Problem>> {
         let new: NewOrder = serde_json::from_slice(body).map_err(|e| {
-            Problem::new(StatusCode::BAD_REQUEST).with_detail(format!("not an order: {e}"))
+            Box::new(
+                Problem::new(StatusCode::BAD_REQUEST).with_detail(format!("not an order: {e}")),
+            )
         })?;
         if !(1..=1000).contains(&new.quantity) {
-            return Err(Problem::new(StatusCode::UNPROCESSABLE_ENTITY)
-                .with_detail("quantity must be 1 to 1000"));
+            return Err(Box::new(
+                Problem::new(StatusCode::UNPROCESSABLE_ENTITY)
+                    .with_detail("quantity must be 1 to 1000"),
+            ));
         }
         let order = Order {
             id: uuid::Uuid::now_v7().to_string(),

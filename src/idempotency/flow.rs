@@ -13,10 +13,10 @@ use http_body_util::BodyExt;
 use tower_service::Service;
 
 use super::body::{IdempotencyBody, RequestBody};
-use super::builder::Config;
 use super::key::{IdempotencyKey, InvalidKey};
 use super::outcome::StoredResponse;
 use super::scope::{Scope, StoreKey};
+use super::state::Config;
 use super::store::{Claim, Completion, FencingToken, IdempotencyStore, StoreError};
 use super::{IDEMPOTENT_REPLAYED, InFlight, OnStoreError};
 use crate::decision::{Decision, EdgeLayer, Reason};

@@ -135,6 +135,7 @@ pub mod redis;
 mod route;
 mod scope;
 mod service;
+mod state;
 mod store;
 #[cfg(test)]
 mod tests;

@@ -15,9 +15,9 @@ use tower_service::Service;
 
 use super::IDEMPOTENCY_KEY;
 use super::body::{IdempotencyBody, RequestBody};
-use super::builder::{Config, IdempotencyLayerBuilder};
 use super::flow::{self, Answer};
 use super::key::IdempotencyKey;
+use super::state::Config;
 use crate::rate_limit::RequestInfo;
 use crate::rejection::grpc_content_type;
 
@@ -49,11 +49,6 @@ impl IdempotencyLayer {
         Self::builder()
             .build()
             .unwrap_or_else(|_| unreachable!("the default configuration is valid"))
-    }
-
-    /// A builder, to configure the layer.
-    pub fn builder() -> IdempotencyLayerBuilder {
-        IdempotencyLayerBuilder::default()
     }
 
     pub(crate) fn from_config(config: Config) -> Self {
