@@ -27,6 +27,11 @@ pub const OVERLOAD_REASON: &str = "tower_edge.overload.reason";
 /// partitions.
 pub const OVERLOAD_PARTITION: &str = "tower_edge.overload.partition";
 
+/// Attribute giving the idempotency layer's decision on
+/// `tower_edge.idempotency.decisions` and on the server span (`replayed`,
+/// `request_in_flight`, `key_reused`, `lease_expired`...).
+pub const IDEMPOTENCY_REASON: &str = "tower_edge.idempotency.reason";
+
 pub(crate) fn scope() -> InstrumentationScope {
     InstrumentationScope::builder("tower-edge")
         .with_version(env!("CARGO_PKG_VERSION"))
@@ -210,7 +215,7 @@ impl EdgeMetrics {
         self.inner.idempotency.add(
             1,
             &[KeyValue::new(
-                Key::from_static_str("tower_edge.idempotency.reason"),
+                Key::from_static_str(IDEMPOTENCY_REASON),
                 reason,
             )],
         );

@@ -238,7 +238,8 @@ mod semconv;
 
 pub use layer::{IncomingTrace, OtelLayer, OtelLayerBuilder, TraceAndMeter};
 pub use metrics::{
-    DURATION_BUCKETS, EdgeMetrics, OVERLOAD_PARTITION, OVERLOAD_REASON, RATE_LIMIT_POLICY,
+    DURATION_BUCKETS, EdgeMetrics, IDEMPOTENCY_REASON, OVERLOAD_PARTITION, OVERLOAD_REASON,
+    RATE_LIMIT_POLICY,
 };
 pub(crate) use propagation::Propagation;
 pub use record::{OtelBody, ResponseFuture};

@@ -17,7 +17,9 @@ use opentelemetry::trace::{Status, TraceContextExt};
 use opentelemetry::{Context as OtelContext, KeyValue, StringValue};
 use pin_project_lite::pin_project;
 
-use super::metrics::{EdgeMetrics, HttpInstruments, OVERLOAD_PARTITION, OVERLOAD_REASON};
+use super::metrics::{
+    EdgeMetrics, HttpInstruments, IDEMPOTENCY_REASON, OVERLOAD_PARTITION, OVERLOAD_REASON,
+};
 use super::route::Route;
 use super::semconv::{self, *};
 use crate::decision::{Decision, EdgeLayer, Reason};
@@ -117,6 +119,9 @@ impl State {
             .get::<Decision>()
             .filter(|d| d.layer() == EdgeLayer::Idempotency)
             .map(|d| d.reason().as_str());
+        if let Some(reason) = idempotency {
+            span.set_attribute(KeyValue::new(IDEMPOTENCY_REASON, reason));
+        }
         let answer = parts.extensions.get::<Decision>().filter(|d| d.is_answer());
         let (auth, policy) = match answer {
             Some(decision) => (

@@ -1629,4 +1629,13 @@ async fn idempotency_decisions_are_counted_by_reason() {
     assert_eq!(count("replayed"), 2);
     assert_eq!(count("key_reused"), 1);
     assert_eq!(counted.len(), 2);
+    // The server span of each says what the layer decided.
+    let spans = t.spans();
+    let with = |reason: &str| {
+        spans
+            .iter()
+            .filter(|s| attr(s, IDEMPOTENCY_REASON) == Some(&Value::from(reason.to_owned())))
+            .count()
+    };
+    assert_eq!((with("replayed"), with("key_reused")), (2, 1));
 }
