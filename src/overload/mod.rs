@@ -180,7 +180,12 @@ pub(crate) struct Shared {
     global: Option<GlobalLimiter>,
     keyed: Option<KeyLimiter>,
     exempt_paths: Box<[Box<str>]>,
+    /// One bit per length of the exempt paths (see `service::length_bit`).
+    exempt_lengths: u64,
     exempt: Option<Arc<Predicate>>,
+    /// A global limit without partitions, no per-key limit, no exemption
+    /// predicate: admission reads the path alone.
+    simple: bool,
     ip: ClientIpConfig,
     rejections: Rejections,
     retry_after: HeaderValue,

@@ -21,6 +21,13 @@ use crate::decision::{Decision, EdgeLayer, Reason};
 use crate::rate_limit::RequestInfo;
 use crate::rejection::Problem;
 
+/// The bit of a path length in [`Shared::exempt_lengths`] (lengths of 63
+/// and above share the last bit).
+#[inline]
+pub(crate) const fn length_bit(len: usize) -> u64 {
+    1 << if len < 63 { len } else { 63 }
+}
+
 const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
 const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
 
@@ -100,12 +107,38 @@ pub(crate) enum Admission {
 }
 
 impl Shared {
+    /// Whether a path is one of the exempt ones: most requests are told
+    /// apart by their length alone.
+    #[inline]
+    fn is_exempt_path(&self, path: &str) -> bool {
+        self.exempt_lengths & length_bit(path.len()) != 0
+            && self.exempt_paths.iter().any(|p| **p == *path)
+    }
+
     /// Whether a request skips the limits (health and readiness checks).
     #[inline]
     fn is_exempt(&self, info: &RequestInfo<'_>) -> bool {
-        let path = info.uri().path();
-        self.exempt_paths.iter().any(|p| **p == *path)
+        self.is_exempt_path(info.uri().path())
             || self.exempt.as_ref().is_some_and(|exempt| exempt(info))
+    }
+
+    /// Admission of a request that needs nothing of the request but its
+    /// path (a global limit without partitions, no per-key limit, no
+    /// exemption predicate): `None` when the full [`admit`](Self::admit)
+    /// must decide.
+    #[inline]
+    fn admit_fast(self: &Arc<Self>, path: &str) -> Option<Admission> {
+        if !self.simple {
+            return None;
+        }
+        if self.is_exempt_path(path) {
+            return Some(Admission::Exempt);
+        }
+        let global = self.global.as_ref()?;
+        let in_flight = global.try_acquire(Slot::Whole)?;
+        let mut permit = Permit::new(Arc::clone(self), None);
+        permit.hold(Slot::Whole, in_flight);
+        Some(Admission::Admitted(permit))
     }
 
     /// Admission of one request: its key's slot, then the global one.
@@ -231,6 +264,9 @@ where
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        if let Some(Admission::Admitted(permit)) = self.shared.admit_fast(request.uri().path()) {
+            return ResponseFuture::admitted(self.inner.call(request), Some(permit));
+        }
         let admission = {
             let info = RequestInfo::new(
                 request.method(),
