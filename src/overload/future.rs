@@ -14,9 +14,8 @@ use tokio::time::Sleep;
 use tower_service::Service;
 
 use super::body::OverloadBody;
-use super::limiter::Slot;
+use super::limiter::{Shed, Slot};
 use super::permit::Permit;
-use super::service::Shed;
 
 /// A request waiting in the queue.
 pub(crate) struct Queued<S, B> {

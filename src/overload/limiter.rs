@@ -22,6 +22,18 @@ pub(crate) enum Slot {
     Partition(u16),
 }
 
+/// Why a request is shed.
+pub(crate) enum Shed {
+    /// The global limit (or the request's partition share) is reached.
+    Overloaded(Slot),
+    /// The per-key map is full of keys with requests in flight.
+    KeyCapacity,
+    /// The request's key has its limit in flight.
+    KeyLimited,
+    /// The request waited in the queue until its deadline.
+    QueueTimeout(Slot),
+}
+
 /// Partitions with guaranteed shares of the limit.
 pub(crate) struct Partitions {
     /// One per configured partition, then `other` (requests that match no

@@ -14,7 +14,7 @@ use tower_service::Service;
 use super::body::OverloadBody;
 use super::future::ResponseFuture;
 use super::keyed::KeyAdmission;
-use super::limiter::Slot;
+use super::limiter::{Shed, Slot};
 use super::permit::Permit;
 use super::{OverloadLayer, Shared};
 use crate::decision::{Decision, EdgeLayer, Reason};
@@ -82,18 +82,6 @@ impl<S: fmt::Debug> fmt::Debug for Overload<S> {
             .field("limits", &self.shared)
             .finish()
     }
-}
-
-/// Why a request is shed.
-pub(crate) enum Shed {
-    /// The global limit (or the request's partition share) is reached.
-    Overloaded(Slot),
-    /// The per-key map is full of keys with requests in flight.
-    KeyCapacity,
-    /// The request's key has its limit in flight.
-    KeyLimited,
-    /// The request waited in the queue until its deadline.
-    QueueTimeout(Slot),
 }
 
 /// What the layer decided for a request.
