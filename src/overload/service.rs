@@ -36,7 +36,9 @@ const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy")
 ///
 /// `poll_ready` only forwards to the inner service: no permit is taken
 /// before a request exists, so idle connections hold none. Every clone
-/// shares the layer's limits through one `Arc`.
+/// shares the layer's limits through one `Arc`. The inner service must be
+/// `Clone` (as routers and `service_fn`s are): a queued request takes the
+/// ready one with it and leaves a clone behind.
 pub struct Overload<S> {
     pub(crate) inner: S,
     pub(crate) shared: Arc<Shared>,
