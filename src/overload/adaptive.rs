@@ -8,57 +8,10 @@ use std::time::Duration;
 
 use crate::rate_limit::store::Clock;
 
-use super::algorithms::{Aimd, Gradient2};
-
-/// One measured request, given to a [`LimitAlgorithm`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Sample {
-    /// From admission to the response head (the handler's work, not the
-    /// time a client takes to read a streamed body).
-    pub latency: Duration,
-    /// Requests in flight when this one was admitted, itself included.
-    pub in_flight: usize,
-    /// The request failed in a way that says the server is overloaded:
-    /// the inner service returned an error, or answered 503 or 504.
-    pub dropped: bool,
-    /// The limit in force when the sample was taken.
-    pub limit: usize,
-}
-
-impl Sample {
-    /// A sample (to test your own [`LimitAlgorithm`]).
-    pub const fn new(latency: Duration, in_flight: usize, dropped: bool, limit: usize) -> Self {
-        Self {
-            latency,
-            in_flight,
-            dropped,
-            limit,
-        }
-    }
-}
-
-/// Computes the next in-flight limit from measured requests.
-///
-/// The layer calls [`start`](Self::start) once when it is built, then
-/// [`update`](Self::update) with samples of completed requests; what
-/// `update` returns is clamped to the configured bounds and becomes the
-/// limit. Samples arrive from many threads: the layer hands them over one
-/// at a time and skips a sample rather than wait while another thread is
-/// updating (a sampled estimate loses nothing by it, and no request ever
-/// waits on the algorithm).
-///
-/// Built in: [`Gradient2`] (the default) and [`Aimd`]. Vegas or any other
-/// algorithm plugs in through this trait.
-pub trait LimitAlgorithm: Send + 'static {
-    /// The initial limit and the bounds every limit is clamped to.
-    fn start(&mut self, initial: usize, min: usize, max: usize) {
-        let _ = (initial, min, max);
-    }
-
-    /// The next limit after `sample`.
-    fn update(&mut self, sample: &Sample) -> usize;
-}
+use super::algorithms::{
+    Aimd, DEFAULT_INITIAL_LIMIT, DEFAULT_MAX_LIMIT, DEFAULT_MIN_LIMIT, Gradient2, LimitAlgorithm,
+    Sample,
+};
 
 /// An adaptive global limit: an algorithm, an initial limit and bounds.
 ///
@@ -85,13 +38,6 @@ impl fmt::Debug for AdaptiveLimit {
             .finish_non_exhaustive()
     }
 }
-
-/// The default initial adaptive limit.
-pub const DEFAULT_INITIAL_LIMIT: usize = 20;
-/// The default lower bound of an adaptive limit.
-pub const DEFAULT_MIN_LIMIT: usize = 4;
-/// The default upper bound of an adaptive limit.
-pub const DEFAULT_MAX_LIMIT: usize = 1000;
 
 impl AdaptiveLimit {
     /// `algorithm`, starting at [`DEFAULT_INITIAL_LIMIT`], bounded by

@@ -62,11 +62,12 @@ where
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let mut this = self.project();
         let frame = ready!(this.inner.as_mut().poll_frame(cx));
-        let done = match &frame {
-            Some(Ok(_)) => this.inner.is_end_stream(),
-            None | Some(Err(_)) => true,
-        };
-        if done {
+        if this.permit.is_some()
+            && match &frame {
+                Some(Ok(_)) => this.inner.is_end_stream(),
+                None | Some(Err(_)) => true,
+            }
+        {
             drop(this.permit.take());
         }
         Poll::Ready(frame)

@@ -327,11 +327,19 @@ impl OverloadLayerBuilder {
             Some(limit) => Some(KeyLimiter::new(limit, self.max_keys, self.unknown_key)?),
         };
         let secs = self.retry_after.as_secs() + u64::from(self.retry_after.subsec_nanos() > 0);
+        let simple = keyed.is_none()
+            && self.exempt.is_none()
+            && global.as_ref().is_some_and(|g| g.partitions.is_none());
+        let exempt_lengths = self.exempt_paths.iter().fold(0, |mask, path| {
+            mask | super::service::length_bit(path.len())
+        });
         Ok(OverloadLayer {
             shared: Arc::new(Shared {
                 global,
                 keyed,
                 exempt_paths: self.exempt_paths.into_iter().map(Into::into).collect(),
+                exempt_lengths,
+                simple,
                 exempt: self.exempt,
                 ip,
                 rejections: self.rejections,
@@ -377,6 +385,11 @@ impl OverloadLayerBuilder {
         };
         let partitions = if self.partitions.is_empty() {
             None
+        } else if self.partitions.len() > super::limiter::MAX_PARTITIONS {
+            return Err(ConfigError::new(
+                "partition",
+                format!("at most {} partitions", super::limiter::MAX_PARTITIONS),
+            ));
         } else {
             let mut total = 0u32;
             let mut configured: Vec<(Arc<str>, u8, Option<Arc<Classifier>>)> = Vec::new();

@@ -14,12 +14,12 @@ use tokio::time::Sleep;
 use tower_service::Service;
 
 use super::body::OverloadBody;
-use super::limiter::Slot;
+use super::limiter::{Shed, Slot};
 use super::permit::Permit;
-use super::service::Shed;
 
 /// A request waiting in the queue.
 pub(crate) struct Queued<S, B> {
+    deadline: Pin<Box<Sleep>>,
     inner: S,
     request: Request<B>,
     permit: Permit,
@@ -49,12 +49,12 @@ pin_project! {
             future: S::Future,
             permit: Option<Permit>,
         },
+        // Boxed, like the queued state: the admitted path moves the future
+        // around, and the cold variants must not make it larger.
         Rejected {
-            response: Option<Response<OverloadBody<ResBody>>>,
+            response: Option<Box<Response<OverloadBody<ResBody>>>>,
         },
         Queued {
-            #[pin]
-            deadline: Sleep,
             state: Option<Box<Queued<S, ReqBody>>>,
         },
     }
@@ -74,7 +74,7 @@ where
     pub(crate) fn rejected(response: Response<OverloadBody<ResBody>>) -> Self {
         Self {
             kind: Kind::Rejected {
-                response: Some(response),
+                response: Some(Box::new(response)),
             },
         }
     }
@@ -89,8 +89,8 @@ where
         let max_wait = permit.queue_wait();
         Self {
             kind: Kind::Queued {
-                deadline: tokio::time::sleep(max_wait),
                 state: Some(Box::new(Queued {
+                    deadline: Box::pin(tokio::time::sleep(max_wait)),
                     inner,
                     request,
                     permit,
@@ -156,9 +156,9 @@ where
                     });
                 }
                 KindProj::Rejected { response } => {
-                    return Poll::Ready(Ok(response.take().expect("polled after completion")));
+                    return Poll::Ready(Ok(*response.take().expect("polled after completion")));
                 }
-                KindProj::Queued { deadline, state } => {
+                KindProj::Queued { state } => {
                     let queued = state.as_mut().expect("polled after completion");
                     match poll_queued(queued, cx) {
                         Some(true) => {
@@ -177,7 +177,14 @@ where
                             let slot = queued_slot(state);
                             shed(state, Shed::Overloaded(slot))
                         }
-                        None if deadline.poll(cx).is_ready() => {
+                        None if state
+                            .as_mut()
+                            .expect("present")
+                            .deadline
+                            .as_mut()
+                            .poll(cx)
+                            .is_ready() =>
+                        {
                             let slot = queued_slot(state);
                             shed(state, Shed::QueueTimeout(slot))
                         }
@@ -207,7 +214,7 @@ where
     // Dropping the permit gives the key's slot back.
     drop(queued);
     Kind::Rejected {
-        response: Some(response),
+        response: Some(Box::new(response)),
     }
 }
 

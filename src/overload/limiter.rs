@@ -19,7 +19,19 @@ pub(crate) enum Slot {
     /// The layer has no partitions.
     Whole,
     /// Partition `index` (the last index: requests in no partition).
-    Partition(usize),
+    Partition(u16),
+}
+
+/// Why a request is shed.
+pub(crate) enum Shed {
+    /// The global limit (or the request's partition share) is reached.
+    Overloaded(Slot),
+    /// The per-key map is full of keys with requests in flight.
+    KeyCapacity,
+    /// The request's key has its limit in flight.
+    KeyLimited,
+    /// The request waited in the queue until its deadline.
+    QueueTimeout(Slot),
 }
 
 /// Partitions with guaranteed shares of the limit.
@@ -79,6 +91,9 @@ impl Partitions {
     }
 }
 
+/// The most partitions a layer has (their index is a `u16` in a permit).
+pub(crate) const MAX_PARTITIONS: usize = 1000;
+
 /// The name of the requests that match no partition.
 pub(crate) const OTHER: &str = "other";
 
@@ -97,7 +112,8 @@ impl GlobalLimiter {
     pub(crate) fn slot_for(&self, info: &RequestInfo<'_>) -> Slot {
         match &self.partitions {
             None => Slot::Whole,
-            Some(partitions) => Slot::Partition(partitions.classify(info)),
+            // At most `MAX_PARTITIONS` (checked at build), so the index fits.
+            Some(partitions) => Slot::Partition(partitions.classify(info) as u16),
         }
     }
 
@@ -107,7 +123,7 @@ impl GlobalLimiter {
     pub(crate) fn try_acquire(&self, slot: Slot) -> Option<usize> {
         match (slot, &self.partitions) {
             (Slot::Partition(index), Some(partitions)) => {
-                self.try_acquire_partition(partitions, index)
+                self.try_acquire_partition(partitions, usize::from(index))
             }
             _ => {
                 let limit = self.limit.load(Ordering::Relaxed);
@@ -147,6 +163,7 @@ impl GlobalLimiter {
     #[inline]
     pub(crate) fn release(&self, slot: Slot) {
         if let (Slot::Partition(index), Some(partitions)) = (slot, &self.partitions) {
+            let index = usize::from(index);
             let mut counts = lock(&partitions.in_flight);
             counts[index] = counts[index].saturating_sub(1);
         }
@@ -159,14 +176,16 @@ impl GlobalLimiter {
     /// Counts a request shed from `slot`.
     pub(crate) fn count_shed(&self, slot: Slot) {
         if let (Slot::Partition(index), Some(partitions)) = (slot, &self.partitions) {
-            partitions.shed[index].fetch_add(1, Ordering::Relaxed);
+            partitions.shed[usize::from(index)].fetch_add(1, Ordering::Relaxed);
         }
     }
 
     /// The partition name of `slot`, for the decision marker.
     pub(crate) fn partition_name(&self, slot: Slot) -> Option<&Arc<str>> {
         match (slot, &self.partitions) {
-            (Slot::Partition(index), Some(partitions)) => Some(&partitions.names[index]),
+            (Slot::Partition(index), Some(partitions)) => {
+                Some(&partitions.names[usize::from(index)])
+            }
             _ => None,
         }
     }

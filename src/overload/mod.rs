@@ -144,11 +144,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use http::HeaderValue;
 use tower_layer::Layer;
 
-pub use adaptive::{
-    AdaptiveLimit, DEFAULT_INITIAL_LIMIT, DEFAULT_MAX_LIMIT, DEFAULT_MIN_LIMIT, LimitAlgorithm,
+pub use adaptive::AdaptiveLimit;
+pub use algorithms::{
+    Aimd, DEFAULT_INITIAL_LIMIT, DEFAULT_MAX_LIMIT, DEFAULT_MIN_LIMIT, Gradient2, LimitAlgorithm,
     Sample,
 };
-pub use algorithms::{Aimd, Gradient2};
 pub use body::OverloadBody;
 pub use builder::{DEFAULT_MAX_KEYS, OverloadLayerBuilder, Partition};
 pub use future::ResponseFuture;
@@ -180,7 +180,12 @@ pub(crate) struct Shared {
     global: Option<GlobalLimiter>,
     keyed: Option<KeyLimiter>,
     exempt_paths: Box<[Box<str>]>,
+    /// One bit per length of the exempt paths (see `service::length_bit`).
+    exempt_lengths: u64,
     exempt: Option<Arc<Predicate>>,
+    /// A global limit without partitions, no per-key limit, no exemption
+    /// predicate: admission reads the path alone.
+    simple: bool,
     ip: ClientIpConfig,
     rejections: Rejections,
     retry_after: HeaderValue,

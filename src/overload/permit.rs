@@ -14,10 +14,10 @@ pub(crate) struct Permit {
     shared: Arc<Shared>,
     slot: Option<Slot>,
     key: Option<Key>,
-    /// Clock reading at admission (adaptive limits only).
-    started: Duration,
-    /// Requests in flight at admission, this one included.
-    in_flight: usize,
+    /// Clock reading at admission, in nanoseconds (adaptive limits only).
+    started: u64,
+    /// Requests in flight at admission, this one included (saturating).
+    in_flight: u32,
     sampled: bool,
 }
 
@@ -30,7 +30,7 @@ impl Permit {
             shared,
             slot: None,
             key,
-            started: Duration::ZERO,
+            started: 0,
             in_flight: 0,
             sampled: false,
         }
@@ -40,14 +40,14 @@ impl Permit {
     #[inline]
     pub(crate) fn hold(&mut self, slot: Slot, in_flight: usize) {
         self.slot = Some(slot);
-        self.in_flight = in_flight;
+        self.in_flight = u32::try_from(in_flight).unwrap_or(u32::MAX);
         if let Some(adaptive) = self
             .shared
             .global
             .as_ref()
             .and_then(|g| g.adaptive.as_ref())
         {
-            self.started = adaptive.now();
+            self.started = u64::try_from(adaptive.now().as_nanos()).unwrap_or(u64::MAX);
         }
     }
 
@@ -61,7 +61,12 @@ impl Permit {
         if let Some(global) = &self.shared.global
             && let Some(adaptive) = &global.adaptive
         {
-            adaptive.record(&global.limit, self.started, self.in_flight, dropped);
+            adaptive.record(
+                &global.limit,
+                Duration::from_nanos(self.started),
+                self.in_flight as usize,
+                dropped,
+            );
         }
     }
 }

@@ -14,12 +14,19 @@ use tower_service::Service;
 use super::body::OverloadBody;
 use super::future::ResponseFuture;
 use super::keyed::KeyAdmission;
-use super::limiter::Slot;
+use super::limiter::{Shed, Slot};
 use super::permit::Permit;
 use super::{OverloadLayer, Shared};
 use crate::decision::{Decision, EdgeLayer, Reason};
 use crate::rate_limit::RequestInfo;
 use crate::rejection::Problem;
+
+/// The bit of a path length in [`Shared::exempt_lengths`] (lengths of 63
+/// and above share the last bit).
+#[inline]
+pub(crate) const fn length_bit(len: usize) -> u64 {
+    1 << if len < 63 { len } else { 63 }
+}
 
 const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
 const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
@@ -29,7 +36,9 @@ const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy")
 ///
 /// `poll_ready` only forwards to the inner service: no permit is taken
 /// before a request exists, so idle connections hold none. Every clone
-/// shares the layer's limits through one `Arc`.
+/// shares the layer's limits through one `Arc`. The inner service must be
+/// `Clone` (as routers and `service_fn`s are): a queued request takes the
+/// ready one with it and leaves a clone behind.
 pub struct Overload<S> {
     pub(crate) inner: S,
     pub(crate) shared: Arc<Shared>,
@@ -77,18 +86,6 @@ impl<S: fmt::Debug> fmt::Debug for Overload<S> {
     }
 }
 
-/// Why a request is shed.
-pub(crate) enum Shed {
-    /// The global limit (or the request's partition share) is reached.
-    Overloaded(Slot),
-    /// The per-key map is full of keys with requests in flight.
-    KeyCapacity,
-    /// The request's key has its limit in flight.
-    KeyLimited,
-    /// The request waited in the queue until its deadline.
-    QueueTimeout(Slot),
-}
-
 /// What the layer decided for a request.
 pub(crate) enum Admission {
     Exempt,
@@ -100,12 +97,38 @@ pub(crate) enum Admission {
 }
 
 impl Shared {
+    /// Whether a path is one of the exempt ones: most requests are told
+    /// apart by their length alone.
+    #[inline]
+    fn is_exempt_path(&self, path: &str) -> bool {
+        self.exempt_lengths & length_bit(path.len()) != 0
+            && self.exempt_paths.iter().any(|p| **p == *path)
+    }
+
     /// Whether a request skips the limits (health and readiness checks).
     #[inline]
     fn is_exempt(&self, info: &RequestInfo<'_>) -> bool {
-        let path = info.uri().path();
-        self.exempt_paths.iter().any(|p| **p == *path)
+        self.is_exempt_path(info.uri().path())
             || self.exempt.as_ref().is_some_and(|exempt| exempt(info))
+    }
+
+    /// Admission of a request that needs nothing of the request but its
+    /// path (a global limit without partitions, no per-key limit, no
+    /// exemption predicate): `None` when the full [`admit`](Self::admit)
+    /// must decide.
+    #[inline]
+    fn admit_fast(self: &Arc<Self>, path: &str) -> Option<Admission> {
+        if !self.simple {
+            return None;
+        }
+        if self.is_exempt_path(path) {
+            return Some(Admission::Exempt);
+        }
+        let global = self.global.as_ref()?;
+        let in_flight = global.try_acquire(Slot::Whole)?;
+        let mut permit = Permit::new(Arc::clone(self), None);
+        permit.hold(Slot::Whole, in_flight);
+        Some(Admission::Admitted(permit))
     }
 
     /// Admission of one request: its key's slot, then the global one.
@@ -231,6 +254,9 @@ where
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+        if let Some(Admission::Admitted(permit)) = self.shared.admit_fast(request.uri().path()) {
+            return ResponseFuture::admitted(self.inner.call(request), Some(permit));
+        }
         let admission = {
             let info = RequestInfo::new(
                 request.method(),
