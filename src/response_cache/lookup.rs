@@ -55,8 +55,34 @@ pub(crate) enum Step<B> {
     Remote(Box<Miss>),
 }
 
-/// The primary key's parts of a request; `None`: bypass.
-fn key_of<R>(config: &Config, request: &Request<R>) -> Result<(KeyParts, u64, bool), Fwd> {
+/// The primary key of a request, borrowed from it (nothing allocated on a
+/// hit).
+struct KeyRef<'a> {
+    hash: u64,
+    path: &'a str,
+    query: std::borrow::Cow<'a, str>,
+    subject: Option<&'a str>,
+}
+
+impl KeyRef<'_> {
+    /// The parts an entry keeps (on a miss).
+    fn owned(&self) -> KeyParts {
+        KeyParts {
+            hash: self.hash,
+            path: self.path.into(),
+            query: (*self.query).into(),
+            subject: self.subject.map(Into::into),
+        }
+    }
+
+    fn uri_group(&self, config: &Config) -> u64 {
+        config.engine.hasher.uri(self.path, &self.query)
+    }
+}
+
+/// The primary key of a request and whether it carries `Authorization`
+/// that no per-principal rule covers; `Err`: bypass.
+fn key_of<'a, R>(config: &Config, request: &'a Request<R>) -> Result<(KeyRef<'a>, bool), Fwd> {
     let path = request.uri().path();
     let rule = config.rules.iter().find(|rule| rule.matches(path));
     if rule.is_some_and(|r| r.is_bypass()) {
@@ -72,18 +98,15 @@ fn key_of<R>(config: &Config, request: &Request<R>) -> Result<(KeyParts, u64, bo
         None
     };
     let query = config.query.normalise(request.uri().query());
-    let hasher = &config.engine.hasher;
-    let hash = hasher.primary(path, &query, subject);
-    let uri_group = hasher.uri(path, &query);
+    let hash = config.engine.hasher.primary(path, &query, subject);
     let authorized = !per_subject && request.headers().contains_key(AUTHORIZATION);
     Ok((
-        KeyParts {
+        KeyRef {
             hash,
-            path: path.into(),
-            query: query.into(),
-            subject: subject.map(Into::into),
+            path,
+            query,
+            subject,
         },
-        uri_group,
         authorized,
     ))
 }
@@ -106,7 +129,7 @@ pub(crate) fn step<R, B>(config: &Arc<Config>, request: &Request<R>, waited: boo
             query: query.into(),
         }));
     }
-    let (key, uri_group, authorized) = match key_of(config, request) {
+    let (key, authorized) = match key_of(config, request) {
         Ok(parts) => parts,
         Err(fwd) => return Step::Forward(Plan::Bypass(fwd)),
     };
@@ -114,7 +137,7 @@ pub(crate) fn step<R, B>(config: &Arc<Config>, request: &Request<R>, waited: boo
     let now = Instant::now();
     let found = engine.memory.lookup(
         key.hash,
-        |e| e.key.is(&key.path, &key.query, key.subject.as_deref()),
+        |e| e.key.is(key.path, &key.query, key.subject),
         request.headers(),
         now,
     );
@@ -160,8 +183,8 @@ pub(crate) fn step<R, B>(config: &Arc<Config>, request: &Request<R>, waited: boo
                     if let Join::Lead(guard) = engine.flights.join(key.hash) {
                         let miss = Miss {
                             fwd: Fwd::Stale,
-                            key,
-                            uri_group,
+                            key: key.owned(),
+                            uri_group: key.uri_group(config),
                             request_headers: request.headers().clone(),
                             authorized,
                             rule_lifetime: rule_lifetime(config, request),
@@ -196,8 +219,8 @@ pub(crate) fn step<R, B>(config: &Arc<Config>, request: &Request<R>, waited: boo
     };
     let miss = Miss {
         fwd,
-        key,
-        uri_group,
+        key: key.owned(),
+        uri_group: key.uri_group(config),
         request_headers: if head {
             HeaderMap::new()
         } else {
