@@ -91,7 +91,9 @@ where
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        let groups = groups(request.uri().path());
+        // Without the response cache nobody reads these fields: none are
+        // added, so the targeted field never reaches a client.
+        let groups = groups(request.uri().path()).filter(|_| cfg!(feature = "response-cache"));
         let method = request.method().clone();
         let future = self.inner.call(request);
         Box::pin(async move {
