@@ -57,9 +57,13 @@ pub fn per_client_in_flight(config: &Config) -> u32 {
 pub fn global_shedding(
     config: &Config,
 ) -> Result<tower_edge::overload::OverloadLayer, ConfigError> {
-    tower_edge::overload::OverloadLayer::builder()
+    let layer = tower_edge::overload::OverloadLayer::builder()
         .max_in_flight(config.max_in_flight)
-        .build()
+        .build()?;
+    // In flight and the limit, to the meter provider installed at start.
+    #[cfg(feature = "otel")]
+    layer.register_gauges(opentelemetry::global::meter_provider().as_ref());
+    Ok(layer)
 }
 
 /// Without `--features overload`: no layer.

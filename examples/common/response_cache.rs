@@ -31,7 +31,14 @@ pub fn layer(
     };
     #[cfg(not(feature = "redis"))]
     let _ = config;
-    builder.build()
+    let layer = builder.build()?;
+    // Hits, misses, stores and bytes held, to the meter provider installed
+    // at start.
+    #[cfg(feature = "otel")]
+    layer
+        .handle()
+        .register_metrics(opentelemetry::global::meter_provider().as_ref());
+    Ok(layer)
 }
 
 /// Without feature `response-cache`: no layer.

@@ -10,7 +10,7 @@ use super::engine::CacheStats;
 /// purge by group or path, read the counters. Cheap to clone.
 #[derive(Clone)]
 pub struct ResponseCacheHandle {
-    config: Arc<Config>,
+    pub(super) config: Arc<Config>,
 }
 
 impl fmt::Debug for ResponseCacheHandle {

@@ -234,6 +234,8 @@ mod handle;
 mod key;
 mod lookup;
 mod memory;
+#[cfg(feature = "otel")]
+mod metrics;
 #[cfg(feature = "redis")]
 mod remote;
 #[cfg(feature = "redis")]
@@ -259,6 +261,8 @@ pub use future::ResponseFuture;
 pub use groups::{CACHE_GROUP_INVALIDATION, CACHE_GROUPS};
 pub use handle::ResponseCacheHandle;
 pub use key::QueryKey;
+#[cfg(feature = "otel")]
+pub use metrics::RESPONSE_CACHE_RESULT;
 pub use rule::ResponseCacheRule;
 pub use service::ResponseCache;
 pub use status::CACHE_STATUS;
