@@ -2,38 +2,15 @@
 //! the wire, and a streaming body that is never buffered.
 
 use std::net::SocketAddr;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::routing::get;
-use bytes::Bytes;
-use http_body::Frame;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tower_edge::cache_headers::{CacheControl, CacheHeadersLayer, CacheRule};
 
-/// Yields one chunk, then never ends.
-struct FirstThenForever {
-    sent: bool,
-}
-
-impl http_body::Body for FirstThenForever {
-    type Data = Bytes;
-    type Error = std::convert::Infallible;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        if self.sent {
-            Poll::Pending
-        } else {
-            self.sent = true;
-            Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(b"first-chunk")))))
-        }
-    }
-}
+mod support;
+use support::body::FirstThenOpen;
 
 async fn serve() -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -56,7 +33,7 @@ async fn serve() -> SocketAddr {
         )
         .route(
             "/stream",
-            get(|| async { Body::new(FirstThenForever { sent: false }) }),
+            get(|| async { Body::new(FirstThenOpen::new(b"first-chunk")) }),
         )
         .layer(layer);
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });

@@ -10,14 +10,10 @@
 //! out of a stream that does not end.
 
 use std::net::SocketAddr;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::routing::get;
-use bytes::Bytes;
-use http_body::Frame;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tower::ServiceBuilder;
 use tower_edge::cache_headers::{CacheControl, CacheHeadersLayer, CacheRule};
@@ -29,29 +25,8 @@ use tower_edge::overload::OverloadLayer;
 use tower_edge::rate_limit::{LimitRateLayer, Quota};
 use tower_edge::response_cache::ResponseCacheLayer;
 
-/// One event, then the stream stays open for ever (a live feed).
-struct FirstEventThenOpen {
-    sent: bool,
-}
-
-impl http_body::Body for FirstEventThenOpen {
-    type Data = Bytes;
-    type Error = std::convert::Infallible;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        if self.sent {
-            Poll::Pending
-        } else {
-            self.sent = true;
-            Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(
-                b"event: price\ndata: first\n\n",
-            )))))
-        }
-    }
-}
+mod support;
+use support::body::FirstThenOpen;
 
 async fn serve() -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -86,7 +61,7 @@ async fn serve() -> SocketAddr {
             get(|| async {
                 (
                     [("content-type", "text/event-stream")],
-                    Body::new(FirstEventThenOpen { sent: false }),
+                    Body::new(FirstThenOpen::new(b"event: price\ndata: first\n\n")),
                 )
             }),
         )

@@ -15,8 +15,6 @@ use super::limiter::{Classifier, GlobalLimiter, OTHER, Partitions};
 use super::queue::Queue;
 use super::{DEFAULT_EXEMPT_PATHS, OverloadLayer, Predicate, Shared};
 use crate::ConfigError;
-#[allow(unused_imports)] // doc links
-use crate::rate_limit::PeerAddr;
 use crate::rate_limit::client_ip::{Cidr, ClientIpConfig};
 use crate::rate_limit::store::{Clock, MonotonicClock};
 use crate::rate_limit::{ForwardedHeader, RequestInfo, UnknownKey};
@@ -228,7 +226,8 @@ impl OverloadLayerBuilder {
         self
     }
 
-    /// Reads the TCP peer address with `hook` when no [`PeerAddr`] is in
+    /// Reads the TCP peer address with `hook` when no
+    /// [`PeerAddr`](crate::rate_limit::PeerAddr) is in
     /// the request extensions (tonic's `TcpConnectInfo`...).
     pub fn peer_addr_with(
         mut self,

@@ -2,6 +2,7 @@
 //! only builds `tests/*.rs` as targets). Each test binary uses a part.
 #![allow(dead_code)]
 
+pub mod body;
 pub mod logs;
 #[cfg(feature = "redis")]
 pub mod redis;
