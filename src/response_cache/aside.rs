@@ -27,7 +27,10 @@ const ASIDE: &str = "aside:";
 /// A typed cache-aside handle (from
 /// [`ResponseCacheLayer::cache_aside`](super::ResponseCacheLayer::cache_aside)):
 /// values are serialised with serde (JSON) into the cache's memory tier,
-/// bounded in bytes with the responses. Cheap to clone.
+/// bounded in bytes with the responses; with
+/// [`across_replicas`](Self::across_replicas), into the layer's Redis tier
+/// too. Invalidations reach every replica when the layer has a Redis tier.
+/// Cheap to clone.
 ///
 /// ```
 /// use std::time::Duration;
@@ -46,11 +49,14 @@ const ASIDE: &str = "aside:";
 #[derive(Clone)]
 pub struct CacheAside {
     config: Arc<Config>,
+    across_replicas: bool,
 }
 
 impl fmt::Debug for CacheAside {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CacheAside").finish_non_exhaustive()
+        f.debug_struct("CacheAside")
+            .field("across_replicas", &self.across_replicas)
+            .finish_non_exhaustive()
     }
 }
 
@@ -64,7 +70,38 @@ struct Keep<'a> {
 
 impl CacheAside {
     pub(super) fn new(config: Arc<Config>) -> Self {
-        Self { config }
+        Self {
+            config,
+            across_replicas: false,
+        }
+    }
+
+    /// Keeps values in the layer's Redis tier too, so that a replica finds
+    /// what another loaded, and loads each key once across replicas: a
+    /// miss in memory looks in Redis; when Redis has nothing, the replica
+    /// that gets the tier's fill lease loads while the others wait for its
+    /// value (at most the layer's `lock_timeout`, then they load too).
+    ///
+    /// Without a Redis tier this changes nothing. When Redis fails the
+    /// value is loaded and kept in this process only, counted in
+    /// [`CacheStats::redis_bypassed`](super::CacheStats::redis_bypassed).
+    ///
+    /// ```
+    /// # #[cfg(feature = "redis")] {
+    /// use tower_edge::redis::RedisBackend;
+    /// use tower_edge::response_cache::ResponseCacheLayer;
+    ///
+    /// # fn main() -> Result<(), tower_edge::ConfigError> {
+    /// let backend = RedisBackend::builder("redis://127.0.0.1:6379").build()?; // does not connect
+    /// let layer = ResponseCacheLayer::builder().redis(backend).build()?;
+    /// let products = layer.cache_aside().across_replicas();
+    /// # let _ = products; Ok(()) }
+    /// # main().unwrap(); }
+    /// ```
+    #[must_use]
+    pub fn across_replicas(mut self) -> Self {
+        self.across_replicas = true;
+        self
     }
 
     fn key(&self, key: &str) -> KeyParts {
@@ -159,14 +196,15 @@ impl CacheAside {
         Ok(value.expect("a value: no negative caching here"))
     }
 
-    /// Forgets `key`; whether it was kept.
+    /// Forgets `key`, here and (with a Redis tier) in Redis and on every
+    /// replica, in the background; whether this process kept it.
     pub fn invalidate(&self, key: &str) -> bool {
-        let engine = &self.config.engine;
-        let path = format!("{ASIDE}{key}");
-        engine.purge_group_hash(engine.hasher.uri(&path, "")) > 0
+        self.config.engine.purge_uri(&format!("{ASIDE}{key}"), "") > 0
     }
 
-    /// Forgets every value (and stored response) of `group`; how many.
+    /// Forgets every value (and stored response) of `group`, here and
+    /// (with a Redis tier) in Redis and on every replica, in the
+    /// background; how many this process kept.
     pub fn invalidate_group(&self, group: &str) -> usize {
         self.config.engine.purge_group(group)
     }
@@ -186,12 +224,7 @@ impl CacheAside {
         if !entry.is_fresh(now) {
             return None;
         }
-        if entry.status == StatusCode::NOT_FOUND {
-            return Some(None);
-        }
-        // A value that no longer reads as `T` (a new version of the type)
-        // is loaded again.
-        serde_json::from_slice(&entry.body).ok().map(Some)
+        value_of(&entry)
     }
 
     async fn load<T, E, F, Fut>(&self, key: &str, keep: Keep<'_>, load: F) -> Result<Option<T>, E>
@@ -218,6 +251,14 @@ impl CacheAside {
                 None
             }
         };
+        let token = self.shared(&parts).await;
+        let token = match token {
+            Ok(value) => {
+                Counters::add(&engine.counters.hits);
+                return Ok(value);
+            }
+            Err(token) => token,
+        };
         Counters::add(&engine.counters.misses);
         let value = load().await?;
         let (status, body, lifetime) = match &value {
@@ -228,7 +269,7 @@ impl CacheAside {
             None => (StatusCode::NOT_FOUND, Bytes::new(), keep.negative_ttl),
         };
         if let Some(lifetime) = lifetime.filter(|l| !l.is_zero()) {
-            self.keep(parts, status, body, lifetime, keep.groups);
+            self.keep(parts, status, body, lifetime, keep.groups, token);
         }
         drop(guard);
         Ok(value)
@@ -241,6 +282,7 @@ impl CacheAside {
         body: Bytes,
         lifetime: Duration,
         groups: &[&str],
+        remote_token: Option<u64>,
     ) {
         let engine = &self.config.engine;
         let mut hashes = vec![engine.hasher.uri(&key.path, "")];
@@ -268,7 +310,46 @@ impl CacheAside {
             group_names: groups.iter().map(|g| Box::<str>::from(*g)).collect(),
             size,
         };
-        // Memory only: values are process-local (no Redis write).
-        engine.store(entry, None);
+        // In Redis too only `across_replicas` (`remote_token` is set).
+        engine.store(entry, remote_token);
     }
+
+    /// The step in the Redis tier after a miss in memory: `Ok` with the
+    /// value another replica kept, or `Err` with the lease token to store
+    /// the loaded value with (`None`: keep it in this process only).
+    #[cfg(feature = "redis")]
+    async fn shared<T: DeserializeOwned>(
+        &self,
+        parts: &KeyParts,
+    ) -> Result<Option<T>, Option<u64>> {
+        use super::aside_remote::{Shared, lookup, subscribe};
+        let engine = &self.config.engine;
+        subscribe(engine);
+        if !self.across_replicas {
+            return Err(None);
+        }
+        match lookup(engine, parts, self.config.lock_timeout).await {
+            Shared::Kept(entry) => value_of(&entry).ok_or(Some(0)),
+            Shared::Load(token) => Err(Some(token)),
+            Shared::Local => Err(None),
+        }
+    }
+
+    #[cfg(not(feature = "redis"))]
+    async fn shared<T: DeserializeOwned>(
+        &self,
+        _parts: &KeyParts,
+    ) -> Result<Option<T>, Option<u64>> {
+        Err(None)
+    }
+}
+
+/// The value an entry holds: `Some(Some(v))`, a kept `None` (`Some(None)`),
+/// or `None` when the bytes no longer read as `T` (a new version of the
+/// type: loaded again).
+fn value_of<T: DeserializeOwned>(entry: &Entry) -> Option<Option<T>> {
+    if entry.status == StatusCode::NOT_FOUND {
+        return Some(None);
+    }
+    serde_json::from_slice(&entry.body).ok().map(Some)
 }

@@ -119,8 +119,10 @@
 //! one load per key in the process, keeps serde values in the memory tier
 //! (bounded with the responses), caches `None` only when asked
 //! (`get_or_load_optional`), and forgets by key or group (a response's
-//! `Cache-Group-Invalidation` reaches its groups too). Its values stay in
-//! the process (no Redis tier yet).
+//! `Cache-Group-Invalidation` reaches its groups too), on every replica
+//! when the layer has a Redis tier. Values stay in the process unless
+//! [`CacheAside::across_replicas`] keeps them in the Redis tier too, with
+//! one load per key across replicas.
 //!
 //! # Metrics
 //!
@@ -220,6 +222,8 @@
 //! ```
 
 mod aside;
+#[cfg(feature = "redis")]
+mod aside_remote;
 mod body;
 mod builder;
 #[cfg(feature = "redis")]

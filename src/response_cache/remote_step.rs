@@ -44,6 +44,17 @@ async fn listen(backend: RedisBackend, channel: String, engine: Weak<Engine>) {
     }
 }
 
+/// Starts this engine's purge subscription the first time it is needed
+/// (a request through the layer or a cache-aside load, whichever comes
+/// first).
+pub(crate) fn ensure_subscription(engine: &Arc<Engine>, remote: &RemoteTier) {
+    if let Some((backend, channel)) = remote.claim_subscription()
+        && let Ok(runtime) = tokio::runtime::Handle::try_current()
+    {
+        runtime.spawn(listen(backend, channel, Arc::downgrade(engine)));
+    }
+}
+
 /// The first fresh-enough variant of `found` for a request with `headers`,
 /// decoded and ready for the memory tier.
 pub(crate) fn pick(
@@ -65,11 +76,7 @@ pub(crate) fn remote_lookup(config: &Arc<Config>, miss: &Miss) -> RemoteFuture {
     let Some(remote) = engine.remote.clone() else {
         return Box::pin(std::future::ready(RemoteOutcome::Fill(0)));
     };
-    if let Some((backend, channel)) = remote.claim_subscription()
-        && let Ok(runtime) = tokio::runtime::Handle::try_current()
-    {
-        runtime.spawn(listen(backend, channel, Arc::downgrade(&engine)));
-    }
+    ensure_subscription(&engine, &remote);
     let key = miss.key.clone();
     let uri_group = miss.uri_group;
     let headers = miss.request_headers.clone();
