@@ -238,7 +238,7 @@ async fn lease_expiry_and_fencing_on_redis() {
     else {
         panic!("takeover")
     };
-    assert!(new > old);
+    assert_ne!(new, old);
     let outcome = |body: &'static str| {
         Arc::new(StoredResponse::new(
             StatusCode::CREATED,
@@ -351,4 +351,69 @@ async fn start_up_never_waits_for_redis() {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+}
+
+/// Calls of `command` Redis counted (`INFO commandstats`).
+fn calls_of(conn: &mut redis::Connection, command: &str) -> u64 {
+    let info: String = redis::cmd("INFO").arg("commandstats").query(conn).unwrap();
+    let prefix = format!("cmdstat_{command}:calls=");
+    info.lines()
+        .find_map(|line| line.strip_prefix(&prefix))
+        .map_or(0, |rest| rest.split(',').next().unwrap().parse().unwrap())
+}
+
+// A replay is one plain `SET NX GET` (what a `GET` costs Redis), no
+// script; a first claim is the same command; only completing (and a key
+// found in flight) runs a script. Counted on a Redis of the test's own.
+#[tokio::test]
+async fn a_replay_is_one_plain_command_without_a_script() {
+    let mut redis = OwnRedis::on_free_port();
+    redis.start();
+    let mut conn = redis::Client::open(redis.url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let store = store(&redis.url(), "plain");
+    let key = StoreKey::new(
+        &Scope::from_bytes(b"client"),
+        &IdempotencyKey::parse(b"\"k\"", 255).unwrap(),
+    );
+    let fp = Fingerprint::from_bytes([7; 32]);
+    let lease = Duration::from_secs(10);
+    let scripts = |conn: &mut redis::Connection| calls_of(conn, "evalsha") + calls_of(conn, "eval");
+    let Claim::Acquired { token, .. } = store.claim(&key, &fp, lease).await.unwrap() else {
+        panic!("first claim")
+    };
+    assert_eq!(
+        scripts(&mut conn),
+        0,
+        "a free key is claimed without a script"
+    );
+    let stored = Arc::new(StoredResponse::new(
+        StatusCode::CREATED,
+        http::HeaderMap::new(),
+        Bytes::from_static(b"done"),
+        None,
+    ));
+    let day = Duration::from_secs(86_400);
+    assert_eq!(
+        store.complete(&key, &fp, token, stored, day).await.unwrap(),
+        Completion::Stored
+    );
+    let (sets, scripts_before) = (calls_of(&mut conn, "set"), scripts(&mut conn));
+    for _ in 0..3 {
+        let Claim::Completed(replay) = store.claim(&key, &fp, lease).await.unwrap() else {
+            panic!("replay")
+        };
+        assert_eq!(replay.body(), "done");
+    }
+    assert!(matches!(
+        store
+            .claim(&key, &Fingerprint::from_bytes([8; 32]), lease)
+            .await
+            .unwrap(),
+        Claim::Mismatch
+    ));
+    assert_eq!(calls_of(&mut conn, "set"), sets + 4);
+    assert_eq!(scripts(&mut conn), scripts_before, "no script for a replay");
 }

@@ -10,9 +10,10 @@ use super::fingerprint::Fingerprint;
 use super::outcome::StoredResponse;
 use super::scope::StoreKey;
 
-/// Who holds a key: a number that grows with every claim of the key, so a
-/// holder whose lease expired (and was taken over) cannot complete or
-/// release the key in the newer holder's place.
+/// Who holds a key: a number that differs with every claim of the key (a
+/// counter in memory, random in Redis), so a holder whose lease expired
+/// (and was taken over) cannot complete or release the key in the newer
+/// holder's place.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct FencingToken(u64);
 

@@ -39,12 +39,26 @@ impl Conn {
         }
     }
 
+    async fn send<T: redis::FromRedisValue>(&mut self, call: &Call) -> redis::RedisResult<T> {
+        match call {
+            Call::Script(call) => self.run(call).await,
+            Call::Command(cmd) => self.query(cmd).await,
+        }
+    }
+
     async fn query<T: redis::FromRedisValue>(&mut self, cmd: &redis::Cmd) -> redis::RedisResult<T> {
         match self {
             Self::Single(conn) => cmd.query_async(conn).await,
             Self::Cluster(conn) => cmd.query_async(conn).await,
         }
     }
+}
+
+/// What a store sends: a script, or one plain command (a fast path that
+/// needs no script).
+enum Call {
+    Script(ScriptCall),
+    Command(redis::Cmd),
 }
 
 /// Whether the backend sends calls to Redis now.
@@ -190,6 +204,34 @@ impl RedisBackend {
         U: Send + 'static,
         P: FnOnce(T) -> Result<U, RedisFailure> + Send + 'static,
     {
+        self.send_map(Call::Script(call), parse)
+    }
+
+    /// [`eval_map`](Self::eval_map) for one plain command (no script): the
+    /// same timeout, breaker and failure counting.
+    pub(crate) fn command_map<T, U, P>(
+        &self,
+        cmd: redis::Cmd,
+        parse: P,
+    ) -> Result<impl Future<Output = Result<U, RedisFailure>> + Send + 'static, RedisFailure>
+    where
+        T: redis::FromRedisValue + Send + 'static,
+        U: Send + 'static,
+        P: FnOnce(T) -> Result<U, RedisFailure> + Send + 'static,
+    {
+        self.send_map(Call::Command(cmd), parse)
+    }
+
+    fn send_map<T, U, P>(
+        &self,
+        call: Call,
+        parse: P,
+    ) -> Result<impl Future<Output = Result<U, RedisFailure>> + Send + 'static, RedisFailure>
+    where
+        T: redis::FromRedisValue + Send + 'static,
+        U: Send + 'static,
+        P: FnOnce(T) -> Result<U, RedisFailure> + Send + 'static,
+    {
         let shared = &self.shared;
         if shared.breaker.is_open() {
             return Err(RedisFailure::new(Failure::Down));
@@ -203,7 +245,7 @@ impl RedisBackend {
         };
         let shared = Arc::clone(shared);
         Ok(async move {
-            let outcome = within(shared.timeout, conn.run::<T>(&call)).await;
+            let outcome = within(shared.timeout, conn.send::<T>(&call)).await;
             let failure = match outcome {
                 Ok(Ok(reply)) => match parse(reply) {
                     Ok(value) => {

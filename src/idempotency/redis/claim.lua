@@ -1,32 +1,28 @@
--- tower-edge idempotency: claim one key, atomically.
--- KEYS[1]: the key's hash. ARGV: fingerprint (32 bytes), lease (ms).
--- Fields: s = 'f' (in flight) or 'c' (completed), fp, t (fencing token),
--- u (lease deadline, ms since the epoch, Redis TIME), r (stored outcome).
--- Returns {0, token, took_over} acquired, {1} in flight, {2, outcome}
--- completed, {3} another fingerprint.
+-- tower-edge idempotency: claim a key found in flight, atomically (the
+-- store's plain `SET NX GET` handles a free or completed key alone).
+-- KEYS[1]: the key, a string. ARGV: fingerprint (32 bytes), lease (ms),
+-- the new claim's fencing token (16 hex digits).
+-- Value: 'c' .. fingerprint .. outcome (completed), or
+-- 'f' .. fingerprint .. token .. lease in ms (in flight, with a TTL of
+-- twice the lease: the lease runs while more than one lease is left, so
+-- the time is Redis's own and replicas need no synchronised clocks).
+-- Returns {0, took_over} acquired, {1} in flight, {2, outcome} completed,
+-- {3} another fingerprint.
 local lease = tonumber(ARGV[2])
-local clock = redis.call('TIME')
-local now_ms = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
-local now_us = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
--- One read for every path (a replay included).
-local h = redis.call('HMGET', KEYS[1], 's', 'fp', 't', 'u', 'r')
+local v = redis.call('GET', KEYS[1])
 local took = 0
-if h[1] == 'c' then
-  if h[2] ~= ARGV[1] then return {3} end
-  return {2, h[5]}
-end
-if h[1] == 'f' then
-  if tonumber(h[4]) > now_ms then
-    if h[2] ~= ARGV[1] then return {3} end
+if v then
+  local fp = string.sub(v, 2, 33)
+  if string.sub(v, 1, 1) == 'c' then
+    if fp ~= ARGV[1] then return {3} end
+    return {2, string.sub(v, 34)}
+  end
+  local held = tonumber(string.sub(v, 50)) or 0
+  if redis.call('PTTL', KEYS[1]) > held then
+    if fp ~= ARGV[1] then return {3} end
     return {1}
   end
   took = 1
 end
--- Tokens grow with every claim, even after the hash expired or was
--- released: never below the microseconds of Redis TIME.
-local token = math.max(now_us, tonumber(h[3] or '0') + 1)
-redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], 's', 'f', 'fp', ARGV[1], 't', string.format('%d', token),
-  'u', string.format('%d', now_ms + lease))
-redis.call('PEXPIRE', KEYS[1], 2 * lease)
-return {0, token, took}
+redis.call('SET', KEYS[1], 'f' .. ARGV[1] .. ARGV[3] .. ARGV[2], 'PX', 2 * lease)
+return {0, took}

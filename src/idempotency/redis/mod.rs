@@ -1,15 +1,22 @@
 //! The Redis store of idempotency keys, on the crate's shared
 //! [`RedisBackend`]: every replica sharing it recognises a retry.
 //!
-//! * One Lua script per transition — claim, complete, release — each
-//!   atomic, reading the time of Redis (`TIME`), so replicas need no
-//!   synchronised clocks. Fencing tokens grow with every claim (never below
-//!   the microseconds of Redis `TIME`), so a holder whose lease expired
-//!   cannot complete or release the key in a newer holder's place.
-//! * One hash per key, `<prefix>:{<hex of SHA-256(scope, key)>}:k`, in
-//!   `KEYS[1]` with a Cluster hash tag. Every key has a TTL: twice the
-//!   lease while in flight, the retention once completed; a released key
-//!   is deleted.
+//! * A claim is one plain command, `SET key <in flight> NX GET PX <2 ×
+//!   lease>`: it takes a free key, or returns a completed key's outcome (a
+//!   replay costs Redis what a `GET` does, no script). Only a key found in
+//!   flight goes on to the claim script, which tells a running lease from
+//!   an expired one (taken over) by the key's own TTL: the time is Redis's,
+//!   so replicas need no synchronised clocks. Completing and releasing are
+//!   one atomic Lua script each. Needs Redis 7.0 or later (`SET` with both
+//!   `NX` and `GET`).
+//! * Every claim has a random fencing token, checked by complete and
+//!   release, so a holder whose lease expired cannot complete or release
+//!   the key in a newer holder's place.
+//! * One string per key, `<prefix>:{<hex of SHA-256(scope, key)>}:s`, with
+//!   a Cluster hash tag: `'f'`, fingerprint, token and lease while in
+//!   flight; `'c'`, fingerprint and outcome once completed. Every key has a
+//!   TTL: twice the lease while in flight, the retention once completed; a
+//!   released key is deleted.
 //! * The stored outcome (status, allowlisted headers, body, trailers) is
 //!   bounded by the layer's response cap, streamed or chunked alike.
 //! * Connection, per-call timeout, circuit breaker and failure counting
@@ -137,7 +144,9 @@ impl RedisStore {
     }
 
     fn redis_key(&self, key: &StoreKey) -> String {
-        crate::redis::key::tagged_key(&self.inner.prefix, key.to_hex(), "k")
+        // `s` (a string); `k` was the hash of releases before 0.2, which
+        // never meets this layout.
+        crate::redis::key::tagged_key(&self.inner.prefix, key.to_hex(), "s")
     }
 }
 
@@ -158,23 +167,70 @@ fn int(value: &redis::Value) -> Option<i64> {
     }
 }
 
+/// A token as the scripts compare it: 16 hex digits.
+fn hex(token: FencingToken) -> String {
+    format!("{:016x}", token.get())
+}
+
+/// A fresh random fencing token.
+fn new_token() -> FencingToken {
+    use std::hash::{BuildHasher, RandomState};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static CLAIMS: AtomicU64 = AtomicU64::new(0);
+    let n = CLAIMS.fetch_add(1, Ordering::Relaxed);
+    FencingToken::new(RandomState::new().hash_one((n, std::time::SystemTime::now())))
+}
+
+fn undecodable() -> RedisFailure {
+    RedisFailure::bad_reply("undecodable stored idempotency outcome")
+}
+
+/// The reply of the claim's `SET NX GET`: the claim, or `None` when the
+/// key is in flight (the script decides whether its lease runs).
+fn parse_set(
+    reply: redis::Value,
+    fingerprint: &Fingerprint,
+    token: FencingToken,
+) -> Result<Option<Claim>, RedisFailure> {
+    let value = match reply {
+        redis::Value::Nil => {
+            return Ok(Some(Claim::Acquired {
+                token,
+                took_over: false,
+            }));
+        }
+        redis::Value::BulkString(value) => value,
+        _ => {
+            return Err(RedisFailure::bad_reply(
+                "unexpected idempotency claim reply",
+            ));
+        }
+    };
+    match (value.first(), value.get(1..33)) {
+        (Some(b'c'), Some(fp)) if fp == &fingerprint.as_bytes()[..] => {
+            StoredResponse::decode(&value[33..])
+                .map(|stored| Some(Claim::Completed(Arc::new(stored))))
+                .ok_or_else(undecodable)
+        }
+        (Some(b'c'), Some(_)) => Ok(Some(Claim::Mismatch)),
+        (Some(b'f'), Some(_)) => Ok(None),
+        _ => Err(RedisFailure::bad_reply("unexpected idempotency key value")),
+    }
+}
+
 /// The claim script's reply.
-fn parse_claim(reply: Vec<redis::Value>) -> Result<Claim, RedisFailure> {
+fn parse_claim(reply: Vec<redis::Value>, token: FencingToken) -> Result<Claim, RedisFailure> {
     let bad = || RedisFailure::bad_reply("unexpected idempotency claim reply");
     match reply.first().and_then(int).ok_or_else(bad)? {
         0 => {
-            let token = reply.get(1).and_then(int).ok_or_else(bad)?;
-            let took_over = reply.get(2).and_then(int).ok_or_else(bad)? == 1;
-            Ok(Claim::Acquired {
-                token: FencingToken::new(u64::try_from(token).map_err(|_| bad())?),
-                took_over,
-            })
+            let took_over = reply.get(1).and_then(int).ok_or_else(bad)? == 1;
+            Ok(Claim::Acquired { token, took_over })
         }
         1 => Ok(Claim::InFlight),
         2 => match reply.get(1) {
             Some(redis::Value::BulkString(bytes)) => StoredResponse::decode(bytes)
                 .map(|stored| Claim::Completed(Arc::new(stored)))
-                .ok_or_else(|| RedisFailure::bad_reply("undecodable stored idempotency outcome")),
+                .ok_or_else(undecodable),
             _ => Err(bad()),
         },
         3 => Ok(Claim::Mismatch),
@@ -190,17 +246,47 @@ impl IdempotencyStore for RedisStore {
         lease: Duration,
     ) -> StoreFuture<Claim> {
         let redis_key = self.redis_key(key);
-        let call = self
-            .inner
-            .scripts
-            .claim
-            .call_with_capacity(&[&redis_key], 2, 32 + 20)
-            .arg(&fingerprint.as_bytes()[..])
-            .arg(ms(lease));
-        match self.inner.backend.eval_map(call, parse_claim) {
-            Ok(reply) => StoreFuture::boxed(async move { reply.await.map_err(store_error) }),
-            Err(failure) => StoreFuture::ready(Err(store_error(failure))),
-        }
+        let token = new_token();
+        let lease = ms(lease);
+        let fingerprint = *fingerprint;
+        let mut in_flight = Vec::with_capacity(1 + 32 + 16 + 20);
+        in_flight.push(b'f');
+        in_flight.extend_from_slice(fingerprint.as_bytes());
+        in_flight.extend_from_slice(hex(token).as_bytes());
+        in_flight.extend_from_slice(lease.to_string().as_bytes());
+        let mut set = redis::cmd("SET");
+        set.arg(&redis_key)
+            .arg(in_flight)
+            .arg("NX")
+            .arg("GET")
+            .arg("PX")
+            .arg(lease.saturating_mul(2));
+        let parse = move |reply| parse_set(reply, &fingerprint, token);
+        let first = match self.inner.backend.command_map(set, parse) {
+            Ok(reply) => reply,
+            Err(failure) => return StoreFuture::ready(Err(store_error(failure))),
+        };
+        let store = self.clone();
+        StoreFuture::boxed(async move {
+            if let Some(claim) = first.await.map_err(store_error)? {
+                return Ok(claim);
+            }
+            // In flight: the script tells a running lease from an expired one.
+            let call = store
+                .inner
+                .scripts
+                .claim
+                .call_with_capacity(&[&redis_key], 3, 32 + 20 + 16)
+                .arg(&fingerprint.as_bytes()[..])
+                .arg(lease)
+                .arg(hex(token));
+            let reply = store
+                .inner
+                .backend
+                .eval_map(call, move |reply| parse_claim(reply, token))
+                .map_err(store_error)?;
+            reply.await.map_err(store_error)
+        })
     }
 
     fn complete(
@@ -219,7 +305,7 @@ impl IdempotencyStore for RedisStore {
             .complete
             .call_with_capacity(&[&redis_key], 4, 32 + 40 + outcome.len())
             .arg(&fingerprint.as_bytes()[..])
-            .arg(token.get())
+            .arg(hex(token))
             .arg(outcome)
             .arg(ms(retention));
         let parse = |stored: i64| {
@@ -242,7 +328,7 @@ impl IdempotencyStore for RedisStore {
             .scripts
             .release
             .call_with_capacity(&[&redis_key], 1, 20)
-            .arg(token.get());
+            .arg(hex(token));
         match self.inner.backend.eval_map(call, |_: i64| Ok(())) {
             Ok(reply) => StoreFuture::boxed(async move { reply.await.map_err(store_error) }),
             Err(failure) => StoreFuture::ready(Err(store_error(failure))),
