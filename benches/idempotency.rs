@@ -190,7 +190,8 @@ fn replay_throughput(measure: Duration) {
     runtime
         .block_on(service.clone().oneshot(post(REPLAYED)))
         .unwrap();
-    // What the claim script sends back for a replay: the stored outcome.
+    // What the claim's `SET NX GET` sends back for a replay: the stored
+    // value (state, fingerprint, outcome).
     let mut conn = redis::Client::open(redis_url())
         .unwrap()
         .get_connection()
@@ -199,11 +200,7 @@ fn replay_throughput(measure: Duration) {
         .arg(format!("{prefix}:*"))
         .query(&mut conn)
         .unwrap();
-    let value: Vec<u8> = redis::cmd("HGET")
-        .arg(&keys[0])
-        .arg("r")
-        .query(&mut conn)
-        .unwrap();
+    let value: Vec<u8> = redis::cmd("GET").arg(&keys[0]).query(&mut conn).unwrap();
     println!("# stored outcome: {} bytes (key {})", value.len(), keys[0]);
     for inflight in [1usize, 16, 64] {
         let done = Arc::new(AtomicU64::new(0));

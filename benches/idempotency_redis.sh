@@ -6,44 +6,8 @@
 #   bash benches/idempotency_redis.sh
 #
 # Ours: benches/idempotency.rs `replay-throughput` (the whole layer: key
-# parsing, fingerprint, claim script returning the outcome, the replayed
-# response; one backend, one multiplexed connection).
-# Needs redis-server on REDIS_HOST:REDIS_PORT (default 127.0.0.1:6379) and
-# redis-cli / redis-benchmark (apt-get install redis-tools).
+# parsing, fingerprint, the claim's `SET NX GET` returning the outcome, the
+# replayed response; one backend, one multiplexed connection). See
+# benches/redis_vs_get.sh for what it needs.
 set -euo pipefail
-
-here="$(cd "$(dirname "$0")" && pwd)"
-root="$(cd "$here/.." && pwd)"
-HOST="${REDIS_HOST:-127.0.0.1}"
-PORT="${REDIS_PORT:-6379}"
-export REDIS_URL="redis://${HOST}:${PORT}"
-export MEASURE_SECS="${MEASURE_SECS:-3}"
-N="${N:-100000}"
-
-for tool in redis-cli redis-benchmark; do
-  command -v "$tool" >/dev/null 2>&1 || {
-    echo "FATAL: $tool is needed (apt-get install -y redis-tools)" >&2
-    exit 1
-  }
-done
-redis-cli -h "$HOST" -p "$PORT" ping >/dev/null || {
-  echo "FATAL: no Redis on $HOST:$PORT (run redis-server)" >&2
-  exit 1
-}
-
-(cd "$root" && cargo bench --quiet --features redis --bench idempotency --no-run) >&2
-ours="$(cd "$root" && cargo bench --quiet --features redis --bench idempotency -- replay-throughput)"
-echo "$ours"
-size="$(sed -n 's/^ours inflight=1 .*value_bytes=\([0-9]*\).*/\1/p' <<<"$ours")"
-key="te-bench:idem-get:$$"
-head -c "$size" /dev/zero | tr '\0' 'x' | redis-cli -h "$HOST" -p "$PORT" -x SET "$key" >/dev/null
-for c in 1 16 64; do
-  n="$N"; [[ "$c" == 1 ]] && n=$((N / 5))
-  rps="$(redis-benchmark -h "$HOST" -p "$PORT" --csv -n "$n" -c "$c" GET "$key" |
-    awk -F'","' 'NR == 2 { print $2 }')"
-  mine="$(sed -n "s/^ours inflight=$c replays_per_s=\([0-9.]*\).*/\1/p" <<<"$ours")"
-  echo "redis-benchmark GET ${size}-byte value c=$c rps=$rps"
-  awk -v c="$c" -v m="$mine" -v r="$rps" \
-    'BEGIN { printf "ratio ours/redis-benchmark GET at %s in flight: %.2f (goal >= 0.8)\n", c, m / r }'
-done
-redis-cli -h "$HOST" -p "$PORT" DEL "$key" >/dev/null
+exec bash "$(dirname "$0")/redis_vs_get.sh" idempotency redis replay-throughput

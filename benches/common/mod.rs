@@ -38,13 +38,17 @@ pub fn runtime() -> Runtime {
         .expect("a current-thread tokio runtime")
 }
 
+/// The future of [`fixed_handler`], named so that callers needing a
+/// `Send` future (the response cache) see it is one.
+pub type Fixed = std::future::Ready<Result<Response<Full<Bytes>>, Infallible>>;
+
 /// The trivial inner service: answers every request with `200`, `headers`
 /// and `body` (a cheap `Bytes` clone, no allocation per request beyond the
 /// response itself).
 pub fn fixed_handler(
     headers: HeaderMap,
     body: Bytes,
-) -> impl Service<Request<ReqBody>, Response = Response<Full<Bytes>>, Error = Infallible>
+) -> impl Service<Request<ReqBody>, Response = Response<Full<Bytes>>, Error = Infallible, Future = Fixed>
 + Clone
 + Send
 + 'static {

@@ -43,6 +43,10 @@ impl Conn {
         match call {
             Call::Script(call) => self.run(call).await,
             Call::Command(cmd) => self.query(cmd).await,
+            Call::Pipeline(pipe) => match self {
+                Self::Single(conn) => pipe.query_async(conn).await,
+                Self::Cluster(conn) => pipe.query_async(conn).await,
+            },
         }
     }
 
@@ -54,11 +58,12 @@ impl Conn {
     }
 }
 
-/// What a store sends: a script, or one plain command (a fast path that
+/// What a store sends: a script, or plain commands (a fast path that
 /// needs no script).
 enum Call {
     Script(ScriptCall),
     Command(redis::Cmd),
+    Pipeline(redis::Pipeline),
 }
 
 /// Whether the backend sends calls to Redis now.
@@ -220,6 +225,15 @@ impl RedisBackend {
         P: FnOnce(T) -> Result<U, RedisFailure> + Send + 'static,
     {
         self.send_map(Call::Command(cmd), parse)
+    }
+
+    /// Sends `pipe` (plain commands, one round trip) and waits for its
+    /// replies: the same timeout, breaker and failure counting.
+    pub(crate) async fn run_pipeline<T>(&self, pipe: redis::Pipeline) -> Result<T, RedisFailure>
+    where
+        T: redis::FromRedisValue + Send + 'static,
+    {
+        self.send_map(Call::Pipeline(pipe), Ok)?.await
     }
 
     fn send_map<T, U, P>(

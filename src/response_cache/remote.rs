@@ -8,8 +8,11 @@
 //!   URIs included). All share the hash tag `{rc}`, so the scripts run on
 //!   one Cluster node: a cache of hot responses, not a sharded store.
 //! * Time is Redis's (`TIME`): an entry's age is the same on every replica.
-//! * A lookup is one script: the variants and, when there are none, the
-//!   lease (`SET NX PX`). The replica that gets the lease fills the key and
+//! * A lookup is one round trip of plain commands, `HGETALL` of the
+//!   variants and `TIME` (a hit costs Redis about what a `GET` of the entry
+//!   does, no script). Only when there are no variants does a script take
+//!   the lease (`SET NX PX`, reading the variants again: they may have
+//!   arrived meanwhile). The replica that gets the lease fills the key and
 //!   releases it when storing; the others poll the key every 25 ms until
 //!   the entry arrives or `lock_timeout` passes (then they fill too).
 //! * A purge deletes the group's entries in Redis and `PUBLISH`es the
@@ -142,10 +145,20 @@ impl RemoteTier {
 
     /// The variants of `id`, or the fill lease when there are none.
     pub(crate) async fn lookup(&self, id: &str) -> Result<Found, RedisFailure> {
+        let entry_key = self.key("e", id);
+        let mut pipe = redis::pipe();
+        pipe.cmd("HGETALL").arg(&entry_key).cmd("TIME");
+        let (flat, time): (Vec<Vec<u8>>, (i64, i64)) = self.backend.run_pipeline(pipe).await?;
+        if !flat.is_empty() {
+            return Ok(Found::Variants(variants(
+                flat,
+                time.0 * 1000 + time.1 / 1000,
+            )));
+        }
         let token = rand_token();
         let call = self
             .lookup
-            .call(&[&self.key("e", id), &self.key("l", id)])
+            .call(&[&entry_key, &self.key("l", id)])
             .arg(token)
             .arg(self.lease.as_millis() as u64);
         let (lease, now, flat): (i64, i64, Vec<Vec<u8>>) = self.backend.run(call).await?;
@@ -156,23 +169,7 @@ impl RemoteTier {
                 Found::Filling
             });
         }
-        let mut variants = Vec::new();
-        for value in flat.into_iter().skip(1).step_by(2) {
-            let Some(at) = value.iter().position(|&b| b == b':') else {
-                continue;
-            };
-            let Some(stored) = std::str::from_utf8(&value[..at])
-                .ok()
-                .and_then(|s| s.parse::<i64>().ok())
-            else {
-                continue;
-            };
-            let age = Duration::from_millis(now.saturating_sub(stored).max(0) as u64);
-            let mut bytes = Bytes::from(value);
-            let _ = bytes.split_to(at + 1);
-            variants.push((bytes, age));
-        }
-        Ok(Found::Variants(variants))
+        Ok(Found::Variants(variants(flat, now)))
     }
 
     /// Stores `entry` in the background (releasing the lease `token`).
@@ -238,4 +235,26 @@ impl RemoteTier {
 fn rand_token() -> u64 {
     use std::hash::{BuildHasher, RandomState};
     RandomState::new().hash_one(std::time::SystemTime::now())
+}
+
+/// The variants of a `HGETALL` reply (field, value, ...), each value
+/// `<stored at, ms>:<entry>`, with its age at `now` (ms, Redis `TIME`).
+fn variants(flat: Vec<Vec<u8>>, now: i64) -> Vec<(Bytes, Duration)> {
+    let mut variants = Vec::new();
+    for value in flat.into_iter().skip(1).step_by(2) {
+        let Some(at) = value.iter().position(|&b| b == b':') else {
+            continue;
+        };
+        let Some(stored) = std::str::from_utf8(&value[..at])
+            .ok()
+            .and_then(|s| s.parse::<i64>().ok())
+        else {
+            continue;
+        };
+        let age = Duration::from_millis(now.saturating_sub(stored).max(0) as u64);
+        let mut bytes = Bytes::from(value);
+        let _ = bytes.split_to(at + 1);
+        variants.push((bytes, age));
+    }
+    variants
 }

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# A Redis-backed path of ours against its ceiling: `redis-benchmark GET` of
+# a value of the same size as what our path reads, at 1, 16 and 64 in
+# flight, then the ratios (the goals: >= 0.8). Used by
+# benches/idempotency_redis.sh and benches/response_cache_redis.sh.
+#
+#   bash benches/redis_vs_get.sh <bench> <features> [bench args...]
+#
+# <bench> prints `ours inflight=N <what>_per_s=X value_bytes=Y` for N in
+# 1, 16, 64. Needs redis-server on REDIS_HOST:REDIS_PORT (default
+# 127.0.0.1:6379) and redis-cli / redis-benchmark (apt-get install
+# redis-tools).
+set -euo pipefail
+
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$(cd "$here/.." && pwd)"
+bench="$1"
+features="$2"
+shift 2
+HOST="${REDIS_HOST:-127.0.0.1}"
+PORT="${REDIS_PORT:-6379}"
+export REDIS_URL="redis://${HOST}:${PORT}"
+export MEASURE_SECS="${MEASURE_SECS:-3}"
+N="${N:-100000}"
+
+for tool in redis-cli redis-benchmark; do
+  command -v "$tool" >/dev/null 2>&1 || {
+    echo "FATAL: $tool is needed (apt-get install -y redis-tools)" >&2
+    exit 1
+  }
+done
+redis-cli -h "$HOST" -p "$PORT" ping >/dev/null || {
+  echo "FATAL: no Redis on $HOST:$PORT (run redis-server)" >&2
+  exit 1
+}
+
+(cd "$root" && cargo bench --quiet --features "$features" --bench "$bench" --no-run) >&2
+ours="$(cd "$root" && cargo bench --quiet --features "$features" --bench "$bench" -- "$@")"
+echo "$ours"
+size="$(sed -n 's/^ours inflight=1 .*value_bytes=\([0-9]*\).*/\1/p' <<<"$ours")"
+key="te-bench:get-floor:$$"
+head -c "$size" /dev/zero | tr '\0' 'x' | redis-cli -h "$HOST" -p "$PORT" -x SET "$key" >/dev/null
+for c in 1 16 64; do
+  n="$N"; [[ "$c" == 1 ]] && n=$((N / 5))
+  rps="$(redis-benchmark -h "$HOST" -p "$PORT" --csv -n "$n" -c "$c" GET "$key" |
+    awk -F'","' 'NR == 2 { print $2 }')"
+  mine="$(sed -n "s/^ours inflight=$c [a-z_]*_per_s=\([0-9.]*\).*/\1/p" <<<"$ours")"
+  echo "redis-benchmark GET ${size}-byte value c=$c rps=$rps"
+  awk -v c="$c" -v m="$mine" -v r="$rps" \
+    'BEGIN { printf "ratio ours/redis-benchmark GET at %s in flight: %.2f (goal >= 0.8)\n", c, m / r }'
+done
+redis-cli -h "$HOST" -p "$PORT" DEL "$key" >/dev/null
