@@ -15,7 +15,7 @@ use tower_edge::redis::RedisBackend;
 use tower_edge::response_cache::{CacheAside, ResponseCacheHandle, ResponseCacheLayer};
 
 mod support;
-use support::redis::{OwnRedis, SHARED, shared_redis, unique_prefix};
+use support::redis::{OwnRedis, SHARED, lease_left, shared_redis, unique_prefix};
 
 const TTL: Duration = Duration::from_secs(60);
 
@@ -237,4 +237,22 @@ async fn redis_down_loads_in_the_process() {
     }
     assert_eq!(loads.load(Ordering::SeqCst), 1, "kept in the process");
     assert!(handle.stats().redis_bypassed >= 1);
+}
+
+// A failed load keeps nothing and releases the Redis fill lease, so the
+// next reader (here or on another replica) loads at once rather than
+// waiting `lock_timeout`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_load_releases_the_lease() {
+    shared_redis();
+    let prefix = unique_prefix("aside-fail");
+    let (a, _) = replica(SHARED, &prefix);
+    let a = a.across_replicas();
+    let failed = a
+        .get_or_load("product:1", TTL, || async {
+            Err::<u32, _>(std::io::Error::other("database down"))
+        })
+        .await;
+    assert!(failed.is_err());
+    assert!(!lease_left(&prefix).await, "the lease is released");
 }

@@ -19,7 +19,7 @@ use tower_edge::redis::RedisBackend;
 use tower_edge::response_cache::{ResponseCacheHandle, ResponseCacheLayer};
 
 mod support;
-use support::redis::{OwnRedis, SHARED, shared_redis, unique_prefix};
+use support::redis::{OwnRedis, SHARED, lease_left, shared_redis, unique_prefix};
 
 type Inner = tower::util::BoxCloneService<Request<Full<Bytes>>, Response<Full<Bytes>>, Infallible>;
 type Replica = tower_edge::response_cache::ResponseCache<Inner>;
@@ -208,4 +208,28 @@ async fn redis_down_bypasses_the_cache() {
     redis.start();
     let stored = eventually(&mut svc, "/back", |s| s.contains("uri-miss")).await;
     assert!(stored.contains("stored"), "{stored}");
+}
+
+// A fill that stores nothing (a 404 is not stored without a lifetime; a
+// request with `Authorization` outside any per-principal rule, RFC 9111
+// §3.5) releases its Redis fill lease: another replica does not wait
+// `lock_timeout` for an entry that never comes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fill_that_stores_nothing_releases_its_lease() {
+    shared_redis();
+    let prefix = unique_prefix("rc-release");
+    let calls = Arc::new(AtomicUsize::new(0));
+    let (svc, _) = replica(SHARED, &prefix, &calls, Duration::ZERO);
+    let request = Request::get("/products/7")
+        .header("authorization", "Bearer x")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let response = svc.clone().oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let cache_status = response.headers()["cache-status"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(!cache_status.contains("stored"), "{cache_status}");
+    assert!(!lease_left(&prefix).await, "the lease is released");
 }

@@ -19,6 +19,7 @@ use super::engine::Counters;
 use super::entry::{Entry, KeyParts};
 use super::flight::Join;
 use super::memory::Lookup;
+use super::remote_fill::RemoteFill;
 
 /// The path under which cache-aside values are kept: HTTP paths start
 /// with `/`, so no response shares their keys.
@@ -251,13 +252,12 @@ impl CacheAside {
                 None
             }
         };
-        let token = self.shared(&parts).await;
-        let token = match token {
+        let remote = match self.shared(&parts).await {
             Ok(value) => {
                 Counters::add(&engine.counters.hits);
                 return Ok(value);
             }
-            Err(token) => token,
+            Err(remote) => remote,
         };
         Counters::add(&engine.counters.misses);
         let value = load().await?;
@@ -269,7 +269,7 @@ impl CacheAside {
             None => (StatusCode::NOT_FOUND, Bytes::new(), keep.negative_ttl),
         };
         if let Some(lifetime) = lifetime.filter(|l| !l.is_zero()) {
-            self.keep(parts, status, body, lifetime, keep.groups, token);
+            self.keep(parts, status, body, lifetime, keep.groups, remote);
         }
         drop(guard);
         Ok(value)
@@ -282,7 +282,7 @@ impl CacheAside {
         body: Bytes,
         lifetime: Duration,
         groups: &[&str],
-        remote_token: Option<u64>,
+        remote: RemoteFill,
     ) {
         let engine = &self.config.engine;
         let mut hashes = vec![engine.hasher.uri(&key.path, "")];
@@ -310,28 +310,25 @@ impl CacheAside {
             group_names: groups.iter().map(|g| Box::<str>::from(*g)).collect(),
             size,
         };
-        // In Redis too only `across_replicas` (`remote_token` is set).
-        engine.store(entry, remote_token);
+        // In Redis too only `across_replicas` (`remote` says so).
+        engine.store(entry, remote.take_for_store());
     }
 
     /// The step in the Redis tier after a miss in memory: `Ok` with the
-    /// value another replica kept, or `Err` with the lease token to store
-    /// the loaded value with (`None`: keep it in this process only).
+    /// value another replica kept, or `Err` with where the loaded value
+    /// goes (the fill lease is released if the load fails or is not kept).
     #[cfg(feature = "redis")]
-    async fn shared<T: DeserializeOwned>(
-        &self,
-        parts: &KeyParts,
-    ) -> Result<Option<T>, Option<u64>> {
+    async fn shared<T: DeserializeOwned>(&self, parts: &KeyParts) -> Result<Option<T>, RemoteFill> {
         use super::aside_remote::{Shared, lookup, subscribe};
         let engine = &self.config.engine;
         subscribe(engine);
         if !self.across_replicas {
-            return Err(None);
+            return Err(RemoteFill::none());
         }
         match lookup(engine, parts, self.config.lock_timeout).await {
-            Shared::Kept(entry) => value_of(&entry).ok_or(Some(0)),
-            Shared::Load(token) => Err(Some(token)),
-            Shared::Local => Err(None),
+            Shared::Kept(entry) => value_of(&entry).ok_or_else(RemoteFill::unleased),
+            Shared::Load(remote) => Err(remote),
+            Shared::Local => Err(RemoteFill::none()),
         }
     }
 
@@ -339,8 +336,8 @@ impl CacheAside {
     async fn shared<T: DeserializeOwned>(
         &self,
         _parts: &KeyParts,
-    ) -> Result<Option<T>, Option<u64>> {
-        Err(None)
+    ) -> Result<Option<T>, RemoteFill> {
+        Err(RemoteFill::none())
     }
 }
 

@@ -12,16 +12,17 @@ use tokio::time::Instant;
 use super::engine::Engine;
 use super::entry::{Entry, KeyParts};
 use super::remote::{Found, RemoteTier};
+use super::remote_fill::RemoteFill;
 use super::remote_step::{ensure_subscription, pick};
 
 /// What the Redis tier had for a cache-aside key.
 pub(super) enum Shared {
     /// A fresh entry, now in the memory tier too.
     Kept(Arc<Entry>),
-    /// Nothing usable: load, and store with this lease token (0 when this
-    /// replica does not hold the lease: another replica's fill timed out,
-    /// or a stale entry is replaced).
-    Load(u64),
+    /// Nothing usable: load, and store in Redis (with the fill lease when
+    /// this replica holds it; without when another replica's fill timed
+    /// out, or a stale entry is replaced).
+    Load(RemoteFill),
     /// No Redis tier, or Redis failed (counted as a bypass): load, and keep
     /// the value in this process only.
     Local,
@@ -41,11 +42,13 @@ pub(super) async fn lookup(engine: &Arc<Engine>, key: &KeyParts, lock_timeout: D
                 remote.bypassed.fetch_add(1, Ordering::Relaxed);
                 return Shared::Local;
             }
-            Ok(Found::Lease(token)) => return Shared::Load(token),
+            Ok(Found::Lease(token)) => {
+                return Shared::Load(RemoteFill::leased(Arc::clone(remote), id, token));
+            }
             Ok(Found::Filling) if Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(25)).await;
             }
-            Ok(Found::Filling) => return Shared::Load(0),
+            Ok(Found::Filling) => return Shared::Load(RemoteFill::unleased()),
             Ok(Found::Variants(variants)) => {
                 let uri_group = engine.hasher.uri(&key.path, "");
                 let now = Instant::now();
@@ -55,7 +58,7 @@ pub(super) async fn lookup(engine: &Arc<Engine>, key: &KeyParts, lock_timeout: D
                         engine.memory.insert(Arc::clone(&entry));
                         Shared::Kept(entry)
                     }
-                    _ => Shared::Load(0),
+                    _ => Shared::Load(RemoteFill::unleased()),
                 };
             }
         }

@@ -14,6 +14,7 @@ use pin_project_lite::pin_project;
 use super::engine::Engine;
 use super::entry::Entry;
 use super::flight::FlightGuard;
+use super::remote_fill::RemoteFill;
 use crate::cache_headers::ETag;
 use http::header::ETAG;
 
@@ -50,8 +51,8 @@ pub(crate) struct Fill {
     /// Give the entry a strong `ETag` of its body when it has none (the
     /// same xxh3 tag the cache-headers layer makes, so both agree).
     pub(crate) make_etag: bool,
-    /// Store in Redis too, releasing this fill lease (0: none held).
-    pub(crate) remote_token: Option<u64>,
+    /// Store in Redis too, and the fill lease held (released if unused).
+    pub(crate) remote: RemoteFill,
 }
 
 impl Fill {
@@ -77,7 +78,7 @@ impl Fill {
             engine,
             guard,
             make_etag,
-            remote_token,
+            remote,
             ..
         } = *self;
         entry.body = match chunks.len() {
@@ -97,7 +98,7 @@ impl Fill {
             entry.headers.insert(ETAG, etag.header_value().clone());
             entry.etag = Some(etag);
         }
-        engine.store(entry, remote_token);
+        engine.store(entry, remote.take_for_store());
         drop(guard);
     }
 }

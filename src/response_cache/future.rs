@@ -19,6 +19,7 @@ use super::body::CacheBody;
 use super::engine::Counters;
 use super::flight::Flight;
 use super::lookup::{Plan, Step, invalidate, step};
+use super::remote_fill::RemoteFill;
 use super::respond::{Miss, RemoteFuture, RemoteOutcome, forwarded, from_entry};
 use super::status::{Fwd, Status};
 
@@ -44,7 +45,9 @@ pin_project! {
 
 #[cfg(not(feature = "redis"))]
 fn remote_lookup(_config: &Arc<Config>, _miss: &Miss) -> RemoteFuture {
-    Box::pin(std::future::ready(RemoteOutcome::Fill(0)))
+    Box::pin(std::future::ready(RemoteOutcome::Fill(
+        RemoteFill::unleased(),
+    )))
 }
 #[cfg(feature = "redis")]
 use super::remote_step::remote_lookup;
@@ -262,11 +265,11 @@ where
                             }
                             miss.store = false;
                         }
-                        RemoteOutcome::Fill(token) => miss.remote_token = Some(token),
+                        RemoteOutcome::Fill(remote) => miss.remote = remote,
                         RemoteOutcome::Down => {
                             miss.store = false;
                             miss.fwd = Fwd::Bypass;
-                            miss.remote_token = None;
+                            miss.remote = RemoteFill::none();
                         }
                     }
                     let plan = Plan::Miss(miss);

@@ -14,6 +14,7 @@ use super::entry::{Entry, KeyParts};
 use super::flight::{Flight, Join};
 use super::groups::{self, CACHE_GROUP_INVALIDATION};
 use super::memory::Lookup;
+use super::remote_fill::RemoteFill;
 use super::respond::{Miss, from_entry};
 use super::status::{Fwd, Status};
 use crate::Subject;
@@ -192,7 +193,7 @@ pub(crate) fn step<R, B>(config: &Arc<Config>, request: &Request<R>, waited: boo
                             guard: Some(guard),
                             store: true,
                             collapsed: false,
-                            remote_token: engine.has_remote().then_some(0),
+                            remote: RemoteFill::when(engine.has_remote()),
                         };
                         return Step::Refresh(response, Box::new(miss));
                     }
@@ -232,7 +233,7 @@ pub(crate) fn step<R, B>(config: &Arc<Config>, request: &Request<R>, waited: boo
         guard,
         store: !head,
         collapsed: false,
-        remote_token: engine.has_remote().then_some(0),
+        remote: RemoteFill::when(engine.has_remote()),
     };
     if miss.guard.is_some() && engine.has_remote() {
         // This process fills: Redis may have it, or another replica fill.

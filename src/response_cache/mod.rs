@@ -242,6 +242,7 @@ mod memory;
 mod metrics;
 #[cfg(feature = "redis")]
 mod remote;
+mod remote_fill;
 #[cfg(feature = "redis")]
 mod remote_step;
 mod respond;

@@ -60,6 +60,11 @@ if redis.call('GET', KEYS[2]) == ARGV[4] then redis.call('DEL', KEYS[2]) end
 return now
 ";
 
+const RELEASE: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+";
+
 const PURGE: &str = r"
 local members = redis.call('SMEMBERS', KEYS[1])
 for _, k in ipairs(members) do redis.call('DEL', k) end
@@ -85,6 +90,7 @@ pub(crate) struct RemoteTier {
     lookup: Script,
     store: Script,
     purge: Script,
+    release: Script,
     pub(crate) lease: Duration,
     pub(crate) bypassed: AtomicU64,
     subscribed: AtomicBool,
@@ -111,6 +117,7 @@ impl RemoteTier {
             lookup: Script::new(LOOKUP),
             store: Script::new(STORE),
             purge: Script::new(PURGE),
+            release: Script::new(RELEASE),
             lease,
             bypassed: AtomicU64::new(0),
             subscribed: AtomicBool::new(false),
@@ -202,6 +209,17 @@ impl RemoteTier {
             .arg(codec::encode(entry))
             .arg(ttl.as_millis() as u64)
             .arg(token);
+        if let Ok(future) = self.backend.eval::<i64>(call)
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(future);
+        }
+    }
+
+    /// Releases the fill lease `token` of `id` in the background (the
+    /// fill ended without storing), unless another replica holds it now.
+    pub(crate) fn spawn_release(&self, id: &str, token: u64) {
+        let call = self.release.call(&[&self.key("l", id)]).arg(token);
         if let Ok(future) = self.backend.eval::<i64>(call)
             && let Ok(runtime) = tokio::runtime::Handle::try_current()
         {

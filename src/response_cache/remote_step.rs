@@ -14,6 +14,7 @@ use super::codec;
 use super::engine::Engine;
 use super::entry::{Entry, KeyParts};
 use super::remote::{Found, RemoteTier};
+use super::remote_fill::RemoteFill;
 use super::respond::{Miss, RemoteFuture, RemoteOutcome};
 use crate::redis::RedisBackend;
 use crate::redis::subscribe::Subscription;
@@ -74,7 +75,9 @@ pub(crate) fn pick(
 pub(crate) fn remote_lookup(config: &Arc<Config>, miss: &Miss) -> RemoteFuture {
     let engine = Arc::clone(&config.engine);
     let Some(remote) = engine.remote.clone() else {
-        return Box::pin(std::future::ready(RemoteOutcome::Fill(0)));
+        return Box::pin(std::future::ready(RemoteOutcome::Fill(
+            RemoteFill::unleased(),
+        )));
     };
     ensure_subscription(&engine, &remote);
     let key = miss.key.clone();
@@ -90,7 +93,9 @@ pub(crate) fn remote_lookup(config: &Arc<Config>, miss: &Miss) -> RemoteFuture {
                     remote.bypassed.fetch_add(1, Ordering::Relaxed);
                     return RemoteOutcome::Down;
                 }
-                Ok(Found::Lease(token)) => return RemoteOutcome::Fill(token),
+                Ok(Found::Lease(token)) => {
+                    return RemoteOutcome::Fill(RemoteFill::leased(remote, id, token));
+                }
                 Ok(Found::Variants(variants)) => {
                     let now = tokio::time::Instant::now();
                     return match pick(&engine, variants, &key, uri_group, &headers) {
@@ -102,12 +107,12 @@ pub(crate) fn remote_lookup(config: &Arc<Config>, miss: &Miss) -> RemoteFuture {
                             engine.memory.insert(Arc::clone(&entry));
                             RemoteOutcome::Hit(entry)
                         }
-                        _ => RemoteOutcome::Fill(0),
+                        _ => RemoteOutcome::Fill(RemoteFill::unleased()),
                     };
                 }
                 Ok(Found::Filling) => {
                     if tokio::time::Instant::now() >= deadline {
-                        return RemoteOutcome::Fill(0);
+                        return RemoteOutcome::Fill(RemoteFill::unleased());
                     }
                     tokio::time::sleep(Duration::from_millis(25)).await;
                 }

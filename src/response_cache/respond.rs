@@ -23,6 +23,7 @@ use super::entry::{Entry, KeyParts};
 use super::flight::FlightGuard;
 use super::groups::{self, CACHE_GROUPS};
 use super::key::{field_value, vary_names};
+use super::remote_fill::RemoteFill;
 use super::status::{CACHE_STATUS, Fwd, Status};
 use crate::cache_headers::{ETag, Evaluation, HttpDate, Preconditions, Representation};
 use crate::decision::{Decision, EdgeLayer, Reason};
@@ -45,8 +46,8 @@ pub(crate) struct Miss {
     /// Store the response (a GET; HEAD responses have no body to store).
     pub(crate) store: bool,
     pub(crate) collapsed: bool,
-    /// Store in Redis too, releasing this fill lease (0: none held).
-    pub(crate) remote_token: Option<u64>,
+    /// Store in Redis too, and the fill lease held (released if unused).
+    pub(crate) remote: RemoteFill,
 }
 
 /// What the Redis tier said for a key this process fills.
@@ -54,9 +55,9 @@ pub(crate) struct Miss {
 pub(crate) enum RemoteOutcome {
     /// A fresh entry (now in the memory tier too).
     Hit(Arc<Entry>),
-    /// Fill it (holding the lease's token, 0 when another replica's lease
-    /// ran out).
-    Fill(u64),
+    /// Fill it (holding the fill lease, or none when another replica's
+    /// lease ran out).
+    Fill(RemoteFill),
     /// Redis failed: bypass.
     Down,
 }
@@ -258,7 +259,7 @@ fn prepare_fill<B: Body>(
         cap: config.max_entry_bytes,
         engine: Arc::clone(engine),
         guard: miss.guard,
-        remote_token: miss.remote_token,
+        remote: miss.remote,
         make_etag: config.make_etag
             && status.is_success()
             && !headers.contains_key(CONTENT_ENCODING),

@@ -137,3 +137,20 @@ impl OwnRedis {
             .map(|_| ())
     }
 }
+
+/// Whether a response-cache fill lease of `prefix` is left in Redis, once the background
+/// release had time to land (at most 2 s).
+pub async fn lease_left(prefix: &str) -> bool {
+    let mut conn = shared_redis();
+    for _ in 0..40 {
+        let leases: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{prefix}:*:l:*"))
+            .query(&mut conn)
+            .unwrap();
+        if leases.is_empty() {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    true
+}
