@@ -27,7 +27,8 @@ use tower_edge::cache_headers::{CacheControl, CacheHeadersLayer, CacheRule};
 use tower_edge::correlation::CorrelationIdLayer;
 use tower_edge::jwt_auth::{AuthMode, RequireScopeLayer};
 use tower_edge::rejection::Problem;
-use tower_edge::response_cache::{CacheAside, ResponseCacheHandle};
+use tower_edge::idempotency::IdempotencyLayerBuilder;
+use tower_edge::response_cache::{CacheAside, ResponseCacheHandle, ResponseCacheLayer};
 use tracing::Instrument;
 
 use crate::common;
@@ -88,7 +89,7 @@ fn peer_ip(extensions: &http::Extensions) -> Option<IpAddr> {
 /// A configuration a layer refuses, naming the field.
 pub fn build(config: &ShopConfig, db: Db) -> Result<App, ConfigError> {
     let edge = &config.edge;
-    let cache = common::response_cache::layer(edge)?;
+    let cache = response_cache(config)?;
     let state = AppState {
         db: db.clone(),
         aside: cache.cache_aside(),
@@ -102,11 +103,7 @@ pub fn build(config: &ShopConfig, db: Db) -> Result<App, ConfigError> {
         .layer(common::auth_layer(edge, AuthMode::Optional)?)
         .layer(common::per_client(edge).peer_addr_with(peer_ip).build()?)
         .layer(common::overload::per_client(edge, peer_ip)?)
-        .layer(
-            common::orders::idempotency(edge, &[])?
-                .peer_addr_with(peer_ip)
-                .build()?,
-        )
+        .layer(idempotency(config)?.peer_addr_with(peer_ip).build()?)
         .layer(cache)
         .layer(
             CacheHeadersLayer::builder()
@@ -165,6 +162,38 @@ pub fn build(config: &ShopConfig, db: Db) -> Result<App, ConfigError> {
         state,
         cache: handle,
         readiness,
+    })
+}
+
+/// The response cache (RFC 9111): memory, plus a Redis tier shared by
+/// every replica with `REDIS_URL` (entries and purges), under
+/// `REDIS_PREFIX:cache`.
+fn response_cache(config: &ShopConfig) -> Result<ResponseCacheLayer, ConfigError> {
+    let mut builder = ResponseCacheLayer::builder();
+    if let Some(backend) = &config.edge.redis_backend {
+        builder = builder
+            .redis(backend.clone())
+            .redis_key_prefix(format!("{}:cache", config.redis_prefix));
+    }
+    let layer = builder.build()?;
+    layer
+        .handle()
+        .register_metrics(opentelemetry::global::meter_provider().as_ref());
+    Ok(layer)
+}
+
+/// `POST /orders` needs an `Idempotency-Key` (the examples' rule), kept in
+/// Redis under `REDIS_PREFIX:idem` with `REDIS_URL`, so a retry reaching
+/// another replica is still replayed.
+fn idempotency(config: &ShopConfig) -> Result<IdempotencyLayerBuilder, ConfigError> {
+    let builder = common::orders::idempotency(&config.edge, &[])?;
+    Ok(match &config.edge.redis_backend {
+        Some(backend) => builder.store(
+            tower_edge::idempotency::RedisStore::with_backend(backend.clone())
+                .key_prefix(format!("{}:idem", config.redis_prefix))
+                .build()?,
+        ),
+        None => builder,
     })
 }
 

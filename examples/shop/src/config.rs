@@ -52,7 +52,15 @@ pub struct ShopConfig {
     pub admin_bind: SocketAddr,
     /// `SHOP_REPLICA_ID`: put on log lines and in `x-served-by`.
     pub replica_id: Option<String>,
+    /// `REDIS_PREFIX`: the first part of every Redis key the shop writes
+    /// (rate limits, idempotency keys, cached responses), default
+    /// [`DEFAULT_REDIS_PREFIX`]. Replicas of one shop share it; two shops
+    /// on one Redis must not.
+    pub redis_prefix: String,
 }
+
+/// Default `REDIS_PREFIX`.
+pub const DEFAULT_REDIS_PREFIX: &str = "tower-edge-shop";
 
 /// The API's default address.
 pub const DEFAULT_BIND: &str = "127.0.0.1:8080";
@@ -113,14 +121,36 @@ impl ShopConfig {
             .unwrap_or(DEFAULT_ADMIN_BIND)
             .parse()
             .map_err(|e| format!("ADMIN_BIND: {e}"))?;
-        Ok(Self {
+        let mut config = Self {
             edge,
             database_url,
             database_read_url: var("DATABASE_READ_URL"),
             pool: PoolSettings::parse(var)?,
             admin_bind,
             replica_id: var("SHOP_REPLICA_ID"),
-        })
+            redis_prefix: var("REDIS_PREFIX").unwrap_or_else(|| DEFAULT_REDIS_PREFIX.to_owned()),
+        };
+        config.use_redis_prefix()?;
+        Ok(config)
+    }
+
+    /// Keeps the rate-limit buckets under [`redis_prefix`](Self::redis_prefix)
+    /// (the examples' configuration puts them under theirs). Call after
+    /// changing the prefix or the Redis backend.
+    ///
+    /// # Errors
+    ///
+    /// A prefix the store refuses.
+    pub fn use_redis_prefix(&mut self) -> Result<(), tower_edge::ConfigError> {
+        use tower_edge::rate_limit::redis::{RedisFallback, RedisStore};
+        if let Some(backend) = &self.edge.redis_backend {
+            let store = RedisStore::with_backend(backend.clone())
+                .key_prefix(format!("{}:rl", self.redis_prefix))
+                .fallback(RedisFallback::Memory)
+                .build()?;
+            self.edge.redis = Some(store);
+        }
+        Ok(())
     }
 
     /// A configuration for `database_url` with every other value at its
@@ -133,6 +163,7 @@ impl ShopConfig {
             pool: PoolSettings::default(),
             admin_bind: SocketAddr::from(([127, 0, 0, 1], 0)),
             replica_id: None,
+            redis_prefix: DEFAULT_REDIS_PREFIX.to_owned(),
         }
     }
 }
