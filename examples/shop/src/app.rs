@@ -25,9 +25,9 @@ use tower::ServiceBuilder;
 use tower_edge::ConfigError;
 use tower_edge::cache_headers::{CacheControl, CacheHeadersLayer, CacheRule};
 use tower_edge::correlation::CorrelationIdLayer;
+use tower_edge::idempotency::IdempotencyLayerBuilder;
 use tower_edge::jwt_auth::{AuthMode, RequireScopeLayer};
 use tower_edge::rejection::Problem;
-use tower_edge::idempotency::IdempotencyLayerBuilder;
 use tower_edge::response_cache::{CacheAside, ResponseCacheHandle, ResponseCacheLayer};
 use tracing::Instrument;
 

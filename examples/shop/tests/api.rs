@@ -16,7 +16,10 @@ async fn migrations_create_the_tables_and_indexes_once() {
     let shop = Shop::start(config(&db.url)).await;
     let client = db.client().await;
     let versions: Vec<i32> = client
-        .query("SELECT version FROM schema_migrations ORDER BY version", &[])
+        .query(
+            "SELECT version FROM schema_migrations ORDER BY version",
+            &[],
+        )
         .await
         .unwrap()
         .iter()
@@ -40,7 +43,10 @@ async fn migrations_create_the_tables_and_indexes_once() {
         "products_name_key",
         "products_pkey",
     ] {
-        assert!(indexes.iter().any(|i| i == wanted), "{wanted} in {indexes:?}");
+        assert!(
+            indexes.iter().any(|i| i == wanted),
+            "{wanted} in {indexes:?}"
+        );
     }
     // A second run (another replica starting) applies nothing.
     let again = shop::db::migrate::run(shop.db.primary()).await.unwrap();
@@ -88,8 +94,18 @@ async fn keyset_pagination_walks_every_product_once() {
         .unwrap();
     assert_eq!(page["items"].as_array().unwrap().len(), 20);
     assert_eq!(page["next"], 20);
-    for (query, status) in [("limit=ten", 400), ("limit=0", 422), ("limit=101", 422), ("after=-2", 422)] {
-        let response = shop.http.get(shop.url(&format!("/products?{query}"))).send().await.unwrap();
+    for (query, status) in [
+        ("limit=ten", 400),
+        ("limit=0", 422),
+        ("limit=101", 422),
+        ("after=-2", 422),
+    ] {
+        let response = shop
+            .http
+            .get(shop.url(&format!("/products?{query}")))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(response.status().as_u16(), status, "{query}");
         assert_eq!(problem(response).await["status"], status);
     }
@@ -111,7 +127,11 @@ async fn every_route_and_its_bad_input() {
     assert_eq!(response.headers()["etag"], "\"1\"");
     let product: Value = response.json().await.unwrap();
     assert_eq!(product["name"], "product-000002");
-    for (path, status) in [("/products/999", 404), ("/products/abc", 404), ("/nowhere", 404)] {
+    for (path, status) in [
+        ("/products/999", 404),
+        ("/products/abc", 404),
+        ("/nowhere", 404),
+    ] {
         let response = shop.http.get(shop.url(path)).send().await.unwrap();
         assert_eq!(response.status().as_u16(), status, "{path}");
         problem(response).await;
@@ -132,8 +152,20 @@ async fn every_route_and_its_bad_input() {
         }
         request.send()
     };
-    assert_eq!(put(None, Some("\"1\""), r#"{"stock": 1}"#).await.unwrap().status(), 401);
-    assert_eq!(put(Some(&reader), Some("\"1\""), r#"{"stock": 1}"#).await.unwrap().status(), 403);
+    assert_eq!(
+        put(None, Some("\"1\""), r#"{"stock": 1}"#)
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    assert_eq!(
+        put(Some(&reader), Some("\"1\""), r#"{"stock": 1}"#)
+            .await
+            .unwrap()
+            .status(),
+        403
+    );
     let response = put(Some(&alice), None, r#"{"stock": 1}"#).await.unwrap();
     assert_eq!(response.status(), StatusCode::PRECONDITION_REQUIRED); // RFC 6585 §3
     problem(response).await;
@@ -150,16 +182,25 @@ async fn every_route_and_its_bad_input() {
         problem(response).await;
     }
     // A name another product has: a conflict with the current state.
-    let response = put(Some(&alice), Some("\"1\""), r#"{"name": "product-000001"}"#).await.unwrap();
-    assert_eq!(response.status(), StatusCode::CONFLICT);
-    problem(response).await;
-    let response = put(Some(&alice), Some("\"1\""), r#"{"price_cents": 999, "stock": 5}"#)
+    let response = put(Some(&alice), Some("\"1\""), r#"{"name": "product-000001"}"#)
         .await
         .unwrap();
+    assert_eq!(response.status(), StatusCode::CONFLICT);
+    problem(response).await;
+    let response = put(
+        Some(&alice),
+        Some("\"1\""),
+        r#"{"price_cents": 999, "stock": 5}"#,
+    )
+    .await
+    .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(response.headers()["etag"], "\"2\"");
     let updated: Value = response.json().await.unwrap();
-    assert_eq!((updated["price_cents"].as_i64(), updated["stock"].as_i64()), (Some(999), Some(5)));
+    assert_eq!(
+        (updated["price_cents"].as_i64(), updated["stock"].as_i64()),
+        (Some(999), Some(5))
+    );
 
     // POST /orders: scope, key, body; 404 / 409 / 422 as the contract says.
     let order = |tok: &str, key: &str, body: Value| {
@@ -178,22 +219,34 @@ async fn every_route_and_its_bad_input() {
         .send()
         .await
         .unwrap();
-    assert_eq!(response.status(), StatusCode::BAD_REQUEST, "no Idempotency-Key");
+    assert_eq!(
+        response.status(),
+        StatusCode::BAD_REQUEST,
+        "no Idempotency-Key"
+    );
     for (key, body, status) in [
         ("k-404", json!({"product_id": 99, "quantity": 1}), 404),
         ("k-409", json!({"product_id": 2, "quantity": 6}), 409),
         ("k-422a", json!({"product_id": 2, "quantity": 0}), 422),
         ("k-422b", json!({"product_id": 2, "quantity": 101}), 422),
-        ("k-422c", json!({"product_id": 2, "quantity": 1, "client_ref": "x".repeat(65)}), 422),
+        (
+            "k-422c",
+            json!({"product_id": 2, "quantity": 1, "client_ref": "x".repeat(65)}),
+            422,
+        ),
         ("k-400", json!({"product_id": "two", "quantity": 1}), 400),
     ] {
         let response = order(&alice, key, body).await.unwrap();
         assert_eq!(response.status().as_u16(), status, "{key}");
         problem(response).await;
     }
-    let response = order(&alice, "k-ok", json!({"product_id": 2, "quantity": 5, "client_ref": "ref-1"}))
-        .await
-        .unwrap();
+    let response = order(
+        &alice,
+        "k-ok",
+        json!({"product_id": 2, "quantity": 5, "client_ref": "ref-1"}),
+    )
+    .await
+    .unwrap();
     assert_eq!(response.status(), StatusCode::CREATED);
     let location = response.headers()["location"].to_str().unwrap().to_owned();
     let placed: Value = response.json().await.unwrap();
@@ -202,18 +255,48 @@ async fn every_route_and_its_bad_input() {
     assert_eq!(placed["quantity"], 5);
     assert_eq!(placed["client_ref"], "ref-1");
     // The stock was taken in the same transaction: none left now.
-    let product: Value = shop.http.get(shop.url("/products/2")).send().await.unwrap().json().await.unwrap();
+    let product: Value = shop
+        .http
+        .get(shop.url("/products/2"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(product["stock"], 0);
 
     // GET /orders/{id}: only its subject sees it.
-    let response = shop.http.get(shop.url(&location)).bearer_auth(&alice).send().await.unwrap();
+    let response = shop
+        .http
+        .get(shop.url(&location))
+        .bearer_auth(&alice)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(response.json::<Value>().await.unwrap(), placed);
-    let response = shop.http.get(shop.url(&location)).bearer_auth(&bob).send().await.unwrap();
+    let response = shop
+        .http
+        .get(shop.url(&location))
+        .bearer_auth(&bob)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
     problem(response).await;
-    let response = shop.http.get(shop.url(&location)).bearer_auth(&reader).send().await.unwrap();
-    assert_eq!(response.status(), StatusCode::FORBIDDEN, "orders:read needed");
+    let response = shop
+        .http
+        .get(shop.url(&location))
+        .bearer_auth(&reader)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.status(),
+        StatusCode::FORBIDDEN,
+        "orders:read needed"
+    );
     let response = shop.http.get(shop.url(&location)).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
     shop.stop().await;
@@ -227,7 +310,13 @@ async fn if_match_prevents_lost_updates() {
     let shop = Shop::start(config(&db.url)).await;
     seed(&shop.db, 1).await;
     let alice = token("alice", WRITER);
-    let tag = shop.http.get(shop.url("/products/1")).send().await.unwrap().headers()["etag"]
+    let tag = shop
+        .http
+        .get(shop.url("/products/1"))
+        .send()
+        .await
+        .unwrap()
+        .headers()["etag"]
         .to_str()
         .unwrap()
         .to_owned();
@@ -323,7 +412,10 @@ async fn an_order_is_placed_once_under_50_concurrent_retries() {
     assert_eq!(ids.len() + in_progress, 50);
     let client = db.client().await;
     let orders: i64 = client
-        .query_one("SELECT count(*) FROM orders WHERE client_ref = 'retried'", &[])
+        .query_one(
+            "SELECT count(*) FROM orders WHERE client_ref = 'retried'",
+            &[],
+        )
         .await
         .unwrap()
         .get(0);
@@ -337,7 +429,9 @@ async fn an_order_is_placed_once_under_50_concurrent_retries() {
     shop.stop().await;
 }
 
-async fn futures_join_all<F: std::future::Future>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output>
+async fn futures_join_all<F: std::future::Future>(
+    futures: impl IntoIterator<Item = F>,
+) -> Vec<F::Output>
 where
     F: Send + 'static,
     F::Output: Send + 'static,

@@ -8,7 +8,10 @@ use serde_json::{Value, json};
 use support::{Shop, TestDb, config, seed, token};
 
 fn cache_status(response: &reqwest::Response) -> String {
-    response.headers()["cache-status"].to_str().unwrap().to_owned()
+    response.headers()["cache-status"]
+        .to_str()
+        .unwrap()
+        .to_owned()
 }
 
 async fn get(shop: &Shop, path: &str) -> (String, Value) {
@@ -27,7 +30,10 @@ async fn response_cache_and_cache_aside_hit_and_are_purged_by_an_update() {
 
     // The response cache: the second read is a hit (RFC 9211 `hit`).
     let (first, product) = get(&shop, "/products/1").await;
-    assert!(first.contains("fwd=uri-miss") && first.contains("stored"), "{first}");
+    assert!(
+        first.contains("fwd=uri-miss") && first.contains("stored"),
+        "{first}"
+    );
     let (second, _) = get(&shop, "/products/1").await;
     assert!(second.contains("; hit"), "{second}");
 
@@ -83,7 +89,10 @@ async fn response_cache_and_cache_aside_hit_and_are_purged_by_an_update() {
     assert_eq!(response.status(), StatusCode::CREATED);
     let (status, after) = get(&shop, "/products/2").await;
     assert!(!status.contains("; hit"), "{status}");
-    assert_eq!(after["stock"].as_i64(), before["stock"].as_i64().map(|s| s - 4));
+    assert_eq!(
+        after["stock"].as_i64(),
+        before["stock"].as_i64().map(|s| s - 4)
+    );
     shop.stop().await;
 }
 

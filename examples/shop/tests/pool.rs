@@ -31,7 +31,17 @@ async fn an_exhausted_pool_answers_503_with_retry_after() {
     config.pool.acquire_timeout = Duration::from_millis(300);
     let shop = Shop::start(config).await;
     seed(&shop.db, 3).await;
-    let before = timeouts(&shop.http.get(format!("{}/metrics", shop.admin)).send().await.unwrap().text().await.unwrap());
+    let before = timeouts(
+        &shop
+            .http
+            .get(format!("{}/metrics", shop.admin))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    );
 
     // The test's own connection locks product 1; a PUT of it then holds
     // the pool's only connection, waiting for the lock.
@@ -66,13 +76,28 @@ async fn an_exhausted_pool_answers_503_with_retry_after() {
     problem(response).await;
 
     // Readiness does not queue behind the saturated pool.
-    let ready = shop.http.get(format!("{}/readyz", shop.admin)).send().await.unwrap();
+    let ready = shop
+        .http
+        .get(format!("{}/readyz", shop.admin))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(ready.status(), StatusCode::OK);
-    let metrics = shop.http.get(format!("{}/metrics", shop.admin)).send().await.unwrap().text().await.unwrap();
+    let metrics = shop
+        .http
+        .get(format!("{}/metrics", shop.admin))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(timeouts(&metrics) >= before + 1.0, "timeouts counted");
     assert!(metrics.contains("db_client_connection_wait_time_seconds_bucket{"));
     assert!(metrics.contains("db_client_connection_count{db_client_connection_pool_name=\"primary\",db_client_connection_state=\"used\""));
-    assert!(metrics.contains("db_client_connection_max{db_client_connection_pool_name=\"primary\""));
+    assert!(
+        metrics.contains("db_client_connection_max{db_client_connection_pool_name=\"primary\"")
+    );
 
     // The lock goes; the PUT completes and the pool serves again.
     lock.commit().await.unwrap();

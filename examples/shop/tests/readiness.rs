@@ -69,11 +69,22 @@ impl Cluster {
         let dir = std::env::temp_dir().join(format!("shop-pg-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).unwrap();
         // The cluster's files belong to `postgres` (root: chown).
-        let _ = Command::new("chown").args(["-R", "postgres:postgres"]).arg(&dir).status();
+        let _ = Command::new("chown")
+            .args(["-R", "postgres:postgres"])
+            .arg(&dir)
+            .status();
         let data = dir.join("data");
         run_as_postgres(
             &bin.join("initdb"),
-            &["-D", data.to_str().unwrap(), "-A", "trust", "-U", "postgres", "--no-sync"],
+            &[
+                "-D",
+                data.to_str().unwrap(),
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "--no-sync",
+            ],
         );
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -99,7 +110,16 @@ impl Cluster {
             self.dir.display()
         );
         let log = self.dir.join("log");
-        self.ctl(&["-o", &options, "-l", log.to_str().unwrap(), "-w", "-t", "60", "start"]);
+        self.ctl(&[
+            "-o",
+            &options,
+            "-l",
+            log.to_str().unwrap(),
+            "-w",
+            "-t",
+            "60",
+            "start",
+        ]);
     }
 
     fn stop(&self) {
@@ -107,7 +127,10 @@ impl Cluster {
     }
 
     fn url(&self) -> String {
-        format!("host=127.0.0.1 port={} user=postgres dbname=postgres", self.port)
+        format!(
+            "host=127.0.0.1 port={} user=postgres dbname=postgres",
+            self.port
+        )
     }
 }
 
