@@ -28,7 +28,7 @@ use tower_edge::correlation::CorrelationIdLayer;
 use tower_edge::idempotency::IdempotencyLayerBuilder;
 use tower_edge::jwt_auth::{AuthMode, RequireScopeLayer};
 use tower_edge::rejection::Problem;
-use tower_edge::response_cache::{CacheAside, ResponseCacheHandle, ResponseCacheLayer};
+use tower_edge::response_cache::{ResponseCacheHandle, ResponseCacheLayer};
 use tracing::Instrument;
 
 use crate::common;
@@ -36,16 +36,8 @@ use crate::config::ShopConfig;
 use crate::db::Db;
 use crate::db::health::DbProbe;
 use crate::error::respond;
+pub use crate::state::AppState;
 use crate::{orders, products};
-
-/// What the handlers share. Cheap to clone.
-#[derive(Clone, Debug)]
-pub struct AppState {
-    /// The pools.
-    pub db: Db,
-    /// Cache-aside for product lookups, on the response cache's engine.
-    pub aside: CacheAside,
-}
 
 /// The built application.
 #[derive(Debug)]

@@ -12,10 +12,10 @@ use serde::{Deserialize, Serialize};
 use tokio_postgres::Row;
 use tower_edge::cache_headers::{ETag, Preconditions, Representation};
 
-use crate::app::AppState;
 use crate::db::Db;
 use crate::error::ApiError;
 use crate::query;
+use crate::state::AppState;
 
 /// How long a product looked up by id stays in the cache-aside tier (a
 /// `PUT` or an order for it purges it at once, on every replica with
