@@ -168,13 +168,17 @@ pub async fn get(
     Path(raw): Path<String>,
 ) -> Result<Response, ApiError> {
     let id = query::id(&raw, "product")?;
-    let group = format!("product-{id}");
-    let product = state
-        .aside
-        .get_or_load_in(&aside_key(id), ASIDE_TTL, &["products", &group], || {
-            load(&state.db, id)
-        })
-        .await?;
+    let product = match &state.aside {
+        Some(aside) => {
+            let group = format!("product-{id}");
+            aside
+                .get_or_load_in(&aside_key(id), ASIDE_TTL, &["products", &group], || {
+                    load(&state.db, id)
+                })
+                .await?
+        }
+        None => load(&state.db, id).await?,
+    };
     Ok(respond(&product))
 }
 

@@ -9,6 +9,7 @@ use crate::db::Db;
 pub struct AppState {
     /// The pools.
     pub db: Db,
-    /// Cache-aside for product lookups, on the response cache's engine.
-    pub aside: CacheAside,
+    /// Cache-aside for product lookups, on the response cache's engine
+    /// (`None` with `SHOP_CACHE=off`).
+    pub aside: Option<CacheAside>,
 }
