@@ -78,6 +78,6 @@ SELECT id, name, price_cents, stock, version FROM products WHERE id = :id;
 SQL
 ( cd "$WORK" && pgbench -n -M prepared -c "$POOL" -j 2 -T "$DURATION" -f select.sql -l \
     -h 127.0.0.1 -U postgres "$DB" >pgbench.out 2>&1 )
-tps=$(awk '/^tps/ {print $3; exit}' "$WORK/pgbench.out")
+tps=$(awk '/^tps/ {printf "%.2f", $3; exit}' "$WORK/pgbench.out")
 p99=$(cat "$WORK"/pgbench_log.* | awk '{print $3}' | sort -n | awk '{a[NR]=$1} END {i=int(NR*0.99); if (i<1) i=1; printf "%.2fms", a[i]/1000}')
 printf '%-28s %12s req/s   p99 %8s\n' "Postgres alone (pgbench)" "$tps" "$p99"
