@@ -3,10 +3,10 @@
 //! the subject's own orders only).
 
 use axum::Extension;
-use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::body::Body;
+use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use http::{HeaderValue, StatusCode, header};
+use http::{HeaderValue, StatusCode, Uri, header};
 use serde::{Deserialize, Serialize};
 use tokio_postgres::Row;
 use tower_edge::Subject;
@@ -101,9 +101,10 @@ fn subject(subject: Option<Extension<Subject>>) -> Result<Subject, ApiError> {
 pub async fn create(
     State(state): State<AppState>,
     who: Option<Extension<Subject>>,
-    body: Bytes,
+    body: Body,
 ) -> Result<Response, ApiError> {
     let subject = subject(who)?;
+    let body = query::body(body).await?;
     let new: NewOrder = query::json(&body, "an order")?;
     let quantity = new.validate()?;
     let mut client = state.db.write().await?;
@@ -173,10 +174,10 @@ pub async fn create(
 pub async fn get(
     State(state): State<AppState>,
     who: Option<Extension<Subject>>,
-    Path(raw): Path<String>,
+    uri: Uri,
 ) -> Result<Response, ApiError> {
     let subject = subject(who)?;
-    let id = query::id(&raw, "order")?;
+    let id = query::id(query::last_segment(&uri), "order")?;
     let sql = format!("SELECT {COLUMNS} FROM orders WHERE id = $1 AND subject = $2");
     let mut found = {
         let client = state.db.read().await?;

@@ -4,10 +4,10 @@
 
 use std::time::Duration;
 
-use axum::body::{Body, Bytes};
-use axum::extract::{Path, RawQuery, State};
+use axum::body::Body;
+use axum::extract::{RawQuery, State};
 use axum::response::{IntoResponse, Response};
-use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use serde::{Deserialize, Serialize};
 use tokio_postgres::Row;
 use tower_edge::cache_headers::{ETag, Preconditions, Representation};
@@ -163,11 +163,8 @@ pub fn aside_key(id: i64) -> String {
 /// `GET /products/{id}`: cache-aside first (one database read per id per
 /// [`ASIDE_TTL`] in this process, one at a time), in the groups `products`
 /// and `product-<id>` that a `PUT` or an order purges.
-pub async fn get(
-    State(state): State<AppState>,
-    Path(raw): Path<String>,
-) -> Result<Response, ApiError> {
-    let id = query::id(&raw, "product")?;
+pub async fn get(State(state): State<AppState>, uri: Uri) -> Result<Response, ApiError> {
+    let id = query::id(query::last_segment(&uri), "product")?;
     let product = match &state.aside {
         Some(aside) => {
             let group = format!("product-{id}");
@@ -188,18 +185,19 @@ pub async fn get(
 /// the second, RFC 9110 §13.1.1).
 pub async fn put(
     State(state): State<AppState>,
-    Path(raw): Path<String>,
+    uri: Uri,
     method: Method,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Result<Response, ApiError> {
-    let id = query::id(&raw, "product")?;
+    let id = query::id(query::last_segment(&uri), "product")?;
     if !headers.contains_key(header::IF_MATCH) {
         return Err(ApiError::new(
             StatusCode::PRECONDITION_REQUIRED,
             "send If-Match with the ETag of the product you change",
         ));
     }
+    let body = query::body(body).await?;
     let update: ProductUpdate = query::json(&body, "a product update")?;
     update.validate()?;
     let mut client = state.db.write().await?;

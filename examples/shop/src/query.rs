@@ -71,6 +71,38 @@ pub fn id(raw: &str, what: &str) -> Result<i64, ApiError> {
     }
 }
 
+/// The largest request body the API reads: 64 KiB (a product update or
+/// an order is well under 1 KiB).
+pub const MAX_BODY: usize = 64 * 1024;
+
+/// The last segment of a request's path (the `{id}` of the routes), read
+/// from the URI itself: no extractor rejection (plain text) for bytes
+/// that are not UTF-8 once decoded.
+pub fn last_segment(uri: &http::Uri) -> &str {
+    uri.path().rsplit('/').next().unwrap_or_default()
+}
+
+/// The request body, at most [`MAX_BODY`] bytes: larger is 413 (RFC 9110
+/// §15.5.14), a body that breaks off 400; both problem+json.
+///
+/// # Errors
+///
+/// The problem to answer.
+pub async fn body(body: axum::body::Body) -> Result<bytes::Bytes, ApiError> {
+    axum::body::to_bytes(body, MAX_BODY).await.map_err(|err| {
+        let too_large = std::error::Error::source(&err)
+            .is_some_and(|source| source.is::<http_body_util::LengthLimitError>());
+        if too_large {
+            ApiError::new(
+                http::StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the body is over {MAX_BODY} bytes"),
+            )
+        } else {
+            ApiError::bad_request("the body could not be read")
+        }
+    })
+}
+
 /// The JSON body of a request: unreadable → 400.
 ///
 /// # Errors

@@ -181,6 +181,11 @@ async fn every_route_and_its_bad_input() {
         assert_eq!(response.status().as_u16(), status, "{body}");
         problem(response).await;
     }
+    // Over 64 KiB: 413 (RFC 9110 §15.5.14), as a problem.
+    let huge = format!(r#"{{"name": "{}"}}"#, "x".repeat(70 * 1024));
+    let response = put(Some(&alice), Some("\"1\""), &huge).await.unwrap();
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    problem(response).await;
     // A name another product has: a conflict with the current state.
     let response = put(Some(&alice), Some("\"1\""), r#"{"name": "product-000001"}"#)
         .await
