@@ -10,6 +10,7 @@
 #                           checks (deploy/loadgen/main.py)
 #   deploy/local.sh chaos   load while a replica is killed, Redis restarted
 #                           and Postgres paused; checks orders and alerts
+#   deploy/local.sh bench   read throughput through HAProxy with wrk
 #   deploy/local.sh status  what runs, where
 #   deploy/local.sh down    stops everything this script started, removes
 #                           its state (KEEP_STATE=1 keeps logs and data)
@@ -32,6 +33,7 @@
 set -euo pipefail
 
 HERE="$(cd "$(dirname "$0")" && pwd)"
+export DEPLOY_HERE="$HERE"
 ROOT="$(cd "$HERE/.." && pwd)"
 STATE_DIR="${STATE_DIR:-$HERE/.state}"
 REPLICAS="${REPLICAS:-3}"
@@ -143,6 +145,7 @@ source "$HERE/lib/scenarios.sh"
 case "${1:-}" in
 up) cmd_up ;;
 load) cmd_load ;;
+bench) cmd_bench ;;
 chaos) cmd_chaos ;;
 status) cmd_status ;;
 down) cmd_down ;;
