@@ -18,7 +18,7 @@ require_up() {
 cmd_load() {
     require_up
     log "load: ${LOAD_SECONDS}s, $CONCURRENCY connections through HAProxy on $EDGE_PORT"
-    loadgen --duration "$LOAD_SECONDS" --json "$STATE_DIR/load.json"
+    loadgen --duration "$LOAD_SECONDS" --auth-reads 4 --json "$STATE_DIR/load.json"
 }
 
 # Seconds since the chaos run started.

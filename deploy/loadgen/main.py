@@ -42,6 +42,7 @@ def arguments():
     p.add_argument("--database-url", default=env("DATABASE_URL"))
     p.add_argument("--prometheus", default=env("PROMETHEUS_URL"))
     p.add_argument("--run", default=None, help="client_ref prefix (default: unique)")
+    p.add_argument("--auth-reads", type=int, default=0, help="sequential authenticated reads to time")
     p.add_argument("--timeout", type=float, default=10.0, help="seconds per request")
     p.add_argument("--timeline", action="store_true", help="print one line per second")
     p.add_argument("--json", help="write the report here too")
@@ -83,11 +84,19 @@ async def run(args):
 
     started_wall = time.time()
     users = [asyncio.create_task(user()) for _ in range(args.concurrency)]
-    probe_result = await probe()
+    async def auth_reads_probe():
+        if args.auth_reads <= 0:
+            return None
+        return await checks.auth_read_probe(
+            host, port, mint(f"{run_id}-auth-reader"), args.auth_reads, args.timeout
+        )
+
+    probe_result, auth_reads = await asyncio.gather(probe(), auth_reads_probe())
     await asyncio.gather(*users)
     report = stats.summary()
     report["run"] = run_id
     report["quota"] = {"policy": args.quota, **(probe_result or {"skipped": True})}
+    report["auth_reads"] = auth_reads
     report["orders"] = checks.order_check(args.database_url, run_id, work.orders)
     report["orders"]["replays_ok"] = work.replays["ok"]
     report["orders"]["replays_bad"] = work.replays["bad"]
@@ -117,6 +126,12 @@ def print_report(report, timeline):
             f"  quota {q['policy']!r} across replicas: {verdict}: {q['allowed']} of {q['requests']} "
             f"allowed in {q['seconds']} s (GCRA allows {q['expected_min']}..{q['expected_max']}), "
             f"{q['limited']} x 429, allowed by replica {q['allowed_by_replica']}, statuses {q['statuses']}"
+        )
+    if s.get("auth_reads"):
+        a = s["auth_reads"]
+        print(
+            f"  authenticated reads of one product (sequential): p50 {a['p50_ms']} ms, max {a['max_ms']} ms, "
+            f"{a['slow_over_1s']} of {a['reads']} over 1 s, statuses {a['statuses']}"
         )
     o = s["orders"]
     verdict = "EXACTLY ONCE" if o["exactly_once"] and not o["replays_bad"] else "FAILED"
