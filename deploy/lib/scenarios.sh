@@ -68,7 +68,10 @@ chaos_postgres() {
 expected_alerts() {
     local steps="$1" out=""
     [[ ",$steps," == *,replica,* ]] && out+="ShopReplicaDown,"
-    [[ ",$steps," == *,redis,* ]] && out+="TowerEdgeRedisErrors,"
+    # TowerEdgeRedisErrors needs the shop to count Redis failures
+    # (RedisBackendBuilder::metrics); the shop does not yet, so the Redis
+    # step expects the fail-open alert (the cache bypassing Redis).
+    [[ ",$steps," == *,redis,* ]] && out+="TowerEdgeFailOpenActive,"
     echo "${EXPECT_ALERTS:-${out%,}}"
 }
 

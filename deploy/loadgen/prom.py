@@ -47,13 +47,27 @@ def cache_results(base, seconds):
 
 
 def fired_since(base, start):
-    """{alertname: seconds after `start` when it was first firing}."""
+    """{alertname: (seconds after `start` when it began firing, or None
+    when it was already firing at `start`)}, from the ALERTS series
+    sampled every second: an alert counts as fired by the run only when it
+    was not firing at first and then was."""
     end = time.time()
     rows = query_range(base, 'ALERTS{alertstate="firing"}', start, end, step=1)
     fired = {}
     for row in rows:
         name = row["metric"].get("alertname", "?")
-        first = min(float(ts) for ts, _ in row["values"])
-        at = round(first - start, 1)
-        fired[name] = min(fired.get(name, at), at)
+        stamps = sorted(float(ts) for ts, _ in row["values"])
+        if stamps[0] - start < 1.5:
+            fired.setdefault(name, None)
+            # A later rising edge (a gap of more than a step) counts too.
+            for before, after in zip(stamps, stamps[1:]):
+                if after - before > 1.5:
+                    at = round(after - start, 1)
+                    if fired[name] is None or at < fired[name]:
+                        fired[name] = at
+                    break
+            continue
+        at = round(stamps[0] - start, 1)
+        if fired.get(name) is None or at < fired[name]:
+            fired[name] = at
     return fired
