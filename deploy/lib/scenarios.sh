@@ -119,24 +119,12 @@ cmd_chaos() {
 }
 
 # Raw read throughput through HAProxy with wrk (no checks): the figure to
-# compare between REPLICAS=1 and REPLICAS=3.
+# compare between REPLICAS=1 and REPLICAS=3. Anonymous reads, like the
+# load generator's (see deploy/loadgen/workload.py).
 cmd_bench() {
     require_up
     need wrk wrk
-    (
-        shop_env
-        python3 - "$STATE_DIR/tokens.txt" <<'PY'
-import os, sys
-sys.path.insert(0, os.path.join(os.environ["DEPLOY_HERE"], "loadgen"))
-import tokens
-from workload import SCOPES
-env = os.environ
-with open(sys.argv[1], "w") as out:
-    for i in range(2000):
-        out.write(tokens.mint(env["JWT_SECRET"], env["JWT_ISSUER"], env["JWT_AUDIENCE"], f"bench-{i}", SCOPES) + "\n")
-PY
-    )
-    log "wrk: ${LOAD_SECONDS}s, $CONCURRENCY connections, reads through HAProxy ($REPLICAS replicas)"
+    log "wrk: ${LOAD_SECONDS}s, $CONCURRENCY connections, anonymous reads through HAProxy ($REPLICAS replicas)"
     wrk -t2 -c"$CONCURRENCY" -d"${LOAD_SECONDS}s" -s "$HERE/wrk/reads.lua" \
-        "http://127.0.0.1:$EDGE_PORT" -- "$STATE_DIR/tokens.txt" "$PRODUCTS"
+        "http://127.0.0.1:$EDGE_PORT" -- "$PRODUCTS"
 }

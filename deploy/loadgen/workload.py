@@ -174,7 +174,13 @@ class Workload:
                 outcome["status"] = "error"
             await asyncio.sleep(min(0.05 * 2**attempt, 1.0) * (0.5 + self.rng.random()))
         if outcome["status"] == 201 and self.rng.random() < ORDER_REPLAY_SHARE:
-            r = await self.send(conn, "order_replay", "POST", "/orders", headers, body)
+            for attempt in range(3):
+                r = await self.send(conn, "order_replay", "POST", "/orders", headers, body)
+                # 409 + Retry-After: the first outcome is not recorded yet
+                # (draft-ietf-httpapi-idempotency-key-header-07 §2.6): wait.
+                if r is None or not (r.status == 409 and r.header("retry-after")):
+                    break
+                await asyncio.sleep(0.2 * (attempt + 1))
             if r is not None and r.status == 201 and _order_id(r.body) == outcome["id"]:
                 self.replays["ok"] += 1
             elif r is None or r.status in (429, 503):

@@ -1,10 +1,10 @@
--- wrk script: authenticated product reads through HAProxy, each request
--- from its own client address (X-Forwarded-For in 198.18.0.0/15, RFC 2544)
--- with a token from a file (one per line, minted by deploy/local.sh
--- bench), on products skewed towards low ids so the response cache has
--- hot entries.
+-- wrk script: anonymous product reads through HAProxy (the catalogue is
+-- public), each request from its own client address (X-Forwarded-For in
+-- 198.18.0.0/15, RFC 2544), on products skewed towards low ids so the
+-- response cache has hot entries. With a tokens file (one per line) the
+-- reads are authenticated instead.
 --
---   wrk -t2 -c32 -d20s -s deploy/wrk/reads.lua http://127.0.0.1:18080 -- TOKENS_FILE PRODUCTS
+--   wrk -t2 -c32 -d20s -s deploy/wrk/reads.lua http://127.0.0.1:18080 -- PRODUCTS [TOKENS_FILE]
 
 local tokens = {}
 local products = 200
@@ -16,22 +16,25 @@ function setup(thread)
 end
 
 function init(args)
-  local file = assert(io.open(args[1], "r"), "tokens file")
-  for line in file:lines() do
-    if #line > 0 then tokens[#tokens + 1] = line end
+  products = tonumber(args[1] or "200")
+  if args[2] then
+    local file = assert(io.open(args[2], "r"), "tokens file")
+    for line in file:lines() do
+      if #line > 0 then tokens[#tokens + 1] = line end
+    end
+    file:close()
   end
-  file:close()
-  products = tonumber(args[2] or "200")
   math.randomseed(os.time() + math.floor(os.clock() * 1e6))
 end
 
 function request()
   local id = 1 + math.floor(products * math.random() ^ 3)
   local ip = string.format("198.%d.%d.%d", 18 + math.random(0, 1), math.random(0, 255), math.random(1, 254))
-  return wrk.format("GET", "/products/" .. id, {
-    ["Authorization"] = "Bearer " .. tokens[math.random(#tokens)],
-    ["X-Forwarded-For"] = ip,
-  })
+  local headers = { ["X-Forwarded-For"] = ip }
+  if #tokens > 0 then
+    headers["Authorization"] = "Bearer " .. tokens[math.random(#tokens)]
+  end
+  return wrk.format("GET", "/products/" .. id, headers)
 end
 
 function response(status)
