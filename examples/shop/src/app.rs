@@ -28,7 +28,7 @@ use tower_edge::correlation::CorrelationIdLayer;
 use tower_edge::idempotency::IdempotencyLayerBuilder;
 use tower_edge::jwt_auth::{AuthMode, RequireScopeLayer};
 use tower_edge::rejection::Problem;
-use tower_edge::response_cache::{CacheAside, ResponseCacheHandle, ResponseCacheLayer};
+use tower_edge::response_cache::{ResponseCacheHandle, ResponseCacheLayer};
 use tracing::Instrument;
 
 use crate::common;
@@ -36,16 +36,8 @@ use crate::config::ShopConfig;
 use crate::db::Db;
 use crate::db::health::DbProbe;
 use crate::error::respond;
+pub use crate::state::AppState;
 use crate::{orders, products};
-
-/// What the handlers share. Cheap to clone.
-#[derive(Clone, Debug)]
-pub struct AppState {
-    /// The pools.
-    pub db: Db,
-    /// Cache-aside for product lookups, on the response cache's engine.
-    pub aside: CacheAside,
-}
 
 /// The built application.
 #[derive(Debug)]
@@ -92,7 +84,7 @@ pub fn build(config: &ShopConfig, db: Db) -> Result<App, ConfigError> {
     let cache = response_cache(config)?;
     let state = AppState {
         db: db.clone(),
-        aside: cache.cache_aside(),
+        aside: config.cache.then(|| cache.cache_aside()),
     };
     let handle = cache.handle();
     let stack = ServiceBuilder::new()
@@ -103,21 +95,20 @@ pub fn build(config: &ShopConfig, db: Db) -> Result<App, ConfigError> {
         .layer(common::auth_layer(edge, AuthMode::Optional)?)
         .layer(common::per_client(edge).peer_addr_with(peer_ip).build()?)
         .layer(common::overload::per_client(edge, peer_ip)?)
-        .layer(idempotency(config)?.peer_addr_with(peer_ip).build()?)
-        .layer(cache)
-        .layer(
-            CacheHeadersLayer::builder()
-                .rule(
-                    CacheRule::new(
-                        CacheControl::new()
-                            .public()
-                            .max_age(std::time::Duration::from_secs(60)),
-                    )
-                    .path_prefix("/products"),
-                )
-                .build()?,
+        .layer(idempotency(config)?.peer_addr_with(peer_ip).build()?);
+    // Innermost: the caches (a layer of their own, so `SHOP_CACHE=off` can
+    // leave the response cache out).
+    let headers = CacheHeadersLayer::builder()
+        .rule(
+            CacheRule::new(
+                CacheControl::new()
+                    .public()
+                    .max_age(std::time::Duration::from_secs(60)),
+            )
+            .path_prefix("/products"),
         )
-        .layer(common::response_cache::ProductCacheFieldsLayer);
+        .build()?;
+    let fields = common::response_cache::ProductCacheFieldsLayer;
 
     let scope = |name: &str| {
         RequireScopeLayer::builder()
@@ -143,8 +134,18 @@ pub fn build(config: &ShopConfig, db: Db) -> Result<App, ConfigError> {
         .method_not_allowed_fallback(|| async {
             respond(Problem::new(StatusCode::METHOD_NOT_ALLOWED))
         })
-        .with_state(state.clone())
-        .layer(stack);
+        .with_state(state.clone());
+    let router = if config.cache {
+        router.layer(
+            ServiceBuilder::new()
+                .layer(cache)
+                .layer(headers)
+                .layer(fields),
+        )
+    } else {
+        router.layer(ServiceBuilder::new().layer(headers).layer(fields))
+    };
+    let router = router.layer(stack);
     let router = match &config.replica_id {
         Some(id) => router.layer(axum::middleware::from_fn_with_state(
             ReplicaTag::new(id)?,

@@ -57,6 +57,10 @@ pub struct ShopConfig {
     /// [`DEFAULT_REDIS_PREFIX`]. Replicas of one shop share it; two shops
     /// on one Redis must not.
     pub redis_prefix: String,
+    /// `SHOP_CACHE`: `on` (default) or `off`. Off removes the response
+    /// cache and cache-aside, so every product read queries the database
+    /// (the baseline of the benchmarks).
+    pub cache: bool,
 }
 
 /// Default `REDIS_PREFIX`.
@@ -129,6 +133,11 @@ impl ShopConfig {
             admin_bind,
             replica_id: var("SHOP_REPLICA_ID"),
             redis_prefix: var("REDIS_PREFIX").unwrap_or_else(|| DEFAULT_REDIS_PREFIX.to_owned()),
+            cache: match var("SHOP_CACHE").as_deref() {
+                None | Some("on") => true,
+                Some("off") => false,
+                Some(other) => return Err(format!("SHOP_CACHE: on or off, not {other:?}").into()),
+            },
         };
         config.use_redis_prefix()?;
         Ok(config)
@@ -164,6 +173,7 @@ impl ShopConfig {
             admin_bind: SocketAddr::from(([127, 0, 0, 1], 0)),
             replica_id: None,
             redis_prefix: DEFAULT_REDIS_PREFIX.to_owned(),
+            cache: true,
         }
     }
 }

@@ -27,4 +27,5 @@ pub mod orders;
 pub mod products;
 pub mod query;
 pub mod server;
+pub mod state;
 pub mod telemetry;

@@ -12,9 +12,9 @@ use tokio_postgres::Row;
 use tower_edge::Subject;
 use tower_edge::response_cache::CACHE_GROUP_INVALIDATION;
 
-use crate::app::AppState;
 use crate::error::ApiError;
 use crate::query;
+use crate::state::AppState;
 
 /// The scope `POST /orders` needs.
 pub const WRITE_SCOPE: &str = "orders:write";

@@ -12,10 +12,10 @@ use serde::{Deserialize, Serialize};
 use tokio_postgres::Row;
 use tower_edge::cache_headers::{ETag, Preconditions, Representation};
 
-use crate::app::AppState;
 use crate::db::Db;
 use crate::error::ApiError;
 use crate::query;
+use crate::state::AppState;
 
 /// How long a product looked up by id stays in the cache-aside tier (a
 /// `PUT` or an order for it purges it at once, on every replica with
@@ -168,13 +168,17 @@ pub async fn get(
     Path(raw): Path<String>,
 ) -> Result<Response, ApiError> {
     let id = query::id(&raw, "product")?;
-    let group = format!("product-{id}");
-    let product = state
-        .aside
-        .get_or_load_in(&aside_key(id), ASIDE_TTL, &["products", &group], || {
-            load(&state.db, id)
-        })
-        .await?;
+    let product = match &state.aside {
+        Some(aside) => {
+            let group = format!("product-{id}");
+            aside
+                .get_or_load_in(&aside_key(id), ASIDE_TTL, &["products", &group], || {
+                    load(&state.db, id)
+                })
+                .await?
+        }
+        None => load(&state.db, id).await?,
+    };
     Ok(respond(&product))
 }
 

@@ -14,7 +14,7 @@ use tower::ServiceExt;
 
 use crate::app::{self, App};
 use crate::config::ShopConfig;
-use crate::db::{Db, metrics};
+use crate::db::Db;
 use crate::{admin, common, telemetry};
 
 /// Builds the application on `config`'s pools (metrics registered) and
@@ -48,7 +48,7 @@ pub async fn serve_db(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Box<dyn Error + Send + Sync>> {
     let registry = telemetry::install_metrics();
-    metrics::register_observers(&db);
+    db.register_metrics();
     let App {
         router, readiness, ..
     } = app::build(&config, db)?;

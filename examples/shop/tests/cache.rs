@@ -122,3 +122,29 @@ async fn if_none_match_on_the_version_tag() {
     assert_eq!(response.headers()["etag"], "\"1\"");
     shop.stop().await;
 }
+
+/// `SHOP_CACHE=off` (the benchmarks' baseline): no response cache, no
+/// cache-aside; every read is the database's current row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_cache_off_every_read_queries_the_database() {
+    let db = TestDb::create().await;
+    let mut settings = config(&db.url);
+    settings.cache = false;
+    let shop = Shop::start(settings).await;
+    seed(&shop.db, 1).await;
+    let client = db.client().await;
+    for price in [11, 12] {
+        client
+            .execute(
+                "UPDATE products SET price_cents = $1 WHERE id = 1",
+                &[&(price as i64)],
+            )
+            .await
+            .unwrap();
+        let response = shop.http.get(shop.url("/products/1")).send().await.unwrap();
+        assert!(!response.headers().contains_key("cache-status"));
+        let product: Value = response.json().await.unwrap();
+        assert_eq!(product["price_cents"], price);
+    }
+    shop.stop().await;
+}

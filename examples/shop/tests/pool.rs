@@ -107,3 +107,38 @@ async fn an_exhausted_pool_answers_503_with_retry_after() {
     assert_eq!(response.status(), StatusCode::OK);
     shop.stop().await;
 }
+
+/// `DB_IDLE_TIMEOUT_MS`: a connection left idle that long is closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_are_closed_after_the_idle_timeout() {
+    let db = TestDb::create().await;
+    let mut config = config(&db.url);
+    config.pool.idle_timeout = Duration::from_millis(300);
+    let shop = Shop::start(config).await;
+    seed(&shop.db, 1).await;
+    let response = shop
+        .http
+        .get(shop.url("/products?limit=1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let mut closed = false;
+    for _ in 0..100 {
+        if shop.db.primary().connections() == (0, 0) {
+            closed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(closed, "the idle connection was closed");
+    // The pool opens a new one when asked.
+    let response = shop
+        .http
+        .get(shop.url("/products?limit=2"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    shop.stop().await;
+}

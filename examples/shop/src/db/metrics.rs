@@ -15,15 +15,13 @@
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Counter, Histogram, Meter};
 
-use super::{Db, PoolName};
-
 /// The attribute naming the pool.
 pub const POOL_NAME: &str = "db.client.connection.pool.name";
 /// The attribute saying whether a connection is `idle` or `used`.
 pub const STATE: &str = "db.client.connection.state";
 
 /// The instruments a pool records into while it works (the observed ones
-/// are read from the pools by [`register_observers`]).
+/// are read from the pools by [`Db::register_metrics`](super::Db::register_metrics)).
 #[derive(Clone, Debug)]
 pub struct PoolInstruments {
     wait_time: Histogram<f64>,
@@ -63,70 +61,17 @@ impl PoolInstruments {
         }
     }
 
-    pub(super) fn wait_time(&self, pool: PoolName, seconds: f64) {
+    pub(super) fn wait_time(&self, pool: &'static str, seconds: f64) {
         self.wait_time
-            .record(seconds, &[KeyValue::new(POOL_NAME, pool.as_str())]);
+            .record(seconds, &[KeyValue::new(POOL_NAME, pool)]);
     }
 
-    pub(super) fn timeout(&self, pool: PoolName) {
-        self.timeouts
-            .add(1, &[KeyValue::new(POOL_NAME, pool.as_str())]);
+    pub(super) fn timeout(&self, pool: &'static str) {
+        self.timeouts.add(1, &[KeyValue::new(POOL_NAME, pool)]);
     }
 }
 
-/// Registers the observed instruments (`count`, `max`,
-/// `pending_requests`) of `db`'s pools on the global meter provider; they
-/// are read at each scrape.
-pub fn register_observers(db: &Db) {
-    let meter = meter();
-    let pools: Vec<_> = db.pools().cloned().collect();
-    let counted = pools.clone();
-    meter
-        .i64_observable_up_down_counter("db.client.connection.count")
-        .with_unit("{connection}")
-        .with_description(
-            "The number of connections that are currently in state described by the state attribute",
-        )
-        .with_callback(move |observer| {
-            for pool in &counted {
-                let (idle, used) = pool.connections();
-                let name = KeyValue::new(POOL_NAME, pool.name().as_str());
-                let idle_attrs = [name.clone(), KeyValue::new(STATE, "idle")];
-                observer.observe(to_i64(idle), &idle_attrs);
-                observer.observe(to_i64(used), &[name, KeyValue::new(STATE, "used")]);
-            }
-        })
-        .build();
-    let sized = pools.clone();
-    meter
-        .i64_observable_up_down_counter("db.client.connection.max")
-        .with_unit("{connection}")
-        .with_description("The maximum number of open connections allowed")
-        .with_callback(move |observer| {
-            for pool in &sized {
-                let max = pool.settings().max_connections;
-                observer.observe(
-                    to_i64(max),
-                    &[KeyValue::new(POOL_NAME, pool.name().as_str())],
-                );
-            }
-        })
-        .build();
-    meter
-        .i64_observable_up_down_counter("db.client.connection.pending_requests")
-        .with_unit("{request}")
-        .with_description("The number of current pending requests for an open connection")
-        .with_callback(move |observer| {
-            for pool in &pools {
-                observer.observe(
-                    to_i64(pool.pending()),
-                    &[KeyValue::new(POOL_NAME, pool.name().as_str())],
-                );
-            }
-        })
-        .build();
-}
-
-fn to_i64(n: usize) -> i64 {
+/// A count as an OTel integer.
+pub(super) fn to_i64(n: usize) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }

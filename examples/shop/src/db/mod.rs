@@ -13,6 +13,7 @@
 pub mod health;
 pub mod metrics;
 pub mod migrate;
+pub mod observe;
 pub mod pool;
 
 use std::fmt;
@@ -106,6 +107,14 @@ impl Db {
     /// Every pool, the primary first.
     pub fn pools(&self) -> impl Iterator<Item = &DbPool> {
         std::iter::once(&self.primary).chain(self.replica.as_ref())
+    }
+
+    /// Registers the pools' observed metrics (`db.client.connection.count`,
+    /// `.max`, `.pending_requests`) on the global meter provider; once per
+    /// `Db`.
+    pub fn register_metrics(&self) {
+        let pools: Vec<DbPool> = self.pools().cloned().collect();
+        observe::register(&pools);
     }
 
     /// A connection for a read: from the replica when there is one and it

@@ -147,11 +147,11 @@ impl DbPool {
         let result = self.pool.get().await;
         drop(waiting);
         self.instruments
-            .wait_time(self.name, start.elapsed().as_secs_f64());
+            .wait_time(self.name.as_str(), start.elapsed().as_secs_f64());
         match result {
             Ok(client) => Ok(client),
             Err(PoolError::Timeout(kind)) => {
-                self.instruments.timeout(self.name);
+                self.instruments.timeout(self.name.as_str());
                 Err(DbError::Unavailable(format!(
                     "{} pool: no connection within {} ms ({kind:?})",
                     self.name.as_str(),
