@@ -115,6 +115,7 @@
 
 mod id;
 mod propagate;
+pub(crate) mod span;
 
 use std::fmt;
 use std::future::Future;
@@ -153,6 +154,8 @@ struct Config {
     custom: Option<Arc<Predicate>>,
     generator: Arc<dyn MakeCorrelationId>,
     span: bool,
+    #[cfg(feature = "otel")]
+    span_to_otel: bool,
 }
 
 impl Config {
@@ -206,6 +209,8 @@ pub struct CorrelationIdLayerBuilder {
     custom: Option<Arc<Predicate>>,
     generator: Arc<dyn MakeCorrelationId>,
     span: bool,
+    #[cfg(feature = "otel")]
+    span_to_otel: bool,
 }
 
 impl fmt::Debug for CorrelationIdLayerBuilder {
@@ -273,6 +278,22 @@ impl CorrelationIdLayerBuilder {
         self
     }
 
+    /// Whether an [`OtelLayer`](crate::otel::OtelLayer) stacked inside
+    /// opens the `request` span, as a child of its server span (default
+    /// `true`; feature `otel`). Opened here, before the server span exists,
+    /// `tracing-opentelemetry` would export it as a trace of its own; opened
+    /// there, the span, the server span and every log line inside share one
+    /// trace. Without an OTel layer inside (none in the stack, or one that
+    /// is only called from a future), this layer opens the span itself
+    /// once the inner service's `call` has returned: then the lines that
+    /// the inner layers log synchronously in their `call` (before their
+    /// future is polled) miss the span. Turn this off in such a stack.
+    #[cfg(feature = "otel")]
+    pub fn span_to_otel(mut self, enabled: bool) -> Self {
+        self.span_to_otel = enabled;
+        self
+    }
+
     /// Checks the configuration and builds the layer.
     ///
     /// # Errors
@@ -296,6 +317,8 @@ impl CorrelationIdLayerBuilder {
                 custom: self.custom,
                 generator: self.generator,
                 span: self.span,
+                #[cfg(feature = "otel")]
+                span_to_otel: self.span_to_otel,
             }),
         })
     }
@@ -339,6 +362,8 @@ impl CorrelationIdLayer {
             custom: None,
             generator: Arc::new(UuidV7),
             span: true,
+            #[cfg(feature = "otel")]
+            span_to_otel: true,
         }
     }
 
@@ -414,25 +439,6 @@ where
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
         let config = &self.config;
         let (id, already_set) = config.resolve(&request);
-        let span = if config.span {
-            // ERROR level: a span is only entered when its level passes the
-            // subscriber's filter, and the ID must be on every log line
-            // under any level (`warn`, `info,tower_edge=warn`), not only
-            // under `info`. The ID and the path are `&str` fields: the
-            // subscriber gets them as strings (`fmt` quotes and escapes
-            // them, OpenTelemetry keeps them as string attributes); only
-            // the method uses Display, and a method is a token (RFC 9110
-            // §9.1; `http` refuses any other byte), so it cannot carry a
-            // line break or an escape.
-            tracing::error_span!(
-                "request",
-                correlation_id = id.as_str(),
-                method = %request.method(),
-                path = request.uri().path(),
-            )
-        } else {
-            Span::none()
-        };
         let headers = request.headers_mut();
         for alternative in &config.alternatives {
             headers.remove(alternative);
@@ -442,6 +448,15 @@ where
         }
         request.extensions_mut().insert(id.clone());
 
+        #[cfg(feature = "otel")]
+        if config.span && config.span_to_otel {
+            return self.call_deferred(request, id);
+        }
+        let span = if config.span {
+            span::request_span(&id, request.method(), request.uri().path())
+        } else {
+            Span::none()
+        };
         let inner = &mut self.inner;
         let mut id = Some(id);
         let future = {
@@ -453,6 +468,41 @@ where
             span,
             id,
             header: config.header.clone(),
+        }
+    }
+}
+
+#[cfg(feature = "otel")]
+impl<S> SetCorrelationId<S> {
+    /// Offers the `request` span to an OTel layer inside (see
+    /// [`span`](self::span)); opens it here if none took it during the
+    /// inner `call`.
+    fn call_deferred<ReqBody, ResBody>(
+        &mut self,
+        mut request: Request<ReqBody>,
+        id: CorrelationId,
+    ) -> ResponseFuture<S::Future>
+    where
+        S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    {
+        let handoff = span::SpanHandoff::new();
+        request.extensions_mut().insert(handoff.clone());
+        // Kept for the fallback span: both clones are cheap (a standard
+        // method is inline, a URI shares its bytes).
+        let (method, uri) = (request.method().clone(), request.uri().clone());
+        let mut slot = Some(id.clone());
+        let inner = &mut self.inner;
+        let future = id::enter(&mut slot, || inner.call(request));
+        let span = if handoff.close() {
+            span::request_span(&id, &method, uri.path())
+        } else {
+            Span::none()
+        };
+        ResponseFuture {
+            inner: future,
+            span,
+            id: slot,
+            header: self.config.header.clone(),
         }
     }
 }
