@@ -111,6 +111,16 @@ fn seed() -> Products {
 /// A configuration a layer refuses (a bad `TRUSTED_PROXIES` entry...),
 /// naming the field.
 pub fn app(config: &Config) -> Result<Router, ConfigError> {
+    app_with(config, Router::new())
+}
+
+/// [`app`] with `extra` routes behind the same stack (the tests add
+/// handlers that log and call out).
+///
+/// # Errors
+///
+/// As [`app`].
+pub fn app_with(config: &Config, extra: Router) -> Result<Router, ConfigError> {
     // The client IP comes from `ConnectInfo` (see `main`). With tower-edge's
     // `axum` feature this hook is built in.
     let peer_ip = |ext: &axum::http::Extensions| {
@@ -170,6 +180,7 @@ pub fn app(config: &Config) -> Result<Router, ConfigError> {
         .route("/me", get(me))
         .with_state(seed())
         .merge(orders_routes()?)
+        .merge(extra)
         .layer(stack))
 }
 
