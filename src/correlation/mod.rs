@@ -22,7 +22,13 @@
 //!   `tower_edge::correlation`: a filter that names only your own targets
 //!   (`RUST_LOG=my_app=info`) or turns `tower_edge` off disables it too;
 //!   add `tower_edge=error` to keep it. With `FmtSpan::NEW`/`CLOSE` span
-//!   events, it shows as an ERROR-level span;
+//!   events, it shows as an ERROR-level span. It declares `route` and
+//!   `subject` too, recorded when an inner layer learns them (the OTel
+//!   layer or the access log: the route template; the JWT layer: the
+//!   token's subject). With feature `otel`, an
+//!   [`OtelLayer`](crate::otel::OtelLayer) directly inside opens this span
+//!   as a child of its server span, so both are one trace (see
+//!   `CorrelationIdLayerBuilder::span_to_otel`);
 //! * available as [`CorrelationId::current`] while the request is handled,
 //!   which [`PropagateCorrelationIdLayer`] uses to stamp outgoing requests.
 //!
