@@ -27,12 +27,14 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use opentelemetry::KeyValue;
+use opentelemetry_sdk::logs::{InMemoryLogExporter, SdkLoggerProvider};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
 use serde_json::Value;
 use tower::{ServiceBuilder, ServiceExt};
 use tower_edge::correlation::PropagateCorrelationIdLayer;
 use tower_edge::rate_limit::Quota;
+use tracing_subscriber::layer::SubscriberExt;
 
 #[derive(Clone, Default)]
 struct Captured(Arc<Mutex<Vec<u8>>>);
@@ -50,6 +52,9 @@ impl Write for Captured {
 struct Telemetry {
     logs: Captured,
     spans: InMemorySpanExporter,
+    /// The OpenTelemetry log records (the example's OTLP bridge, exporting
+    /// to memory instead of OTLP).
+    records: InMemoryLogExporter,
 }
 
 /// The global subscriber and tracer provider, once per test binary, before
@@ -59,16 +64,28 @@ fn telemetry() -> &'static Telemetry {
     TELEMETRY.get_or_init(|| {
         let logs = Captured::default();
         let writer = logs.clone();
+        let records = InMemoryLogExporter::default();
+        let log_provider = SdkLoggerProvider::builder()
+            .with_simple_exporter(records.clone())
+            .build();
         let subscriber =
-            common::logging::json_subscriber(move || writer.clone(), "info,tower_edge=debug");
+            common::logging::json_subscriber(move || writer.clone(), "info,tower_edge=debug")
+                .with(common::logging::otel_bridge(&log_provider).unwrap());
         tracing::subscriber::set_global_default(subscriber).unwrap();
+        // Records are exported as they are emitted (simple processor); the
+        // provider lives as long as the process.
+        std::mem::forget(log_provider);
         let spans = InMemorySpanExporter::default();
         let provider = SdkTracerProvider::builder()
             .with_simple_exporter(spans.clone())
             .build();
         opentelemetry::global::set_tracer_provider(provider);
         opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
-        Telemetry { logs, spans }
+        Telemetry {
+            logs,
+            spans,
+            records,
+        }
     })
 }
 
@@ -245,6 +262,35 @@ async fn the_handler_line_the_access_line_the_server_span_and_the_next_hop_share
     assert!(
         access.get("tower_edge.layer").is_none(),
         "the handler answered"
+    );
+
+    // The same events as OpenTelemetry log records (what goes over OTLP),
+    // with the server span's trace context.
+    let records = telemetry().records.get_emitted_logs().unwrap();
+    let mine: Vec<_> = records
+        .iter()
+        .filter(|log| {
+            log.record
+                .trace_context()
+                .is_some_and(|cx| cx.span_id.to_string() == span_id)
+        })
+        .collect();
+    let body = |log: &&opentelemetry_sdk::logs::in_memory_exporter::LogDataWithResource| {
+        format!("{:?}", log.record.body())
+    };
+    assert!(
+        mine.iter()
+            .any(|log| body(log).contains("calling downstream")),
+        "{mine:#?}"
+    );
+    assert!(
+        mine.iter()
+            .any(|log| body(log).contains("request completed")),
+        "{mine:#?}"
+    );
+    assert!(
+        mine.iter()
+            .all(|log| log.record.trace_context().unwrap().trace_id.to_string() == TRACE)
     );
 
     // The outgoing call continues the trace, parented by the server span,

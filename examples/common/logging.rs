@@ -116,7 +116,10 @@ pub fn init() -> Result<Logging, Box<dyn std::error::Error + Send + Sync>> {
 
 /// A subscriber writing JSON lines to `writer`, filtered by `filter`
 /// (`RUST_LOG` syntax): for tests, which read the lines back.
-pub fn json_subscriber<W>(writer: W, filter: &str) -> impl Subscriber + Send + Sync + 'static
+pub fn json_subscriber<W>(
+    writer: W,
+    filter: &str,
+) -> impl Subscriber + for<'a> LookupSpan<'a> + Send + Sync + 'static
 where
     W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
 {
@@ -136,9 +139,8 @@ where
         .with_writer(writer)
 }
 
-/// Feature `otel`: the OTLP log bridge, when `OTEL_EXPORTER_OTLP_ENDPOINT`
-/// is set. The exporter's own crates (hyper, reqwest, opentelemetry) are
-/// kept out of it, so exporting a record never logs a record to export.
+/// Feature `otel`: the OTLP log bridge ([`otel_bridge`]), when
+/// `OTEL_EXPORTER_OTLP_ENDPOINT` is set.
 #[cfg(feature = "otel")]
 #[allow(clippy::type_complexity)]
 fn otlp_bridge<S>() -> Result<
@@ -160,19 +162,39 @@ where
     let provider = opentelemetry_sdk::logs::SdkLoggerProvider::builder()
         .with_batch_exporter(exporter)
         .build();
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info"))
-        .add_directive("hyper=off".parse()?)
-        .add_directive("h2=off".parse()?)
-        .add_directive("reqwest=off".parse()?)
-        .add_directive("tonic=off".parse()?)
-        .add_directive("opentelemetry=off".parse()?)
-        .add_directive("opentelemetry_sdk=off".parse()?)
-        .add_directive("opentelemetry_otlp=off".parse()?);
-    let bridge = opentelemetry_appender_tracing::layer::OpenTelemetryTracingBridge::new(&provider)
-        .with_filter(filter)
-        .boxed();
+    let bridge = otel_bridge(&provider)?.boxed();
     Ok((Some(bridge), Some(provider)))
+}
+
+/// Feature `otel`: a layer that hands every event (at `RUST_LOG`'s levels,
+/// default `info`) to `provider` as an OpenTelemetry log record, whose
+/// trace context is the span current when the event was logged (the
+/// request's server span). The crates that export (hyper, h2, reqwest,
+/// tonic, opentelemetry) are kept out, so exporting a record never logs a
+/// record to export.
+#[cfg(feature = "otel")]
+pub fn otel_bridge<S>(
+    provider: &opentelemetry_sdk::logs::SdkLoggerProvider,
+) -> Result<impl Layer<S> + Send + Sync + 'static, Box<dyn std::error::Error + Send + Sync>>
+where
+    S: Subscriber + for<'a> LookupSpan<'a> + Send + Sync,
+{
+    let mut filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    for exporter_crate in [
+        "hyper",
+        "h2",
+        "reqwest",
+        "tonic",
+        "opentelemetry",
+        "opentelemetry_sdk",
+        "opentelemetry_otlp",
+    ] {
+        filter = filter.add_directive(format!("{exporter_crate}=off").parse()?);
+    }
+    Ok(
+        opentelemetry_appender_tracing::layer::OpenTelemetryTracingBridge::new(provider)
+            .with_filter(filter),
+    )
 }
 
 /// The selected fields of a span ([`SPAN_FIELDS`]), kept in its extensions
