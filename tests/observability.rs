@@ -368,3 +368,44 @@ async fn a_claim_with_a_newline_cannot_split_a_log_line() {
         "a forged line appeared"
     );
 }
+
+#[tokio::test]
+async fn without_an_otel_layer_the_access_log_opens_the_request_span() {
+    use tower_edge::access_log::AccessLogLayer;
+    use tower_edge::correlation::CorrelationIdLayer;
+
+    telemetry();
+    // Correlation, access log, then a layer that learns the subject in its
+    // `call` (as the JWT layer does) and logs there, synchronously.
+    let service = ServiceBuilder::new()
+        .layer(CorrelationIdLayer::new())
+        .layer(AccessLogLayer::new())
+        .map_request(|request: Request<Empty<Bytes>>| {
+            tracing::Span::current().record("subject", "alice");
+            tracing::info!("learnt in call");
+            request
+        })
+        .service_fn(|_request: Request<Empty<Bytes>>| async {
+            tracing::info!("in the handler, no otel");
+            Ok::<_, std::convert::Infallible>(http::Response::new(Empty::<Bytes>::new()))
+        });
+    let request = Request::get("/plain")
+        .header("x-request-id", "obs-no-otel")
+        .body(Empty::new())
+        .unwrap();
+    let response = service.oneshot(request).await.unwrap();
+    response.into_body().collect().await.unwrap();
+
+    let lines = lines_of("obs-no-otel");
+    for message in [
+        "learnt in call",
+        "in the handler, no otel",
+        "request completed",
+    ] {
+        let line = lines
+            .iter()
+            .find(|line| line["message"] == message)
+            .unwrap_or_else(|| panic!("no line {message:?}: {lines:#?}"));
+        assert_eq!(line["subject"], "alice", "{line:?}");
+    }
+}

@@ -17,7 +17,7 @@
 //! | `http.response.body.size` | bytes of the body sent (data frames), as counted when the body ended |
 //! | `correlation_id` | the [`CorrelationId`] of the request (set by a [`CorrelationIdLayer`](crate::correlation::CorrelationIdLayer) outside) |
 //! | `trace_id`, `span_id` | the OpenTelemetry span current when the request entered (feature `otel`, an [`OtelLayer`](crate::otel::OtelLayer) outside): the server span |
-//! | `tower_edge.layer`, `tower_edge.reason`, `tower_edge.policy` | the [`Decision`] on the response: which layer answered (or observed) and why, and the rate-limit policy or overload partition |
+//! | `tower_edge.layer`, `tower_edge.reason`, `tower_edge.policy` | the [`Decision`](crate::decision::Decision) on the response: which layer answered (or observed) and why, and the rate-limit policy or overload partition |
 //! | `client.address` | the client IP as the rate limiter resolves it (see [`AccessLogLayerBuilder::client_ip_as`]) |
 //! | `body.error` | `true` when the response body failed |
 //!
@@ -25,7 +25,9 @@
 //! a format string, so any formatter escapes it: a client cannot forge a
 //! second line. The event is emitted inside the span that was current when
 //! the request entered (the correlation layer's `request` span, with its
-//! `correlation_id`, `route` and `subject`) and, with feature `otel`,
+//! `correlation_id`, `route` and `subject`; this layer opens that span
+//! itself when the correlation layer left it and no OTel layer outside took
+//! it, see `CorrelationIdLayerBuilder::span_to_otel`) and, with feature `otel`,
 //! with the server span as the current OpenTelemetry context, so a log
 //! bridge (`opentelemetry-appender-tracing`) gives the record its trace
 //! context.
@@ -76,8 +78,6 @@ pub use record::{AccessLogBody, ResponseFuture};
 
 use crate::config::ConfigError;
 use crate::correlation::CorrelationId;
-#[allow(unused_imports)] // the docs' link
-use crate::decision::Decision;
 
 type ClientIpFn = dyn Fn(&HeaderMap, &Extensions) -> Option<IpAddr> + Send + Sync;
 
@@ -243,12 +243,16 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+    fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
         let start = Instant::now();
+        // No OTel layer outside took the correlation layer's span: open it
+        // here, so the lines of the layers inside (and this one) carry it.
+        let opened = crate::correlation::span::open_handed_off(&mut request);
+        let span = opened.clone().unwrap_or_else(tracing::Span::current);
         let route = record::request_route(request.extensions());
         if let Some(route) = &route {
             // For the lines the handler logs under the `request` span.
-            tracing::Span::current().record("route", &**route);
+            span.record("route", &**route);
         }
         let entry = record::Entry {
             start,
@@ -260,11 +264,15 @@ where
                 .client_ip
                 .as_ref()
                 .and_then(|resolve| resolve(request.headers(), request.extensions())),
-            span: tracing::Span::current(),
+            span,
             #[cfg(feature = "otel")]
             otel_cx: opentelemetry::Context::current(),
         };
-        ResponseFuture::new(self.inner.call(request), entry)
+        let future = {
+            let _entered = opened.as_ref().map(tracing::Span::enter);
+            self.inner.call(request)
+        };
+        ResponseFuture::new(future, entry, opened.is_some())
     }
 }
 

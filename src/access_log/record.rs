@@ -169,6 +169,8 @@ pin_project! {
         #[pin]
         inner: F,
         entry: Option<Entry>,
+        // This layer opened the `request` span: entered for every poll.
+        enter_span: bool,
     }
 
     impl<F> PinnedDrop for ResponseFuture<F> {
@@ -182,10 +184,11 @@ pin_project! {
 }
 
 impl<F> ResponseFuture<F> {
-    pub(super) fn new(inner: F, entry: Entry) -> Self {
+    pub(super) fn new(inner: F, entry: Entry, enter_span: bool) -> Self {
         Self {
             inner,
             entry: Some(entry),
+            enter_span,
         }
     }
 }
@@ -207,7 +210,14 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let result = ready!(this.inner.poll(cx));
+        let result = {
+            let _entered = this
+                .entry
+                .as_ref()
+                .filter(|_| *this.enter_span)
+                .map(|entry| entry.span.enter());
+            ready!(this.inner.poll(cx))
+        };
         let entry = this.entry.take();
         let response = match result {
             Ok(response) => response,

@@ -287,13 +287,16 @@ impl CorrelationIdLayerBuilder {
     /// Whether an [`OtelLayer`](crate::otel::OtelLayer) stacked inside
     /// opens the `request` span, as a child of its server span (default
     /// `true`; feature `otel`). Opened here, before the server span exists,
-    /// `tracing-opentelemetry` would export it as a trace of its own; opened
-    /// there, the span, the server span and every log line inside share one
-    /// trace. Without an OTel layer inside (none in the stack, or one that
-    /// is only called from a future), this layer opens the span itself
-    /// once the inner service's `call` has returned: then the lines that
-    /// the inner layers log synchronously in their `call` (before their
-    /// future is polled) miss the span. Turn this off in such a stack.
+    /// `tracing-opentelemetry` would export it as a trace of its own when
+    /// the caller sent a `traceparent`; opened there, the span, the server
+    /// span and every log line inside share one trace. Without an OTel
+    /// layer, an [`AccessLogLayer`](crate::access_log::AccessLogLayer)
+    /// directly inside opens it; without either (or with one that is only
+    /// called from a future), this layer opens it itself once the inner
+    /// service's `call` has returned, so the lines the inner layers log
+    /// synchronously in their `call` miss the span (they still get the ID
+    /// from [`CorrelationId::current`] if the formatter reads it). Turn
+    /// this off in such a stack.
     #[cfg(feature = "otel")]
     pub fn span_to_otel(mut self, enabled: bool) -> Self {
         self.span_to_otel = enabled;

@@ -8,15 +8,16 @@
 //! the `request` span would start a trace of its own. So with feature
 //! `otel` the correlation layer puts a [`SpanHandoff`] in the request
 //! extensions; an OTel layer inside claims it and opens the span itself
-//! while the server span is current (a child of it, in its trace). When
-//! nobody claims it, the correlation layer opens the span as before.
+//! while the server span is current (a child of it, in its trace). Without
+//! one, the access log claims it. When nobody claims it during the inner
+//! `call`, the correlation layer opens the span itself.
 
 #[cfg(feature = "otel")]
 use std::sync::Arc;
 #[cfg(feature = "otel")]
 use std::sync::atomic::{AtomicU8, Ordering};
 
-use http::Method;
+use http::{Method, Request};
 use tracing::Span;
 
 use super::CorrelationId;
@@ -79,4 +80,23 @@ impl SpanHandoff {
             .compare_exchange(OPEN, CLOSED, Ordering::AcqRel, Ordering::Acquire)
             .is_ok()
     }
+}
+
+/// Opens the `request` span if the correlation layer outside left it in
+/// `request`'s extensions and nobody took it yet: the first tower-edge
+/// layer inside that can (the OTel layer, else the access log) opens it,
+/// while what it knows is current. `None` otherwise.
+#[cfg(feature = "otel")]
+pub(crate) fn open_handed_off<B>(request: &mut Request<B>) -> Option<Span> {
+    let handoff = request.extensions_mut().remove::<SpanHandoff>()?;
+    let id = request.extensions().get::<CorrelationId>()?;
+    handoff
+        .claim()
+        .then(|| request_span(id, request.method(), request.uri().path()))
+}
+
+/// Without feature `otel` nothing is handed off.
+#[cfg(not(feature = "otel"))]
+pub(crate) fn open_handed_off<B>(_request: &mut Request<B>) -> Option<Span> {
+    None
 }

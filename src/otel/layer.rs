@@ -25,7 +25,7 @@ use super::route::{self, MakeRoute, RequestHead};
 use super::semconv::{self, *};
 use crate::config::ConfigError;
 use crate::correlation::CorrelationId;
-use crate::correlation::span::{SpanHandoff, request_span};
+use crate::correlation::span::open_handed_off;
 use crate::rejection::is_grpc;
 
 /// What the [`OtelLayer`] does with the trace context a request brings.
@@ -416,16 +416,7 @@ where
 /// [`CorrelationIdLayer`](crate::correlation::CorrelationIdLayer) outside
 /// left it to this layer (see its `span_to_otel`); else a disabled span.
 fn correlation_request_span<B>(request: &mut Request<B>, route: Option<&route::Route>) -> Span {
-    let Some(handoff) = request.extensions_mut().remove::<SpanHandoff>() else {
-        return Span::none();
-    };
-    let Some(id) = request.extensions().get::<CorrelationId>() else {
-        return Span::none();
-    };
-    if !handoff.claim() {
-        return Span::none();
-    }
-    let span = request_span(id, request.method(), request.uri().path());
+    let span = open_handed_off(request).unwrap_or_else(Span::none);
     if let Some(route) = route {
         span.record("route", route.as_str());
     }
