@@ -200,3 +200,29 @@ async fn turned_off_the_correlation_span_is_its_own_trace_as_before() {
         mine[1].span_context.trace_id()
     );
 }
+
+#[tokio::test]
+async fn the_route_found_by_the_layer_is_in_the_request_for_the_layers_inside() {
+    use tower_edge::otel::{RequestHead, Route};
+    let otel = OtelLayer::builder()
+        .tracer_provider(&telemetry().provider)
+        .route_with(|_head: &RequestHead<'_>| Some(Route::from_static("/things/{id}")))
+        .build()
+        .unwrap();
+    let service =
+        ServiceBuilder::new()
+            .layer(otel)
+            .service_fn(|request: Request<Full<Bytes>>| async move {
+                let route = request.extensions().get::<Route>().map(Route::as_str);
+                Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(
+                    route.unwrap_or("none").to_owned(),
+                ))))
+            });
+    let request = Request::builder()
+        .uri("/things/7")
+        .body(Full::default())
+        .unwrap();
+    let response = service.oneshot(request).await.unwrap();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&body[..], b"/things/{id}");
+}

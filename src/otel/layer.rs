@@ -385,6 +385,12 @@ where
         };
         let protocol = semconv::protocol_version(request.version());
 
+        // The layers inside (the access log) see the route found here.
+        if let Some(route) = &route
+            && request.extensions().get::<route::Route>().is_none()
+        {
+            request.extensions_mut().insert(route.clone());
+        }
         let future;
         let request_span;
         {
