@@ -481,41 +481,6 @@ where
     }
 }
 
-#[cfg(feature = "otel")]
-impl<S> SetCorrelationId<S> {
-    /// Offers the `request` span to an OTel layer inside (see
-    /// [`span`](self::span)); opens it here if none took it during the
-    /// inner `call`.
-    fn call_deferred<ReqBody, ResBody>(
-        &mut self,
-        mut request: Request<ReqBody>,
-        id: CorrelationId,
-    ) -> ResponseFuture<S::Future>
-    where
-        S: Service<Request<ReqBody>, Response = Response<ResBody>>,
-    {
-        let handoff = span::SpanHandoff::new();
-        request.extensions_mut().insert(handoff.clone());
-        // Kept for the fallback span: both clones are cheap (a standard
-        // method is inline, a URI shares its bytes).
-        let (method, uri) = (request.method().clone(), request.uri().clone());
-        let mut slot = Some(id.clone());
-        let inner = &mut self.inner;
-        let future = id::enter(&mut slot, || inner.call(request));
-        let span = if handoff.close() {
-            span::request_span(&id, &method, uri.path())
-        } else {
-            Span::none()
-        };
-        ResponseFuture {
-            inner: future,
-            span,
-            id: slot,
-            header: self.config.header.clone(),
-        }
-    }
-}
-
 pin_project! {
     /// Response future of [`SetCorrelationId`].
     pub struct ResponseFuture<F> {

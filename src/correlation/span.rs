@@ -21,6 +21,12 @@ use http::{Method, Request};
 use tracing::Span;
 
 use super::CorrelationId;
+#[cfg(feature = "otel")]
+use super::{ResponseFuture, SetCorrelationId, id};
+#[cfg(feature = "otel")]
+use http::Response;
+#[cfg(feature = "otel")]
+use tower_service::Service;
 
 /// The `request` span: ERROR level so that no level filter drops it (a
 /// filtered-out span is not entered, and the lines under it would lose the
@@ -99,4 +105,39 @@ pub(crate) fn open_handed_off<B>(request: &mut Request<B>) -> Option<Span> {
 #[cfg(not(feature = "otel"))]
 pub(crate) fn open_handed_off<B>(_request: &mut Request<B>) -> Option<Span> {
     None
+}
+
+#[cfg(feature = "otel")]
+impl<S> SetCorrelationId<S> {
+    /// Offers the `request` span to an OTel layer inside (see
+    /// this module); opens it here if none took it during the
+    /// inner `call`.
+    pub(super) fn call_deferred<ReqBody, ResBody>(
+        &mut self,
+        mut request: Request<ReqBody>,
+        id: CorrelationId,
+    ) -> ResponseFuture<S::Future>
+    where
+        S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    {
+        let handoff = SpanHandoff::new();
+        request.extensions_mut().insert(handoff.clone());
+        // Kept for the fallback span: both clones are cheap (a standard
+        // method is inline, a URI shares its bytes).
+        let (method, uri) = (request.method().clone(), request.uri().clone());
+        let mut slot = Some(id.clone());
+        let inner = &mut self.inner;
+        let future = id::enter(&mut slot, || inner.call(request));
+        let span = if handoff.close() {
+            request_span(&id, &method, uri.path())
+        } else {
+            Span::none()
+        };
+        ResponseFuture {
+            inner: future,
+            span,
+            id: slot,
+            header: self.config.header.clone(),
+        }
+    }
 }
