@@ -18,7 +18,7 @@
 //!   a retry replays the first 201 (see `common::orders`); `GET /orders/{id}`.
 //!
 //! Layers, outermost first: correlation ID → OpenTelemetry (feature `otel`)
-//! → per-IP flood guard → JWT (optional mode: public routes work
+//! → access log (one line per request) → global shedding → per-IP flood guard → JWT (optional mode: public routes work
 //! anonymously) → per-client quota (by subject, else IP) → idempotency
 //! keys → cache headers.
 //!
@@ -39,7 +39,9 @@
 //! `JWT_SECRET`, `JWT_ISSUER`, `JWT_AUDIENCE`, `RATE_LIMIT` (e.g.
 //! `600/min burst 60`), `TRUSTED_PROXIES` (CIDRs, comma-separated),
 //! `MAX_CONNECTIONS`, `HEADER_READ_TIMEOUT_MS`,
-//! `OTEL_EXPORTER_OTLP_ENDPOINT` (with `--features otel`), `RUST_LOG`.
+//! `OTEL_EXPORTER_OTLP_ENDPOINT` (with `--features otel`: spans, metrics
+//! and logs over OTLP/HTTP), `RUST_LOG`, `LOG_FORMAT` (`json` for JSON
+//! lines; see `common::logging`).
 
 #[path = "common/mod.rs"]
 pub mod common;
@@ -61,6 +63,7 @@ use serde::{Deserialize, Serialize};
 use tower::{ServiceBuilder, ServiceExt};
 use tower_edge::ConfigError;
 use tower_edge::Subject;
+use tower_edge::access_log::AccessLogLayer;
 use tower_edge::cache_headers::{
     CacheControl, CacheHeadersLayer, CacheRule, ETag, Preconditions, Representation,
 };
@@ -108,21 +111,36 @@ fn seed() -> Products {
 /// A configuration a layer refuses (a bad `TRUSTED_PROXIES` entry...),
 /// naming the field.
 pub fn app(config: &Config) -> Result<Router, ConfigError> {
+    app_with(config, Router::new())
+}
+
+/// [`app`] with `extra` routes behind the same stack (the tests add
+/// handlers that log and call out).
+///
+/// # Errors
+///
+/// As [`app`].
+pub fn app_with(config: &Config, extra: Router) -> Result<Router, ConfigError> {
     // The client IP comes from `ConnectInfo` (see `main`). With tower-edge's
     // `axum` feature this hook is built in.
     let peer_ip = |ext: &axum::http::Extensions| {
         ext.get::<ConnectInfo<SocketAddr>>()
             .map(|ConnectInfo(addr)| addr.ip())
     };
+    let flood_guard = common::flood_guard(config)
+        .peer_addr_with(peer_ip)
+        .build()?;
     let stack = ServiceBuilder::new()
         .layer(CorrelationIdLayer::new())
         .layer(otel_layer()?)
-        .layer(common::overload::global_shedding(config)?)
+        // One line per request, with the client IP the flood guard keys by.
         .layer(
-            common::flood_guard(config)
-                .peer_addr_with(peer_ip)
+            AccessLogLayer::builder()
+                .client_ip_as(&flood_guard)
                 .build()?,
         )
+        .layer(common::overload::global_shedding(config)?)
+        .layer(flood_guard)
         .layer(common::auth_layer(config, AuthMode::Optional)?)
         .layer(common::per_client(config).peer_addr_with(peer_ip).build()?)
         .layer(common::overload::per_client(config, peer_ip)?)
@@ -162,6 +180,7 @@ pub fn app(config: &Config) -> Result<Router, ConfigError> {
         .route("/me", get(me))
         .with_state(seed())
         .merge(orders_routes()?)
+        .merge(extra)
         .layer(stack))
 }
 
@@ -409,11 +428,8 @@ impl Telemetry {
 #[allow(dead_code)] // unused when the example is compiled into its test
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+    // JSON lines with `LOG_FORMAT=json`; logs over OTLP too with `otel`.
+    let _logging = common::logging::init().map_err(|e| e.to_string())?;
 
     let config = Config::from_env("127.0.0.1:3000")?;
     #[cfg(feature = "otel")]

@@ -46,6 +46,7 @@ use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use tower::{BoxError, Service, ServiceBuilder, ServiceExt};
+use tower_edge::access_log::AccessLogLayer;
 use tower_edge::cache_headers::{
     CacheControl, CacheHeadersLayer, CacheRule, ETag, Preconditions, Representation,
 };
@@ -313,10 +314,17 @@ pub fn app(
 > {
     let products = seed();
     let orders = common::orders::Orders::default();
+    let flood_guard = common::flood_guard(config).build()?;
     Ok(ServiceBuilder::new()
         .layer(CorrelationIdLayer::new())
+        // One line per request, with the client IP the flood guard keys by.
+        .layer(
+            AccessLogLayer::builder()
+                .client_ip_as(&flood_guard)
+                .build()?,
+        )
         .layer(common::overload::global_shedding(config)?)
-        .layer(common::flood_guard(config).build()?)
+        .layer(flood_guard)
         .layer(common::auth_layer(config, AuthMode::Optional)?)
         .layer(common::per_client(config).build()?)
         // The peer is the `PeerAddr` that `serve` inserts.
@@ -367,11 +375,8 @@ pub async fn serve(
 #[allow(dead_code)] // unused when the example is compiled into its test
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+    // JSON lines with `LOG_FORMAT=json`; logs over OTLP too with `otel`.
+    let _logging = common::logging::init().map_err(|e| e.to_string())?;
     let config = Config::from_env("127.0.0.1:3001")?;
     let listener = tokio::net::TcpListener::bind(config.bind).await?;
     let addr = listener.local_addr()?;

@@ -51,6 +51,7 @@ use tonic::transport::server::TcpConnectInfo;
 use tonic::{Request, Response, Status};
 use tower::ServiceBuilder;
 use tower_edge::Subject;
+use tower_edge::access_log::AccessLogLayer;
 use tower_edge::correlation::{CorrelationId, CorrelationIdLayer};
 use tower_edge::idempotency::Route;
 use tower_edge::jwt_auth::{AuthMode, RequireScopeLayer};
@@ -134,14 +135,19 @@ pub async fn serve(
         .build_v1()?;
 
     // Every RPC, outermost first: correlation ID, per-IP flood guard.
+    let flood_guard = common::flood_guard(&config)
+        .peer_addr_with(peer_ip)
+        .build()?;
     let everyone = ServiceBuilder::new()
         .layer(CorrelationIdLayer::new())
-        .layer(common::overload::global_shedding(&config)?)
+        // One line per call, with the client IP the flood guard keys by.
         .layer(
-            common::flood_guard(&config)
-                .peer_addr_with(peer_ip)
+            AccessLogLayer::builder()
+                .client_ip_as(&flood_guard)
                 .build()?,
-        );
+        )
+        .layer(common::overload::global_shedding(&config)?)
+        .layer(flood_guard);
 
     // The Greeter only: a token, the per-subject quota, the scope.
     let greeter = ServiceBuilder::new()
@@ -191,11 +197,8 @@ pub async fn serve(
 #[allow(dead_code)] // unused when the example is compiled into its test
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+    // JSON lines with `LOG_FORMAT=json`; logs over OTLP too with `otel`.
+    let _logging = common::logging::init()?;
     let config = Config::from_env("127.0.0.1:50051").map_err(|e| e.to_string())?;
     let listener = tokio::net::TcpListener::bind(config.bind).await?;
     let addr = listener.local_addr()?;

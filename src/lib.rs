@@ -121,6 +121,9 @@
     clippy::all
 )]
 
+#[cfg(feature = "correlation-id")]
+#[cfg_attr(docsrs, doc(cfg(feature = "correlation-id")))]
+pub mod access_log;
 pub mod body;
 pub mod config;
 pub mod decision;

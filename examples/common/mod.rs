@@ -6,6 +6,7 @@
 //! and [`rate_limit_store`] (where buckets live) — are the places to plug
 //! a JWKS key source or a Redis store.
 
+pub mod logging;
 pub mod orders;
 pub mod response_cache;
 

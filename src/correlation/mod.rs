@@ -22,7 +22,13 @@
 //!   `tower_edge::correlation`: a filter that names only your own targets
 //!   (`RUST_LOG=my_app=info`) or turns `tower_edge` off disables it too;
 //!   add `tower_edge=error` to keep it. With `FmtSpan::NEW`/`CLOSE` span
-//!   events, it shows as an ERROR-level span;
+//!   events, it shows as an ERROR-level span. It declares `route` and
+//!   `subject` too, recorded when an inner layer learns them (the OTel
+//!   layer or the access log: the route template; the JWT layer: the
+//!   token's subject). With feature `otel`, an
+//!   [`OtelLayer`](crate::otel::OtelLayer) directly inside opens this span
+//!   as a child of its server span, so both are one trace (see
+//!   `CorrelationIdLayerBuilder::span_to_otel`);
 //! * available as [`CorrelationId::current`] while the request is handled,
 //!   which [`PropagateCorrelationIdLayer`] uses to stamp outgoing requests.
 //!
@@ -115,6 +121,7 @@
 
 mod id;
 mod propagate;
+pub(crate) mod span;
 
 use std::fmt;
 use std::future::Future;
@@ -153,6 +160,8 @@ struct Config {
     custom: Option<Arc<Predicate>>,
     generator: Arc<dyn MakeCorrelationId>,
     span: bool,
+    #[cfg(feature = "otel")]
+    span_to_otel: bool,
 }
 
 impl Config {
@@ -206,6 +215,8 @@ pub struct CorrelationIdLayerBuilder {
     custom: Option<Arc<Predicate>>,
     generator: Arc<dyn MakeCorrelationId>,
     span: bool,
+    #[cfg(feature = "otel")]
+    span_to_otel: bool,
 }
 
 impl fmt::Debug for CorrelationIdLayerBuilder {
@@ -273,6 +284,25 @@ impl CorrelationIdLayerBuilder {
         self
     }
 
+    /// Whether an [`OtelLayer`](crate::otel::OtelLayer) stacked inside
+    /// opens the `request` span, as a child of its server span (default
+    /// `true`; feature `otel`). Opened here, before the server span exists,
+    /// `tracing-opentelemetry` would export it as a trace of its own when
+    /// the caller sent a `traceparent`; opened there, the span, the server
+    /// span and every log line inside share one trace. Without an OTel
+    /// layer, an [`AccessLogLayer`](crate::access_log::AccessLogLayer)
+    /// directly inside opens it; without either (or with one that is only
+    /// called from a future), this layer opens it itself once the inner
+    /// service's `call` has returned, so the lines the inner layers log
+    /// synchronously in their `call` miss the span (they still get the ID
+    /// from [`CorrelationId::current`] if the formatter reads it). Turn
+    /// this off in such a stack.
+    #[cfg(feature = "otel")]
+    pub fn span_to_otel(mut self, enabled: bool) -> Self {
+        self.span_to_otel = enabled;
+        self
+    }
+
     /// Checks the configuration and builds the layer.
     ///
     /// # Errors
@@ -296,6 +326,8 @@ impl CorrelationIdLayerBuilder {
                 custom: self.custom,
                 generator: self.generator,
                 span: self.span,
+                #[cfg(feature = "otel")]
+                span_to_otel: self.span_to_otel,
             }),
         })
     }
@@ -339,6 +371,8 @@ impl CorrelationIdLayer {
             custom: None,
             generator: Arc::new(UuidV7),
             span: true,
+            #[cfg(feature = "otel")]
+            span_to_otel: true,
         }
     }
 
@@ -414,25 +448,6 @@ where
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
         let config = &self.config;
         let (id, already_set) = config.resolve(&request);
-        let span = if config.span {
-            // ERROR level: a span is only entered when its level passes the
-            // subscriber's filter, and the ID must be on every log line
-            // under any level (`warn`, `info,tower_edge=warn`), not only
-            // under `info`. The ID and the path are `&str` fields: the
-            // subscriber gets them as strings (`fmt` quotes and escapes
-            // them, OpenTelemetry keeps them as string attributes); only
-            // the method uses Display, and a method is a token (RFC 9110
-            // §9.1; `http` refuses any other byte), so it cannot carry a
-            // line break or an escape.
-            tracing::error_span!(
-                "request",
-                correlation_id = id.as_str(),
-                method = %request.method(),
-                path = request.uri().path(),
-            )
-        } else {
-            Span::none()
-        };
         let headers = request.headers_mut();
         for alternative in &config.alternatives {
             headers.remove(alternative);
@@ -442,6 +457,15 @@ where
         }
         request.extensions_mut().insert(id.clone());
 
+        #[cfg(feature = "otel")]
+        if config.span && config.span_to_otel {
+            return self.call_deferred(request, id);
+        }
+        let span = if config.span {
+            span::request_span(&id, request.method(), request.uri().path())
+        } else {
+            Span::none()
+        };
         let inner = &mut self.inner;
         let mut id = Some(id);
         let future = {

@@ -252,6 +252,11 @@ impl<T: DeserializeOwned + Send + Sync + 'static> Shared<T> {
         extensions.insert(authenticated.claims.clone());
         extensions.insert(authenticated.scopes.clone());
         if let Some(subject) = &authenticated.subject {
+            // On the correlation layer's `request` span (which declares
+            // `subject`), so every later line of the request says who made
+            // it; a no-op under any other span. A claim is untrusted: a
+            // `&str` field, escaped by formatters, never a format string.
+            tracing::Span::current().record("subject", subject.as_str());
             extensions.insert(subject.clone());
         } else {
             // For the `Subject` extractor: 401 `invalid_token` (the token

@@ -16,6 +16,7 @@ use opentelemetry::trace::{
 use opentelemetry::{Context as OtelContext, KeyValue};
 use tower_layer::Layer;
 use tower_service::Service;
+use tracing::Span;
 
 use super::metrics::{EdgeMetrics, HttpInstruments, scope};
 use super::propagation::Propagation;
@@ -24,6 +25,7 @@ use super::route::{self, MakeRoute, RequestHead};
 use super::semconv::{self, *};
 use crate::config::ConfigError;
 use crate::correlation::CorrelationId;
+use crate::correlation::span::open_handed_off;
 use crate::rejection::is_grpc;
 
 /// What the [`OtelLayer`] does with the trace context a request brings.
@@ -314,7 +316,7 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+    fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
         let start = Instant::now();
         let shared = &*self.shared;
         let (method, span_method) = semconv::method(request.method());
@@ -383,10 +385,22 @@ where
         };
         let protocol = semconv::protocol_version(request.version());
 
-        let future = {
+        // The layers inside (the access log) see the route found here.
+        if let Some(route) = &route
+            && request.extensions().get::<route::Route>().is_none()
+        {
+            request.extensions_mut().insert(route.clone());
+        }
+        let future;
+        let request_span;
+        {
             let _attached = otel_cx.clone().attach();
-            self.inner.call(request)
-        };
+            // Opened while the server span is the current context:
+            // tracing-opentelemetry makes it a child of the server span.
+            request_span = correlation_request_span(&mut request, route.as_ref());
+            let _entered = request_span.enter();
+            future = self.inner.call(request);
+        }
         ResponseFuture::new(
             future,
             State {
@@ -398,9 +412,21 @@ where
                 rpc_method,
                 protocol,
                 active,
+                request_span,
             },
         )
     }
+}
+
+/// The correlation layer's `request` span, when a
+/// [`CorrelationIdLayer`](crate::correlation::CorrelationIdLayer) outside
+/// left it to this layer (see its `span_to_otel`); else a disabled span.
+fn correlation_request_span<B>(request: &mut Request<B>, route: Option<&route::Route>) -> Span {
+    let span = open_handed_off(request).unwrap_or_else(Span::none);
+    if let Some(route) = route {
+        span.record("route", route.as_str());
+    }
+    span
 }
 
 /// Attributes only worth their allocations when the span records.

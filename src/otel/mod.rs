@@ -88,13 +88,26 @@
 //! with context activation, its default) parents a new `tracing` span on
 //! that context, so the spans of your handlers and of `#[instrument]` are
 //! children of the server span, in its trace: one tree. No dependency on
-//! `tracing-opentelemetry` is needed for this. What is *not* bridged: the
-//! correlation layer's own `request` span is opened outside this layer, so
-//! `tracing-opentelemetry` exports it as a separate one-span trace; the
-//! correlation ID is an attribute of the server span anyway. Turn that span
-//! off with `CorrelationIdLayer::builder().span(false)` if it bothers you
-//! (log lines then lose the `correlation_id` field unless another span
-//! carries it).
+//! `tracing-opentelemetry` is needed for this.
+//!
+//! The correlation layer's `request` span (the one that puts
+//! `correlation_id` on every log line) is opened *by this layer* when a
+//! [`CorrelationIdLayer`](crate::correlation::CorrelationIdLayer) runs
+//! outside it (the recommended order): the correlation layer leaves it in
+//! the request extensions, and this layer opens it once the server span is
+//! current, so `tracing-opentelemetry` exports it as a child of the server
+//! span, in the same trace, whether or not the caller sent a
+//! `traceparent`. It is entered for every poll of the inner service and of
+//! the response body, and gets the `route` field when the route is known.
+//! See `CorrelationIdLayerBuilder::span_to_otel` to turn it off.
+//!
+//! A log line written inside the handler therefore carries the server
+//! span's trace ID (and, without `tracing-opentelemetry`, its span ID; with
+//! it, the `request` span's, a child of it): formatters read
+//! `opentelemetry::Context::current()` or `tracing-opentelemetry`'s span
+//! data, and `opentelemetry-appender-tracing` gives log records the current
+//! context. See the README's "Observability" section and
+//! `examples/common/logging.rs`.
 //!
 //! # Providers
 //!

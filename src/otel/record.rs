@@ -61,6 +61,9 @@ pub(super) struct State {
     pub(super) rpc_method: Option<Option<String>>,
     pub(super) protocol: Option<&'static str>,
     pub(super) active: ActiveRequest,
+    /// The correlation layer's `request` span when this layer opened it
+    /// (a child of the server span); else a disabled span.
+    pub(super) request_span: tracing::Span,
 }
 
 impl State {
@@ -77,6 +80,7 @@ impl State {
                 span.update_name(format!("{} {late}", self.span_method));
             }
             span.set_attribute(KeyValue::new(HTTP_ROUTE, late.to_value()));
+            self.request_span.record("route", late.as_str());
             self.route = Some(late.clone());
         }
         let span = self.otel_cx.span();
@@ -340,10 +344,12 @@ impl<B: http_body::Body> http_body::Body for OtelBody<B> {
     ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
         let mut this = self.project();
         // Streaming handlers produce the body here: keep the span current.
-        let attached = this
-            .completion
-            .as_ref()
-            .map(|c| c.state.otel_cx.clone().attach());
+        let attached = this.completion.as_ref().map(|c| {
+            let attached = c.state.otel_cx.clone().attach();
+            // Exited before the context is detached (tuple fields drop
+            // in order).
+            (c.state.request_span.enter(), attached)
+        });
         let frame = ready!(this.inner.as_mut().poll_frame(cx));
         drop(attached);
         if let Some(completion) = this.completion.as_mut() {
@@ -436,6 +442,7 @@ where
             // inner service runs, for outgoing propagation and for
             // tracing-opentelemetry.
             let _attached = state.otel_cx.clone().attach();
+            let _entered = state.request_span.enter();
             ready!(this.inner.poll(cx))
         };
         let state = this.state.0.take();

@@ -21,6 +21,9 @@ use opentelemetry::Value;
 /// 4. a `Route` in the **response** extensions, so a handler or an inner
 ///    layer can name the route after routing (the span is renamed then).
 ///
+/// The route found from 2 or 3 is put in the request extensions as a
+/// `Route`, for the layers inside (the access log's `http.route`).
+///
 /// When none is found the span is named after the method alone (`GET`): the
 /// raw path is never used, so path parameters cannot explode the number of
 /// span names or metric series.

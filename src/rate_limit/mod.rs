@@ -408,6 +408,15 @@ pub struct LimitRateLayer {
 }
 
 impl LimitRateLayer {
+    /// How this limiter finds the client IP: the access log reports the
+    /// address this limiter keyed the request by.
+    #[cfg(feature = "correlation-id")]
+    pub(crate) fn client_ip_config(&self) -> &client_ip::ClientIpConfig {
+        &self.config.ip
+    }
+}
+
+impl LimitRateLayer {
     /// One policy named `default`: `quota` per client IP (the TCP peer),
     /// in memory.
     ///
