@@ -223,7 +223,12 @@ impl Config {
             use tower_edge::rate_limit::redis::{RedisFallback, RedisStore};
             // Never connects here: a Redis that is down at start-up is
             // treated like one that fails later (local buckets meanwhile).
-            let backend = tower_edge::redis::RedisBackend::new(url.as_str())?;
+            let backend = tower_edge::redis::RedisBackend::builder(url.as_str());
+            // Redis failures counted as `tower_edge.rate_limit.store.errors`
+            // (the deploy's `TowerEdgeRedisErrors` alert reads it).
+            #[cfg(feature = "otel")]
+            let backend = backend.metrics(tower_edge::otel::EdgeMetrics::global());
+            let backend = backend.build()?;
             let store = RedisStore::with_backend(backend.clone())
                 .key_prefix("tower-edge-example:rl")
                 .fallback(RedisFallback::Memory)

@@ -37,9 +37,14 @@ async fn livez() -> Response {
     ([NO_STORE], Json(serde_json::json!({ "status": "live" }))).into_response()
 }
 
-/// 200 when the primary (and Redis, when configured) answer within
-/// [`PROBE_TIMEOUT`], 503 otherwise; each check says what it found. The
-/// replica is reported, not required: reads fall back to the primary.
+/// 200 when the primary answers within [`PROBE_TIMEOUT`], 503 otherwise;
+/// each check says what it found. The read replica is reported, not
+/// required: reads fall back to the primary. Redis is reported, not
+/// required either: every replica shares it, so a Redis outage would take
+/// all of them out of the load balancer at once, while each layer has its
+/// own answer to it (rate limits in memory, orders refused with 503 and
+/// `Retry-After`, the response cache bypassed); the `redis` check then
+/// reads the error and `status` says `degraded`.
 async fn readyz(State(state): State<AdminState>) -> Response {
     let readiness = &state.readiness;
     let primary = readiness.primary.check();
@@ -56,7 +61,9 @@ async fn readyz(State(state): State<AdminState>) -> Response {
         }
     };
     let (primary, replica, redis) = tokio::join!(primary, replica, redis);
-    let ready = primary.is_ok() && redis.as_ref().is_none_or(Result::is_ok);
+    let ready = primary.is_ok();
+    let degraded =
+        redis.as_ref().is_some_and(Result::is_err) || replica.as_ref().is_some_and(Result::is_err);
     let show = |r: &Result<(), String>| match r {
         Ok(()) => "ok".to_owned(),
         Err(e) => e.clone(),
@@ -71,6 +78,8 @@ async fn readyz(State(state): State<AdminState>) -> Response {
     }
     if !ready {
         tracing::warn!(?checks, "not ready");
+    } else if degraded {
+        tracing::warn!(?checks, "ready, degraded");
     }
     let status = if ready {
         StatusCode::OK
@@ -78,7 +87,11 @@ async fn readyz(State(state): State<AdminState>) -> Response {
         StatusCode::SERVICE_UNAVAILABLE
     };
     let body = serde_json::json!({
-        "status": if ready { "ready" } else { "not ready" },
+        "status": match (ready, degraded) {
+            (false, _) => "not ready",
+            (true, true) => "degraded",
+            (true, false) => "ready",
+        },
         "checks": checks,
     });
     (status, [NO_STORE], Json(body)).into_response()

@@ -185,9 +185,12 @@ fn response_cache(config: &ShopConfig) -> Result<ResponseCacheLayer, ConfigError
 
 /// `POST /orders` needs an `Idempotency-Key` (the examples' rule), kept in
 /// Redis under `REDIS_PREFIX:idem` with `REDIS_URL`, so a retry reaching
-/// another replica is still replayed.
+/// another replica is still replayed. When Redis fails, orders are
+/// refused (503 with `Retry-After`) rather than run without the key: a
+/// retry meanwhile would place a second order.
 fn idempotency(config: &ShopConfig) -> Result<IdempotencyLayerBuilder, ConfigError> {
-    let builder = common::orders::idempotency(&config.edge, &[])?;
+    let builder = common::orders::idempotency(&config.edge, &[])?
+        .on_store_error(tower_edge::idempotency::OnStoreError::Reject);
     Ok(match &config.edge.redis_backend {
         Some(backend) => builder.store(
             tower_edge::idempotency::RedisStore::with_backend(backend.clone())

@@ -42,7 +42,7 @@ fn flag<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
 }
 
 async fn serve() -> Result<(), BoxError> {
-    shop::telemetry::init_logging();
+    let _telemetry = shop::telemetry::init_logging()?;
     // Before the pools and layers take their instruments from it.
     shop::telemetry::install_metrics();
     let config = ShopConfig::from_env().map_err(|e| e.to_string())?;

@@ -8,7 +8,13 @@
 //! exporter (dots to underscores, unit suffixes, `_total` on counters).
 //! The same provider could as well push OTLP.
 //!
-//! Logs: `tracing-subscriber`'s text format, JSON with `LOG_FORMAT=json`.
+//! Traces: the OTel SDK's tracer provider (W3C trace context in and out),
+//! exporting over OTLP when `OTEL_EXPORTER_OTLP_ENDPOINT` is set; without
+//! it spans are still made, so every log line carries its trace ID.
+//!
+//! Logs: the examples' `common::logging` (shared with them): text for a
+//! person, JSON lines with `LOG_FORMAT=json` (correlation ID, trace and
+//! span IDs, route, subject), and over OTLP with the endpoint set.
 
 use std::sync::OnceLock;
 
@@ -56,20 +62,49 @@ pub fn render(registry: &prometheus::Registry) -> String {
     String::from_utf8(buffer).unwrap_or_default()
 }
 
-/// Installs the log subscriber: `RUST_LOG` filters (default `info`),
-/// `LOG_FORMAT=json` for one JSON object per line.
-pub fn init_logging() {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    let json = std::env::var("LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    if json {
-        builder
-            .json()
-            .with_current_span(true)
-            .with_span_list(true)
-            .init();
-    } else {
-        builder.init();
+/// What [`init_logging`] installed: flushes spans and logs when dropped.
+#[must_use = "dropping it stops exporting spans and logs"]
+pub struct Telemetry {
+    tracer: opentelemetry_sdk::trace::SdkTracerProvider,
+    _logging: crate::common::logging::Logging,
+}
+
+impl Drop for Telemetry {
+    fn drop(&mut self) {
+        if let Err(err) = self.tracer.shutdown() {
+            eprintln!("tracer provider shutdown: {err}");
+        }
     }
+}
+
+/// Installs the tracer provider and the W3C trace-context propagator,
+/// then the log subscriber (`RUST_LOG` filters, default `info`;
+/// `LOG_FORMAT=json` for one JSON object per line; OTLP with
+/// `OTEL_EXPORTER_OTLP_ENDPOINT`).
+///
+/// # Errors
+///
+/// When an OTLP exporter cannot be built or a subscriber is installed
+/// already.
+pub fn init_logging() -> Result<Telemetry, Box<dyn std::error::Error + Send + Sync>> {
+    use opentelemetry_sdk::propagation::TraceContextPropagator;
+    use opentelemetry_sdk::trace::SdkTracerProvider;
+    let resource = Resource::builder()
+        .with_service_name("tower-edge-shop")
+        .build();
+    let mut tracer = SdkTracerProvider::builder().with_resource(resource);
+    if std::env::var_os("OTEL_EXPORTER_OTLP_ENDPOINT").is_some() {
+        let spans = opentelemetry_otlp::SpanExporter::builder()
+            .with_http()
+            .build()?;
+        tracer = tracer.with_batch_exporter(spans);
+    }
+    let tracer = tracer.build();
+    opentelemetry::global::set_tracer_provider(tracer.clone());
+    opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+    let logging = crate::common::logging::init()?;
+    Ok(Telemetry {
+        tracer,
+        _logging: logging,
+    })
 }

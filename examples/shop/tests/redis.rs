@@ -125,3 +125,65 @@ async fn two_replicas_share_idempotency_and_purges_through_redis() {
     a.stop().await;
     b.stop().await;
 }
+
+// Redis unreachable: the shop stays ready (`degraded`: every replica
+// shares Redis, so failing readiness would empty the load balancer), reads
+// are served (rate limits in memory, the response cache bypassed), and an
+// order is refused with 503 and `Retry-After` rather than placed without
+// its idempotency key (a retry meanwhile would place it twice). Nothing
+// is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_down_orders_fail_closed_reads_served_readiness_degraded() {
+    let db = TestDb::create().await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port(); // free once the listener drops: nothing answers there
+    let mut config = config(&db.url);
+    config.edge.redis_backend = Some(
+        tower_edge::redis::RedisBackend::builder(format!("redis://127.0.0.1:{port}"))
+            .timeout(Duration::from_millis(200))
+            .build()
+            .expect("a Redis URL"),
+    );
+    config.redis_prefix = "shop-test-down".to_owned();
+    config.use_redis_prefix().expect("a valid prefix");
+    let shop = Shop::start(config).await;
+    seed(&shop.db, 1).await;
+
+    let ready = shop
+        .http
+        .get(format!("{}/readyz", shop.admin))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), StatusCode::OK);
+    let ready: Value = ready.json().await.unwrap();
+    assert_eq!(ready["status"], "degraded", "{ready}");
+    assert_ne!(ready["checks"]["redis"], "ok", "{ready}");
+
+    let read = shop.http.get(shop.url("/products/1")).send().await.unwrap();
+    assert_eq!(read.status(), StatusCode::OK);
+
+    let alice = token("alice", "orders:write");
+    let order = shop
+        .http
+        .post(shop.url("/orders"))
+        .bearer_auth(&alice)
+        .header("idempotency-key", "\"redis-down\"")
+        .json(&json!({"product_id": 1, "quantity": 1, "client_ref": "down"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(order.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(order.headers().contains_key("retry-after"));
+    let placed = db
+        .client()
+        .await
+        .query_one("SELECT count(*) FROM orders", &[])
+        .await
+        .unwrap()
+        .get::<_, i64>(0);
+    assert_eq!(placed, 0, "no order placed without its key");
+}
