@@ -7,7 +7,10 @@
 //! to keep the 1 KiB entry (`max_memory_bytes` = `max_entry_bytes` = 1100
 //! bytes, while the entry with its key and headers weighs more), so each
 //! lookup goes to Redis (`HGETALL` + `TIME`, one round trip), decodes the
-//! entry and answers it. One backend, one multiplexed connection, a
+//! entry and answers it. Each of the requests in flight reads a key of
+//! its own (`/products/<n>`, filled first): requests for one key at once
+//! would wait for each other's lookup in the process (one fill per key)
+//! rather than each read Redis. One backend, one multiplexed connection, a
 //! current-thread runtime (as the other benches).
 //!
 //! ```text
@@ -27,7 +30,11 @@ use tower_edge::response_cache::ResponseCacheLayer;
 #[path = "common/mod.rs"]
 mod common;
 
-const PATH: &str = "/products/1";
+const KEYS: usize = 64;
+
+fn path(n: usize) -> String {
+    format!("/products/{n}")
+}
 
 fn redis_url() -> String {
     std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
@@ -87,21 +94,23 @@ fn main() {
         HeaderValue::from_static("application/json"),
     );
     let service = layer.layer(common::fixed_handler(headers, common::json_body(1024)));
-    // The fill, then hits once its background store has landed in Redis.
+    // The fills, then hits once their background stores landed in Redis.
     let mut first = String::new();
-    for _ in 0..100 {
-        let response = runtime
-            .block_on(service.clone().oneshot(common::get(PATH, &[])))
-            .unwrap();
-        first = response.headers()["cache-status"]
-            .to_str()
-            .unwrap()
-            .to_owned();
-        runtime.block_on(response.into_body().collect()).unwrap();
-        if first.contains("hit") {
-            break;
+    for n in 0..KEYS {
+        for _ in 0..100 {
+            let response = runtime
+                .block_on(service.clone().oneshot(common::get(&path(n), &[])))
+                .unwrap();
+            first = response.headers()["cache-status"]
+                .to_str()
+                .unwrap()
+                .to_owned();
+            runtime.block_on(response.into_body().collect()).unwrap();
+            if first.contains("hit") {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
         }
-        std::thread::sleep(Duration::from_millis(20));
     }
     assert!(
         first.contains("hit") && first.contains("redis"),
@@ -126,8 +135,9 @@ fn main() {
         let start = Instant::now();
         runtime.block_on(async {
             let mut tasks = tokio::task::JoinSet::new();
-            for _ in 0..inflight {
+            for n in 0..inflight {
                 let mut service = service.clone();
+                let path = path(n);
                 let done = Arc::clone(&done);
                 tasks.spawn(async move {
                     while start.elapsed() < measure {
@@ -135,7 +145,7 @@ fn main() {
                             .ready()
                             .await
                             .unwrap()
-                            .call(common::get(PATH, &[]))
+                            .call(common::get(&path, &[]))
                             .await
                             .unwrap();
                         let status = &response.headers()["cache-status"];
