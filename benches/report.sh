@@ -72,7 +72,10 @@ run() {
 # into ic[<case>].
 icount() {
   local name="$1"; shift
-  run "$name" bash "$here/icount.sh" "$@" || return 0
+  local features="$ICOUNT_FEATURES"
+  # The peers crate has none of tower-edge's features.
+  [[ "$1" == --peers ]] && features=""
+  run "$name" env ICOUNT_FEATURES="$features" bash "$here/icount.sh" "$@" || return 0
   while read -r case n; do
     ic[$case]="$n"
   done < <(awk 'NR > 1 && NF == 2 && $2 ~ /^[0-9]+$/' "$out/$name.log")
@@ -168,7 +171,8 @@ if [[ "${SKIP_REDIS:-}" != 1 ]]; then
 fi
 
 # ---------------------------------------------------------------- the table
-v() { awk -v k="$2" '$1 == k { print $3; exit }' "$out/$1.log" 2>/dev/null; }
+# v <log name> <key>: a value of e2e.sh's last lines ("e2e <key> <value>").
+v() { awk -v k="$2" '$1 == "e2e" && $2 == k { print $3; exit }' "$out/$1.log" 2>/dev/null; }
 row "correlation, valid incoming ID, overhead, instr. (vs tower-http SetRequestId+PropagateRequestId)" \
   "$(over "${ic[$cg/tower_edge/valid_incoming]:-}" "${ic[$cg/bare/valid_incoming]:-}")" \
   "$(over "${ic[$cg/tower_http/valid_incoming]:-}" "${ic[$cg/bare/valid_incoming]:-}")" "<= 1.05"
