@@ -133,6 +133,7 @@ if [[ -n "${rps[full]:-}" && -n "${rps[peers]:-}" ]]; then
     of = 1 / rf - 1 / rb; op = 1 / rp - 1 / rb
     printf "full/peers: throughput %.3f (goal >= 1.2), overhead over bare %.3f (wall clock)\n", rf / rp, of / op
     printf "e2e bare_rps %.0f\ne2e full_rps %.0f\ne2e peers_rps %.0f\n", rb / n, rf / n, rp / n
+    printf "e2e full_overhead_us %.3f\ne2e peers_overhead_us %.3f\n", of * n * 1e6, op * n * 1e6
     printf "e2e full_over_peers_throughput %.3f\ne2e full_over_peers_overhead %.3f\n", rf / rp, of / op
   }'
 fi
