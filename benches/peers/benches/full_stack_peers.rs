@@ -58,7 +58,14 @@ fn stacks(c: &mut Criterion) {
         request,
         &stacked,
     );
-    common::bench_service(&mut group, &runtime, id("peers"), peers_router, request, &stacked);
+    common::bench_service(
+        &mut group,
+        &runtime,
+        id("peers"),
+        peers_router,
+        request,
+        &stacked,
+    );
     group.finish();
 }
 

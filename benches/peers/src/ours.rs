@@ -43,10 +43,7 @@ fn layers() -> (LimitRateLayer, JwtAuthLayer, LimitRateLayer) {
         .build()
         .expect("valid per-client limit");
     let auth = JwtAuthLayer::builder()
-        .key(
-            VerificationKey::hmac(Algorithm::HS256, crate::SECRET.as_bytes())
-                .expect("valid key"),
-        )
+        .key(VerificationKey::hmac(Algorithm::HS256, crate::SECRET.as_bytes()).expect("valid key"))
         .mode(AuthMode::Optional)
         .build()
         .expect("valid auth");
@@ -88,4 +85,3 @@ pub fn some_layers(mut router: Router, names: &[String]) -> Router {
     }
     router
 }
-

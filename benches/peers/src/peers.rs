@@ -29,8 +29,8 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use http::header::{ETAG, IF_NONE_MATCH, WWW_AUTHENTICATE};
 use http::{HeaderValue, StatusCode};
-use jwt_authorizer::{Authorizer, JwtAuthorizer, RegisteredClaims};
 use jsonwebtoken9::TokenData;
+use jwt_authorizer::{Authorizer, JwtAuthorizer, RegisteredClaims};
 use tower::ServiceBuilder;
 use tower_governor::GovernorLayer;
 use tower_governor::errors::GovernorError;
@@ -38,7 +38,6 @@ use tower_governor::governor::GovernorConfigBuilder;
 use tower_governor::key_extractor::{KeyExtractor, PeerIpKeyExtractor};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
-
 
 /// The largest body the ETag step buffers (the same 1 MiB cap a user would
 /// pick; larger bodies are answered 500 here, never seen by the bench).
@@ -116,9 +115,10 @@ async fn etag(request: Request, next: Next) -> Response {
     let tag = format!("\"{:016x}\"", xxhash_rust::xxh3::xxh3_64(&bytes));
     let tag = HeaderValue::from_str(&tag).expect("hex in quotes is a valid header value");
     let matches = if_none_match.is_some_and(|value| {
-        value
-            .to_str()
-            .is_ok_and(|list| list.split(',').any(|t| t.trim().trim_start_matches("W/") == tag))
+        value.to_str().is_ok_and(|list| {
+            list.split(',')
+                .any(|t| t.trim().trim_start_matches("W/") == tag)
+        })
     });
     if matches {
         let mut not_modified = Response::new(Body::empty());
@@ -158,7 +158,10 @@ pub async fn peers_stack(router: Router) -> Router {
             .layer(TraceLayer::new_for_http())
             .layer(PropagateRequestIdLayer::x_request_id())
             .layer(GovernorLayer::new(flood_guard))
-            .layer(middleware::from_fn_with_state(Arc::new(auth), optional_auth))
+            .layer(middleware::from_fn_with_state(
+                Arc::new(auth),
+                optional_auth,
+            ))
             .layer(GovernorLayer::new(per_client))
             .layer(middleware::from_fn(etag)),
     )

@@ -47,7 +47,9 @@ fn parse_args() -> Result<(Stack, SocketAddr), String> {
                     Some("peers") => Stack::Peers,
                     Some(list) => {
                         let names: Vec<String> = list.split(',').map(str::to_owned).collect();
-                        if let Some(bad) = names.iter().find(|n| !ours::LAYERS.contains(&n.as_str())) {
+                        if let Some(bad) =
+                            names.iter().find(|n| !ours::LAYERS.contains(&n.as_str()))
+                        {
                             return Err(format!(
                                 "--stack: unknown layer {bad:?} (layers: {})",
                                 ours::LAYERS.join(", ")
@@ -55,7 +57,9 @@ fn parse_args() -> Result<(Stack, SocketAddr), String> {
                         }
                         Stack::Only(names)
                     }
-                    None => return Err("--stack takes bare, full, peers or a list of layers".into()),
+                    None => {
+                        return Err("--stack takes bare, full, peers or a list of layers".into());
+                    }
                 })
             }
             "--addr" => {
