@@ -56,7 +56,7 @@ fn stacks(c: &mut Criterion) {
         id("tower_edge"),
         ours::full_stack(app()),
         request,
-        &stacked,
+        stacked,
     );
     common::bench_service(
         &mut group,
@@ -64,7 +64,7 @@ fn stacks(c: &mut Criterion) {
         id("peers"),
         peers_router,
         request,
-        &stacked,
+        stacked,
     );
     group.finish();
 }
