@@ -72,7 +72,7 @@ impl Status {
     /// The member, `name` first (a valid Token, checked at build).
     ///
     /// Rendered on the stack (every hit renders one): a name too long for
-    /// the buffer takes [`render_long`](Self::render_long).
+    /// the buffer takes `render_long`.
     pub(crate) fn render(&self, name: &str) -> HeaderValue {
         let mut out = Member {
             bytes: [0; MEMBER_CAP],
@@ -103,7 +103,7 @@ impl Status {
             .expect("tokens and integers are valid field values")
     }
 
-    /// [`render`](Self::render) through a `String`, for any length.
+    /// `render` through a `String`, for any length.
     fn render_long(&self, name: &str) -> HeaderValue {
         let mut out = String::with_capacity(name.len() + 64);
         out.push_str(name);
