@@ -70,8 +70,42 @@ impl Status {
     }
 
     /// The member, `name` first (a valid Token, checked at build).
+    ///
+    /// Rendered on the stack (every hit renders one): a name too long for
+    /// the buffer takes `render_long`.
     pub(crate) fn render(&self, name: &str) -> HeaderValue {
-        let mut out = String::with_capacity(64);
+        let mut out = Member {
+            bytes: [0; MEMBER_CAP],
+            len: 0,
+        };
+        if !out.push(name.as_bytes()) {
+            return self.render_long(name);
+        }
+        let fits = (!self.hit || out.push(b"; hit"))
+            && self
+                .fwd
+                .is_none_or(|fwd| out.push(b"; fwd=") && out.push(fwd.as_str().as_bytes()))
+            && self
+                .fwd_status
+                .is_none_or(|status| out.push(b"; fwd-status=") && out.push_int(status.into()))
+            && self
+                .ttl
+                .is_none_or(|ttl| out.push(b"; ttl=") && out.push_int(ttl))
+            && (!self.stored || out.push(b"; stored"))
+            && (!self.collapsed || out.push(b"; collapsed"))
+            && self
+                .detail
+                .is_none_or(|detail| out.push(b"; detail=") && out.push(detail.as_bytes()));
+        if !fits {
+            return self.render_long(name);
+        }
+        HeaderValue::from_bytes(&out.bytes[..out.len])
+            .expect("tokens and integers are valid field values")
+    }
+
+    /// `render` through a `String`, for any length.
+    fn render_long(&self, name: &str) -> HeaderValue {
+        let mut out = String::with_capacity(name.len() + 64);
         out.push_str(name);
         if self.hit {
             out.push_str("; hit");
@@ -100,6 +134,45 @@ impl Status {
     }
 }
 
+/// The bytes of a member rendered on the stack.
+const MEMBER_CAP: usize = 192;
+
+/// A `Cache-Status` member being rendered on the stack.
+struct Member {
+    bytes: [u8; MEMBER_CAP],
+    len: usize,
+}
+
+impl Member {
+    /// Appends `more`; false when it does not fit.
+    #[inline]
+    fn push(&mut self, more: &[u8]) -> bool {
+        let Some(dest) = self.bytes.get_mut(self.len..self.len + more.len()) else {
+            return false;
+        };
+        dest.copy_from_slice(more);
+        self.len += more.len();
+        true
+    }
+
+    /// Appends `value` in decimal (an RFC 9651 Integer, §3.3.1).
+    #[inline]
+    fn push_int(&mut self, value: i64) -> bool {
+        let mut digits = [0u8; 20];
+        let mut at = digits.len();
+        let mut rest = value.unsigned_abs();
+        loop {
+            at -= 1;
+            digits[at] = b'0' + (rest % 10) as u8;
+            rest /= 10;
+            if rest == 0 {
+                break;
+            }
+        }
+        (value >= 0 || self.push(b"-")) && self.push(&digits[at..])
+    }
+}
+
 /// Whether `name` is an RFC 9651 Token (§3.3.4), as RFC 9211 §2 wants the
 /// cache's identifier.
 pub(crate) fn is_token(name: &str) -> bool {
@@ -109,4 +182,60 @@ pub(crate) fn is_token(name: &str) -> bool {
     };
     (first.is_ascii_alphabetic() || first == b'*')
         && bytes.all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~:/".contains(&b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The stack rendering and the `String` one agree on every parameter
+    /// (RFC 9211 §2: `hit`, `fwd`, `fwd-status`, `ttl` — negative when
+    /// stale, §2.4 —, `stored`, `collapsed`, `detail`).
+    #[test]
+    fn stack_render_matches_the_string_render() {
+        let statuses = [
+            Status::hit(30),
+            Status::hit(0),
+            Status::hit(-7),
+            Status::hit(i64::MIN),
+            Status::hit(i64::MAX),
+            Status {
+                fwd: Some(Fwd::VaryMiss),
+                fwd_status: Some(200),
+                stored: true,
+                collapsed: true,
+                detail: Some("stale-while-revalidate"),
+                ..Status::default()
+            },
+            Status::forward(Fwd::Bypass),
+            Status::default(),
+        ];
+        for status in statuses {
+            assert_eq!(
+                status.render("tower-edge"),
+                status.render_long("tower-edge"),
+                "{status:?}"
+            );
+        }
+        assert_eq!(
+            Status::hit(-7).render("tower-edge"),
+            "tower-edge; hit; ttl=-7"
+        );
+    }
+
+    /// A cache name too long for the stack buffer still renders whole.
+    #[test]
+    fn long_names_fall_back() {
+        let name = "c".repeat(MEMBER_CAP + 10);
+        let status = Status::hit(12);
+        assert_eq!(
+            status.render(&name).to_str().unwrap(),
+            format!("{name}; hit; ttl=12")
+        );
+        let near = "c".repeat(MEMBER_CAP - 8);
+        assert_eq!(
+            status.render(&near).to_str().unwrap(),
+            format!("{near}; hit; ttl=12")
+        );
+    }
 }
