@@ -68,10 +68,10 @@ chaos_postgres() {
 expected_alerts() {
     local steps="$1" out=""
     [[ ",$steps," == *,replica,* ]] && out+="ShopReplicaDown,"
-    # TowerEdgeRedisErrors needs the shop to count Redis failures
-    # (RedisBackendBuilder::metrics); the shop does not yet, so the Redis
-    # step expects the fail-open alert (the cache bypassing Redis).
-    [[ ",$steps," == *,redis,* ]] && out+="TowerEdgeFailOpenActive,"
+    # The shop counts Redis failures (RedisBackendBuilder::metrics). The
+    # fail-open alert is not expected: a loaded run may have it firing
+    # before the step already (a Redis call timing out now and then).
+    [[ ",$steps," == *,redis,* ]] && out+="TowerEdgeRedisErrors,"
     echo "${EXPECT_ALERTS:-${out%,}}"
 }
 
