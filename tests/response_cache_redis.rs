@@ -161,11 +161,14 @@ async fn a_group_purge_on_one_replica_is_seen_by_the_other() {
         from_redis.contains("hit") && from_redis.contains("redis"),
         "{from_redis}"
     );
-    let (_, from_memory, _) = send(&mut b, "GET", "/products/1").await;
-    assert!(
-        from_memory.contains("hit") && !from_memory.contains("redis"),
-        "{from_memory}"
-    );
+    // B's purge subscription, opened by its first request, clears its
+    // memory tier once when it starts (a purge may have been missed
+    // before): on a loaded machine that can come after the entry was
+    // kept, and B reads Redis once more. (CI saw it on 2026-12-03.)
+    eventually(&mut b, "/products/1", |s| {
+        s.contains("hit") && !s.contains("redis")
+    })
+    .await;
     assert_eq!(calls.load(Ordering::SeqCst), 1);
     // A's PUT invalidates the group: B's memory entry goes.
     send(&mut a, "PUT", "/products/1").await;
