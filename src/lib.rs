@@ -125,6 +125,8 @@
 #[cfg_attr(docsrs, doc(cfg(feature = "correlation-id")))]
 pub mod access_log;
 pub mod body;
+#[cfg(any(feature = "correlation-id", feature = "overload"))]
+mod body_end;
 pub mod config;
 pub mod decision;
 pub(crate) mod principal;

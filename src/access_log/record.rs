@@ -14,6 +14,7 @@ use bytes::Buf;
 use http::{Extensions, Method, Response, StatusCode};
 use pin_project_lite::pin_project;
 
+use crate::body_end::{BodyEnd, OnBodyEnd, body_end_wrapper};
 use crate::correlation::CorrelationId;
 use crate::decision::Decision;
 
@@ -102,67 +103,45 @@ impl Drop for Line {
     }
 }
 
+impl OnBodyEnd for Line {
+    fn frame<D: Buf, E>(&mut self, frame: &Result<http_body::Frame<D>, E>) {
+        match frame {
+            Ok(frame) => {
+                if let Some(data) = frame.data_ref() {
+                    self.bytes = self.bytes.saturating_add(data.remaining() as u64);
+                }
+            }
+            Err(_) => self.body_failed = true,
+        }
+    }
+}
+
 pin_project! {
     /// Response body of [`AccessLog`](super::AccessLog): the inner body,
     /// unchanged, its data frames counted. The access-log line is written
     /// when it ends or is dropped.
     pub struct AccessLogBody<B> {
         #[pin]
-        inner: B,
-        line: Option<Line>,
+        inner: BodyEnd<B, Line>,
     }
 }
 
 impl<B> AccessLogBody<B> {
     /// Unwraps the inner body; the line is written now.
     pub fn into_inner(self) -> B {
-        self.inner
+        self.inner.into_inner()
     }
 }
 
 impl<B> fmt::Debug for AccessLogBody<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AccessLogBody")
-            .field("finished", &self.line.is_none())
+            .field("finished", &self.inner.is_finished())
             .finish_non_exhaustive()
     }
 }
 
-impl<B: http_body::Body> http_body::Body for AccessLogBody<B> {
-    type Data = B::Data;
-    type Error = B::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
-        let mut this = self.project();
-        let frame = ready!(this.inner.as_mut().poll_frame(cx));
-        if let Some(line) = this.line.as_mut() {
-            match &frame {
-                Some(Ok(frame)) => {
-                    if let Some(data) = frame.data_ref() {
-                        line.bytes = line.bytes.saturating_add(data.remaining() as u64);
-                    }
-                }
-                Some(Err(_)) => line.body_failed = true,
-                None => {}
-            }
-        }
-        if !matches!(frame, Some(Ok(_))) || this.inner.is_end_stream() {
-            this.line.take();
-        }
-        Poll::Ready(frame)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.inner.size_hint()
-    }
-}
+body_end_wrapper!(AccessLogBody<B> where B: http_body::Body);
 
 pin_project! {
     /// Response future of [`AccessLog`](super::AccessLog).
@@ -251,13 +230,10 @@ where
                     body_failed: false,
                 }
             });
-            let mut body = AccessLogBody { inner, line };
             // An empty body (a 304, a rejection without a body) may never
-            // be polled: its line is written now.
-            if body.inner.is_end_stream() {
-                body.line.take();
-            }
-            Response::from_parts(parts, body)
+            // be polled: `BodyEnd` writes its line at once.
+            let inner = BodyEnd::new(inner, line).finish_if_empty();
+            Response::from_parts(parts, AccessLogBody { inner })
         }))
     }
 }

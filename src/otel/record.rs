@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Instant;
 
+use bytes::Buf;
 use http::{Response, StatusCode};
 use opentelemetry::trace::{Status, TraceContextExt};
 use opentelemetry::{Context as OtelContext, KeyValue, StringValue};
@@ -22,6 +23,7 @@ use super::metrics::{
 };
 use super::route::Route;
 use super::semconv::{self, *};
+use crate::body_end::{BodyEnd, OnBodyEnd, body_end_wrapper};
 use crate::decision::{Decision, EdgeLayer, Reason};
 
 /// The instruments a request records into, shared by every request of a
@@ -308,76 +310,60 @@ impl Drop for Completion {
     }
 }
 
+impl OnBodyEnd for Completion {
+    fn frame<D: Buf, E>(&mut self, frame: &Result<http_body::Frame<D>, E>) {
+        match frame {
+            Ok(frame) => {
+                if let Some(trailers) = frame.trailers_ref() {
+                    self.trailers(trailers);
+                }
+            }
+            Err(_) => self.body_failed(std::any::type_name::<E>()),
+        }
+    }
+
+    // Streaming handlers produce the body while it is polled: keep the
+    // span current.
+    fn polling(&self) -> impl Sized + '_ {
+        let attached = self.state.otel_cx.clone().attach();
+        // Exited before the context is detached (tuple fields drop in
+        // order).
+        (self.state.request_span.enter(), attached)
+    }
+}
+
 pin_project! {
     /// Response body of [`TraceAndMeter`]: the inner body, unchanged. The
     /// server span ends and the duration is recorded when it reaches its
     /// end (reading gRPC trailers on the way) or is dropped.
     pub struct OtelBody<B> {
         #[pin]
-        inner: B,
-        completion: Option<Completion>,
+        inner: BodyEnd<B, Completion>,
     }
 }
 
 impl<B> OtelBody<B> {
+    fn new(inner: B, completion: Option<Completion>) -> Self {
+        Self {
+            inner: BodyEnd::new(inner, completion),
+        }
+    }
+
     /// Unwraps the inner body. The span ends now.
     pub fn into_inner(self) -> B {
-        self.inner
+        self.inner.into_inner()
     }
 }
 
 impl<B> fmt::Debug for OtelBody<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("OtelBody")
-            .field("finished", &self.completion.is_none())
+            .field("finished", &self.inner.is_finished())
             .finish_non_exhaustive()
     }
 }
 
-impl<B: http_body::Body> http_body::Body for OtelBody<B> {
-    type Data = B::Data;
-    type Error = B::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
-        let mut this = self.project();
-        // Streaming handlers produce the body here: keep the span current.
-        let attached = this.completion.as_ref().map(|c| {
-            let attached = c.state.otel_cx.clone().attach();
-            // Exited before the context is detached (tuple fields drop
-            // in order).
-            (c.state.request_span.enter(), attached)
-        });
-        let frame = ready!(this.inner.as_mut().poll_frame(cx));
-        drop(attached);
-        if let Some(completion) = this.completion.as_mut() {
-            match &frame {
-                Some(Ok(frame)) => {
-                    if let Some(trailers) = frame.trailers_ref() {
-                        completion.trailers(trailers);
-                    }
-                }
-                Some(Err(_)) => completion.body_failed(std::any::type_name::<B::Error>()),
-                None => {}
-            }
-        }
-        if !matches!(frame, Some(Ok(_))) || this.inner.is_end_stream() {
-            // Dropping the completion ends the span.
-            this.completion.take();
-        }
-        Poll::Ready(frame)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.inner.size_hint()
-    }
-}
+body_end_wrapper!(OtelBody<B> where B: http_body::Body);
 
 pin_project! {
     /// Response future of [`TraceAndMeter`].
@@ -430,12 +416,10 @@ where
         let this = self.project();
         let Some(state) = this.state.0.as_ref() else {
             // Polled after completion: nothing left to record.
-            return this.inner.poll(cx).map_ok(|response| {
-                response.map(|inner| OtelBody {
-                    inner,
-                    completion: None,
-                })
-            });
+            return this
+                .inner
+                .poll(cx)
+                .map_ok(|response| response.map(|inner| OtelBody::new(inner, None)));
         };
         let result = {
             // The server span is the current OpenTelemetry context while the
@@ -450,7 +434,10 @@ where
             Ok(response) => {
                 let (parts, inner) = response.into_parts();
                 let completion = state.map(|state| state.on_head(&parts));
-                Ok(Response::from_parts(parts, OtelBody { inner, completion }))
+                Ok(Response::from_parts(
+                    parts,
+                    OtelBody::new(inner, completion),
+                ))
             }
             Err(error) => {
                 if let Some(state) = state {
