@@ -106,7 +106,11 @@ impl CacheAside {
     }
 
     fn key(&self, key: &str) -> KeyParts {
-        let path: Box<str> = format!("{ASIDE}{key}").into();
+        // One exact-size allocation (the key keeps its path).
+        let mut path = String::with_capacity(ASIDE.len() + key.len());
+        path.push_str(ASIDE);
+        path.push_str(key);
+        let path = path.into_boxed_str();
         KeyParts {
             hash: self.config.engine.hasher.primary(&path, "", None),
             path,
