@@ -11,6 +11,8 @@
 //! runs `redis-benchmark GET` of a value of the same size next to it.
 
 mod common;
+#[path = "common/redis_keys.rs"]
+mod redis_keys;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -22,6 +24,7 @@ use bytes::Bytes;
 use criterion::{BenchmarkId, Criterion};
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Empty, Full};
+use redis_keys::{delete_keys, redis_url};
 use tower::{Layer, Service, ServiceExt};
 use tower_edge::idempotency::{IdempotencyLayer, RedisStore, RequestBody};
 use tower_edge::rate_limit::PeerAddr;
@@ -66,10 +69,6 @@ fn fresh_key(counter: &AtomicU64) -> HeaderValue {
 
 const REPLAYED: HeaderValue = HeaderValue::from_static("\"replayed-key\"");
 
-fn redis_url() -> String {
-    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
-}
-
 /// A Redis store under a prefix of this run, or `None` when Redis is away.
 fn redis_store(runtime: &tokio::runtime::Runtime) -> Option<(RedisStore, String)> {
     let backend = RedisBackend::builder(redis_url())
@@ -85,23 +84,6 @@ fn redis_store(runtime: &tokio::runtime::Runtime) -> Option<(RedisStore, String)
         .build()
         .ok()?;
     Some((store, prefix))
-}
-
-fn delete_keys(prefix: &str) {
-    let Ok(client) = redis::Client::open(redis_url()) else {
-        return;
-    };
-    let Ok(mut conn) = client.get_connection() else {
-        return;
-    };
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}:*"))
-        .query(&mut conn)
-        .unwrap_or_default();
-    for chunk in keys.chunks(1000) {
-        let _: redis::RedisResult<i64> = redis::cmd("DEL").arg(chunk).query(&mut conn);
-    }
-    println!("# deleted {} bench keys under {prefix}:*", keys.len());
 }
 
 fn layer_on(store: Option<RedisStore>) -> IdempotencyLayer {

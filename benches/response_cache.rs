@@ -22,18 +22,7 @@ fn response_cache(c: &mut Criterion) {
         header::CACHE_CONTROL,
         HeaderValue::from_static("public, max-age=3600"),
     );
-    // `common::fixed_handler`'s body, with a future the compiler sees is
-    // `Send` (the cache needs it).
-    let handler = || {
-        let (fields, body) = (fields.clone(), body.clone());
-        tower::service_fn(
-            move |_request: http::Request<http_body_util::Empty<bytes::Bytes>>| {
-                let mut response = http::Response::new(http_body_util::Full::new(body.clone()));
-                *response.headers_mut() = fields.clone();
-                std::future::ready(Ok::<_, std::convert::Infallible>(response))
-            },
-        )
-    };
+    let handler = || common::fixed_handler(fields.clone(), body.clone());
     let request = || common::get("/products", &[]);
 
     common::bench_service(

@@ -17,12 +17,16 @@
 //! cargo bench --features redis --bench response_cache_redis
 //! ```
 
+#[path = "common/redis_keys.rs"]
+mod redis_keys;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use http::{HeaderMap, HeaderValue, header};
 use http_body_util::BodyExt;
+use redis_keys::{delete_keys, redis_url};
 use tower::{Layer, Service, ServiceExt};
 use tower_edge::redis::RedisBackend;
 use tower_edge::response_cache::ResponseCacheLayer;
@@ -34,25 +38,6 @@ const KEYS: usize = 64;
 
 fn path(n: usize) -> String {
     format!("/products/{n}")
-}
-
-fn redis_url() -> String {
-    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
-}
-
-fn delete_keys(prefix: &str) {
-    let mut conn = redis::Client::open(redis_url())
-        .unwrap()
-        .get_connection()
-        .unwrap();
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}:*"))
-        .query(&mut conn)
-        .unwrap_or_default();
-    for chunk in keys.chunks(1000) {
-        let _: redis::RedisResult<i64> = redis::cmd("DEL").arg(chunk).query(&mut conn);
-    }
-    println!("# deleted {} bench keys under {prefix}:*", keys.len());
 }
 
 fn main() {
