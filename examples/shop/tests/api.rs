@@ -64,14 +64,8 @@ async fn keyset_pagination_walks_every_product_once() {
     let mut sizes = Vec::new();
     for _ in 0..10 {
         let page: Value = shop
-            .http
-            .get(shop.url(&format!("/products?limit=20&after={after}")))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+            .get_json(&format!("/products?limit=20&after={after}"))
+            .await;
         let items = page["items"].as_array().unwrap();
         sizes.push(items.len());
         seen.extend(items.iter().map(|p| p["id"].as_i64().unwrap()));
@@ -83,15 +77,7 @@ async fn keyset_pagination_walks_every_product_once() {
     assert_eq!(sizes, [20, 20, 5]);
     assert_eq!(seen, (1..=45).collect::<Vec<i64>>());
     // The default page is 20; bad values are problems.
-    let page: Value = shop
-        .http
-        .get(shop.url("/products"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let page: Value = shop.get_json("/products").await;
     assert_eq!(page["items"].as_array().unwrap().len(), 20);
     assert_eq!(page["next"], 20);
     for (query, status) in [
@@ -100,12 +86,7 @@ async fn keyset_pagination_walks_every_product_once() {
         ("limit=101", 422),
         ("after=-2", 422),
     ] {
-        let response = shop
-            .http
-            .get(shop.url(&format!("/products?{query}")))
-            .send()
-            .await
-            .unwrap();
+        let response = shop.get(&format!("/products?{query}")).await;
         assert_eq!(response.status().as_u16(), status, "{query}");
         assert_eq!(problem(response).await["status"], status);
     }
@@ -122,7 +103,7 @@ async fn every_route_and_its_bad_input() {
     let reader = token("carol", "orders:write");
 
     // GET /products/{id}: the row, with its version as a strong ETag.
-    let response = shop.http.get(shop.url("/products/2")).send().await.unwrap();
+    let response = shop.get("/products/2").await;
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(response.headers()["etag"], "\"1\"");
     let product: Value = response.json().await.unwrap();
@@ -132,7 +113,7 @@ async fn every_route_and_its_bad_input() {
         ("/products/abc", 404),
         ("/nowhere", 404),
     ] {
-        let response = shop.http.get(shop.url(path)).send().await.unwrap();
+        let response = shop.get(path).await;
         assert_eq!(response.status().as_u16(), status, "{path}");
         problem(response).await;
     }
@@ -260,15 +241,7 @@ async fn every_route_and_its_bad_input() {
     assert_eq!(placed["quantity"], 5);
     assert_eq!(placed["client_ref"], "ref-1");
     // The stock was taken in the same transaction: none left now.
-    let product: Value = shop
-        .http
-        .get(shop.url("/products/2"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let product: Value = shop.get_json("/products/2").await;
     assert_eq!(product["stock"], 0);
 
     // GET /orders/{id}: only its subject sees it.
@@ -302,7 +275,7 @@ async fn every_route_and_its_bad_input() {
         StatusCode::FORBIDDEN,
         "orders:read needed"
     );
-    let response = shop.http.get(shop.url(&location)).send().await.unwrap();
+    let response = shop.get(&location).await;
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
     shop.stop().await;
 }
@@ -315,13 +288,7 @@ async fn if_match_prevents_lost_updates() {
     let shop = Shop::start(config(&db.url)).await;
     seed(&shop.db, 1).await;
     let alice = token("alice", WRITER);
-    let tag = shop
-        .http
-        .get(shop.url("/products/1"))
-        .send()
-        .await
-        .unwrap()
-        .headers()["etag"]
+    let tag = shop.get("/products/1").await.headers()["etag"]
         .to_str()
         .unwrap()
         .to_owned();
@@ -345,15 +312,7 @@ async fn if_match_prevents_lost_updates() {
         }
     }
     assert_eq!(winners.len(), 1, "exactly one write wins");
-    let product: Value = shop
-        .http
-        .get(shop.url("/products/1?fresh"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let product: Value = shop.get_json("/products/1?fresh").await;
     assert_eq!(product["price_cents"].as_i64(), Some(winners[0]));
     assert_eq!(product["version"], 2);
     // The stale tag again: 412; `*` (any current representation) passes.

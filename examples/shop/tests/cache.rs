@@ -15,7 +15,7 @@ fn cache_status(response: &reqwest::Response) -> String {
 }
 
 async fn get(shop: &Shop, path: &str) -> (String, Value) {
-    let response = shop.http.get(shop.url(path)).send().await.unwrap();
+    let response = shop.get(path).await;
     assert_eq!(response.status(), StatusCode::OK, "{path}");
     let status = cache_status(&response);
     (status, response.json().await.unwrap())
@@ -141,7 +141,7 @@ async fn with_the_cache_off_every_read_queries_the_database() {
             )
             .await
             .unwrap();
-        let response = shop.http.get(shop.url("/products/1")).send().await.unwrap();
+        let response = shop.get("/products/1").await;
         assert!(!response.headers().contains_key("cache-status"));
         let product: Value = response.json().await.unwrap();
         assert_eq!(product["price_cents"], price);

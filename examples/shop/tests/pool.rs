@@ -31,17 +31,7 @@ async fn an_exhausted_pool_answers_503_with_retry_after() {
     config.pool.acquire_timeout = Duration::from_millis(300);
     let shop = Shop::start(config).await;
     seed(&shop.db, 3).await;
-    let before = timeouts(
-        &shop
-            .http
-            .get(format!("{}/metrics", shop.admin))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
-    );
+    let before = timeouts(&shop.metrics_text().await);
 
     // The test's own connection locks product 1; a PUT of it then holds
     // the pool's only connection, waiting for the lock.
@@ -69,29 +59,16 @@ async fn an_exhausted_pool_answers_503_with_retry_after() {
     assert!(held, "the PUT holds the pool's only connection");
 
     // A read that misses every cache needs a connection: none comes.
-    let response = shop.http.get(shop.url("/products/2")).send().await.unwrap();
+    let response = shop.get("/products/2").await;
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(response.headers()["retry-after"], "1");
     assert_eq!(response.headers()["cache-control"], "no-store");
     problem(response).await;
 
     // Readiness does not queue behind the saturated pool.
-    let ready = shop
-        .http
-        .get(format!("{}/readyz", shop.admin))
-        .send()
-        .await
-        .unwrap();
+    let ready = shop.admin_get("/readyz").await;
     assert_eq!(ready.status(), StatusCode::OK);
-    let metrics = shop
-        .http
-        .get(format!("{}/metrics", shop.admin))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = shop.metrics_text().await;
     assert!(timeouts(&metrics) >= before + 1.0, "timeouts counted");
     assert!(metrics.contains("db_client_connection_wait_time_seconds_bucket{"));
     assert!(metrics.contains("db_client_connection_count{db_client_connection_pool_name=\"primary\",db_client_connection_state=\"used\""));
@@ -103,7 +80,7 @@ async fn an_exhausted_pool_answers_503_with_retry_after() {
     lock.commit().await.unwrap();
     let put = put.await.unwrap().unwrap();
     assert_eq!(put.status(), StatusCode::OK);
-    let response = shop.http.get(shop.url("/products/2")).send().await.unwrap();
+    let response = shop.get("/products/2").await;
     assert_eq!(response.status(), StatusCode::OK);
     shop.stop().await;
 }
@@ -116,12 +93,7 @@ async fn idle_connections_are_closed_after_the_idle_timeout() {
     config.pool.idle_timeout = Duration::from_millis(300);
     let shop = Shop::start(config).await;
     seed(&shop.db, 1).await;
-    let response = shop
-        .http
-        .get(shop.url("/products?limit=1"))
-        .send()
-        .await
-        .unwrap();
+    let response = shop.get("/products?limit=1").await;
     assert_eq!(response.status(), StatusCode::OK);
     let mut closed = false;
     for _ in 0..100 {
@@ -133,12 +105,7 @@ async fn idle_connections_are_closed_after_the_idle_timeout() {
     }
     assert!(closed, "the idle connection was closed");
     // The pool opens a new one when asked.
-    let response = shop
-        .http
-        .get(shop.url("/products?limit=2"))
-        .send()
-        .await
-        .unwrap();
+    let response = shop.get("/products?limit=2").await;
     assert_eq!(response.status(), StatusCode::OK);
     shop.stop().await;
 }

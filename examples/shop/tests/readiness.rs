@@ -147,12 +147,7 @@ impl Drop for Cluster {
 }
 
 async fn readyz(shop: &Shop) -> StatusCode {
-    shop.http
-        .get(format!("{}/readyz", shop.admin))
-        .send()
-        .await
-        .unwrap()
-        .status()
+    shop.admin_get("/readyz").await.status()
 }
 
 /// Polls `/readyz` until it answers `wanted` (at most 150 × 200 ms).
@@ -174,32 +169,24 @@ async fn readiness_fails_while_postgres_is_down_and_recovers() {
     let shop = Shop::start(config).await;
     seed(&shop.db, 3).await;
     assert_eq!(readyz(&shop).await, StatusCode::OK);
-    let response = shop.http.get(shop.url("/products/1")).send().await.unwrap();
+    let response = shop.get("/products/1").await;
     assert_eq!(response.status(), StatusCode::OK);
 
     let stopping = &cluster;
     tokio::task::block_in_place(|| stopping.stop());
     assert!(until_ready_is(&shop, StatusCode::SERVICE_UNAVAILABLE).await);
-    let body: serde_json::Value = shop
-        .http
-        .get(format!("{}/readyz", shop.admin))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let body: serde_json::Value = shop.admin_get("/readyz").await.json().await.unwrap();
     assert_eq!(body["status"], "not ready");
     assert_ne!(body["checks"]["postgres"], "ok");
     // A read that needs the database: 503 with Retry-After, not a 500.
-    let response = shop.http.get(shop.url("/products/3")).send().await.unwrap();
+    let response = shop.get("/products/3").await;
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(response.headers().contains_key("retry-after"));
 
     let starting = &cluster;
     tokio::task::block_in_place(|| starting.start());
     assert!(until_ready_is(&shop, StatusCode::OK).await);
-    let response = shop.http.get(shop.url("/products/3")).send().await.unwrap();
+    let response = shop.get("/products/3").await;
     assert_eq!(response.status(), StatusCode::OK);
     shop.stop().await;
 }

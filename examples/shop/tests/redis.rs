@@ -35,7 +35,7 @@ fn with_redis(mut config: ShopConfig, prefix: &str) -> ShopConfig {
 }
 
 async fn product(shop: &Shop, path: &str) -> (String, Value) {
-    let response = shop.http.get(shop.url(path)).send().await.unwrap();
+    let response = shop.get(path).await;
     assert_eq!(response.status(), StatusCode::OK);
     let status = response.headers()["cache-status"]
         .to_str()
@@ -53,15 +53,7 @@ async fn two_replicas_share_idempotency_and_purges_through_redis() {
     seed(&a.db, 2).await;
 
     // Readiness checks Redis too.
-    let ready: Value = a
-        .http
-        .get(format!("{}/readyz", a.admin))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ready: Value = a.admin_get("/readyz").await.json().await.unwrap();
     assert_eq!(ready["checks"]["redis"], "ok", "{ready}");
 
     // One order, retried on the other replica: replayed, placed once.
@@ -161,18 +153,13 @@ async fn redis_down_orders_fail_closed_reads_served_readiness_degraded() {
     let shop = Shop::start(config).await;
     seed(&shop.db, 1).await;
 
-    let ready = shop
-        .http
-        .get(format!("{}/readyz", shop.admin))
-        .send()
-        .await
-        .unwrap();
+    let ready = shop.admin_get("/readyz").await;
     assert_eq!(ready.status(), StatusCode::OK);
     let ready: Value = ready.json().await.unwrap();
     assert_eq!(ready["status"], "degraded", "{ready}");
     assert_ne!(ready["checks"]["redis"], "ok", "{ready}");
 
-    let read = shop.http.get(shop.url("/products/1")).send().await.unwrap();
+    let read = shop.get("/products/1").await;
     assert_eq!(read.status(), StatusCode::OK);
 
     let alice = token("alice", "orders:write");

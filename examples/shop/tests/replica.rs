@@ -33,15 +33,7 @@ async fn gets_read_the_replica_and_fall_back_to_the_primary() {
         .unwrap();
     let shop = Shop::start_on(settings, db).await;
 
-    let product: Value = shop
-        .http
-        .get(shop.url("/products/1"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let product: Value = shop.get_json("/products/1").await;
     assert_eq!(product["name"], "on-the-replica", "GET reads the replica");
     let response = shop
         .http
@@ -70,22 +62,12 @@ async fn gets_read_the_replica_and_fall_back_to_the_primary() {
     ));
     settings.pool.acquire_timeout = Duration::from_millis(300);
     let shop = Shop::start(settings).await;
-    let response = shop
-        .http
-        .get(shop.url("/products?limit=1"))
-        .send()
-        .await
-        .unwrap();
+    let response = shop.get("/products?limit=1").await;
     assert_eq!(response.status(), StatusCode::OK);
     let page: Value = response.json().await.unwrap();
     assert_eq!(page["items"][0]["name"], "product-000001");
     // Readiness reports the replica, and stays ready on the primary.
-    let ready = shop
-        .http
-        .get(format!("{}/readyz", shop.admin))
-        .send()
-        .await
-        .unwrap();
+    let ready = shop.admin_get("/readyz").await;
     assert_eq!(ready.status(), StatusCode::OK);
     let ready: Value = ready.json().await.unwrap();
     assert_ne!(ready["checks"]["postgres_replica"], "ok");

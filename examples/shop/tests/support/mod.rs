@@ -153,6 +153,30 @@ impl Shop {
         format!("{}{path}", self.api)
     }
 
+    /// `GET path`, anonymous.
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.http.get(self.url(path)).send().await.unwrap()
+    }
+
+    /// `GET path` on the admin listener (`/livez`, `/readyz`, `/metrics`).
+    pub async fn admin_get(&self, path: &str) -> reqwest::Response {
+        self.http
+            .get(format!("{}{path}", self.admin))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// The Prometheus text of the admin listener's `/metrics`.
+    pub async fn metrics_text(&self) -> String {
+        self.admin_get("/metrics").await.text().await.unwrap()
+    }
+
+    /// `GET path`, anonymous: the JSON body.
+    pub async fn get_json(&self, path: &str) -> serde_json::Value {
+        self.get(path).await.json().await.unwrap()
+    }
+
     pub async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
