@@ -2,7 +2,7 @@
 //! order (DESIGN "How the layers compose"), outermost first:
 //!
 //! ```text
-//! correlation -> otel -> overload (global) -> rate limit (per IP, flood guard)
+//! correlation -> otel -> access log -> overload (global) -> rate limit (per IP, flood guard)
 //!   -> jwt (optional: product reads are public) -> rate limit (per client)
 //!   -> overload (per client) -> idempotency (POST /orders)
 //!   -> response cache (Redis tier with REDIS_URL) -> cache headers
@@ -23,6 +23,7 @@ use axum::routing::{get, post};
 use http::{HeaderValue, StatusCode};
 use tower::ServiceBuilder;
 use tower_edge::ConfigError;
+use tower_edge::access_log::AccessLogLayer;
 use tower_edge::cache_headers::{CacheControl, CacheHeadersLayer, CacheRule};
 use tower_edge::correlation::CorrelationIdLayer;
 use tower_edge::idempotency::IdempotencyLayerBuilder;
@@ -87,11 +88,20 @@ pub fn build(config: &ShopConfig, db: Db) -> Result<App, ConfigError> {
         aside: config.cache.then(|| cache.cache_aside()),
     };
     let handle = cache.handle();
+    let flood_guard = common::flood_guard(edge).peer_addr_with(peer_ip).build()?;
     let stack = ServiceBuilder::new()
         .layer(CorrelationIdLayer::new())
         .layer(otel_layer()?)
+        // One line per request (target `tower_edge::access_log`): status,
+        // duration, the layer that answered and why, the correlation and
+        // trace IDs, the client IP the flood guard keys by.
+        .layer(
+            AccessLogLayer::builder()
+                .client_ip_as(&flood_guard)
+                .build()?,
+        )
         .layer(common::overload::global_shedding(edge)?)
-        .layer(common::flood_guard(edge).peer_addr_with(peer_ip).build()?)
+        .layer(flood_guard)
         .layer(common::auth_layer(edge, AuthMode::Optional)?)
         .layer(common::per_client(edge).peer_addr_with(peer_ip).build()?)
         .layer(common::overload::per_client(edge, peer_ip)?)
