@@ -24,7 +24,7 @@ use bytes::Bytes;
 use criterion::{BenchmarkId, Criterion};
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Empty, Full};
-use redis_keys::{delete_keys, redis_url};
+use redis_keys::{delete_keys, redis_rs_get_per_s, redis_url};
 use tower::{Layer, Service, ServiceExt};
 use tower_edge::idempotency::{IdempotencyLayer, RedisStore, RequestBody};
 use tower_edge::rate_limit::PeerAddr;
@@ -214,6 +214,8 @@ fn replay_throughput(measure: Duration) {
             "ours inflight={inflight} replays_per_s={per_s:.0} value_bytes={}",
             value.len()
         );
+        let floor = redis_rs_get_per_s(&runtime, value.len(), inflight, measure);
+        println!("redis-rs GET inflight={inflight} rps={floor:.0}");
     }
     delete_keys(&prefix);
 }

@@ -46,7 +46,11 @@ for c in 1 16 64; do
     awk -F'","' 'NR == 2 { print $2 }')"
   mine="$(sed -n "s/^ours inflight=$c [a-z_]*_per_s=\([0-9.]*\).*/\1/p" <<<"$ours")"
   echo "redis-benchmark GET ${size}-byte value c=$c rps=$rps"
-  awk -v c="$c" -v m="$mine" -v r="$rps" \
-    'BEGIN { printf "ratio ours/redis-benchmark GET at %s in flight: %.2f (goal >= 0.8)\n", c, m / r }'
+  floor="$(sed -n "s/^redis-rs GET inflight=$c rps=\([0-9.]*\).*/\1/p" <<<"$ours")"
+  awk -v c="$c" -v m="$mine" -v r="$rps" -v f="${floor:-0}" 'BEGIN {
+    printf "ratio ours/redis-benchmark GET at %s in flight: %.2f (goal >= 0.8)\n", c, m / r
+    # redis-rs alone, the same GET: how much of the gap is the client library.
+    if (f > 0) printf "ratio redis-rs GET/redis-benchmark GET at %s in flight: %.2f; ours/redis-rs GET: %.2f\n", c, f / r, m / f
+  }'
 done
 redis-cli -h "$HOST" -p "$PORT" DEL "$key" >/dev/null

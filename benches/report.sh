@@ -36,8 +36,8 @@ MEASURE="${MEASURE:-1.5}"
 E2E_DURATION="${E2E_DURATION:-5s}"
 E2E_ROUNDS="${E2E_ROUNDS:-2}"
 # One build of tower-edge's benches serves every run: default features +
-# the Redis backend (the Redis rows need it; redis_store.sh and
-# idempotency_redis.sh build with the same).
+# the Redis backend (the Redis rows need it; redis_store.sh,
+# idempotency_redis.sh and response_cache_redis.sh build with the same).
 export ICOUNT_FEATURES="${ICOUNT_FEATURES:-redis}"
 out="${REPORT_DIR:-$(mktemp -d)}"
 mkdir -p "$out"
@@ -139,7 +139,7 @@ say "building (peers crate benches and e2e_server; tower-edge benches with defau
 run build-peers cargo bench --quiet --manifest-path "$peers" --no-run
 run build-e2e cargo build --quiet --release --manifest-path "$peers" --bin e2e_server
 run build-ours cargo bench --quiet --manifest-path "$root/Cargo.toml" --features "$ICOUNT_FEATURES" --no-run \
-  --bench overload --bench response_cache --bench idempotency --bench redis_store
+  --bench overload --bench response_cache --bench idempotency --bench redis_store --bench response_cache_redis
 
 # ---------------------------------------------------------------- instructions
 cg=correlation_vs_tower_http
@@ -172,6 +172,7 @@ run e2e env ROUNDS="$E2E_ROUNDS" DURATION="$E2E_DURATION" STACKS="bare full peer
 if [[ "${SKIP_REDIS:-}" != 1 ]]; then
   run redis-store env ROUNDS=1 MEASURE_SECS=2 bash "$here/redis_store.sh"
   run idempotency-redis env MEASURE_SECS=2 bash "$here/idempotency_redis.sh"
+  run response-cache-redis env MEASURE_SECS=2 bash "$here/response_cache_redis.sh"
 fi
 
 # ---------------------------------------------------------------- the table
@@ -264,6 +265,17 @@ if [[ "${SKIP_REDIS:-}" != 1 ]]; then
     row "idempotency replay from Redis, $c in flight, replays/s (vs redis-benchmark GET, same size)" \
       "$(sed -n "s/^ours inflight=$c replays_per_s=\([0-9.]*\).*/\1/p" "$out/idempotency-redis.log" 2>/dev/null | head -1)" \
       "$(sed -n "s/^redis-benchmark GET .* c=$c rps=\([0-9.]*\).*/\1/p" "$out/idempotency-redis.log" 2>/dev/null | head -1)" ">= 0.8"
+    row "idempotency replay from Redis, $c in flight, replays/s (vs redis-rs GET, same size: the client library's floor)" \
+      "$(sed -n "s/^ours inflight=$c replays_per_s=\([0-9.]*\).*/\1/p" "$out/idempotency-redis.log" 2>/dev/null | head -1)" \
+      "$(sed -n "s/^redis-rs GET inflight=$c rps=\([0-9.]*\).*/\1/p" "$out/idempotency-redis.log" 2>/dev/null | head -1)" "-"
+  done
+  for c in 1 16 64; do
+    row "response cache hit from Redis, $c in flight, hits/s (vs redis-benchmark GET, same size)" \
+      "$(sed -n "s/^ours inflight=$c hits_per_s=\([0-9.]*\).*/\1/p" "$out/response-cache-redis.log" 2>/dev/null | head -1)" \
+      "$(sed -n "s/^redis-benchmark GET .* c=$c rps=\([0-9.]*\).*/\1/p" "$out/response-cache-redis.log" 2>/dev/null | head -1)" ">= 0.8"
+    row "response cache hit from Redis, $c in flight, hits/s (vs redis-rs GET, same size: the client library's floor)" \
+      "$(sed -n "s/^ours inflight=$c hits_per_s=\([0-9.]*\).*/\1/p" "$out/response-cache-redis.log" 2>/dev/null | head -1)" \
+      "$(sed -n "s/^redis-rs GET inflight=$c rps=\([0-9.]*\).*/\1/p" "$out/response-cache-redis.log" 2>/dev/null | head -1)" "-"
   done
 fi
 

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use http::{HeaderMap, HeaderValue, header};
 use http_body_util::BodyExt;
-use redis_keys::{delete_keys, redis_url};
+use redis_keys::{delete_keys, redis_rs_get_per_s, redis_url};
 use tower::{Layer, Service, ServiceExt};
 use tower_edge::redis::RedisBackend;
 use tower_edge::response_cache::ResponseCacheLayer;
@@ -144,6 +144,8 @@ fn main() {
         });
         let per_s = done.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64();
         println!("ours inflight={inflight} hits_per_s={per_s:.0} value_bytes={value_bytes}");
+        let floor = redis_rs_get_per_s(&runtime, value_bytes, inflight, measure);
+        println!("redis-rs GET inflight={inflight} rps={floor:.0}");
     }
     delete_keys(&prefix);
 }
