@@ -185,6 +185,97 @@ async fn a_group_purge_on_one_replica_is_seen_by_the_other() {
     assert!(calls.load(Ordering::SeqCst) > calls_before);
 }
 
+/// The fill leases under `prefix` and their time to live (ms).
+fn leases(prefix: &str) -> Vec<(String, i64)> {
+    let mut conn = shared_redis();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}:*:l:*"))
+        .query(&mut conn)
+        .unwrap();
+    keys.into_iter()
+        .map(|key| {
+            let ttl: i64 = redis::cmd("PTTL").arg(&key).query(&mut conn).unwrap();
+            (key, ttl)
+        })
+        .collect()
+}
+
+/// Waits (at most 5 s) until a fill lease exists under `prefix`.
+async fn until_leased(prefix: &str) -> Vec<(String, i64)> {
+    for _ in 0..100 {
+        let held = leases(prefix);
+        if !held.is_empty() {
+            return held;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no fill lease under {prefix}");
+}
+
+// A fill slower than the lease's 1 s keeps its lease (renewed while the
+// handler runs): the other replica waits for it and reads its entry, the
+// handler runs once. Without renewal B would take the expired lease over
+// at 1 s and run the handler too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_fill_keeps_its_lease_alive() {
+    shared_redis();
+    let prefix = unique_prefix("rc-renew");
+    let calls = Arc::new(AtomicUsize::new(0));
+    let (mut a, _) = replica(SHARED, &prefix, &calls, Duration::from_millis(2500));
+    let (mut b, _) = replica(SHARED, &prefix, &calls, Duration::from_millis(2500));
+    let first = tokio::spawn(async move { send(&mut a, "GET", "/products/slow").await });
+    let held = until_leased(&prefix).await;
+    assert!(
+        held.iter().all(|(_, ttl)| (1..=1000).contains(ttl)),
+        "a lease lives 1 s, not lock_timeout: {held:?}"
+    );
+    let (status, cache_status, body) = send(&mut b, "GET", "/products/slow").await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "/products/slow"));
+    assert!(
+        cache_status.contains("hit"),
+        "B waited for A's fill: {cache_status}"
+    );
+    first.await.unwrap();
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "one fill for both");
+}
+
+// A replica that dies mid-fill leaves a lease nobody renews or releases:
+// it runs out within its 1 s and the next replica takes it over and
+// fills, instead of every reader of the key waiting out `lock_timeout`
+// (5 s). The dead replica's lease is planted as its lookup would have
+// taken it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_of_a_dead_replica_is_taken_over_when_it_runs_out() {
+    shared_redis();
+    let prefix = unique_prefix("rc-dead");
+    let calls = Arc::new(AtomicUsize::new(0));
+    let (mut a, _) = replica(SHARED, &prefix, &calls, Duration::ZERO);
+    // Learn the key's lease name from a fill, then empty the tier again.
+    send(&mut a, "GET", "/products/dead").await;
+    let mut conn = shared_redis();
+    let entries: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}:*:e:*"))
+        .query(&mut conn)
+        .unwrap();
+    let entry = entries.first().expect("an entry in Redis").clone();
+    let _: i64 = redis::cmd("DEL").arg(&entry).query(&mut conn).unwrap();
+    let lease = entry.replacen(":e:", ":l:", 1);
+    let _: () = redis::cmd("SET")
+        .arg(&lease)
+        .arg("12345")
+        .arg("PX")
+        .arg(800)
+        .query(&mut conn)
+        .unwrap();
+    // A fresh replica (nothing in its memory) finds the dead one's lease,
+    // waits, then fills itself.
+    let (mut b, _) = replica(SHARED, &prefix, &calls, Duration::ZERO);
+    let (status, cache_status, _) = send(&mut b, "GET", "/products/dead").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(!cache_status.contains("hit"), "{cache_status}");
+    assert_eq!(calls.load(Ordering::SeqCst), 2, "B filled the key");
+}
+
 // Redis unreachable: the cache is bypassed (`fwd=bypass`, nothing stored)
 // and the handler answers, never an error; counted. When Redis answers
 // again, the cache is used again.

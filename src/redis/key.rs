@@ -37,3 +37,34 @@ pub(crate) fn tagged_key(prefix: &str, tag: impl std::fmt::Display, suffix: &str
     let _ = write!(out, "{prefix}:{{{tag}}}:{suffix}");
     out
 }
+
+/// [`tagged_key`] for a tag that is a string and a suffix in parts
+/// (`["e", ":", id]`), in one exact allocation without the formatting
+/// machinery: for keys built on every request.
+#[cfg(feature = "response-cache")]
+pub(crate) fn tagged_key_from_parts(prefix: &str, tag: &str, suffix: &[&str]) -> String {
+    let len = prefix.len() + tag.len() + 4 + suffix.iter().map(|part| part.len()).sum::<usize>();
+    let mut out = String::with_capacity(len);
+    out.push_str(prefix);
+    out.push_str(":{");
+    out.push_str(tag);
+    out.push_str("}:");
+    for part in suffix {
+        out.push_str(part);
+    }
+    out
+}
+
+#[cfg(all(test, feature = "response-cache"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_from_parts_are_spelled_as_tagged_keys() {
+        assert_eq!(
+            tagged_key_from_parts("app", "rc", &["e", ":", "0123abcd"]),
+            tagged_key("app", "rc", "e:0123abcd")
+        );
+        assert_eq!(tagged_key_from_parts("p", "t", &[]), "p:{t}:");
+    }
+}

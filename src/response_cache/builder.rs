@@ -89,7 +89,9 @@ impl ResponseCacheLayerBuilder {
     }
 
     /// How long a request waits for another request's fill of its key
-    /// before it runs the handler itself (default 5 s).
+    /// before it runs the handler itself (default 5 s). Across replicas a
+    /// fill that takes longer keeps others waiting only while its replica
+    /// is alive: the Redis lease lives 1 s unless renewed.
     pub fn lock_timeout(mut self, timeout: Duration) -> Self {
         self.lock_timeout = timeout;
         self

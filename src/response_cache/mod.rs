@@ -76,9 +76,11 @@
 //!   found there is served (`Cache-Status: tower-edge; hit; ttl=..;
 //!   detail=redis`) and kept in memory;
 //! * one fill per key across replicas: when Redis has nothing, the script
-//!   takes a short lease (`SET NX PX`, `lock_timeout` long); the replica
-//!   holding it runs the handler, the others poll Redis every 25 ms for the
-//!   entry (then fill themselves when the lease runs out);
+//!   takes a short lease (`SET NX PX`, 1 s, renewed by its holder while
+//!   the fill runs); the replica holding it runs the handler, the others
+//!   poll Redis every 25 ms for the entry (at most `lock_timeout`), and
+//!   when the holder dies mid-fill its lease runs out within a second and
+//!   the next one polling fills;
 //! * entries expire in Redis after their lifetime plus stale windows; ages
 //!   use Redis's clock (`TIME`), the same on every replica;
 //! * invalidation reaches every replica: a purge (an unsafe method, a

@@ -14,7 +14,12 @@
 //!   the lease (`SET NX PX`, reading the variants again: they may have
 //!   arrived meanwhile). The replica that gets the lease fills the key and
 //!   releases it when storing; the others poll the key every 25 ms until
-//!   the entry arrives or `lock_timeout` passes (then they fill too).
+//!   the entry arrives or `lock_timeout` passes (then they fill too). The
+//!   lease lives 1 s (or `lock_timeout`, if shorter) and its holder renews
+//!   it every third of that while the fill runs: when a replica dies
+//!   mid-fill, its lease expires within a second and the next replica
+//!   polling takes it over and fills, rather than every reader of the key
+//!   waiting out `lock_timeout`.
 //! * A purge deletes the group's entries in Redis and `PUBLISH`es the
 //!   group's name on `<prefix>:rc:purge`; every replica subscribes and
 //!   purges its memory tier (and clears it whenever it (re)subscribes:
@@ -29,11 +34,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
+use tokio::task::AbortHandle;
 use xxhash_rust::xxh3::{Xxh3, xxh3_64};
 
 use super::codec;
 use super::entry::{Entry, KeyParts};
-use crate::redis::key::tagged_key;
+use crate::redis::key::tagged_key_from_parts;
 use crate::redis::{RedisBackend, RedisFailure, Script};
 
 const LOOKUP: &str = r"
@@ -65,6 +71,16 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 ";
 
+const RENEW: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+";
+
+/// How long a fill lease lives unless its holder renews it (every third
+/// of it, while the fill runs): a replica that dies mid-fill holds the
+/// others up for at most this, not `lock_timeout`.
+const LEASE_TTL: Duration = Duration::from_secs(1);
+
 const PURGE: &str = r"
 local members = redis.call('SMEMBERS', KEYS[1])
 for _, k in ipairs(members) do redis.call('DEL', k) end
@@ -91,6 +107,9 @@ pub(crate) struct RemoteTier {
     store: Script,
     purge: Script,
     release: Script,
+    renew: Script,
+    /// The fill lease's lifetime without renewal: [`LEASE_TTL`], or
+    /// `lock_timeout` when shorter.
     pub(crate) lease: Duration,
     pub(crate) bypassed: AtomicU64,
     subscribed: AtomicBool,
@@ -118,7 +137,8 @@ impl RemoteTier {
             store: Script::new(STORE),
             purge: Script::new(PURGE),
             release: Script::new(RELEASE),
-            lease,
+            renew: Script::new(RENEW),
+            lease: lease.min(LEASE_TTL),
             bypassed: AtomicU64::new(0),
             subscribed: AtomicBool::new(false),
         }
@@ -139,7 +159,7 @@ impl RemoteTier {
     }
 
     fn key(&self, kind: &str, id: &str) -> String {
-        tagged_key(&self.prefix, "rc", &format!("{kind}:{id}"))
+        tagged_key_from_parts(&self.prefix, "rc", &[kind, ":", id])
     }
 
     fn group_key(&self, name: &str) -> String {
@@ -225,6 +245,32 @@ impl RemoteTier {
         {
             runtime.spawn(future);
         }
+    }
+
+    /// Keeps the fill lease `token` of `id` alive while its fill runs:
+    /// renews it every third of its lifetime until the returned task is
+    /// aborted (the fill ended) or the lease is no longer this replica's.
+    pub(crate) fn spawn_renewal(self: &Arc<Self>, id: &str, token: u64) -> Option<AbortHandle> {
+        let runtime = tokio::runtime::Handle::try_current().ok()?;
+        let remote = Arc::clone(self);
+        let key = self.key("l", id);
+        let task = runtime.spawn(async move {
+            let every = remote.lease / 3;
+            loop {
+                tokio::time::sleep(every).await;
+                let call = remote
+                    .renew
+                    .call(&[&key])
+                    .arg(token)
+                    .arg(remote.lease.as_millis() as u64);
+                // A failed call is tried again at the next tick; 0: the
+                // lease expired and another replica may hold it now.
+                if let Ok(0) = remote.backend.run::<i64>(call).await {
+                    return;
+                }
+            }
+        });
+        Some(task.abort_handle())
     }
 
     /// Deletes the entries of `group` (`g:<name>` or a URI's

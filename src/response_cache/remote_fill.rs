@@ -16,6 +16,9 @@ pub(crate) struct RemoteFill {
     /// The lease this process holds: the tier, the key's id, the token.
     #[cfg(feature = "redis")]
     lease: Option<(Arc<RemoteTier>, String, u64)>,
+    /// The task renewing the lease while the fill runs.
+    #[cfg(feature = "redis")]
+    renewal: Option<tokio::task::AbortHandle>,
 }
 
 impl std::fmt::Debug for RemoteFill {
@@ -38,6 +41,8 @@ impl RemoteFill {
             store: false,
             #[cfg(feature = "redis")]
             lease: None,
+            #[cfg(feature = "redis")]
+            renewal: None,
         }
     }
 
@@ -48,6 +53,8 @@ impl RemoteFill {
             store: true,
             #[cfg(feature = "redis")]
             lease: None,
+            #[cfg(feature = "redis")]
+            renewal: None,
         }
     }
 
@@ -60,11 +67,13 @@ impl RemoteFill {
         }
     }
 
-    /// Store in Redis too, releasing the lease `token` of the key `id`.
+    /// Store in Redis too, releasing the lease `token` of the key `id`;
+    /// the lease is renewed until then.
     #[cfg(feature = "redis")]
     pub(crate) fn leased(remote: Arc<RemoteTier>, id: String, token: u64) -> Self {
         Self {
             store: true,
+            renewal: remote.spawn_renewal(&id, token),
             lease: Some((remote, id, token)),
         }
     }
@@ -74,15 +83,29 @@ impl RemoteFill {
     #[cfg_attr(not(feature = "redis"), allow(unused_mut))]
     pub(crate) fn take_for_store(mut self) -> Option<u64> {
         #[cfg(feature = "redis")]
-        let token = self.lease.take().map_or(0, |(_, _, token)| token);
+        let token = {
+            self.stop_renewal();
+            self.lease.take().map_or(0, |(_, _, token)| token)
+        };
         #[cfg(not(feature = "redis"))]
         let token = 0;
         self.store.then_some(token)
     }
 }
 
+#[cfg(feature = "redis")]
+impl RemoteFill {
+    fn stop_renewal(&mut self) {
+        if let Some(renewal) = self.renewal.take() {
+            renewal.abort();
+        }
+    }
+}
+
 impl Drop for RemoteFill {
     fn drop(&mut self) {
+        #[cfg(feature = "redis")]
+        self.stop_renewal();
         #[cfg(feature = "redis")]
         if let Some((remote, id, token)) = self.lease.take() {
             remote.spawn_release(&id, token);
