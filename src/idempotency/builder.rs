@@ -1,12 +1,11 @@
 //! Configuration of the [`IdempotencyLayer`].
 
 use std::fmt;
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::time::Duration;
 
-use http::{Extensions, HeaderName, HeaderValue, Method};
+use http::{HeaderName, HeaderValue, Method};
 
 use super::fingerprint::{Fingerprinter, RequestFingerprint};
 use super::key::DEFAULT_MAX_KEY_LENGTH;
@@ -19,8 +18,7 @@ use super::state::Config;
 use super::store::IdempotencyStore;
 use super::{InFlight, OnStoreError};
 use crate::ConfigError;
-use crate::rate_limit::ForwardedHeader;
-use crate::rate_limit::client_ip::ClientIpConfig;
+use crate::rate_limit::client_ip::options::{ClientIpOptions, client_ip_setters};
 use crate::rejection::Rejections;
 
 /// Default cap on a request body buffered for its fingerprint: 1 MiB.
@@ -40,8 +38,7 @@ pub struct IdempotencyLayerBuilder {
     methods: Vec<Method>,
     routes: Vec<Route>,
     scope: Arc<dyn ScopeExtractor>,
-    ip: ClientIpConfig,
-    trusted: Result<(), ConfigError>,
+    client_ip: ClientIpOptions,
     fingerprinter: Arc<dyn Fingerprinter>,
     max_key_length: usize,
     max_body_bytes: usize,
@@ -75,8 +72,7 @@ impl Default for IdempotencyLayerBuilder {
             methods: vec![Method::POST, Method::PATCH],
             routes: Vec::new(),
             scope: Arc::new(SubjectOrClientIp),
-            ip: ClientIpConfig::default(),
-            trusted: Ok(()),
+            client_ip: ClientIpOptions::default(),
             fingerprinter: Arc::new(RequestFingerprint::new()),
             max_key_length: DEFAULT_MAX_KEY_LENGTH,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
@@ -97,6 +93,8 @@ impl Default for IdempotencyLayerBuilder {
 }
 
 impl IdempotencyLayerBuilder {
+    client_ip_setters!(client_ip);
+
     /// Where keys live (default: a [`MemoryStore`] of this layer, with the
     /// default bounds). Give every replica the same Redis store to
     /// recognise a retry on whichever replica it lands.
@@ -126,38 +124,6 @@ impl IdempotencyLayerBuilder {
     /// stored response.
     pub fn scope(mut self, scope: impl ScopeExtractor) -> Self {
         self.scope = Arc::new(scope);
-        self
-    }
-
-    /// Proxies whose forwarding header is believed, for the client IP of
-    /// the default scope (CIDR networks; none by default): see
-    /// [`LimitRateLayerBuilder::trusted_proxies`](crate::rate_limit::LimitRateLayerBuilder::trusted_proxies).
-    pub fn trusted_proxies<I, S>(mut self, proxies: I) -> Self
-    where
-        I: IntoIterator<Item = S>,
-        S: AsRef<str>,
-    {
-        match ClientIpConfig::parse_trusted(proxies) {
-            Ok(trusted) => self.ip.trusted = trusted,
-            Err(e) => self.trusted = Err(e),
-        }
-        self
-    }
-
-    /// Which header trusted proxies write (default `X-Forwarded-For`).
-    pub fn forwarded_header(mut self, header: ForwardedHeader) -> Self {
-        self.ip.header = header;
-        self
-    }
-
-    /// Reads the TCP peer address from the request extensions with `hook`
-    /// (see [`PeerAddr`](crate::rate_limit::PeerAddr) for where it is
-    /// looked for by default).
-    pub fn peer_addr_with(
-        mut self,
-        hook: impl Fn(&Extensions) -> Option<IpAddr> + Send + Sync + 'static,
-    ) -> Self {
-        self.ip.peer_hook = Some(Arc::new(hook));
         self
     }
 
@@ -260,7 +226,7 @@ impl IdempotencyLayerBuilder {
     /// wait deadline (`in_flight`), a `retry_after` of 0, stored 5xx
     /// (`stored_outcomes`), a bad or `Set-Cookie` `replayed_headers` name.
     pub fn build(self) -> Result<IdempotencyLayer, ConfigError> {
-        self.trusted?;
+        let ip = self.client_ip.config()?;
         if self.methods.is_empty() {
             return Err(ConfigError::new("methods", "name at least one method"));
         }
@@ -331,7 +297,7 @@ impl IdempotencyLayerBuilder {
             methods: self.methods,
             routes: self.routes,
             scope: self.scope,
-            ip: self.ip,
+            ip,
             fingerprinter: self.fingerprinter,
             max_key_length: self.max_key_length,
             max_body_bytes: self.max_body_bytes,

@@ -2,12 +2,11 @@
 //! checked at `build`.
 
 use std::fmt;
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::time::Duration;
 
-use http::{Extensions, HeaderValue};
+use http::HeaderValue;
 
 use super::adaptive::{AdaptiveLimit, AdaptiveState};
 use super::keyed::{KeyLimit, KeyLimiter};
@@ -15,9 +14,9 @@ use super::limiter::{Classifier, GlobalLimiter, OTHER, Partitions};
 use super::queue::Queue;
 use super::{DEFAULT_EXEMPT_PATHS, OverloadLayer, Predicate, Shared};
 use crate::ConfigError;
-use crate::rate_limit::client_ip::{Cidr, ClientIpConfig};
+use crate::rate_limit::client_ip::options::{ClientIpOptions, client_ip_setters};
 use crate::rate_limit::store::{Clock, MonotonicClock};
-use crate::rate_limit::{ForwardedHeader, RequestInfo, UnknownKey};
+use crate::rate_limit::{RequestInfo, UnknownKey};
 use crate::rejection::Rejections;
 
 /// A partition of the global limit with a guaranteed share.
@@ -94,8 +93,7 @@ pub struct OverloadLayerBuilder {
     unknown_key: UnknownKey,
     exempt_paths: Vec<String>,
     exempt: Option<Arc<Predicate>>,
-    trusted: Result<Vec<Cidr>, ConfigError>,
-    ip: ClientIpConfig,
+    client_ip: ClientIpOptions,
     rejections: Rejections,
     retry_after: Duration,
     queue: Option<(usize, Duration)>,
@@ -118,6 +116,8 @@ impl fmt::Debug for OverloadLayerBuilder {
 pub const DEFAULT_MAX_KEYS: usize = 100_000;
 
 impl OverloadLayerBuilder {
+    client_ip_setters!(client_ip);
+
     pub(super) fn new() -> Self {
         Self {
             global: None,
@@ -130,8 +130,7 @@ impl OverloadLayerBuilder {
                 .map(|p| (*p).to_owned())
                 .collect(),
             exempt: None,
-            trusted: Ok(Vec::new()),
-            ip: ClientIpConfig::default(),
+            client_ip: ClientIpOptions::default(),
             rejections: Rejections::default(),
             retry_after: Duration::from_secs(1),
             queue: None,
@@ -201,42 +200,6 @@ impl OverloadLayerBuilder {
         self
     }
 
-    /// Proxies whose forwarding headers are believed when keying by
-    /// client IP (as the rate limiter's
-    /// [`trusted_proxies`](crate::rate_limit::LimitRateLayerBuilder::trusted_proxies)).
-    pub fn trusted_proxies<I, S>(mut self, proxies: I) -> Self
-    where
-        I: IntoIterator<Item = S>,
-        S: AsRef<str>,
-    {
-        self.trusted = ClientIpConfig::parse_trusted(proxies);
-        self
-    }
-
-    /// Which header trusted proxies write (default `X-Forwarded-For`).
-    pub fn forwarded_header(mut self, header: ForwardedHeader) -> Self {
-        self.ip.header = header;
-        self
-    }
-
-    /// How many leading bits of an IPv6 address make one client (default
-    /// 64).
-    pub fn ipv6_prefix(mut self, bits: u8) -> Self {
-        self.ip.ipv6_prefix = bits;
-        self
-    }
-
-    /// Reads the TCP peer address with `hook` when no
-    /// [`PeerAddr`](crate::rate_limit::PeerAddr) is in
-    /// the request extensions (tonic's `TcpConnectInfo`...).
-    pub fn peer_addr_with(
-        mut self,
-        hook: impl Fn(&Extensions) -> Option<IpAddr> + Send + Sync + 'static,
-    ) -> Self {
-        self.ip.peer_hook = Some(Arc::new(hook));
-        self
-    }
-
     /// How rejections are rendered (default problem+json).
     pub fn rejections(mut self, rejections: Rejections) -> Self {
         self.rejections = rejections;
@@ -288,9 +251,6 @@ impl OverloadLayerBuilder {
         if self.max_keys == 0 {
             return Err(ConfigError::new("max_keys", "must be at least 1"));
         }
-        if self.ip.ipv6_prefix > 128 {
-            return Err(ConfigError::new("ipv6_prefix", "must be at most 128"));
-        }
         if self.retry_after < Duration::from_secs(1) {
             return Err(ConfigError::new("retry_after", "must be at least 1 s"));
         }
@@ -300,8 +260,7 @@ impl OverloadLayerBuilder {
                 format!("`{path}` must start with `/`"),
             ));
         }
-        let mut ip = self.ip.clone();
-        ip.trusted = std::mem::replace(&mut self.trusted, Ok(Vec::new()))?;
+        let ip = self.client_ip.config()?;
         let clock = self
             .clock
             .take()

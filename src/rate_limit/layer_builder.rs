@@ -12,8 +12,7 @@ pub struct LimitRateLayerBuilder {
     pub(super) policies: Vec<Policy>,
     pub(super) routes: Vec<(String, Vec<Policy>)>,
     pub(super) exempt: Option<Arc<Predicate>>,
-    pub(super) trusted: Result<Vec<client_ip::Cidr>, ConfigError>,
-    pub(super) ip: ClientIpConfig,
+    pub(super) client_ip: client_ip::options::ClientIpOptions,
     pub(super) headers: HeaderStyle,
     pub(super) unknown_key: UnknownKey,
     pub(super) on_store_error: OnStoreError,
@@ -27,7 +26,7 @@ impl fmt::Debug for LimitRateLayerBuilder {
         f.debug_struct("LimitRateLayerBuilder")
             .field("policies", &self.policies)
             .field("routes", &self.routes)
-            .field("client_ip", &self.ip)
+            .field("client_ip", &self.client_ip)
             .field("headers", &self.headers)
             .field("max_keys", &self.max_keys)
             .finish_non_exhaustive()
@@ -35,6 +34,8 @@ impl fmt::Debug for LimitRateLayerBuilder {
 }
 
 impl LimitRateLayerBuilder {
+    client_ip::options::client_ip_setters!(client_ip);
+
     /// Adds a policy checked on every request (in the order added) unless
     /// its path has [`route`](Self::route) policies.
     pub fn policy(mut self, policy: Policy) -> Self {
@@ -62,41 +63,6 @@ impl LimitRateLayerBuilder {
         predicate: impl Fn(&RequestInfo<'_>) -> bool + Send + Sync + 'static,
     ) -> Self {
         self.exempt = Some(Arc::new(predicate));
-        self
-    }
-
-    /// Proxies (CIDR networks or addresses) whose forwarding headers are
-    /// believed. Default: none, the TCP peer is the client.
-    pub fn trusted_proxies<I, S>(mut self, proxies: I) -> Self
-    where
-        I: IntoIterator<Item = S>,
-        S: AsRef<str>,
-    {
-        self.trusted = ClientIpConfig::parse_trusted(proxies);
-        self
-    }
-
-    /// Which header trusted proxies write (default `X-Forwarded-For`).
-    pub fn forwarded_header(mut self, header: ForwardedHeader) -> Self {
-        self.ip.header = header;
-        self
-    }
-
-    /// How many leading bits of an IPv6 address make one client (default
-    /// 64; 128 keys each address alone).
-    pub fn ipv6_prefix(mut self, bits: u8) -> Self {
-        self.ip.ipv6_prefix = bits;
-        self
-    }
-
-    /// Reads the TCP peer address from the request extensions with `hook`
-    /// when no [`PeerAddr`] is there (tonic's `TcpConnectInfo`, your own
-    /// type...).
-    pub fn peer_addr_with(
-        mut self,
-        hook: impl Fn(&Extensions) -> Option<IpAddr> + Send + Sync + 'static,
-    ) -> Self {
-        self.ip.peer_hook = Some(Arc::new(hook));
         self
     }
 
@@ -223,14 +189,10 @@ impl LimitRateLayerBuilder {
         if self.policies.is_empty() {
             return Err(ConfigError::new("policy", "add at least one policy"));
         }
-        if self.ip.ipv6_prefix > 128 {
-            return Err(ConfigError::new("ipv6_prefix", "must be at most 128"));
-        }
         if self.max_keys == 0 {
             return Err(ConfigError::new("max_keys", "must be at least 1"));
         }
-        let mut ip = self.ip.clone();
-        ip.trusted = std::mem::replace(&mut self.trusted, Ok(Vec::new()))?;
+        let ip = self.client_ip.config()?;
         let mut names = Vec::new();
         let policies = std::mem::take(&mut self.policies);
         let default = self.build_set(policies, &mut names)?;

@@ -177,11 +177,10 @@ pub mod store;
 mod tests;
 
 use std::fmt;
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use http::{Extensions, HeaderValue};
+use http::HeaderValue;
 use tower_layer::Layer;
 
 pub use client_ip::{ForwardedHeader, PeerAddr};
@@ -439,8 +438,7 @@ impl LimitRateLayer {
             policies: Vec::new(),
             routes: Vec::new(),
             exempt: None,
-            trusted: Ok(Vec::new()),
-            ip: ClientIpConfig::default(),
+            client_ip: client_ip::options::ClientIpOptions::default(),
             headers: HeaderStyle::default(),
             unknown_key: UnknownKey::default(),
             on_store_error: OnStoreError::default(),

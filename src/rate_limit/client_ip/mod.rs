@@ -341,5 +341,7 @@ fn forwarded_for(element: &[u8]) -> Option<IpAddr> {
     }
 }
 
+pub(crate) mod options;
+
 #[cfg(test)]
 mod tests;
