@@ -173,8 +173,13 @@ impl RemoteTier {
     /// The variants of `id`, or the fill lease when there are none.
     pub(crate) async fn lookup(&self, id: &str) -> Result<Found, RedisFailure> {
         let entry_key = self.key("e", id);
-        let mut pipe = redis::pipe();
-        pipe.cmd("HGETALL").arg(&entry_key).cmd("TIME");
+        // Sized up front: growing the buffers cost more than the commands.
+        let mut hgetall = redis::Cmd::with_capacity(2, 7 + entry_key.len());
+        hgetall.arg("HGETALL").arg(&entry_key);
+        let mut time = redis::Cmd::with_capacity(1, 4);
+        time.arg("TIME");
+        let mut pipe = redis::Pipeline::with_capacity(2);
+        pipe.add_command(hgetall).add_command(time);
         let (flat, time): (Vec<Vec<u8>>, (i64, i64)) = self.backend.run_pipeline(pipe).await?;
         if !flat.is_empty() {
             return Ok(Found::Variants(variants(

@@ -261,8 +261,10 @@ impl IdempotencyStore for RedisStore {
         let digits = digits.format(lease).as_bytes();
         let len = 49 + digits.len();
         in_flight[49..len].copy_from_slice(digits);
-        let mut set = redis::cmd("SET");
-        set.arg(&redis_key)
+        // Sized up front: growing the buffers cost more than the command.
+        let mut set = redis::Cmd::with_capacity(7, 3 + redis_key.len() + len + 2 + 3 + 2 + 20);
+        set.arg("SET")
+            .arg(&redis_key)
             .arg(&in_flight[..len])
             .arg("NX")
             .arg("GET")
