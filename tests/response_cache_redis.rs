@@ -33,6 +33,18 @@ fn replica(
     calls: &Arc<AtomicUsize>,
     delay: Duration,
 ) -> (Replica, ResponseCacheHandle) {
+    replica_waiting(url, prefix, calls, delay, Duration::from_secs(5))
+}
+
+/// [`replica`] whose requests wait at most `lock_timeout` for another
+/// replica's fill.
+fn replica_waiting(
+    url: &str,
+    prefix: &str,
+    calls: &Arc<AtomicUsize>,
+    delay: Duration,
+    lock_timeout: Duration,
+) -> (Replica, ResponseCacheHandle) {
     let backend = RedisBackend::builder(url)
         .timeout(Duration::from_secs(1))
         .build()
@@ -40,6 +52,7 @@ fn replica(
     let layer = ResponseCacheLayer::builder()
         .redis(backend)
         .redis_key_prefix(prefix)
+        .lock_timeout(lock_timeout)
         .build()
         .unwrap();
     let calls = Arc::clone(calls);
@@ -268,9 +281,22 @@ async fn a_lease_of_a_dead_replica_is_taken_over_when_it_runs_out() {
         .query(&mut conn)
         .unwrap();
     // A fresh replica (nothing in its memory) finds the dead one's lease,
-    // waits, then fills itself.
-    let (mut b, _) = replica(SHARED, &prefix, &calls, Duration::ZERO);
-    let (status, cache_status, _) = send(&mut b, "GET", "/products/dead").await;
+    // waits, then fills itself once the lease runs out: well before its
+    // own `lock_timeout` (a minute here), so the 20 s bound tells the two
+    // apart.
+    let (mut b, _) = replica_waiting(
+        SHARED,
+        &prefix,
+        &calls,
+        Duration::ZERO,
+        Duration::from_secs(60),
+    );
+    let (status, cache_status, _) = tokio::time::timeout(
+        Duration::from_secs(20),
+        send(&mut b, "GET", "/products/dead"),
+    )
+    .await
+    .expect("B takes the dead replica's lease over when it runs out");
     assert_eq!(status, StatusCode::OK);
     assert!(!cache_status.contains("hit"), "{cache_status}");
     assert_eq!(calls.load(Ordering::SeqCst), 2, "B filled the key");
