@@ -114,6 +114,16 @@ impl StoreKey {
     pub fn to_hex(&self) -> String {
         hex(&self.0)
     }
+
+    /// Lowercase hex, on the stack (the Redis key of every request).
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn hex_digits(&self) -> [u8; 64] {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        std::array::from_fn(|i| {
+            let byte = self.0[i / 2];
+            DIGITS[usize::from(if i % 2 == 0 { byte >> 4 } else { byte & 15 })]
+        })
+    }
 }
 
 pub(crate) fn hex(bytes: &[u8]) -> String {
@@ -129,5 +139,22 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 impl fmt::Debug for StoreKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "StoreKey({})", &self.to_hex()[..12])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn hex_digits_spell_to_hex() {
+        let mut bytes = [0u8; 32];
+        bytes
+            .iter_mut()
+            .enumerate()
+            .for_each(|(i, b)| *b = (i * 37) as u8);
+        let key = super::StoreKey(bytes);
+        assert_eq!(
+            std::str::from_utf8(&key.hex_digits()).unwrap(),
+            key.to_hex()
+        );
     }
 }

@@ -62,7 +62,11 @@ impl Conn {
 /// needs no script).
 enum Call {
     Script(ScriptCall),
+    /// Idempotency's claim (`SET NX GET`).
+    #[cfg_attr(not(feature = "idempotency"), allow(dead_code))]
     Command(redis::Cmd),
+    /// The response cache's lookup (`HGETALL` + `TIME`).
+    #[cfg_attr(not(feature = "response-cache"), allow(dead_code))]
     Pipeline(redis::Pipeline),
 }
 
@@ -214,6 +218,7 @@ impl RedisBackend {
 
     /// [`eval_map`](Self::eval_map) for one plain command (no script): the
     /// same timeout, breaker and failure counting.
+    #[cfg_attr(not(feature = "idempotency"), allow(dead_code))]
     pub(crate) fn command_map<T, U, P>(
         &self,
         cmd: redis::Cmd,
@@ -229,6 +234,7 @@ impl RedisBackend {
 
     /// Sends `pipe` (plain commands, one round trip) and waits for its
     /// replies: the same timeout, breaker and failure counting.
+    #[cfg_attr(not(feature = "response-cache"), allow(dead_code))]
     pub(crate) async fn run_pipeline<T>(&self, pipe: redis::Pipeline) -> Result<T, RedisFailure>
     where
         T: redis::FromRedisValue + Send + 'static,

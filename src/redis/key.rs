@@ -41,7 +41,7 @@ pub(crate) fn tagged_key(prefix: &str, tag: impl std::fmt::Display, suffix: &str
 /// [`tagged_key`] for a tag that is a string and a suffix in parts
 /// (`["e", ":", id]`), in one exact allocation without the formatting
 /// machinery: for keys built on every request.
-#[cfg(feature = "response-cache")]
+#[cfg(any(feature = "response-cache", feature = "idempotency"))]
 pub(crate) fn tagged_key_from_parts(prefix: &str, tag: &str, suffix: &[&str]) -> String {
     let len = prefix.len() + tag.len() + 4 + suffix.iter().map(|part| part.len()).sum::<usize>();
     let mut out = String::with_capacity(len);
@@ -55,7 +55,7 @@ pub(crate) fn tagged_key_from_parts(prefix: &str, tag: &str, suffix: &[&str]) ->
     out
 }
 
-#[cfg(all(test, feature = "response-cache"))]
+#[cfg(all(test, any(feature = "response-cache", feature = "idempotency")))]
 mod tests {
     use super::*;
 

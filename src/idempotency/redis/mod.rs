@@ -146,7 +146,9 @@ impl RedisStore {
     fn redis_key(&self, key: &StoreKey) -> String {
         // `s` (a string); `k` was the hash of releases before 0.2, which
         // never meets this layout.
-        crate::redis::key::tagged_key(&self.inner.prefix, key.to_hex(), "s")
+        let digits = key.hex_digits();
+        let hex = std::str::from_utf8(&digits).unwrap_or_default();
+        crate::redis::key::tagged_key_from_parts(&self.inner.prefix, hex, &["s"])
     }
 }
 
