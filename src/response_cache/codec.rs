@@ -127,14 +127,17 @@ pub(crate) fn decode(
         Some(s) => Some(String::from_utf8(s.to_vec()).ok()?.into_boxed_str()),
         None => None,
     };
-    let mut vary = Vec::new();
-    for _ in 0..r.u16()? {
+    // Every collection sized from its count: no growth while decoding.
+    let count = r.u16()?;
+    let mut vary = Vec::with_capacity(usize::from(count));
+    for _ in 0..count {
         let name = HeaderName::from_bytes(&r.bytes()?).ok()?;
         let value = r.opt()?.map(|v| v.to_vec().into_boxed_slice());
         vary.push((name, value));
     }
-    let mut headers = HeaderMap::new();
-    for _ in 0..r.u16()? {
+    let count = r.u16()?;
+    let mut headers = HeaderMap::with_capacity(usize::from(count));
+    for _ in 0..count {
         let name = HeaderName::from_bytes(&r.bytes()?).ok()?;
         let value = HeaderValue::from_maybe_shared(r.bytes()?).ok()?;
         headers.append(name, value);
@@ -153,12 +156,14 @@ pub(crate) fn decode(
         no_cache: flags & 2 != 0,
         shareable_with_authorization: flags & 4 != 0,
     };
-    let mut group_names = Vec::new();
-    for _ in 0..r.u16()? {
+    let count = r.u16()?;
+    let mut group_names = Vec::with_capacity(usize::from(count));
+    for _ in 0..count {
         group_names.push(r.string()?);
     }
     let body = r.bytes()?;
-    let mut groups = vec![uri_group];
+    let mut groups = Vec::with_capacity(1 + group_names.len());
+    groups.push(uri_group);
     groups.extend(group_names.iter().map(|name| hasher.group(name)));
     let etag = headers
         .get(http::header::ETAG)
