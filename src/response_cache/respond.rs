@@ -101,7 +101,13 @@ pub(crate) fn from_entry<B>(
     } else {
         CacheBody::stored(entry.body.clone())
     });
-    *response.headers_mut() = entry.headers.clone();
+    // Room for `Age` and `Cache-Status` up front: a clone of the stored
+    // map has none, and growing it cost more than filling a sized one.
+    let headers = response.headers_mut();
+    headers.reserve(entry.headers.len() + 2);
+    for (name, value) in &entry.headers {
+        headers.append(name.clone(), value.clone());
+    }
     let reason = if not_modified {
         *response.status_mut() = StatusCode::NOT_MODIFIED;
         crate::cache_headers::keep_on_304(response.headers_mut());
