@@ -263,13 +263,21 @@ async fn a_lease_of_a_dead_replica_is_taken_over_when_it_runs_out() {
     let prefix = unique_prefix("rc-dead");
     let calls = Arc::new(AtomicUsize::new(0));
     let (mut a, _) = replica(SHARED, &prefix, &calls, Duration::ZERO);
-    // Learn the key's lease name from a fill, then empty the tier again.
+    // Learn the key's lease name from a fill (stored in Redis in the
+    // background: wait for it, at most 5 s), then empty the tier again.
     send(&mut a, "GET", "/products/dead").await;
     let mut conn = shared_redis();
-    let entries: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}:*:e:*"))
-        .query(&mut conn)
-        .unwrap();
+    let mut entries: Vec<String> = Vec::new();
+    for _ in 0..100 {
+        entries = redis::cmd("KEYS")
+            .arg(format!("{prefix}:*:e:*"))
+            .query(&mut conn)
+            .unwrap();
+        if !entries.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let entry = entries.first().expect("an entry in Redis").clone();
     let _: i64 = redis::cmd("DEL").arg(&entry).query(&mut conn).unwrap();
     let lease = entry.replacen(":e:", ":l:", 1);
