@@ -110,12 +110,9 @@ impl ETag {
 
     /// `"<16 hex digits>"`, or `"<hex>-<suffix>"`; `suffix` holds etagc only.
     pub(crate) fn from_hash(hash: u64, suffix: Option<&[u8]>) -> Self {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
         let mut buf = [0u8; 2 + 16 + 1 + 32];
         buf[0] = b'"';
-        for i in 0..16 {
-            buf[1 + i] = HEX[((hash >> (60 - 4 * i)) & 0xf) as usize];
-        }
+        buf[1..17].copy_from_slice(&crate::hex::u64_digits(hash));
         let mut len = 17;
         if let Some(suffix) = suffix {
             buf[len] = b'-';

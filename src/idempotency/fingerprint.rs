@@ -36,7 +36,7 @@ impl Fingerprint {
 
 impl fmt::Debug for Fingerprint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Fingerprint({})", &super::scope::hex(&self.0)[..12])
+        write!(f, "Fingerprint({})", &crate::hex::string(&self.0)[..12])
     }
 }
 

@@ -112,28 +112,16 @@ impl StoreKey {
 
     /// Lowercase hex, 64 characters.
     pub fn to_hex(&self) -> String {
-        hex(&self.0)
+        crate::hex::string(&self.0)
     }
 
     /// Lowercase hex, on the stack (the Redis key of every request).
     #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub(crate) fn hex_digits(&self) -> [u8; 64] {
-        const DIGITS: &[u8; 16] = b"0123456789abcdef";
-        std::array::from_fn(|i| {
-            let byte = self.0[i / 2];
-            DIGITS[usize::from(if i % 2 == 0 { byte >> 4 } else { byte & 15 })]
-        })
+        let mut out = [0; 64];
+        crate::hex::encode_into(&self.0, &mut out);
+        out
     }
-}
-
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        out.push(char::from(DIGITS[usize::from(b >> 4)]));
-        out.push(char::from(DIGITS[usize::from(b & 15)]));
-    }
-    out
 }
 
 impl fmt::Debug for StoreKey {

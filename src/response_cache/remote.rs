@@ -155,7 +155,7 @@ impl RemoteTier {
             h.update(&[0xfe]);
             h.update(subject.as_bytes());
         }
-        format!("{:032x}", h.digest128())
+        crate::hex::string(&h.digest128().to_be_bytes())
     }
 
     fn key(&self, kind: &str, id: &str) -> String {
@@ -163,7 +163,8 @@ impl RemoteTier {
     }
 
     fn group_key(&self, name: &str) -> String {
-        self.key("g", &format!("{:016x}", xxh3_64(name.as_bytes())))
+        let digits = crate::hex::u64_digits(xxh3_64(name.as_bytes()));
+        self.key("g", crate::hex::as_str(&digits))
     }
 
     fn channel(&self) -> String {
@@ -230,7 +231,7 @@ impl RemoteTier {
         let call = self
             .store
             .call(&refs)
-            .arg(format!("{:016x}", variant.digest()))
+            .arg(&crate::hex::u64_digits(variant.digest())[..])
             .arg(codec::encode(entry))
             .arg(ttl.as_millis() as u64)
             .arg(token);

@@ -147,8 +147,8 @@ impl RedisStore {
         // `s` (a string); `k` was the hash of releases before 0.2, which
         // never meets this layout.
         let digits = key.hex_digits();
-        let hex = std::str::from_utf8(&digits).unwrap_or_default();
-        crate::redis::key::tagged_key_from_parts(&self.inner.prefix, hex, &["s"])
+        let tag = crate::hex::as_str(&digits);
+        crate::redis::key::tagged_key_from_parts(&self.inner.prefix, tag, &["s"])
     }
 }
 
@@ -169,12 +169,9 @@ fn int(value: &redis::Value) -> Option<i64> {
     }
 }
 
-/// A token as the scripts compare it: 16 lowercase hex digits, on the
-/// stack (no allocation per claim).
+/// A token as the scripts compare it: 16 lowercase hex digits.
 fn hex(token: FencingToken) -> [u8; 16] {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let value = token.get();
-    std::array::from_fn(|i| DIGITS[((value >> (60 - 4 * i)) & 0xf) as usize])
+    crate::hex::u64_digits(token.get())
 }
 
 /// A fresh random fencing token.
