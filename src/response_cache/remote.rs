@@ -110,7 +110,7 @@ pub(crate) struct RemoteTier {
     renew: Script,
     /// The fill lease's lifetime without renewal: [`LEASE_TTL`], or
     /// `lock_timeout` when shorter.
-    pub(crate) lease: Duration,
+    lease: Duration,
     pub(crate) bypassed: AtomicU64,
     subscribed: AtomicBool,
 }
@@ -301,10 +301,12 @@ impl RemoteTier {
     }
 }
 
-/// A random lease token.
+/// A random lease token, never 0 (0 means "no lease" to the store).
 fn rand_token() -> u64 {
     use std::hash::{BuildHasher, RandomState};
-    RandomState::new().hash_one(std::time::SystemTime::now())
+    RandomState::new()
+        .hash_one(std::time::SystemTime::now())
+        .max(1)
 }
 
 /// The variants of a `HGETALL` reply (field, value, ...), each value

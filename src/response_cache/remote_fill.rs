@@ -1,7 +1,8 @@
 //! Whether a filled entry goes to the Redis tier, and the fill lease held
-//! meanwhile: released when the fill ends without storing (a response the
-//! cache may not keep, a failed handler or load, a body past the cap), so
-//! no replica waits out `lock_timeout` for an entry that never comes.
+//! meanwhile: renewed while the fill runs, and released when the fill
+//! ends without storing (a response the cache may not keep, a failed
+//! handler or load, a body past the cap), so no replica waits for an
+//! entry that never comes.
 
 #[cfg(feature = "redis")]
 use std::sync::Arc;
@@ -13,12 +14,46 @@ use super::remote::RemoteTier;
 pub(crate) struct RemoteFill {
     /// Store in Redis too (the layer has a Redis tier that answered).
     store: bool,
-    /// The lease this process holds: the tier, the key's id, the token.
     #[cfg(feature = "redis")]
-    lease: Option<(Arc<RemoteTier>, String, u64)>,
-    /// The task renewing the lease while the fill runs.
-    #[cfg(feature = "redis")]
+    lease: Option<Lease>,
+}
+
+/// A fill lease this process holds; dropped, it stops its renewal and
+/// releases the lease.
+#[cfg(feature = "redis")]
+struct Lease {
+    remote: Arc<RemoteTier>,
+    id: String,
+    token: u64,
+    /// The task renewing it while the fill runs.
     renewal: Option<tokio::task::AbortHandle>,
+}
+
+#[cfg(feature = "redis")]
+impl Lease {
+    /// The token to store with: the store releases the lease, so nothing
+    /// else does.
+    fn into_token(mut self) -> u64 {
+        if let Some(renewal) = self.renewal.take() {
+            renewal.abort();
+        }
+        let token = self.token;
+        self.token = 0;
+        token
+    }
+}
+
+#[cfg(feature = "redis")]
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if let Some(renewal) = self.renewal.take() {
+            renewal.abort();
+        }
+        // 0: handed over to the store (see `into_token`).
+        if self.token != 0 {
+            self.remote.spawn_release(&self.id, self.token);
+        }
+    }
 }
 
 impl std::fmt::Debug for RemoteFill {
@@ -41,8 +76,6 @@ impl RemoteFill {
             store: false,
             #[cfg(feature = "redis")]
             lease: None,
-            #[cfg(feature = "redis")]
-            renewal: None,
         }
     }
 
@@ -53,8 +86,6 @@ impl RemoteFill {
             store: true,
             #[cfg(feature = "redis")]
             lease: None,
-            #[cfg(feature = "redis")]
-            renewal: None,
         }
     }
 
@@ -71,10 +102,15 @@ impl RemoteFill {
     /// the lease is renewed until then.
     #[cfg(feature = "redis")]
     pub(crate) fn leased(remote: Arc<RemoteTier>, id: String, token: u64) -> Self {
+        let renewal = remote.spawn_renewal(&id, token);
         Self {
             store: true,
-            renewal: remote.spawn_renewal(&id, token),
-            lease: Some((remote, id, token)),
+            lease: Some(Lease {
+                remote,
+                id,
+                token,
+                renewal,
+            }),
         }
     }
 
@@ -83,32 +119,9 @@ impl RemoteFill {
     #[cfg_attr(not(feature = "redis"), allow(unused_mut))]
     pub(crate) fn take_for_store(mut self) -> Option<u64> {
         #[cfg(feature = "redis")]
-        let token = {
-            self.stop_renewal();
-            self.lease.take().map_or(0, |(_, _, token)| token)
-        };
+        let token = self.lease.take().map_or(0, Lease::into_token);
         #[cfg(not(feature = "redis"))]
         let token = 0;
         self.store.then_some(token)
-    }
-}
-
-#[cfg(feature = "redis")]
-impl RemoteFill {
-    fn stop_renewal(&mut self) {
-        if let Some(renewal) = self.renewal.take() {
-            renewal.abort();
-        }
-    }
-}
-
-impl Drop for RemoteFill {
-    fn drop(&mut self) {
-        #[cfg(feature = "redis")]
-        self.stop_renewal();
-        #[cfg(feature = "redis")]
-        if let Some((remote, id, token)) = self.lease.take() {
-            remote.spawn_release(&id, token);
-        }
     }
 }
