@@ -19,7 +19,7 @@ use tower_edge::redis::RedisBackend;
 use tower_edge::response_cache::{ResponseCacheHandle, ResponseCacheLayer};
 
 mod support;
-use support::redis::{OwnRedis, SHARED, lease_left, shared_redis, unique_prefix};
+use support::redis::{OwnRedis, SHARED, keys_eventually, lease_left, shared_redis, unique_prefix};
 
 type Inner = tower::util::BoxCloneService<Request<Full<Bytes>>, Response<Full<Bytes>>, Infallible>;
 type Replica = tower_edge::response_cache::ResponseCache<Inner>;
@@ -198,31 +198,17 @@ async fn a_group_purge_on_one_replica_is_seen_by_the_other() {
     assert!(calls.load(Ordering::SeqCst) > calls_before);
 }
 
-/// The fill leases under `prefix` and their time to live (ms).
-fn leases(prefix: &str) -> Vec<(String, i64)> {
+/// The fill leases under `prefix` and their time to live (ms), once there
+/// are any (at most 5 s).
+async fn until_leased(prefix: &str) -> Vec<(String, i64)> {
+    let keys = keys_eventually(&format!("{prefix}:*:l:*")).await;
     let mut conn = shared_redis();
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}:*:l:*"))
-        .query(&mut conn)
-        .unwrap();
     keys.into_iter()
         .map(|key| {
             let ttl: i64 = redis::cmd("PTTL").arg(&key).query(&mut conn).unwrap();
             (key, ttl)
         })
         .collect()
-}
-
-/// Waits (at most 5 s) until a fill lease exists under `prefix`.
-async fn until_leased(prefix: &str) -> Vec<(String, i64)> {
-    for _ in 0..100 {
-        let held = leases(prefix);
-        if !held.is_empty() {
-            return held;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("no fill lease under {prefix}");
 }
 
 // A fill slower than the lease's 1 s keeps its lease (renewed while the
@@ -266,18 +252,8 @@ async fn a_lease_of_a_dead_replica_is_taken_over_when_it_runs_out() {
     // Learn the key's lease name from a fill (stored in Redis in the
     // background: wait for it, at most 5 s), then empty the tier again.
     send(&mut a, "GET", "/products/dead").await;
+    let entries = keys_eventually(&format!("{prefix}:*:e:*")).await;
     let mut conn = shared_redis();
-    let mut entries: Vec<String> = Vec::new();
-    for _ in 0..100 {
-        entries = redis::cmd("KEYS")
-            .arg(format!("{prefix}:*:e:*"))
-            .query(&mut conn)
-            .unwrap();
-        if !entries.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
     let entry = entries.first().expect("an entry in Redis").clone();
     let _: i64 = redis::cmd("DEL").arg(&entry).query(&mut conn).unwrap();
     let lease = entry.replacen(":e:", ":l:", 1);

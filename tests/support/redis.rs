@@ -138,6 +138,22 @@ impl OwnRedis {
     }
 }
 
+/// The keys matching `pattern`, once there are any (writes the layers
+/// make in the background), at most 5 s; panics naming `pattern` if none
+/// come.
+#[allow(dead_code)] // not every test file uses it
+pub async fn keys_eventually(pattern: &str) -> Vec<String> {
+    let mut conn = shared_redis();
+    for _ in 0..100 {
+        let keys: Vec<String> = redis::cmd("KEYS").arg(pattern).query(&mut conn).unwrap();
+        if !keys.is_empty() {
+            return keys;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no key matches {pattern}");
+}
+
 /// Whether a response-cache fill lease of `prefix` is left in Redis, once the background
 /// release had time to land (at most 2 s).
 pub async fn lease_left(prefix: &str) -> bool {
