@@ -288,15 +288,16 @@ impl OverloadLayerBuilder {
         let simple = keyed.is_none()
             && self.exempt.is_none()
             && global.as_ref().is_some_and(|g| g.partitions.is_none());
-        let exempt_lengths = self.exempt_paths.iter().fold(0, |mask, path| {
-            mask | super::service::length_bit(path.len())
-        });
+        let exempt_bits = self
+            .exempt_paths
+            .iter()
+            .fold(0, |mask, path| mask | super::service::path_bit(path));
         Ok(OverloadLayer {
             shared: Arc::new(Shared {
                 global,
                 keyed,
                 exempt_paths: self.exempt_paths.into_iter().map(Into::into).collect(),
-                exempt_lengths,
+                exempt_bits,
                 simple,
                 exempt: self.exempt,
                 ip,

@@ -71,6 +71,18 @@ where
         }
     }
 
+    /// The admitted state, the inner future made in place (one move of it
+    /// less than [`admitted`](Self::admitted) on the hot path).
+    #[inline(always)]
+    pub(crate) fn admitted_with(call: impl FnOnce() -> S::Future, permit: Permit) -> Self {
+        Self {
+            kind: Kind::Admitted {
+                future: call(),
+                permit: Some(permit),
+            },
+        }
+    }
+
     pub(crate) fn rejected(response: Response<OverloadBody<ResBody>>) -> Self {
         Self {
             kind: Kind::Rejected {
@@ -134,6 +146,7 @@ where
 {
     type Output = Result<Response<OverloadBody<ResBody>>, S::Error>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut kind = self.project().kind;
         loop {

@@ -180,8 +180,9 @@ pub(crate) struct Shared {
     global: Option<GlobalLimiter>,
     keyed: Option<KeyLimiter>,
     exempt_paths: Box<[Box<str>]>,
-    /// One bit per length of the exempt paths (see `service::length_bit`).
-    exempt_lengths: u64,
+    /// One bit per exempt path, from its length and last byte (see
+    /// `service::path_bit`).
+    exempt_bits: u64,
     exempt: Option<Arc<Predicate>>,
     /// A global limit without partitions, no per-key limit, no exemption
     /// predicate: admission reads the path alone.

@@ -36,6 +36,15 @@ impl Permit {
         }
     }
 
+    /// A permit holding the global `slot` only, taken with `in_flight`
+    /// requests in flight.
+    #[inline]
+    pub(crate) fn holding(shared: Arc<Shared>, slot: Slot, in_flight: usize) -> Self {
+        let mut permit = Self::new(shared, None);
+        permit.hold(slot, in_flight);
+        permit
+    }
+
     /// Adds the global `slot`, taken with `in_flight` requests in flight.
     #[inline]
     pub(crate) fn hold(&mut self, slot: Slot, in_flight: usize) {

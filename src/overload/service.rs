@@ -21,11 +21,13 @@ use crate::decision::{Decision, EdgeLayer, Reason};
 use crate::rate_limit::RequestInfo;
 use crate::rejection::Problem;
 
-/// The bit of a path length in [`Shared::exempt_lengths`] (lengths of 63
-/// and above share the last bit).
+/// The bit of a path in [`Shared::exempt_bits`]: from its length and its
+/// last byte, so a path is compared with the exempt ones only when both
+/// match one of theirs (`/hello` and `/livez` have the same length).
 #[inline]
-pub(crate) const fn length_bit(len: usize) -> u64 {
-    1 << if len < 63 { len } else { 63 }
+pub(crate) fn path_bit(path: &str) -> u64 {
+    let last = path.as_bytes().last().copied().unwrap_or(0);
+    1 << (path.len().wrapping_mul(31).wrapping_add(usize::from(last)) & 63)
 }
 
 const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
@@ -101,8 +103,7 @@ impl Shared {
     /// apart by their length alone.
     #[inline]
     fn is_exempt_path(&self, path: &str) -> bool {
-        self.exempt_lengths & length_bit(path.len()) != 0
-            && self.exempt_paths.iter().any(|p| **p == *path)
+        self.exempt_bits & path_bit(path) != 0 && self.exempt_paths.iter().any(|p| **p == *path)
     }
 
     /// Whether a request skips the limits (health and readiness checks).
@@ -114,21 +115,16 @@ impl Shared {
 
     /// Admission of a request that needs nothing of the request but its
     /// path (a global limit without partitions, no per-key limit, no
-    /// exemption predicate): `None` when the full [`admit`](Self::admit)
-    /// must decide.
+    /// exemption predicate), when it is admitted; `None` when the full
+    /// [`admit`](Self::admit) must decide (it also sees exempt paths and
+    /// sheds).
     #[inline]
-    fn admit_fast(self: &Arc<Self>, path: &str) -> Option<Admission> {
-        if !self.simple {
+    fn admit_fast(self: &Arc<Self>, path: &str) -> Option<Permit> {
+        if !self.simple || self.is_exempt_path(path) {
             return None;
         }
-        if self.is_exempt_path(path) {
-            return Some(Admission::Exempt);
-        }
-        let global = self.global.as_ref()?;
-        let in_flight = global.try_acquire(Slot::Whole)?;
-        let mut permit = Permit::new(Arc::clone(self), None);
-        permit.hold(Slot::Whole, in_flight);
-        Some(Admission::Admitted(permit))
+        let in_flight = self.global.as_ref()?.try_acquire(Slot::Whole)?;
+        Some(Permit::holding(Arc::clone(self), Slot::Whole, in_flight))
     }
 
     /// Admission of one request: its key's slot, then the global one.
@@ -254,8 +250,8 @@ where
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
-        if let Some(Admission::Admitted(permit)) = self.shared.admit_fast(request.uri().path()) {
-            return ResponseFuture::admitted(self.inner.call(request), Some(permit));
+        if let Some(permit) = self.shared.admit_fast(request.uri().path()) {
+            return ResponseFuture::admitted_with(|| self.inner.call(request), permit);
         }
         let admission = {
             let info = RequestInfo::new(
