@@ -313,6 +313,7 @@ impl CacheAside {
             groups: hashes.into_boxed_slice(),
             group_names: groups.iter().map(|g| Box::<str>::from(*g)).collect(),
             size,
+            head: Default::default(),
         };
         // In Redis too only `across_replicas` (`remote` says so).
         engine.store(entry, remote.take_for_store());

@@ -8,7 +8,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use tokio::time::Instant;
 
 use super::directives::Verdict;
-use super::entry::{Entry, KeyParts};
+use super::entry::{Entry, KeyParts, fields_size};
 use super::key::KeyHasher;
 use crate::cache_headers::{ETag, HttpDate};
 
@@ -172,14 +172,7 @@ pub(crate) fn decode(
         .get(http::header::LAST_MODIFIED)
         .and_then(|v| HttpDate::from_header_value(v).ok());
     let now = Instant::now();
-    let size = 256
-        + path.len()
-        + query.len()
-        + body.len()
-        + headers
-            .iter()
-            .map(|(n, v)| n.as_str().len() + v.len() + 32)
-            .sum::<usize>();
+    let size = 256 + path.len() + query.len() + body.len() + fields_size(&headers);
     Some(Entry {
         key: KeyParts {
             hash,
@@ -198,5 +191,6 @@ pub(crate) fn decode(
         groups: groups.into_boxed_slice(),
         group_names: group_names.into_boxed_slice(),
         size,
+        head: Default::default(),
     })
 }

@@ -7,6 +7,7 @@ use http::{HeaderMap, HeaderName, StatusCode};
 use tokio::time::Instant;
 
 use super::directives::Verdict;
+use super::head::HeadCache;
 use super::key::field_matches;
 use crate::cache_headers::{ETag, HttpDate};
 
@@ -55,6 +56,19 @@ pub(crate) struct Entry {
     /// What it costs the memory tier, in bytes (estimated: body, fields,
     /// key).
     pub(crate) size: usize,
+    /// A fresh hit's fields, rendered for the current second of its age.
+    pub(crate) head: HeadCache,
+}
+
+/// What an entry's fields cost the memory tier, in bytes (estimated): the
+/// stored ones, and their copy rendered for hits with `Age` and
+/// `Cache-Status` ([`HeadCache`]).
+pub(crate) fn fields_size(headers: &HeaderMap) -> usize {
+    let stored: usize = headers
+        .iter()
+        .map(|(n, v)| n.as_str().len() + v.len() + 32)
+        .sum();
+    2 * stored + 128
 }
 
 impl Entry {
@@ -66,8 +80,12 @@ impl Entry {
     /// Whole seconds of freshness left, negative when stale (RFC 9211
     /// §2.4 `ttl`).
     pub(crate) fn ttl(&self, now: Instant) -> i64 {
+        self.ttl_at(self.age(now))
+    }
+
+    /// [`ttl`](Self::ttl) at a given age.
+    pub(crate) fn ttl_at(&self, age: Duration) -> i64 {
         let lifetime = self.verdict.lifetime.as_secs() as i64;
-        let age = self.age(now);
         // Round the age up: a response 0.5 s old has less than its whole
         // lifetime left.
         let age = age.as_secs() as i64 + i64::from(age.subsec_nanos() > 0);
@@ -76,7 +94,12 @@ impl Entry {
 
     /// Served without going to the handler (fresh, not `no-cache`).
     pub(crate) fn is_fresh(&self, now: Instant) -> bool {
-        !self.verdict.no_cache && self.age(now) < self.verdict.lifetime
+        self.is_fresh_at(self.age(now))
+    }
+
+    /// [`is_fresh`](Self::is_fresh) at a given age.
+    pub(crate) fn is_fresh_at(&self, age: Duration) -> bool {
+        !self.verdict.no_cache && age < self.verdict.lifetime
     }
 
     /// Stale, but within `stale-while-revalidate` (RFC 5861 §3).
@@ -108,10 +131,5 @@ impl Entry {
     /// Same secondary key as `other` (a newer response replaces it).
     pub(crate) fn same_variant(&self, other: &Entry) -> bool {
         self.key == other.key && self.vary == other.vary
-    }
-
-    /// Age in whole seconds for the `Age` field (§5.1).
-    pub(crate) fn age_secs(&self, now: Instant) -> u64 {
-        self.age(now).as_secs()
     }
 }

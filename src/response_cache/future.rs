@@ -157,6 +157,7 @@ fn stale_answer<B>(
         hit: false,
         ..status
     };
+    let age = entry.age(now);
     // No preconditions: the client gets the stale body (it asked for a
     // fresh one).
     let response = from_entry(
@@ -164,7 +165,7 @@ fn stale_answer<B>(
         entry,
         &http::Method::GET,
         &http::HeaderMap::new(),
-        now,
+        age,
         status,
     )?;
     Counters::add(&config.engine.counters.stale_served);
@@ -242,17 +243,17 @@ where
                     let config = this.config;
                     match outcome {
                         RemoteOutcome::Hit(entry) => {
-                            let now = Instant::now();
+                            let age = entry.age(Instant::now());
                             let status = Status {
                                 detail: Some("redis"),
-                                ..Status::hit(entry.ttl(now))
+                                ..Status::hit(entry.ttl_at(age))
                             };
                             if let Some(response) = from_entry(
                                 config,
                                 &entry,
                                 request.method(),
                                 request.headers(),
-                                now,
+                                age,
                                 status,
                             ) {
                                 Counters::add(&config.engine.counters.hits);

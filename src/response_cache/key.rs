@@ -35,6 +35,8 @@ impl QueryKey {
         match self {
             Self::Ignore => Cow::Borrowed(""),
             Self::Exact => Cow::Borrowed(query),
+            // Most keys have no query: nothing to sort.
+            Self::Sorted if query.is_empty() => Cow::Borrowed(""),
             Self::Sorted => {
                 let mut sorted = true;
                 let mut clean = true;
@@ -60,6 +62,9 @@ impl QueryKey {
     }
 }
 
+/// The longest primary key hashed in one shot from the stack.
+const PRIMARY_ONE_SHOT: usize = 240;
+
 /// The seeded hash of the cache's keys and group names: random per cache,
 /// so a client cannot aim keys at one bucket.
 #[derive(Debug, Clone, Copy)]
@@ -78,6 +83,33 @@ impl KeyHasher {
     /// The primary key: path, normalised query, and the principal when a
     /// rule keys by it.
     pub(crate) fn primary(&self, path: &str, query: &str, subject: Option<&str>) -> u64 {
+        // Most keys fit a stack buffer: XXH3 in one shot over the bytes the
+        // streaming hasher below would see gives the same value (XXH3 has
+        // one value per byte string however it is fed) for a third of the
+        // instructions (no streaming state to set up and finish).
+        let len = 1 + path.len() + 1 + query.len() + subject.map_or(0, |s| 1 + s.len());
+        if len <= PRIMARY_ONE_SHOT {
+            let mut buf = [0u8; PRIMARY_ONE_SHOT];
+            let mut at = 0;
+            let mut put = |bytes: &[u8]| {
+                buf[at..at + bytes.len()].copy_from_slice(bytes);
+                at += bytes.len();
+            };
+            put(b"k");
+            put(path.as_bytes());
+            put(&[0xff]);
+            put(query.as_bytes());
+            if let Some(subject) = subject {
+                put(&[0xfe]);
+                put(subject.as_bytes());
+            }
+            return xxhash_rust::xxh3::xxh3_64_with_seed(&buf[..len], self.seed);
+        }
+        self.primary_streamed(path, query, subject)
+    }
+
+    /// [`primary`](Self::primary) fed piece by piece, for any length.
+    fn primary_streamed(&self, path: &str, query: &str, subject: Option<&str>) -> u64 {
         let mut h = Xxh3::with_seed(self.seed);
         h.update(b"k");
         h.update(path.as_bytes());
@@ -176,6 +208,31 @@ pub(crate) fn vary_names(headers: &HeaderMap) -> Option<Vec<HeaderName>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_primary_key_hashes_alike_in_one_shot_and_streamed() {
+        let hasher = KeyHasher::random();
+        // Around the one-shot limit, with and without a subject.
+        for path_len in [1, 100, 200, 230, 236, 237, 238, 239, 240, 300] {
+            let path = format!("/{}", "p".repeat(path_len - 1));
+            for (query, subject) in [("", None), ("a=1", None), ("a=1", Some("alice"))] {
+                assert_eq!(
+                    hasher.primary(&path, query, subject),
+                    hasher.primary_streamed(&path, query, subject),
+                    "{path_len} {query:?} {subject:?}"
+                );
+            }
+        }
+        // The separators keep the parts apart.
+        assert_ne!(
+            hasher.primary("/a", "b", None),
+            hasher.primary("/ab", "", None)
+        );
+        assert_ne!(
+            hasher.primary("/a", "", Some("b")),
+            hasher.primary("/a", "b", None)
+        );
+    }
 
     #[test]
     fn sorted_queries_share_a_key() {

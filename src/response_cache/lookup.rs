@@ -147,63 +147,66 @@ pub(crate) fn step<R, B>(config: &Arc<Config>, request: &Request<R>, waited: boo
         Lookup::Found(entry) if authorized && !entry.verdict.shareable_with_authorization => {
             Fwd::Miss
         }
-        Lookup::Found(entry) if entry.is_fresh(now) => {
-            let mut status = Status::hit(entry.ttl(now));
-            if waited {
-                status = Status {
-                    hit: false,
-                    fwd: Some(Fwd::UriMiss),
-                    fwd_status: Some(entry.status.as_u16()),
-                    collapsed: true,
-                    ..status
-                };
-            }
-            if let Some(response) =
-                from_entry(config, &entry, method, request.headers(), now, status)
-            {
-                Counters::add(if waited {
-                    &engine.counters.collapsed
-                } else {
-                    &engine.counters.hits
-                });
-                return Step::Answer(response);
-            }
-            Fwd::Bypass
-        }
         Lookup::Found(entry) => {
-            if !head && entry.may_serve_while_revalidating(now) {
-                let status = Status {
-                    detail: Some("stale-while-revalidate"),
-                    ..Status::hit(entry.ttl(now))
-                };
+            // One clock reading, one age for every check below.
+            let age = entry.age(now);
+            if entry.is_fresh_at(age) {
+                let mut status = Status::hit(entry.ttl_at(age));
+                if waited {
+                    status = Status {
+                        hit: false,
+                        fwd: Some(Fwd::UriMiss),
+                        fwd_status: Some(entry.status.as_u16()),
+                        collapsed: true,
+                        ..status
+                    };
+                }
                 if let Some(response) =
-                    from_entry(config, &entry, method, request.headers(), now, status)
+                    from_entry(config, &entry, method, request.headers(), age, status)
                 {
-                    Counters::add(&engine.counters.stale_served);
-                    // One refresh at a time per key: a running fill is it.
-                    if let Join::Lead(guard) = engine.flights.join(key.hash) {
-                        let miss = Miss {
-                            fwd: Fwd::Stale,
-                            key: key.owned(),
-                            uri_group: key.uri_group(config),
-                            request_headers: request.headers().clone(),
-                            authorized,
-                            rule_lifetime: rule_lifetime(config, request),
-                            stale: None,
-                            guard: Some(guard),
-                            store: true,
-                            collapsed: false,
-                            remote: RemoteFill::when(engine.has_remote()),
-                        };
-                        return Step::Refresh(response, Box::new(miss));
-                    }
+                    Counters::add(if waited {
+                        &engine.counters.collapsed
+                    } else {
+                        &engine.counters.hits
+                    });
                     return Step::Answer(response);
                 }
+                Fwd::Bypass
+            } else {
+                if !head && entry.may_serve_while_revalidating(now) {
+                    let status = Status {
+                        detail: Some("stale-while-revalidate"),
+                        ..Status::hit(entry.ttl_at(age))
+                    };
+                    if let Some(response) =
+                        from_entry(config, &entry, method, request.headers(), age, status)
+                    {
+                        Counters::add(&engine.counters.stale_served);
+                        // One refresh at a time per key: a running fill is it.
+                        if let Join::Lead(guard) = engine.flights.join(key.hash) {
+                            let miss = Miss {
+                                fwd: Fwd::Stale,
+                                key: key.owned(),
+                                uri_group: key.uri_group(config),
+                                request_headers: request.headers().clone(),
+                                authorized,
+                                rule_lifetime: rule_lifetime(config, request),
+                                stale: None,
+                                guard: Some(guard),
+                                store: true,
+                                collapsed: false,
+                                remote: RemoteFill::when(engine.has_remote()),
+                            };
+                            return Step::Refresh(response, Box::new(miss));
+                        }
+                        return Step::Answer(response);
+                    }
+                }
+                if entry.may_serve_on_error(now) {
+                    stale = Some(entry);
+                }
+                Fwd::Stale
             }
-            if entry.may_serve_on_error(now) {
-                stale = Some(entry);
-            }
-            Fwd::Stale
         }
         Lookup::VaryMiss => Fwd::VaryMiss,
         Lookup::UriMiss => Fwd::UriMiss,

@@ -237,6 +237,7 @@ mod flight;
 mod future;
 mod groups;
 mod handle;
+mod head;
 mod key;
 mod lookup;
 mod memory;

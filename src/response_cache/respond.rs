@@ -19,7 +19,7 @@ use tokio::time::Instant;
 use super::Config;
 use super::body::{CacheBody, Fill};
 use super::directives::verdict;
-use super::entry::{Entry, KeyParts};
+use super::entry::{Entry, KeyParts, fields_size};
 use super::flight::FlightGuard;
 use super::groups::{self, CACHE_GROUPS};
 use super::key::{field_value, vary_names};
@@ -64,17 +64,17 @@ pub(crate) enum RemoteOutcome {
 
 pub(crate) type RemoteFuture = Pin<Box<dyn Future<Output = RemoteOutcome> + Send>>;
 
-/// The stored entry as a response: 304 when the request's preconditions
-/// say the client's copy is current (RFC 9110 §13.2.2, from the stored
-/// validators, without the handler), else the stored status, fields and
-/// body (none for HEAD). `None`: preconditions the cache does not answer
-/// (a failing `If-Match`): the request goes to the handler.
+/// The stored entry as a response, `age` old: 304 when the request's
+/// preconditions say the client's copy is current (RFC 9110 §13.2.2, from
+/// the stored validators, without the handler), else the stored status,
+/// fields and body (none for HEAD). `None`: preconditions the cache does
+/// not answer (a failing `If-Match`): the request goes to the handler.
 pub(crate) fn from_entry<B>(
     config: &Config,
     entry: &Entry,
     method: &Method,
     request_headers: &HeaderMap,
-    now: Instant,
+    age: Duration,
     status: Status,
 ) -> Option<Response<CacheBody<B>>> {
     let conditional = request_headers.contains_key(http::header::IF_NONE_MATCH)
@@ -101,13 +101,25 @@ pub(crate) fn from_entry<B>(
     } else {
         CacheBody::stored(entry.body.clone())
     });
-    // Room for `Age` and `Cache-Status` up front: a clone of the stored
-    // map has none, and growing it cost more than filling a sized one.
-    let headers = response.headers_mut();
-    headers.reserve(entry.headers.len() + 2);
-    for (name, value) in &entry.headers {
-        headers.append(name.clone(), value.clone());
-    }
+    let age_secs = age.as_secs();
+    let render = || {
+        // Sized for `Age` and `Cache-Status` up front: growing a clone of
+        // the stored map cost more than filling a sized one.
+        let mut headers = HeaderMap::with_capacity(entry.headers.len() + 2);
+        for (name, value) in &entry.headers {
+            headers.append(name.clone(), value.clone());
+        }
+        // RFC 9111 §5.1: whole seconds.
+        headers.insert(AGE, HeaderValue::from(age_secs));
+        add_status(config, &mut headers, status);
+        headers
+    };
+    *response.headers_mut() = match status.ttl {
+        // Every plain hit in one second of the entry's age has the same
+        // fields: rendered once, then cloned.
+        Some(ttl) if status == Status::hit(ttl) => entry.head.get_or_render(age_secs, ttl, render),
+        _ => render(),
+    };
     let reason = if not_modified {
         *response.status_mut() = StatusCode::NOT_MODIFIED;
         crate::cache_headers::keep_on_304(response.headers_mut());
@@ -126,10 +138,6 @@ pub(crate) fn from_entry<B>(
     response
         .extensions_mut()
         .insert(Decision::new(EdgeLayer::ResponseCache, reason));
-    response
-        .headers_mut()
-        .insert(AGE, HeaderValue::from(entry.age_secs(now)));
-    add_status(config, response.headers_mut(), status);
     Some(response)
 }
 
@@ -236,10 +244,7 @@ fn prepare_fill<B: Body>(
         + miss.key.path.len()
         + miss.key.query.len()
         + miss.key.subject.as_deref().map_or(0, str::len)
-        + stored
-            .iter()
-            .map(|(n, v)| n.as_str().len() + v.len() + 32)
-            .sum::<usize>()
+        + fields_size(&stored)
         + vary
             .iter()
             .map(|(_, v)| v.as_ref().map_or(0, |v| v.len()) + 32)
@@ -259,6 +264,7 @@ fn prepare_fill<B: Body>(
             groups: groups.into_boxed_slice(),
             group_names,
             size,
+            head: Default::default(),
         },
         chunks: Vec::new(),
         len: 0,

@@ -40,7 +40,7 @@ impl Fwd {
 }
 
 /// What this cache did for one response.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct Status {
     pub(crate) hit: bool,
     pub(crate) fwd: Option<Fwd>,
