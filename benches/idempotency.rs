@@ -24,7 +24,7 @@ use bytes::Bytes;
 use criterion::{BenchmarkId, Criterion};
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Empty, Full};
-use redis_keys::{delete_keys, redis_rs_get_per_s, redis_url};
+use redis_keys::{delete_keys, inflight_levels, redis_rs_get_per_s, redis_url};
 use tower::{Layer, Service, ServiceExt};
 use tower_edge::idempotency::{IdempotencyLayer, RedisStore, RequestBody};
 use tower_edge::rate_limit::PeerAddr;
@@ -184,7 +184,7 @@ fn replay_throughput(measure: Duration) {
         .unwrap();
     let value: Vec<u8> = redis::cmd("GET").arg(&keys[0]).query(&mut conn).unwrap();
     println!("# stored outcome: {} bytes (key {})", value.len(), keys[0]);
-    for inflight in [1usize, 16, 64] {
+    for inflight in inflight_levels() {
         let done = Arc::new(AtomicU64::new(0));
         let start = Instant::now();
         runtime.block_on(async {

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use http::{HeaderMap, HeaderValue, header};
 use http_body_util::BodyExt;
-use redis_keys::{delete_keys, redis_rs_get_per_s, redis_url};
+use redis_keys::{delete_keys, inflight_levels, redis_rs_get_per_s, redis_url};
 use tower::{Layer, Service, ServiceExt};
 use tower_edge::redis::RedisBackend;
 use tower_edge::response_cache::ResponseCacheLayer;
@@ -115,7 +115,7 @@ fn main() {
         .unwrap();
     let value_bytes: usize = fields.iter().map(Vec::len).sum();
     println!("# cache-status of a hit: {first}; HGETALL reply {value_bytes} bytes");
-    for inflight in [1usize, 16, 64] {
+    for inflight in inflight_levels() {
         let done = Arc::new(AtomicU64::new(0));
         let start = Instant::now();
         runtime.block_on(async {

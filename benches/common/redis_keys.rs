@@ -7,6 +7,19 @@ pub fn redis_url() -> String {
     std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
 }
 
+/// The numbers of requests in flight a Redis throughput bench runs at:
+/// 1, 16 and 64, or those listed in `INFLIGHT` (`INFLIGHT=16`, to profile
+/// one of them alone).
+pub fn inflight_levels() -> Vec<usize> {
+    match std::env::var("INFLIGHT") {
+        Ok(list) => list
+            .split(',')
+            .map(|n| n.trim().parse().expect("INFLIGHT lists numbers"))
+            .collect(),
+        Err(_) => vec![1, 16, 64],
+    }
+}
+
 /// Deletes the keys a bench run left under `prefix` (nothing when Redis
 /// is away), and says how many.
 pub fn delete_keys(prefix: &str) {
@@ -38,6 +51,10 @@ pub fn redis_rs_get_per_s(
     measure: std::time::Duration,
 ) -> f64 {
     use std::sync::Arc;
+    // `SKIP_GET_FLOOR=1`: our side alone (to profile or count it).
+    if std::env::var_os("SKIP_GET_FLOOR").is_some() {
+        return 0.0;
+    }
     use std::sync::atomic::{AtomicU64, Ordering};
     let key = format!("te-bench:redis-rs-floor:{}", std::process::id());
     let client = redis::Client::open(redis_url()).expect("a valid REDIS_URL");
