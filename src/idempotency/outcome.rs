@@ -96,26 +96,34 @@ impl StoredResponse {
 
     /// Reads what [`encode`](Self::encode) wrote; `None` if it is not that.
     pub fn decode(bytes: &[u8]) -> Option<Self> {
-        let mut buf = bytes;
+        Self::decode_shared(&Bytes::copy_from_slice(bytes))
+    }
+
+    /// [`decode`](Self::decode) of a buffer the outcome may keep: the
+    /// header values and the body are slices of it, not copies (a replay
+    /// from Redis decodes every time).
+    pub(crate) fn decode_shared(bytes: &Bytes) -> Option<Self> {
+        let mut buf = &bytes[..];
         if buf.remaining() < 2 {
             return None;
         }
         let status = StatusCode::from_u16(buf.get_u16()).ok()?;
-        let headers = get_map(&mut buf)?;
+        let headers = get_map(bytes, &mut buf)?;
         if buf.remaining() < 1 {
             return None;
         }
         let trailers = match buf.get_u8() {
             0 => None,
-            1 => Some(get_map(&mut buf)?),
+            1 => Some(get_map(bytes, &mut buf)?),
             _ => return None,
         };
-        Some(Self::new(
-            status,
-            headers,
-            Bytes::copy_from_slice(buf),
-            trailers,
-        ))
+        let body = bytes.slice_ref(buf);
+        Some(Self::new(status, headers, body, trailers))
+    }
+
+    /// Its parts, moved out: status, headers, body, trailers.
+    pub(crate) fn into_parts(self) -> (StatusCode, HeaderMap, Bytes, Option<HeaderMap>) {
+        (self.status, self.headers, self.body, self.trailers)
     }
 }
 
@@ -129,12 +137,15 @@ fn put_map(out: &mut BytesMut, map: &HeaderMap) {
     }
 }
 
-fn get_map(buf: &mut &[u8]) -> Option<HeaderMap> {
+/// A map of `put_map`'s from `buf`, a tail of `whole`: values are slices
+/// of `whole`. Sized for one more field than it holds (a replay adds
+/// `Idempotent-Replayed`).
+fn get_map(whole: &Bytes, buf: &mut &[u8]) -> Option<HeaderMap> {
     if buf.remaining() < 4 {
         return None;
     }
     let count = buf.get_u32() as usize;
-    let mut map = HeaderMap::with_capacity(count.min(64));
+    let mut map = HeaderMap::with_capacity(count.min(64) + 1);
     for _ in 0..count {
         if buf.remaining() < 2 {
             return None;
@@ -152,7 +163,7 @@ fn get_map(buf: &mut &[u8]) -> Option<HeaderMap> {
         if buf.remaining() < len {
             return None;
         }
-        let value = HeaderValue::from_bytes(&buf[..len]).ok()?;
+        let value = HeaderValue::from_maybe_shared(whole.slice_ref(&buf[..len])).ok()?;
         buf.advance(len);
         map.append(name, value);
     }

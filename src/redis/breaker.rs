@@ -49,7 +49,8 @@ impl Breaker {
 
     /// Whether checks skip Redis now.
     pub(crate) fn is_open(&self) -> bool {
-        self.is_open_at(self.now())
+        // Closed (the usual case): no clock reading on every call.
+        self.open_until.load(Ordering::Relaxed) != 0 && self.is_open_at(self.now())
     }
 
     fn is_open_at(&self, now: u64) -> bool {

@@ -36,6 +36,7 @@
 //! # let _ = layer; Ok(()) }
 //! ```
 
+use bytes::Bytes;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -210,7 +211,9 @@ fn parse_set(
     };
     match (value.first(), value.get(1..33)) {
         (Some(b'c'), Some(fp)) if fp == &fingerprint.as_bytes()[..] => {
-            StoredResponse::decode(&value[33..])
+            // The reply's buffer, kept: the replay's fields and body are
+            // slices of it.
+            StoredResponse::decode_shared(&Bytes::from(value).slice(33..))
                 .map(|stored| Some(Claim::Completed(Arc::new(stored))))
                 .ok_or_else(undecodable)
         }
