@@ -29,35 +29,33 @@ pub(crate) struct Queued<S, B> {
 
 pin_project! {
     /// Response future of [`Overload`](super::Overload).
+    ///
+    /// A struct, not an enum of states: the admitted path (every request
+    /// but the shed and queued ones) holds the inner future in place, with
+    /// no state to match, so the compiler moves it no more than the inner
+    /// service's own future (an enum cost four copies of the response per
+    /// request).
     pub struct ResponseFuture<S, ReqBody, ResBody>
     where
         S: Service<Request<ReqBody>>,
     {
+        // `Some` once admitted.
         #[pin]
-        kind: Kind<S, ReqBody, ResBody>,
+        future: Option<S::Future>,
+        permit: Option<Permit>,
+        // A rejection, or a request waiting in the queue (boxed: rare, and
+        // they must not make the admitted path larger).
+        other: Option<Box<Other<S, ReqBody, ResBody>>>,
     }
 }
 
-pin_project! {
-    #[project = KindProj]
-    enum Kind<S, ReqBody, ResBody>
-    where
-        S: Service<Request<ReqBody>>,
-    {
-        Admitted {
-            #[pin]
-            future: S::Future,
-            permit: Option<Permit>,
-        },
-        // Boxed, like the queued state: the admitted path moves the future
-        // around, and the cold variants must not make it larger.
-        Rejected {
-            response: Option<Box<Response<OverloadBody<ResBody>>>>,
-        },
-        Queued {
-            state: Option<Box<Queued<S, ReqBody>>>,
-        },
-    }
+/// The states of a request that is not (yet) admitted.
+enum Other<S, ReqBody, ResBody>
+where
+    S: Service<Request<ReqBody>>,
+{
+    Rejected(Response<OverloadBody<ResBody>>),
+    Queued(Queued<S, ReqBody>),
 }
 
 impl<S, ReqBody, ResBody> ResponseFuture<S, ReqBody, ResBody>
@@ -67,7 +65,9 @@ where
     #[inline]
     pub(crate) fn admitted(future: S::Future, permit: Option<Permit>) -> Self {
         Self {
-            kind: Kind::Admitted { future, permit },
+            future: Some(future),
+            permit,
+            other: None,
         }
     }
 
@@ -76,18 +76,17 @@ where
     #[inline(always)]
     pub(crate) fn admitted_with(call: impl FnOnce() -> S::Future, permit: Permit) -> Self {
         Self {
-            kind: Kind::Admitted {
-                future: call(),
-                permit: Some(permit),
-            },
+            future: Some(call()),
+            permit: Some(permit),
+            other: None,
         }
     }
 
     pub(crate) fn rejected(response: Response<OverloadBody<ResBody>>) -> Self {
         Self {
-            kind: Kind::Rejected {
-                response: Some(Box::new(response)),
-            },
+            future: None,
+            permit: None,
+            other: Some(Box::new(Other::Rejected(response))),
         }
     }
 
@@ -100,16 +99,16 @@ where
     ) -> Self {
         let max_wait = permit.queue_wait();
         Self {
-            kind: Kind::Queued {
-                state: Some(Box::new(Queued {
-                    deadline: Box::pin(tokio::time::sleep(max_wait)),
-                    inner,
-                    request,
-                    permit,
-                    slot,
-                    wake,
-                })),
-            },
+            future: None,
+            permit: None,
+            other: Some(Box::new(Other::Queued(Queued {
+                deadline: Box::pin(tokio::time::sleep(max_wait)),
+                inner,
+                request,
+                permit,
+                slot,
+                wake,
+            }))),
         }
     }
 }
@@ -119,10 +118,10 @@ where
     S: Service<Request<ReqBody>>,
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let kind = match &self.kind {
-            Kind::Admitted { .. } => "admitted",
-            Kind::Rejected { .. } => "rejected",
-            Kind::Queued { .. } => "queued",
+        let kind = match self.other.as_deref() {
+            None => "admitted",
+            Some(Other::Rejected(_)) => "rejected",
+            Some(Other::Queued(_)) => "queued",
         };
         f.debug_struct("ResponseFuture")
             .field("kind", &kind)
@@ -148,86 +147,59 @@ where
 
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut kind = self.project().kind;
+        let mut this = self.project();
         loop {
-            let next = match kind.as_mut().project() {
-                KindProj::Admitted { future, permit } => {
-                    return Poll::Ready(match ready!(future.poll(cx)) {
-                        Ok(response) => {
-                            if let Some(permit) = permit.as_mut() {
-                                permit.record(is_drop(response.status()));
-                            }
-                            let permit = permit.take();
-                            Ok(response.map(|body| OverloadBody::admitted(body, permit)))
-                        }
-                        Err(error) => {
-                            if let Some(mut permit) = permit.take() {
-                                permit.record(true);
-                            }
-                            Err(error)
-                        }
-                    });
+            if let Some(future) = this.future.as_mut().as_pin_mut() {
+                let output = ready!(future.poll(cx));
+                let mut permit = this.permit.take();
+                if let Some(permit) = permit.as_mut() {
+                    permit.record(output.as_ref().map_or(true, |r| is_drop(r.status())));
                 }
-                KindProj::Rejected { response } => {
-                    return Poll::Ready(Ok(*response.take().expect("polled after completion")));
+                return Poll::Ready(
+                    output
+                        .map(|response| response.map(|body| OverloadBody::admitted(body, permit))),
+                );
+            }
+            match this.other.as_deref_mut().expect("polled after completion") {
+                Other::Rejected(_) => {
+                    let Some(Other::Rejected(response)) = this.other.take().map(|b| *b) else {
+                        unreachable!("matched above");
+                    };
+                    return Poll::Ready(Ok(response));
                 }
-                KindProj::Queued { state } => {
-                    let queued = state.as_mut().expect("polled after completion");
-                    match poll_queued(queued, cx) {
-                        Some(true) => {
+                Other::Queued(queued) => {
+                    let shed_why = match poll_queued(queued, cx) {
+                        Some(true) => None,
+                        Some(false) => Some(Shed::Overloaded(queued.slot)),
+                        None if queued.deadline.as_mut().poll(cx).is_ready() => {
+                            Some(Shed::QueueTimeout(queued.slot))
+                        }
+                        None => return Poll::Pending,
+                    };
+                    let Some(Other::Queued(queued)) = this.other.take().map(|b| *b) else {
+                        unreachable!("matched above");
+                    };
+                    match shed_why {
+                        None => {
                             let Queued {
                                 mut inner,
                                 request,
                                 permit,
                                 ..
-                            } = *state.take().expect("present");
-                            Kind::Admitted {
-                                future: inner.call(request),
-                                permit: Some(permit),
-                            }
+                            } = queued;
+                            this.future.set(Some(inner.call(request)));
+                            *this.permit = Some(permit);
                         }
-                        Some(false) => {
-                            let slot = queued_slot(state);
-                            shed(state, Shed::Overloaded(slot))
+                        Some(why) => {
+                            let response = queued.permit.shared().reject(why, &queued.request);
+                            // Dropping the permit gives the key's slot back.
+                            drop(queued);
+                            return Poll::Ready(Ok(response));
                         }
-                        None if state
-                            .as_mut()
-                            .expect("present")
-                            .deadline
-                            .as_mut()
-                            .poll(cx)
-                            .is_ready() =>
-                        {
-                            let slot = queued_slot(state);
-                            shed(state, Shed::QueueTimeout(slot))
-                        }
-                        None => return Poll::Pending,
                     }
                 }
-            };
-            kind.set(next);
+            }
         }
-    }
-}
-
-fn queued_slot<S, B>(state: &Option<Box<Queued<S, B>>>) -> Slot {
-    state.as_ref().expect("present").slot
-}
-
-/// The rejection of a queued request.
-fn shed<S, ReqBody, ResBody>(
-    state: &mut Option<Box<Queued<S, ReqBody>>>,
-    why: Shed,
-) -> Kind<S, ReqBody, ResBody>
-where
-    S: Service<Request<ReqBody>>,
-{
-    let queued = state.take().expect("present");
-    let response = queued.permit.shared().reject(why, &queued.request);
-    // Dropping the permit gives the key's slot back.
-    drop(queued);
-    Kind::Rejected {
-        response: Some(Box::new(response)),
     }
 }
 

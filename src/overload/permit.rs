@@ -40,9 +40,18 @@ impl Permit {
     /// requests in flight.
     #[inline]
     pub(crate) fn holding(shared: Arc<Shared>, slot: Slot, in_flight: usize) -> Self {
-        let mut permit = Self::new(shared, None);
-        permit.hold(slot, in_flight);
-        permit
+        let adaptive = shared.global.as_ref().and_then(|g| g.adaptive.as_ref());
+        let started = adaptive.map_or(0, |a| u64::try_from(a.now().as_nanos()).unwrap_or(u64::MAX));
+        Self {
+            // Without an adaptive limit there is nothing to record: marked
+            // sampled already, `record` returns at its first check.
+            sampled: adaptive.is_none(),
+            shared,
+            slot: Some(slot),
+            key: None,
+            started,
+            in_flight: u32::try_from(in_flight).unwrap_or(u32::MAX),
+        }
     }
 
     /// Adds the global `slot`, taken with `in_flight` requests in flight.
