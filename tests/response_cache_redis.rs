@@ -45,16 +45,32 @@ fn replica_waiting(
     delay: Duration,
     lock_timeout: Duration,
 ) -> (Replica, ResponseCacheHandle) {
+    replica_with(url, prefix, calls, delay, lock_timeout, None)
+}
+
+/// [`replica_waiting`] with a memory tier of `max_memory_bytes` (and the
+/// same cap per entry): 64 keeps no entry in memory (an entry counts at
+/// least 256 bytes there), so every hit comes from Redis.
+fn replica_with(
+    url: &str,
+    prefix: &str,
+    calls: &Arc<AtomicUsize>,
+    delay: Duration,
+    lock_timeout: Duration,
+    max_memory_bytes: Option<usize>,
+) -> (Replica, ResponseCacheHandle) {
     let backend = RedisBackend::builder(url)
         .timeout(Duration::from_secs(1))
         .build()
         .unwrap();
-    let layer = ResponseCacheLayer::builder()
+    let mut builder = ResponseCacheLayer::builder()
         .redis(backend)
         .redis_key_prefix(prefix)
-        .lock_timeout(lock_timeout)
-        .build()
-        .unwrap();
+        .lock_timeout(lock_timeout);
+    if let Some(bytes) = max_memory_bytes {
+        builder = builder.max_entry_bytes(bytes).max_memory_bytes(bytes);
+    }
+    let layer = builder.build().unwrap();
     let calls = Arc::clone(calls);
     let inner = tower::service_fn(move |req: Request<Full<Bytes>>| {
         calls.fetch_add(1, Ordering::SeqCst);
@@ -109,6 +125,69 @@ async fn send(svc: &mut Replica, method: &str, uri: &str) -> (StatusCode, String
         cache_status,
         String::from_utf8(body.to_vec()).unwrap(),
     )
+}
+
+/// `Cache-Status` and `Age` of a GET of `uri`.
+async fn status_and_age(svc: &mut Replica, uri: &str) -> (String, u64) {
+    let request = Request::get(uri).body(Full::default()).unwrap();
+    let response = svc.ready().await.unwrap().call(request).await.unwrap();
+    let cache_status = response.headers()["cache-status"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let age = response
+        .headers()
+        .get("age")
+        .map_or(0, |v| v.to_str().unwrap().parse().unwrap());
+    (cache_status, age)
+}
+
+// Ages in the Redis tier count from Redis's `TIME` at the store (RFC 9111
+// §4.2.3), whichever replica stored and reads. A replica samples Redis's
+// clock with a lookup at most once a second and estimates it in between:
+// a hit's `Age` is the same with a fresh sample and with the estimate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_hits_count_their_age_from_the_store_on_another_replica() {
+    shared_redis();
+    let prefix = unique_prefix("rc-age");
+    let calls = Arc::new(AtomicUsize::new(0));
+    let (mut a, _) = replica(SHARED, &prefix, &calls, Duration::ZERO);
+    // No memory tier to speak of: every hit of `b` comes from Redis.
+    let (mut b, _) = replica_with(
+        SHARED,
+        &prefix,
+        &calls,
+        Duration::ZERO,
+        Duration::from_secs(5),
+        Some(64),
+    );
+    send(&mut a, "GET", "/aged").await;
+    let mut first = None;
+    for _ in 0..100 {
+        let (status, age) = status_and_age(&mut b, "/aged").await;
+        if status.contains("hit") {
+            first = Some(age);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let first = first.expect("the entry reached Redis");
+    assert!(first <= 1, "age {first} right after the store");
+    tokio::time::sleep(Duration::from_millis(2_100)).await;
+    // The first of these samples the clock again (its sample is over a
+    // second old), the next ones read the estimate.
+    for _ in 0..3 {
+        let (status, age) = status_and_age(&mut b, "/aged").await;
+        assert!(
+            status.contains("hit") && status.contains("redis"),
+            "{status}"
+        );
+        assert!(
+            (first + 2..=first + 3).contains(&age),
+            "age {age}, {first} about 2.1 s before"
+        );
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "one fill");
 }
 
 // One fill per key across replicas: 100 concurrent cold requests spread

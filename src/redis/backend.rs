@@ -218,7 +218,10 @@ impl RedisBackend {
 
     /// [`eval_map`](Self::eval_map) for one plain command (no script): the
     /// same timeout, breaker and failure counting.
-    #[cfg_attr(not(feature = "idempotency"), allow(dead_code))]
+    #[cfg_attr(
+        not(any(feature = "idempotency", feature = "response-cache")),
+        allow(dead_code)
+    )]
     pub(crate) fn command_map<T, U, P>(
         &self,
         cmd: redis::Cmd,

@@ -245,6 +245,8 @@ mod memory;
 mod metrics;
 #[cfg(feature = "redis")]
 mod remote;
+#[cfg(feature = "redis")]
+mod remote_clock;
 mod remote_fill;
 #[cfg(feature = "redis")]
 mod remote_step;

@@ -39,6 +39,7 @@ use xxhash_rust::xxh3::{Xxh3, xxh3_64};
 
 use super::codec;
 use super::entry::{Entry, KeyParts};
+use super::remote_clock::RemoteClock;
 use crate::redis::key::tagged_key_from_parts;
 use crate::redis::{RedisBackend, RedisFailure, Script};
 
@@ -113,6 +114,8 @@ pub(crate) struct RemoteTier {
     lease: Duration,
     pub(crate) bypassed: AtomicU64,
     subscribed: AtomicBool,
+    /// Redis's clock, for the age of what a lookup finds.
+    clock: RemoteClock,
 }
 
 impl std::fmt::Debug for RemoteTier {
@@ -141,6 +144,7 @@ impl RemoteTier {
             lease: lease.min(LEASE_TTL),
             bypassed: AtomicU64::new(0),
             subscribed: AtomicBool::new(false),
+            clock: RemoteClock::new(),
         }
     }
 
@@ -177,16 +181,26 @@ impl RemoteTier {
         // Sized up front: growing the buffers cost more than the commands.
         let mut hgetall = redis::Cmd::with_capacity(2, 7 + entry_key.len());
         hgetall.arg("HGETALL").arg(&entry_key);
-        let mut time = redis::Cmd::with_capacity(1, 4);
-        time.arg("TIME");
-        let mut pipe = redis::Pipeline::with_capacity(2);
-        pipe.add_command(hgetall).add_command(time);
-        let (flat, time): (Vec<Vec<u8>>, (i64, i64)) = self.backend.run_pipeline(pipe).await?;
+        // Redis's `TIME` rides along only when the clock's sample is over
+        // a second old (see `remote_clock`).
+        let sent = self.clock.local_ms();
+        let flat: Vec<Vec<u8>> = if self.clock.is_fresh_at(sent) {
+            self.backend.command_map(hgetall, Ok)?.await?
+        } else {
+            let mut time = redis::Cmd::with_capacity(1, 4);
+            time.arg("TIME");
+            let mut pipe = redis::Pipeline::with_capacity(2);
+            pipe.add_command(hgetall).add_command(time);
+            let (flat, time): (Vec<Vec<u8>>, (i64, i64)) = self.backend.run_pipeline(pipe).await?;
+            self.clock.sample(time.0 * 1000 + time.1 / 1000, sent);
+            flat
+        };
         if !flat.is_empty() {
-            return Ok(Found::Variants(variants(
-                flat,
-                time.0 * 1000 + time.1 / 1000,
-            )));
+            let now = self
+                .clock
+                .redis_ms_at(self.clock.local_ms())
+                .expect("sampled by this lookup or a fresh one before");
+            return Ok(Found::Variants(variants(flat, now)));
         }
         let token = rand_token();
         let call = self
@@ -194,7 +208,9 @@ impl RemoteTier {
             .call(&[&entry_key, &self.key("l", id)])
             .arg(token)
             .arg(self.lease.as_millis() as u64);
+        let sent = self.clock.local_ms();
         let (lease, now, flat): (i64, i64, Vec<Vec<u8>>) = self.backend.run(call).await?;
+        self.clock.sample(now, sent);
         if flat.is_empty() {
             return Ok(if lease == 1 {
                 Found::Lease(token)
