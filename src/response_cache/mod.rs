@@ -82,7 +82,8 @@
 //!   when the holder dies mid-fill its lease runs out within a second and
 //!   the next one polling fills;
 //! * entries expire in Redis after their lifetime plus stale windows; ages
-//!   use Redis's clock (`TIME`), the same on every replica;
+//!   use Redis's clock (`TIME`), the same on every replica (each replica
+//!   estimates it from a `TIME` reply at most a second old);
 //! * invalidation reaches every replica: a purge (an unsafe method, a
 //!   `Cache-Group-Invalidation`, [`ResponseCacheHandle`]) deletes the
 //!   group's entries in Redis and publishes the group on a pub/sub channel

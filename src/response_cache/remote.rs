@@ -8,9 +8,11 @@
 //!   URIs included). All share the hash tag `{rc}`, so the scripts run on
 //!   one Cluster node: a cache of hot responses, not a sharded store.
 //! * Time is Redis's (`TIME`): an entry's age is the same on every replica.
-//! * A lookup is one round trip of plain commands, `HGETALL` of the
-//!   variants and `TIME` (a hit costs Redis about what a `GET` of the entry
-//!   does, no script). Only when there are no variants does a script take
+//!   A replica estimates Redis's clock from a `TIME` reply at most a second
+//!   old (`remote_clock`).
+//! * A lookup is one round trip of plain commands: `HGETALL` of the
+//!   variants, with `TIME` when the clock's sample is over a second old (a
+//!   hit costs Redis about what a `GET` of the entry does, no script). Only when there are no variants does a script take
 //!   the lease (`SET NX PX`, reading the variants again: they may have
 //!   arrived meanwhile). The replica that gets the lease fills the key and
 //!   releases it when storing; the others poll the key every 25 ms until
