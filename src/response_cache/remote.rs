@@ -13,8 +13,8 @@
 //! * A lookup is one round trip of plain commands: `HGETALL` of the
 //!   variants, with `TIME` when the clock's sample is over a second old (a
 //!   hit costs Redis about what a `GET` of the entry does, no script).
-//!   Only when there are no variants does a script take the lease (`SET NX PX`, reading the variants again: they may have
-//!   arrived meanwhile). The replica that gets the lease fills the key and
+//!   Only when there are no variants does a script take the lease (`SET
+//!   NX PX`, reading the variants again: they may have arrived meanwhile). The replica that gets the lease fills the key and
 //!   releases it when storing; the others poll the key every 25 ms until
 //!   the entry arrives or `lock_timeout` passes (then they fill too). The
 //!   lease lives 1 s (or `lock_timeout`, if shorter) and its holder renews
