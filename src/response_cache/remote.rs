@@ -11,17 +11,18 @@
 //!   A replica estimates Redis's clock from a `TIME` reply at most a second
 //!   old (`remote_clock`).
 //! * A lookup is one round trip of plain commands: `HGETALL` of the
-//!   variants, with `TIME` when the clock's sample is over a second old (a
-//!   hit costs Redis about what a `GET` of the entry does, no script).
+//!   variants, with `TIME` when the clock's sample is over a second old
+//!   (a hit costs Redis about what a `GET` of the entry does, no script).
 //!   Only when there are no variants does a script take the lease (`SET
-//!   NX PX`, reading the variants again: they may have arrived meanwhile). The replica that gets the lease fills the key and
+//!   NX PX`, reading the variants again: they may have arrived
+//!   meanwhile). The replica that gets the lease fills the key and
 //!   releases it when storing; the others poll the key every 25 ms until
 //!   the entry arrives or `lock_timeout` passes (then they fill too). The
-//!   lease lives 1 s (or `lock_timeout`, if shorter) and its holder renews
-//!   it every third of that while the fill runs: when a replica dies
-//!   mid-fill, its lease expires within a second and the next replica
-//!   polling takes it over and fills, rather than every reader of the key
-//!   waiting out `lock_timeout`.
+//!   lease lives 1 s (or `lock_timeout`, if shorter) and its holder
+//!   renews it every third of that while the fill runs: when a replica
+//!   dies mid-fill, its lease expires within a second and the next
+//!   replica polling takes it over and fills, rather than every reader of
+//!   the key waiting out `lock_timeout`.
 //! * A purge deletes the group's entries in Redis and `PUBLISH`es the
 //!   group's name on `<prefix>:rc:purge`; every replica subscribes and
 //!   purges its memory tier (and clears it whenever it (re)subscribes:
