@@ -48,14 +48,15 @@ impl RemoteClock {
     /// Whether a sample younger than [`SAMPLE_EVERY`] is at hand at
     /// `local_ms`.
     pub(crate) fn is_fresh_at(&self, local_ms: i64) -> bool {
-        let sampled = self.sampled_ms.load(Ordering::Relaxed);
+        let sampled = self.sampled_ms.load(Ordering::Acquire);
         sampled != NONE && local_ms.saturating_sub(sampled) < SAMPLE_EVERY.as_millis() as i64
     }
 
     /// Redis's time (ms since the epoch) at `local_ms`, from the last
     /// sample (which may be older than [`SAMPLE_EVERY`]; `None`: none yet).
     pub(crate) fn redis_ms_at(&self, local_ms: i64) -> Option<i64> {
-        if self.sampled_ms.load(Ordering::Relaxed) == NONE {
+        // Acquire: the offset stored before the first sample is seen.
+        if self.sampled_ms.load(Ordering::Acquire) == NONE {
             return None;
         }
         Some(local_ms.saturating_add(self.offset_ms.load(Ordering::Relaxed)))
@@ -63,12 +64,13 @@ impl RemoteClock {
 
     /// Records Redis's `redis_ms` from a request sent at `sent_local_ms`.
     pub(crate) fn sample(&self, redis_ms: i64, sent_local_ms: i64) {
-        // The offset before the sample time: a reader that sees the new
-        // sample time with the old offset is off by a drift of one second
-        // at most, which whole-second ages do not show.
+        // The offset before the sample time (Release: a reader that sees
+        // the first sample sees its offset). A reader that sees a newer
+        // sample time with an older offset is off by a second's drift at
+        // most, which whole-second ages do not show.
         self.offset_ms
             .store(redis_ms.saturating_sub(sent_local_ms), Ordering::Relaxed);
-        self.sampled_ms.store(sent_local_ms, Ordering::Relaxed);
+        self.sampled_ms.store(sent_local_ms, Ordering::Release);
     }
 }
 
