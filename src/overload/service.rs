@@ -249,10 +249,27 @@ where
         self.inner.poll_ready(cx)
     }
 
+    #[inline]
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         if let Some(permit) = self.shared.admit_fast(request.uri().path()) {
             return ResponseFuture::admitted_with(|| self.inner.call(request), permit);
         }
+        self.call_with_admission(request)
+    }
+}
+
+impl<S> Overload<S> {
+    /// `call` of a request the fast path did not admit: the full
+    /// admission (exemptions, keys, partitions), sheds and the queue. Kept
+    /// out of line, so the fast path stays small enough to inline.
+    #[inline(never)]
+    fn call_with_admission<ReqBody, ResBody>(
+        &mut self,
+        request: Request<ReqBody>,
+    ) -> ResponseFuture<S, ReqBody, ResBody>
+    where
+        S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
+    {
         let admission = {
             let info = RequestInfo::new(
                 request.method(),
