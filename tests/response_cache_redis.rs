@@ -16,7 +16,7 @@ use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use tower::{Layer, Service, ServiceExt};
 use tower_edge::redis::RedisBackend;
-use tower_edge::response_cache::{ResponseCacheHandle, ResponseCacheLayer};
+use tower_edge::response_cache::{CacheBody, ResponseCacheHandle, ResponseCacheLayer};
 
 mod support;
 use support::redis::{OwnRedis, SHARED, keys_eventually, lease_left, shared_redis, unique_prefix};
@@ -107,18 +107,27 @@ fn replica_with(
     )
 }
 
-async fn send(svc: &mut Replica, method: &str, uri: &str) -> (StatusCode, String, String) {
+/// The response to `method uri`.
+async fn call(svc: &mut Replica, method: &str, uri: &str) -> Response<CacheBody<Full<Bytes>>> {
     let request = Request::builder()
         .method(method)
         .uri(uri)
         .body(Full::default())
         .unwrap();
-    let response = svc.ready().await.unwrap().call(request).await.unwrap();
-    let status = response.status();
-    let cache_status = response.headers()["cache-status"]
+    svc.ready().await.unwrap().call(request).await.unwrap()
+}
+
+fn cache_status<B>(response: &Response<B>) -> String {
+    response.headers()["cache-status"]
         .to_str()
         .unwrap()
-        .to_owned();
+        .to_owned()
+}
+
+async fn send(svc: &mut Replica, method: &str, uri: &str) -> (StatusCode, String, String) {
+    let response = call(svc, method, uri).await;
+    let status = response.status();
+    let cache_status = cache_status(&response);
     let body = response.into_body().collect().await.unwrap().to_bytes();
     (
         status,
@@ -129,17 +138,12 @@ async fn send(svc: &mut Replica, method: &str, uri: &str) -> (StatusCode, String
 
 /// `Cache-Status` and `Age` of a GET of `uri`.
 async fn status_and_age(svc: &mut Replica, uri: &str) -> (String, u64) {
-    let request = Request::get(uri).body(Full::default()).unwrap();
-    let response = svc.ready().await.unwrap().call(request).await.unwrap();
-    let cache_status = response.headers()["cache-status"]
-        .to_str()
-        .unwrap()
-        .to_owned();
+    let response = call(svc, "GET", uri).await;
     let age = response
         .headers()
         .get("age")
         .map_or(0, |v| v.to_str().unwrap().parse().unwrap());
-    (cache_status, age)
+    (cache_status(&response), age)
 }
 
 // Ages in the Redis tier count from Redis's `TIME` at the store (RFC 9111

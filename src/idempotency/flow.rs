@@ -13,7 +13,6 @@ use http_body_util::BodyExt;
 use tower_service::Service;
 
 use super::body::{IdempotencyBody, RequestBody};
-use super::fingerprint::Fingerprint;
 use super::key::{IdempotencyKey, InvalidKey};
 use super::outcome::StoredResponse;
 use super::scope::{Scope, StoreKey};
@@ -309,65 +308,19 @@ where
                     return Ok(answer(&config, Answer::StoreUnavailable, grpc));
                 }
                 let request = Request::from_parts(parts, RequestBody::buffered(bytes, trailers));
-                // Boxed, like `execute`: the claim's future holds no
-                // handler future.
-                let mut response = Box::pin(inner.call(request))
-                    .await?
-                    .map(IdempotencyBody::inner);
+                let mut response = inner.call(request).await?.map(IdempotencyBody::inner);
                 observe(&mut response, Reason::StoreUnavailable);
                 return Ok(response);
             }
         }
     };
-    let request = Request::from_parts(parts, RequestBody::buffered(bytes, trailers));
-    let claimed = Claimed {
-        store_key,
-        fingerprint,
-        token,
-        took_over,
-    };
-    // The handler's part, boxed: a replay (most requests that reach a key
-    // twice) then carries a future of the claim's size only, under 1 KiB
-    // (glibc's malloc sorts its free lists on every allocation of 1 KiB or
-    // more: 1.5 % of a replay's CPU at 16 in flight), and no copy of the
-    // handler's state is made for it.
-    Box::pin(execute(config, inner, request, claimed, grpc)).await
-}
-
-/// What the claim left the request that runs the handler.
-struct Claimed {
-    store_key: StoreKey,
-    fingerprint: Fingerprint,
-    token: FencingToken,
-    took_over: bool,
-}
-
-/// Runs the handler for a claimed key, then stores its outcome (or frees
-/// the key).
-async fn execute<S, ReqBody, ResBody>(
-    config: Arc<Config>,
-    mut inner: S,
-    request: Request<RequestBody<ReqBody>>,
-    claimed: Claimed,
-    grpc: Option<HeaderValue>,
-) -> Result<Response<IdempotencyBody<ResBody>>, S::Error>
-where
-    S: Service<Request<RequestBody<ReqBody>>, Response = Response<ResBody>>,
-    ReqBody: Body<Data = Bytes>,
-    ResBody: Body<Data = Bytes>,
-{
-    let Claimed {
-        store_key,
-        fingerprint,
-        token,
-        took_over,
-    } = claimed;
     let mut release = Release {
         store: Arc::clone(&config.store),
         key: store_key,
         token,
         armed: true,
     };
+    let request = Request::from_parts(parts, RequestBody::buffered(bytes, trailers));
     // An error drops `release`, armed: the key is freed.
     let response = inner.call(request).await?;
     let (head, body) = response.into_parts();

@@ -32,9 +32,8 @@ pin_project! {
     ///
     /// A struct, not an enum of states: the admitted path (every request
     /// but the shed and queued ones) holds the inner future in place, with
-    /// no state to match, so the compiler moves it no more than the inner
-    /// service's own future (an enum cost four copies of the response per
-    /// request).
+    /// no state to match (an enum of states cost one more copy of the
+    /// response per request).
     pub struct ResponseFuture<S, ReqBody, ResBody>
     where
         S: Service<Request<ReqBody>>,
@@ -67,17 +66,6 @@ where
         Self {
             future: Some(future),
             permit,
-            other: None,
-        }
-    }
-
-    /// The admitted state, the inner future made in place (one move of it
-    /// less than [`admitted`](Self::admitted) on the hot path).
-    #[inline(always)]
-    pub(crate) fn admitted_with(call: impl FnOnce() -> S::Future, permit: Permit) -> Self {
-        Self {
-            future: Some(call()),
-            permit: Some(permit),
             other: None,
         }
     }

@@ -37,19 +37,17 @@ impl Permit {
     }
 
     /// A permit holding the global `slot` only, taken with `in_flight`
-    /// requests in flight.
+    /// requests in flight (what [`new`](Self::new) then
+    /// [`hold`](Self::hold) make, in one go for the fast path).
     #[inline]
     pub(crate) fn holding(shared: Arc<Shared>, slot: Slot, in_flight: usize) -> Self {
-        let adaptive = shared.global.as_ref().and_then(|g| g.adaptive.as_ref());
-        let started = adaptive.map_or(0, |a| u64::try_from(a.now().as_nanos()).unwrap_or(u64::MAX));
+        let started = adaptive_start(&shared);
         Self {
-            // Without an adaptive limit there is nothing to record: marked
-            // sampled already, `record` returns at its first check.
-            sampled: adaptive.is_none(),
+            sampled: started.is_none(),
             shared,
             slot: Some(slot),
             key: None,
-            started,
+            started: started.unwrap_or(0),
             in_flight: u32::try_from(in_flight).unwrap_or(u32::MAX),
         }
     }
@@ -59,13 +57,9 @@ impl Permit {
     pub(crate) fn hold(&mut self, slot: Slot, in_flight: usize) {
         self.slot = Some(slot);
         self.in_flight = u32::try_from(in_flight).unwrap_or(u32::MAX);
-        if let Some(adaptive) = self
-            .shared
-            .global
-            .as_ref()
-            .and_then(|g| g.adaptive.as_ref())
-        {
-            self.started = u64::try_from(adaptive.now().as_nanos()).unwrap_or(u64::MAX);
+        match adaptive_start(&self.shared) {
+            Some(started) => self.started = started,
+            None => self.sampled = true,
         }
     }
 
@@ -87,6 +81,15 @@ impl Permit {
             );
         }
     }
+}
+
+/// The clock reading an adaptive limit measures a request's latency from
+/// (nanoseconds); `None` without an adaptive limit: nothing to record, the
+/// permit is born sampled (`record` returns at its first check).
+#[inline]
+fn adaptive_start(shared: &Shared) -> Option<u64> {
+    let adaptive = shared.global.as_ref()?.adaptive.as_ref()?;
+    Some(u64::try_from(adaptive.now().as_nanos()).unwrap_or(u64::MAX))
 }
 
 impl Drop for Permit {

@@ -100,7 +100,7 @@ pub(crate) enum Admission {
 
 impl Shared {
     /// Whether a path is one of the exempt ones: most requests are told
-    /// apart by their length alone.
+    /// apart by their bit alone (see `path_bit`).
     #[inline]
     fn is_exempt_path(&self, path: &str) -> bool {
         self.exempt_bits & path_bit(path) != 0 && self.exempt_paths.iter().any(|p| **p == *path)
@@ -252,7 +252,7 @@ where
     #[inline]
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         if let Some(permit) = self.shared.admit_fast(request.uri().path()) {
-            return ResponseFuture::admitted_with(|| self.inner.call(request), permit);
+            return ResponseFuture::admitted(self.inner.call(request), Some(permit));
         }
         self.call_with_admission(request)
     }

@@ -62,10 +62,14 @@ impl Conn {
 /// needs no script).
 enum Call {
     Script(ScriptCall),
-    /// Idempotency's claim (`SET NX GET`).
-    #[cfg_attr(not(feature = "idempotency"), allow(dead_code))]
+    /// Idempotency's claim (`SET NX GET`), the response cache's lookup
+    /// (`HGETALL`).
+    #[cfg_attr(
+        not(any(feature = "idempotency", feature = "response-cache")),
+        allow(dead_code)
+    )]
     Command(redis::Cmd),
-    /// The response cache's lookup (`HGETALL` + `TIME`).
+    /// The response cache's lookup with Redis's clock (`HGETALL` + `TIME`).
     #[cfg_attr(not(feature = "response-cache"), allow(dead_code))]
     Pipeline(redis::Pipeline),
 }

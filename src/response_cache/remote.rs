@@ -187,22 +187,24 @@ impl RemoteTier {
         // Redis's `TIME` rides along only when the clock's sample is over
         // a second old (see `remote_clock`).
         let sent = self.clock.local_ms();
-        let flat: Vec<Vec<u8>> = if self.clock.is_fresh_at(sent) {
-            self.backend.command_map(hgetall, Ok)?.await?
-        } else {
-            let mut time = redis::Cmd::with_capacity(1, 4);
-            time.arg("TIME");
-            let mut pipe = redis::Pipeline::with_capacity(2);
-            pipe.add_command(hgetall).add_command(time);
-            let (flat, time): (Vec<Vec<u8>>, (i64, i64)) = self.backend.run_pipeline(pipe).await?;
-            self.clock.sample(time.0 * 1000 + time.1 / 1000, sent);
-            flat
+        let (flat, now): (Vec<Vec<u8>>, i64) = match self.clock.fresh_offset_at(sent) {
+            Some(offset) => {
+                let flat = self.backend.command_map(hgetall, Ok)?.await?;
+                (flat, self.clock.local_ms().saturating_add(offset))
+            }
+            None => {
+                let mut time = redis::Cmd::with_capacity(1, 4);
+                time.arg("TIME");
+                let mut pipe = redis::Pipeline::with_capacity(2);
+                pipe.add_command(hgetall).add_command(time);
+                let (flat, time): (Vec<Vec<u8>>, (i64, i64)) =
+                    self.backend.run_pipeline(pipe).await?;
+                let now = time.0 * 1000 + time.1 / 1000;
+                self.clock.sample(now, sent);
+                (flat, now)
+            }
         };
         if !flat.is_empty() {
-            let now = self
-                .clock
-                .redis_ms_at(self.clock.local_ms())
-                .expect("sampled by this lookup or a fresh one before");
             return Ok(Found::Variants(variants(flat, now)));
         }
         let token = rand_token();

@@ -45,21 +45,15 @@ impl RemoteClock {
         i64::try_from(self.origin.elapsed().as_millis()).unwrap_or(i64::MAX)
     }
 
-    /// Whether a sample younger than [`SAMPLE_EVERY`] is at hand at
-    /// `local_ms`.
-    pub(crate) fn is_fresh_at(&self, local_ms: i64) -> bool {
-        let sampled = self.sampled_ms.load(Ordering::Acquire);
-        sampled != NONE && local_ms.saturating_sub(sampled) < SAMPLE_EVERY.as_millis() as i64
-    }
-
-    /// Redis's time (ms since the epoch) at `local_ms`, from the last
-    /// sample (which may be older than [`SAMPLE_EVERY`]; `None`: none yet).
-    pub(crate) fn redis_ms_at(&self, local_ms: i64) -> Option<i64> {
+    /// The offset to add to this process's clock (ms) for Redis's, when
+    /// a sample younger than [`SAMPLE_EVERY`] is at hand at `local_ms`;
+    /// `None`: ask Redis for `TIME`.
+    pub(crate) fn fresh_offset_at(&self, local_ms: i64) -> Option<i64> {
         // Acquire: the offset stored before the first sample is seen.
-        if self.sampled_ms.load(Ordering::Acquire) == NONE {
-            return None;
-        }
-        Some(local_ms.saturating_add(self.offset_ms.load(Ordering::Relaxed)))
+        let sampled = self.sampled_ms.load(Ordering::Acquire);
+        let fresh =
+            sampled != NONE && local_ms.saturating_sub(sampled) < SAMPLE_EVERY.as_millis() as i64;
+        fresh.then(|| self.offset_ms.load(Ordering::Relaxed))
     }
 
     /// Records Redis's `redis_ms` from a request sent at `sent_local_ms`.
@@ -81,19 +75,21 @@ mod tests {
     #[test]
     fn estimates_redis_time_from_a_sample() {
         let clock = RemoteClock::new();
-        assert!(!clock.is_fresh_at(0));
-        assert_eq!(clock.redis_ms_at(0), None);
+        assert_eq!(clock.fresh_offset_at(0), None);
         // Redis said 1 700 000 000 000 for a request sent at local 500.
         clock.sample(1_700_000_000_000, 500);
-        assert!(clock.is_fresh_at(500));
-        assert!(clock.is_fresh_at(1_499));
-        assert_eq!(clock.redis_ms_at(800), Some(1_700_000_000_300));
-        // A second later the sample is stale: the next lookup asks again,
-        // but the estimate still answers meanwhile.
-        assert!(!clock.is_fresh_at(1_500));
-        assert_eq!(clock.redis_ms_at(2_500), Some(1_700_000_002_000));
+        assert_eq!(clock.fresh_offset_at(500), Some(1_699_999_999_500));
+        assert_eq!(
+            clock.fresh_offset_at(1_499).map(|offset| 800 + offset),
+            Some(1_700_000_000_300)
+        );
+        // A second later the sample is stale: the next lookup asks again.
+        assert_eq!(clock.fresh_offset_at(1_500), None);
         clock.sample(1_700_000_002_100, 2_500);
-        assert_eq!(clock.redis_ms_at(2_600), Some(1_700_000_002_200));
+        assert_eq!(
+            clock.fresh_offset_at(2_600).map(|offset| 2_600 + offset),
+            Some(1_700_000_002_200)
+        );
     }
 
     #[test]

@@ -36,10 +36,11 @@
 //! # let _ = layer; Ok(()) }
 //! ```
 
-use bytes::Bytes;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
+
+use bytes::Bytes;
 
 use super::fingerprint::Fingerprint;
 use super::outcome::StoredResponse;
