@@ -470,7 +470,9 @@ async fn two_replicas_on_one_redis_share_the_quota() {
     use tower_edge::rate_limit::redis::{RedisFallback, RedisStore};
 
     let store = RedisStore::builder("redis://127.0.0.1:6379")
-        .key_prefix(format!("example-axum-test:{}", std::process::id()))
+        // A prefix no other run used: a pid alone repeats across CI
+        // containers, and the store keeps an hour's quota.
+        .key_prefix(support::redis::unique_prefix("example-axum-quota"))
         .timeout(Duration::from_secs(2))
         .fallback(RedisFallback::Error)
         .build()
@@ -788,12 +790,8 @@ async fn a_retry_on_another_replica_replays_the_order_from_redis() {
     let token = common::dev_token(&config);
     // A key no other run used (the example's prefix is fixed).
     let key = format!(
-        "\"redis-{}-{}\"",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
+        "\"{}\"",
+        support::redis::unique_prefix("example-axum-order")
     );
     let post = |addr| {
         call("POST", "/orders")
