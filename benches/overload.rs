@@ -4,11 +4,18 @@
 //! taken in `poll_ready`). Every request is admitted: the limit is never
 //! reached, so this is the price every request pays.
 //!
+//! `floor_body_end_guard` is the least a layer meeting the issue's
+//! requirements pays (see `overload_floor/mod.rs`): admission in `call`, a
+//! guard held until the body ends.
+//!
 //! `cargo bench --features overload --bench overload`; instruction counts:
 //! `bash benches/icount.sh overload overload/bare/admitted
-//! overload/tower_concurrency_limit/admitted overload/tower_edge/admitted`.
+//! overload/tower_concurrency_limit/admitted
+//! overload/floor_body_end_guard/admitted overload/tower_edge/admitted`.
 
 mod common;
+#[path = "overload_floor/mod.rs"]
+mod floor;
 
 use bytes::Bytes;
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
@@ -35,6 +42,17 @@ fn overload(c: &mut Criterion) {
         &runtime,
         id("tower_concurrency_limit"),
         ConcurrencyLimitLayer::new(LIMIT).layer(handler()),
+        request,
+        &check,
+    );
+    common::bench_service(
+        &mut group,
+        &runtime,
+        id("floor_body_end_guard"),
+        floor::Floor {
+            inner: handler(),
+            in_flight: Default::default(),
+        },
         request,
         &check,
     );
