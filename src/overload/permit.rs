@@ -93,6 +93,7 @@ fn adaptive_start(shared: &Shared) -> Option<u64> {
 }
 
 impl Drop for Permit {
+    #[inline]
     fn drop(&mut self) {
         // A request dropped before its response head (the client left, a
         // timeout outside fired) still says its latency was at least this.
