@@ -35,9 +35,13 @@ trap cleanup EXIT
 
 executable() { sed -n 's/.*Executable .*(\(.*\)).*/\1/p' | tail -1; }
 echo "building (release): the example without and with the overload feature, the probe"
-cargo build --release --example axum 2>/dev/null
+# Explicit features: `overload` is a default feature, and so is
+# `response-cache`, which would answer `/products` from memory and never
+# reach the slow origin. Both builds leave the response cache out.
+base="jwt-auth,rate-limit,cache-headers,correlation-id,idempotency"
+cargo build --release --example axum --no-default-features --features "$base" 2>/dev/null
 cp "${CARGO_TARGET_DIR:-target}/release/examples/axum" "$work/axum-without"
-cargo build --release --example axum --features overload 2>/dev/null
+cargo build --release --example axum --no-default-features --features "$base,overload" 2>/dev/null
 cp "${CARGO_TARGET_DIR:-target}/release/examples/axum" "$work/axum-with"
 probe="$(cargo bench --bench overload_probe --no-run 2>&1 | executable)"
 
@@ -56,7 +60,16 @@ run() {
     echo "== ${label}: origin ${delay} ms x ${capacity} at once (at most $((capacity * 1000 / delay)) req/s), ${clients} clients, ${duration} s"
     wrk -t 2 -c "$clients" -d "${duration}s" --latency "$url" |
         grep -E 'Latency|50%|99%|requests in|Requests/sec|Non-2xx' || true
-    OVERLOAD_PROBE_URL="$url" CONCURRENCY="$clients" DURATION_S="$duration" "$probe"
+    OVERLOAD_PROBE_URL="$url" CONCURRENCY="$clients" DURATION_S="$duration" "$probe" |
+        tee "$work/probe.out"
+    # A goodput above the origin's capacity means something else answered
+    # (a cache, a route without the delay): the run measures nothing.
+    local goodput
+    goodput="$(sed -n 's/.*goodput \([0-9.]*\) req\/s.*/\1/p' "$work/probe.out")"
+    if [ -n "$goodput" ] && awk -v g="$goodput" -v c="$((capacity * 1000 / delay))" 'BEGIN { exit !(g > 1.5 * c) }'; then
+        echo "FATAL: goodput ${goodput} req/s is over the origin's capacity: the requests did not reach the slow origin" >&2
+        exit 1
+    fi
     kill "$server"
     wait "$server" 2>/dev/null || true
     server=""

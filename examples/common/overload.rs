@@ -13,8 +13,10 @@
 //!   client cannot take the whole global limit.
 //!
 //! To watch it by hand, make every handler slow and the limit small:
-//! `ORIGIN_DELAY_MS=200 ORIGIN_CAPACITY=8 MAX_IN_FLIGHT=8 MAX_IN_FLIGHT_PER_CLIENT=8 RATE_LIMIT="100000/s burst 100000" cargo run --example axum --features overload`,
-//! then `wrk -c 64 -d 5s http://127.0.0.1:3000/products`: about
+//! `ORIGIN_DELAY_MS=200 ORIGIN_CAPACITY=8 MAX_IN_FLIGHT=8 MAX_IN_FLIGHT_PER_CLIENT=8 RATE_LIMIT="100000/s burst 100000" cargo run --release --example axum --no-default-features --features jwt-auth,rate-limit,cache-headers,correlation-id,idempotency,overload`
+//! (without the default `response-cache`, which would answer `/products`
+//! from memory after the first request), then
+//! `wrk -c 64 -d 5s http://127.0.0.1:3000/products`: about
 //! 8 / 0.2 s = 40 requests per second succeed in about 200 ms, the rest
 //! get 503 at once (`benches/overload.sh` measures exactly this).
 
