@@ -129,6 +129,8 @@ pub mod body;
 mod body_end;
 pub mod config;
 pub mod decision;
+#[cfg(any(feature = "idempotency", feature = "response-cache"))]
+mod header_map;
 #[cfg(any(feature = "cache-headers", feature = "idempotency"))]
 mod hex;
 pub(crate) mod principal;

@@ -20,6 +20,7 @@ use super::state::Config;
 use super::store::{Claim, Completion, FencingToken, IdempotencyStore, StoreError};
 use super::{IDEMPOTENT_REPLAYED, InFlight, OnStoreError};
 use crate::decision::{Decision, EdgeLayer, Reason};
+use crate::header_map::copy_with_room;
 use crate::rejection::{GrpcCode, Problem};
 
 /// What the layer answers itself.
@@ -94,18 +95,12 @@ fn replay<B: Body>(stored: Arc<StoredResponse>) -> Response<IdempotencyBody<B>> 
     // map with room for the marker.
     let (status, mut headers, body, trailers) = match Arc::try_unwrap(stored) {
         Ok(owned) => owned.into_parts(),
-        Err(shared) => {
-            let mut headers = HeaderMap::with_capacity(shared.headers().len() + 1);
-            for (name, value) in shared.headers() {
-                headers.append(name.clone(), value.clone());
-            }
-            (
-                shared.status(),
-                headers,
-                shared.body().clone(),
-                shared.trailers().cloned(),
-            )
-        }
+        Err(shared) => (
+            shared.status(),
+            copy_with_room(shared.headers(), 1),
+            shared.body().clone(),
+            shared.trailers().cloned(),
+        ),
     };
     headers.insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
     let mut response = Response::new(IdempotencyBody::full(body, trailers));

@@ -27,6 +27,7 @@ use super::remote_fill::RemoteFill;
 use super::status::{CACHE_STATUS, Fwd, Status};
 use crate::cache_headers::{ETag, Evaluation, HttpDate, Preconditions, Representation};
 use crate::decision::{Decision, EdgeLayer, Reason};
+use crate::header_map::copy_with_room;
 
 /// What a forwarded request may do to the cache once answered.
 #[derive(Debug)]
@@ -103,12 +104,8 @@ pub(crate) fn from_entry<B>(
     });
     let age_secs = age.as_secs();
     let render = || {
-        // Sized for `Age` and `Cache-Status` up front: growing a clone of
-        // the stored map cost more than filling a sized one.
-        let mut headers = HeaderMap::with_capacity(entry.headers.len() + 2);
-        for (name, value) in &entry.headers {
-            headers.append(name.clone(), value.clone());
-        }
+        // Room for `Age` and `Cache-Status`.
+        let mut headers = copy_with_room(&entry.headers, 2);
         // RFC 9111 §5.1: whole seconds.
         headers.insert(AGE, HeaderValue::from(age_secs));
         add_status(config, &mut headers, status);
